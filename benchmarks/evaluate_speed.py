@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from morph import benchmarks, config  # noqa: E402
+from morph import config, eval_data  # noqa: E402
 
 
 def bpe_tokenizer(vocab_size: int):
@@ -31,7 +31,7 @@ def bpe_tokenizer(vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = benchmarks.load_split("boolq/none")["validation"]["passage"]
+    texts = eval_data.load_split("boolq/none")["validation"]["passage"]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

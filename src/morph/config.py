@@ -28,6 +28,13 @@ def _tokenizer_rule(value: str) -> str | None:
     return None
 
 
+def _task_rule(value: str) -> str | None:
+    from .eval_data import task_folders
+
+    known = task_folders()
+    return None if value in known else f"is not a known task; known tasks: {', '.join(sorted(known))}"
+
+
 def _positive(kind=int, default=None, **kw):
     return Field(kind, default=default, min=1 if kind is int else 0.0, **kw)
 
@@ -143,10 +150,11 @@ SCHEMA = Section(
         ),
         "evaluate": Section(
             {
-                "tasks": ListOf(Field(str), default=["arc_easy", "arc_challenge", "boolq", "copa", "hellaswag",
+                "tasks": ListOf(Field(str, check=_task_rule), default=["arc_easy", "arc_challenge", "boolq", "copa", "hellaswag",
                                                      "piqa", "winogrande", "sciq", "openbookqa"], min_len=1),
                 "limit": Field(int, nullable=True, min=1),
                 "batch_size": _positive(int, default=16),
+                "threads": _positive(int, default=1),
             }
         ),
     }

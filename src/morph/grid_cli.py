@@ -23,9 +23,9 @@ def run(args):
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{'run':<18}{'params':>12}{'tokens':>14}{'R':>8}")
+    print(f"{'run':<18}{'params':>16}{'tokens':>18}{'R':>8}")
     for r in out["runs"] + [out["baseline"]]:
-        print(f"{r['run_id']:<18}{r['params']:>12,}{r['tokens']:>14,}{r['aspect_ratio']:>8.1f}")
+        print(f"{r['run_id']:<18}{r['params']:>16,}{r['tokens']:>18,}{r['aspect_ratio']:>8.1f}")
     print(f"latency shapes: {', '.join(out['latency_shapes'])}")
     print(f"target slots: {', '.join(out['target_slots'])}; sample target: {out['sample_token_target']:,} tokens")
     return 0

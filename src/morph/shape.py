@@ -100,6 +100,11 @@ class Shape:
             pad_token_id=eos_token_id,
         )
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "Shape":
+        """Rebuild a Shape from to_dict() output (derived keys are ignored)."""
+        return cls(**{f: d[f] for f in cls.__dataclass_fields__})
+
     def to_dict(self) -> dict:
         return asdict(self) | {
             "params": self.params(),

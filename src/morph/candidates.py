@@ -1,0 +1,66 @@
+"""List the candidate shapes near the parameter target N_C, each with its latency (measured or predicted)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from . import config, grid
+from .errors import MorphError
+from .io import provenance, read_json, write_json
+from .shape import Shape
+
+
+def add_arguments(p):
+    p.add_argument("--params", default="params.yaml", help="experiment file (default: params.yaml)")
+    p.add_argument("--latency", default="results/latency.csv", help="measured latencies (latency-collect)")
+    p.add_argument("--latency-model", default="results/latency_model.json", help="fitted latency model")
+    p.add_argument("--out", default="results/candidates.json")
+
+
+def paper_setting_latency(latency_csv: Path, backend: str) -> dict[str, dict]:
+    """shape_id -> {median, p10, p90} of the paper's setting (batch 1, full generate) for one backend."""
+    if not latency_csv.exists():
+        raise MorphError(f"{latency_csv}: missing latency table (run `morph latency-collect`)")
+    found = {}
+    with open(latency_csv) as f:
+        for row in csv.DictReader(f):
+            if row["backend"] == backend and row["setting"] == "generate" and int(row["batch_size"]) == 1:
+                found[row["shape_id"]] = {k: float(row[k]) for k in ("median_s", "p10_s", "p90_s")}
+    return found
+
+
+def describe(shape: Shape, cfg: dict, measured: dict, model: dict) -> dict:
+    from .latency_collect import predict_latency
+
+    target, tol = cfg["select"]["params"], cfg["select"]["tolerance"]
+    gap = shape.params() / target - 1
+    if cfg["select"]["latency_source"] == "measured" and shape.shape_id in measured:
+        latency = measured[shape.shape_id] | {"source": "measured"}
+    elif cfg["select"]["latency_source"] == "measured":
+        raise MorphError(f"{shape.shape_id}: no measured latency; run its latency job or set select.latency_source: model")
+    else:
+        latency = {"median_s": predict_latency(model, shape), "source": "latency model"}
+    return {
+        "shape_id": shape.shape_id, **shape.to_dict(),
+        "params_gap": gap, "within_tolerance": abs(gap) <= tol, "latency": latency,
+    }
+
+
+def run(args):
+    cfg = config.load(args.params)
+    backend = cfg["select"]["latency_metric"]
+    measured = paper_setting_latency(Path(args.latency), backend)
+    model = read_json(args.latency_model)
+    shapes = grid.candidate_shapes(cfg)
+    out = {
+        "target_params": cfg["select"]["params"],
+        "tolerance": cfg["select"]["tolerance"],
+        "latency_backend": backend,
+        "candidates": [describe(s, cfg, measured, model) for s in shapes],
+        "baseline": describe(grid.baseline_shape(cfg), cfg, measured, model),
+        **provenance([args.latency, args.latency_model]),
+    }
+    write_json(args.out, out)
+    near = sum(c["within_tolerance"] for c in out["candidates"])
+    print(f"{len(shapes)} candidate shapes, {near} within {cfg['select']['tolerance']:.0%} of N_C")
+    return 0

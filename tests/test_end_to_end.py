@@ -1,0 +1,128 @@
+"""The whole method on configs/ci.yaml, run once in a fresh copy of the repository through
+Snakemake, then checked: the decision's content, no-op reruns in both tools, lineage, and that
+editing one shape plans exactly that shape's jobs and their dependents."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from graphs import REPO
+
+BIN = Path(sys.executable).parent
+CI = "configs/ci.yaml"
+pytestmark = pytest.mark.slow
+
+
+def sh(args: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
+    return out
+
+
+def fresh_copy(dest: Path) -> Path:
+    """The files a fresh clone would hold (plus uncommitted, unignored ones), in a new git repo."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dest / f)
+    for args in (["git", "init", "-q"], ["git", "add", "-A"],
+                 ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "copy"]):
+        subprocess.run(args, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = fresh_copy(tmp_path_factory.mktemp("repo"))
+    sh(["snakemake", "-j2", "results/morph1b.json", "--configfile", CI], root, timeout=1800)
+    return root
+
+
+def planned_jobs(root: Path, params: str = CI) -> dict[str, int]:
+    out = sh(["snakemake", "-n", "results/morph1b.json", "--configfile", params], root).stdout
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1].split("Reasons:")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+def test_decision_holds_real_measured_evidence(tree):
+    d = json.loads((tree / "results/morph1b.json").read_text())
+    cfg = yaml.safe_load((tree / CI).read_text())
+    budget = cfg["select"]["latency_budget_s"]
+    chosen = d["chosen"]
+    assert chosen["latency"]["median_s"] <= budget
+    roles = [m["role"] for m in d["models"]]
+    assert roles == ["top-1", "top-2", "baseline"]
+    for m in d["models"]:
+        assert set(m["accuracy"]) == set(cfg["evaluate"]["tasks"])
+        assert all(0.0 <= a <= 1.0 for a in m["accuracy"].values())
+        assert m["avg_accuracy"] == pytest.approx(sum(m["accuracy"].values()) / len(m["accuracy"]), abs=1e-9) or \
+            m["avg_accuracy"] == pytest.approx(sum(v for v in m["accuracy_norm"].values()) / len(m["accuracy_norm"]), abs=1e-9)
+        lat = m["latency"]
+        assert lat["source"] == "measured" and lat["p10_s"] <= lat["median_s"] <= lat["p90_s"]
+        assert 0 < m["actual_loss"] < 10 and 0 < m["predicted_loss"] < 10
+        assert m["eval_limit"] == cfg["evaluate"]["limit"]
+    base = d["models"][-1]
+    assert base["speedup_vs_baseline"] == pytest.approx(1.0)
+    assert base["shape"]["n_layers"] == cfg["select"]["baseline"]["n_layers"]
+    assert chosen["run_id"] in {m["run_id"] for m in d["models"][:2]}
+    assert all(len(h) == 64 for h in d["inputs"].values())
+    report = (tree / "results/report.md").read_text()
+    assert chosen["run_id"] in report
+    for fig in re.findall(r"\]\(([^)]+\.png)\)", report):
+        assert (tree / "results" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_plans_nothing(tree):
+    assert planned_jobs(tree) == {}
+
+
+def test_lineage_reaches_the_raw_shards_for_every_figure_and_the_decision(tree):
+    targets = sorted((tree / "results/figures").glob("*.png")) + [tree / "results/morph1b.json"]
+    assert len(targets) >= 7
+    for target in targets:
+        rel = str(target.relative_to(tree))
+        out = sh(["morph", "lineage", rel, "--params", CI], tree).stdout
+        assert re.search(r"\] sample ", out), rel
+        assert "data/raw/fixture/" in out.split("sources:")[1], rel
+        assert "CHANGED" not in out, rel
+
+
+def test_dvc_adopts_the_snakemake_outputs_without_rerunning(tree):
+    sh(["morph", "dvc-yaml", "--params", CI], tree)
+    metrics = tree / "runs/top-1/metrics.json"
+    before = metrics.stat().st_mtime_ns
+    sh(["dvc", "commit", "-f", "-q"], tree, timeout=900)
+    status = sh(["dvc", "status"], tree).stdout
+    assert "up to date" in status, status
+    repro = sh(["dvc", "repro"], tree, timeout=900).stdout
+    assert "Running stage" not in repro, repro
+    assert metrics.stat().st_mtime_ns == before
+
+
+def test_editing_one_shape_plans_only_that_shape_and_its_dependents(tree):
+    # Edited in place, as a user edits params.yaml (the file's path is part of every command).
+    original = (tree / CI).read_text()
+    raw = yaml.safe_load(original)
+    raw["grid"]["sizes"][1]["depths"] = [1, 3]  # d52-l2 becomes a depth-3 shape
+    try:
+        (tree / CI).write_text(yaml.safe_dump(raw))
+        plan = planned_jobs(tree)
+    finally:
+        (tree / CI).write_text(original)
+    assert plan.get("train") == 2 and plan.get("latency") == 1, plan  # the new shape's 2 runs and 1 timing
+    assert "sample" not in plan and "tokenize" not in plan
+    assert {"collect", "laws", "latency_collect", "candidates", "select", "report"} <= set(plan)

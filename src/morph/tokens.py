@@ -97,12 +97,11 @@ def load_neox(cfg: dict):
     return AutoTokenizer.from_pretrained(NEOX_HUB_ID).backend_tokenizer
 
 
-def save_for_transformers(tok, directory: Path, max_length: int) -> None:
+def save_for_transformers(tok, directory: Path) -> None:
+    """The context length is the model's business (its config), so tokenize does not depend on `model`."""
     from transformers import PreTrainedTokenizerFast
 
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=EOT, eos_token=EOT, pad_token=EOT, unk_token=EOT, model_max_length=max_length
-    )
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT, pad_token=EOT, unk_token=EOT)
     hf.save_pretrained(directory)
 
 
@@ -146,7 +145,7 @@ def run(args):
     dtype = np.uint16 if model_vocab <= 1 << 16 else np.uint32
 
     with atomic_dir(args.out) as tmp:
-        save_for_transformers(tok, tmp / "tokenizer", cfg["model"]["max_position_embeddings"])
+        save_for_transformers(tok, tmp / "tokenizer")
         # A literal "<|endoftext|>" inside a document is text, not a document boundary.
         tok.encode_special_tokens = True
         encoder = encoder_for(tok)

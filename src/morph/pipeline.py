@@ -46,14 +46,14 @@ def sample(cfg: dict, p: str) -> Node:
     )
     return Node(
         "sample", "", f"morph sample --params {p} --out data/sample",
-        deps=(module("sample"), *sources), outs=("data/sample",), params=("seed", "data"),
+        deps=(module("sample"), module("shards"), *sources), outs=("data/sample",), params=("seed", "data"),
     )
 
 
 def tokenize(cfg: dict, p: str) -> Node:
     return Node(
         "tokenize", "", f"morph tokenize --params {p} --sample data/sample --out data/tokens",
-        deps=(module("tokens"), "data/sample"), outs=("data/tokens",), params=("tokenizer",),
+        deps=(module("tokens"), module("encode"), module("shards"), "data/sample"), outs=("data/tokens",), params=("tokenizer",),
     )
 
 

@@ -38,9 +38,9 @@ class DivergedError(MorphError):
 
 
 class CausalLM(L.LightningModule):
-    def __init__(self, model, optim: Optim, fingerprint: str, compile: bool = False):
+    def __init__(self, model, optim: Optim, fingerprint: str, compile: bool = False, log_every: int = 10):
         super().__init__()
-        self.model, self.optim, self.fingerprint = model, optim, fingerprint
+        self.model, self.optim, self.fingerprint, self.log_every = model, optim, fingerprint, log_every
         # Compile the bound forward, not the module, so state_dict keys stay those of the HF model.
         self._forward = torch.compile(model.forward) if compile else model.forward
         self.ema_sum, self.ema_weight = 0.0, 0.0  # bias-corrected EMA of the training loss
@@ -64,8 +64,13 @@ class CausalLM(L.LightningModule):
             )
         d = self.optim.ema_decay
         self.ema_sum, self.ema_weight = d * self.ema_sum + (1 - d) * value, d * self.ema_weight + (1 - d)
-        self.log("train_loss", loss, prog_bar=True)
-        self.log("lr", self.lr_schedulers().get_last_lr()[0])
+        self.log("train_loss", loss, prog_bar=True, logger=False)
+        step = self.global_step
+        if self.logger is not None and ((step + 1) % self.log_every == 0 or step + 1 == self.optim.total_steps):
+            # Written and flushed here, before this step's checkpoint, so a killed run keeps its curve.
+            self.logger.log_metrics({"train_loss": value, "train_loss_ema": self.train_loss_ema,
+                                     "lr": self.lr_schedulers().get_last_lr()[0]}, step=step)
+            self.logger.save()
         return loss
 
     @property

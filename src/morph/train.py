@@ -125,7 +125,7 @@ def train(cfg: dict, run: Run, tokens_dir: str | Path, out: str | Path, slot: st
     from lightning.pytorch.loggers import CSVLogger
 
     from .batches import make_datamodule, open_tokens, steps_for_budget
-    from .checkpointing import AtomicCheckpointIO, StepProgressBar
+    from .checkpointing import AtomicCheckpointIO, StepProgressBar, join_curve, keep_curve_before
     from .flops import matmul_peak_flops, mfu, train_flops_per_token
     from .lm import CausalLM, Optim
     from .model import build_model
@@ -156,14 +156,15 @@ def train(cfg: dict, run: Run, tokens_dir: str | Path, out: str | Path, slot: st
     optim = Optim(lr=t["lr"], betas=(t["beta1"], t["beta2"]), weight_decay=t["weight_decay"],
                   warmup_steps=max(1, round(t["warmup_frac"] * total)), total_steps=total,
                   min_lr_ratio=t["min_lr_ratio"], ema_decay=t["ema_decay"])
-    module = CausalLM(model, optim, fp, compile=t["compile"])
+    module = CausalLM(model, optim, fp, compile=t["compile"], log_every=min(10, total))
     dm = make_datamodule(data, seq_len, batch, t["val_batches"], seed, run.tokens, start or 0)
 
+    keep_curve_before(out / "logs", start)
     trainer = L.Trainer(
         accelerator=accelerator, devices=t["devices"], strategy=t["strategy"], precision=precision,
         max_steps=total, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
         gradient_clip_val=t["grad_clip"] or None, gradient_clip_algorithm="norm",
-        logger=CSVLogger(out, name="logs", version=""), log_every_n_steps=min(10, total),
+        logger=CSVLogger(out, name="logs", version=""),
         callbacks=[ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t["checkpoint_every"], save_top_k=0,
                                    save_last=True, enable_version_counter=False),
                    StepProgressBar(refresh_rate=max(1, total // 100))],
@@ -172,6 +173,7 @@ def train(cfg: dict, run: Run, tokens_dir: str | Path, out: str | Path, slot: st
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if start is not None else None)
     if trainer.global_step != total:
         raise MorphError(f"training stopped at step {trainer.global_step} of {total}")
+    join_curve(out / "logs")
 
     L.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
               enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False

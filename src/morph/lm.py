@@ -23,6 +23,12 @@ class Optim:
     min_lr_ratio: float
     ema_decay: float
 
+    @classmethod
+    def from_params(cls, train: dict, total_steps: int) -> "Optim":
+        return cls(lr=train["lr"], betas=(train["beta1"], train["beta2"]), weight_decay=train["weight_decay"],
+                   warmup_steps=max(1, round(train["warmup_frac"] * total_steps)), total_steps=total_steps,
+                   min_lr_ratio=train["min_lr_ratio"], ema_decay=train["ema_decay"])
+
 
 def lr_factor(step: int, o: Optim) -> float:
     """Linear warmup to 1, then cosine decay to min_lr_ratio at the last step."""

@@ -116,16 +116,34 @@ def save_model(model, tokenizer_dir: Path, dest: Path) -> None:
         shutil.copytree(tokenizer_dir, tmp, dirs_exist_ok=True)
 
 
+def make_trainer(t: dict, accelerator: str, precision: str, out: Path, total: int):
+    """The Lightning Trainer of every run (and of benchmarks/train_throughput.py)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from .checkpointing import AtomicCheckpointIO, StepProgressBar
+
+    return L.Trainer(
+        accelerator=accelerator, devices=t["devices"], strategy=t["strategy"], precision=precision,
+        max_steps=total, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
+        gradient_clip_val=t["grad_clip"] or None, gradient_clip_algorithm="norm",
+        logger=CSVLogger(out, name="logs", version=""),
+        callbacks=[ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t["checkpoint_every"], save_top_k=0,
+                                   save_last=True, enable_version_counter=False),
+                   StepProgressBar(refresh_rate=max(1, total // 100))],
+        plugins=[AtomicCheckpointIO()], enable_model_summary=False, default_root_dir=out,
+    )
+
+
 def train(cfg: dict, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
           inputs: list[Path] | None = None) -> dict:
     """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics."""
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from .batches import make_datamodule, open_tokens, steps_for_budget
-    from .checkpointing import AtomicCheckpointIO, StepProgressBar, join_curve, keep_curve_before
+    from .checkpointing import join_curve, keep_curve_before
     from .flops import matmul_peak_flops, mfu, train_flops_per_token
     from .lm import CausalLM, Optim
     from .model import build_model
@@ -133,6 +151,9 @@ def train(cfg: dict, run: Run, tokens_dir: str | Path, out: str | Path, slot: st
     started = time.perf_counter()
     out = Path(out)
     t, m, seed = cfg["train"], cfg["model"], cfg["seed"]
+    if t["devices"] > 1:
+        # Every rank would draw the same batches (batches.TrainSteps is not sharded), breaking the budget.
+        raise MorphError(f"train.devices: {t['devices']} devices are not supported yet; use 1")
     data = open_tokens(tokens_dir)
     if data.meta["vocab_size"] != run.shape.vocab_size:
         raise MorphError(
@@ -141,8 +162,6 @@ def train(cfg: dict, run: Run, tokens_dir: str | Path, out: str | Path, slot: st
         )
     seq_len, batch = m["seq_len"], t["batch_size"]
     total = steps_for_budget(run.tokens, batch, seq_len)
-    (out / "metrics.json").unlink(missing_ok=True)  # present only when model/ and metrics agree
-
     torch.set_num_threads(t["threads"])
     accelerator, precision = resolve_device(t)
     meta_sha = sha256_file(data.root / "meta.json")
@@ -153,23 +172,12 @@ def train(cfg: dict, run: Run, tokens_dir: str | Path, out: str | Path, slot: st
         say(f"resuming {run.run_id} from step {start} of {total} ({ckpt})")
 
     model = build_model(run.shape, m["max_position_embeddings"], data.meta["eot_id"], seed)
-    optim = Optim(lr=t["lr"], betas=(t["beta1"], t["beta2"]), weight_decay=t["weight_decay"],
-                  warmup_steps=max(1, round(t["warmup_frac"] * total)), total_steps=total,
-                  min_lr_ratio=t["min_lr_ratio"], ema_decay=t["ema_decay"])
-    module = CausalLM(model, optim, fp, compile=t["compile"], log_every=min(10, total))
+    module = CausalLM(model, Optim.from_params(t, total), fp, compile=t["compile"], log_every=min(10, total))
     dm = make_datamodule(data, seq_len, batch, t["val_batches"], seed, run.tokens, start or 0)
 
+    (out / "metrics.json").unlink(missing_ok=True)  # present only when model/ and metrics agree
     keep_curve_before(out / "logs", start)
-    trainer = L.Trainer(
-        accelerator=accelerator, devices=t["devices"], strategy=t["strategy"], precision=precision,
-        max_steps=total, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
-        gradient_clip_val=t["grad_clip"] or None, gradient_clip_algorithm="norm",
-        logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t["checkpoint_every"], save_top_k=0,
-                                   save_last=True, enable_version_counter=False),
-                   StepProgressBar(refresh_rate=max(1, total // 100))],
-        plugins=[AtomicCheckpointIO()], enable_model_summary=False, default_root_dir=out,
-    )
+    trainer = make_trainer(t, accelerator, precision, out, total)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if start is not None else None)
     if trainer.global_step != total:
         raise MorphError(f"training stopped at step {trainer.global_step} of {total}")

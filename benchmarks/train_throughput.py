@@ -1,0 +1,166 @@
+"""Training throughput: `morph train`'s Lightning loop against a plain PyTorch loop, same model, same batches.
+
+For each toy shape it times steady-state steps of
+  - plain:     a hand-written loop (forward, loss, backward, clip, AdamW, schedule) over the HF model;
+  - lightning: CausalLM inside the Trainer that `morph train` builds (progress bar, logger, checkpoint callback);
+and prints tokens/s, the ratio lightning/plain (target >= 0.95) and MFU against an fp32 matmul peak measured
+in the same run (target >= 40% for d_model >= 128). With --compile it repeats both with torch.compile.
+The two loops alternate for --rounds rounds and each keeps its best round: the machine is shared and noisy.
+
+    python benchmarks/train_throughput.py [--threads 2] [--steps 6] [--rounds 3] [--compile]
+
+Token ids are drawn uniformly from the vocabulary: throughput does not depend on which tokens they are.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from morph import config, grid
+from morph.batches import IGNORE, TokenData, make_datamodule, steps_for_budget, train_batch
+from morph.flops import matmul_peak_flops, train_flops_per_token
+from morph.lm import CausalLM, Optim, lr_factor
+from morph.model import build_model
+from morph.train import make_trainer
+
+SHAPES = ((64, 2), (128, 2), (256, 2))
+
+
+def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, compile: bool) -> float:
+    """Seconds for the steps after `warmup`, in the plainest loop that does the same work."""
+    forward = torch.compile(model.forward) if compile else model.forward
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    keep = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
+                             {"params": keep, "weight_decay": 0.0}], lr=optim.lr, betas=optim.betas)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, optim))
+    for step, make in enumerate(batches):
+        if step == warmup:
+            start = time.perf_counter()
+        inputs, targets = make()
+        logits = forward(input_ids=inputs).logits
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        sched.step()
+        loss.item()  # the Lightning module reads the loss every step (NaN guard, EMA)
+    return time.perf_counter() - start
+
+
+class StepTimer:
+    """Times Lightning's steps after `warmup`, measured like the plain loop's."""
+
+    def __new__(cls, warmup: int):
+        from lightning.pytorch.callbacks import Callback
+
+        class _Timer(Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                if trainer.global_step == warmup:
+                    self.start = time.perf_counter()
+
+            def on_train_end(self, trainer, module):
+                self.seconds = time.perf_counter() - self.start
+
+        return _Timer()
+
+
+def lightning_loop(model, optim: Optim, data: TokenData, t: dict, seq_len: int, budget: int, warmup: int,
+                   compile: bool) -> float:
+    module = CausalLM(model, optim, "benchmark", compile=compile)
+    dm = make_datamodule(data, seq_len, t["batch_size"], 1, 0, budget)
+    with tempfile.TemporaryDirectory() as out:
+        trainer = make_trainer(t, "cpu", "32-true", Path(out), optim.total_steps)
+        timer = StepTimer(warmup)
+        trainer.callbacks.append(timer)
+        trainer.fit(module, datamodule=dm)
+    return timer.seconds
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--params", default="params.yaml", help="experiment whose model/train settings to use")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per loop")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="also time both loops with torch.compile")
+    ap.add_argument("--grid", action="store_true",
+                    help="instead: Lightning tokens/s of every grid shape, with the serial time of the grid")
+    args = ap.parse_args()
+
+    cfg = config.load(args.params)
+    t, seq_len = cfg["train"], cfg["model"]["seq_len"]
+    torch.set_num_threads(args.threads)
+    rules = config.shape_rules(cfg)
+    vocab = rules.vocab_size
+    tokens = np.random.default_rng(0).integers(0, vocab, size=200_000).astype(np.uint32)
+    data = TokenData(Path("."), {}, tokens, tokens[:10_000])
+    steps = args.warmup + args.steps
+    budget = steps * t["batch_size"] * seq_len
+    assert steps_for_budget(budget, t["batch_size"], seq_len) == steps
+    optim = Optim.from_params(t, steps)
+    args.batch_tokens = t["batch_size"] * seq_len
+    tokens_timed = budget_tokens(args)
+    peak = matmul_peak_flops("cpu", "float32", seconds=1.0)
+    print(f"threads {args.threads}, batch {t['batch_size']} x seq {seq_len}, vocab {vocab}, "
+          f"{args.steps} timed steps after {args.warmup}, best of {args.rounds} rounds")
+    if args.grid:
+        return grid_table(cfg, data, t, seq_len, budget, optim, args)
+    variants = [False, True] if args.compile else [False]
+    rows = []
+    for d_model, n_layers in SHAPES:
+        shape = rules.build(d_model, n_layers)
+        model = build_model(shape, cfg["model"]["max_position_embeddings"], 0, seed=0)
+        peak = max(peak, matmul_peak_flops("cpu", "float32", seconds=1.0))  # best seen so far: the hardware's
+        for compile in variants:
+            batches = [lambda s=s: train_batch(tokens, s, 0, t["batch_size"], seq_len, budget) for s in range(steps)]
+            plain = light = 0.0
+            for _ in range(args.rounds):
+                plain = max(plain, tokens_timed / plain_loop(copy.deepcopy(model), optim, batches, t["grad_clip"],
+                                                             args.warmup, compile))
+                light = max(light, tokens_timed / lightning_loop(copy.deepcopy(model), optim, data, t, seq_len,
+                                                                 budget, args.warmup, compile))
+            rows.append((shape, compile, plain, light))
+    print(f"{'shape':<10}{'params':>10}{'compile':>9}{'plain tok/s':>13}{'lightning tok/s':>17}{'ratio':>7}"
+          f"{'MFU plain':>11}{'MFU light.':>11}")
+    for shape, compile, plain, light in rows:
+        flops = train_flops_per_token(shape, seq_len)
+        print(f"{shape.shape_id:<10}{shape.params():>10,}{str(compile):>9}{plain:>13,.0f}{light:>17,.0f}"
+              f"{light / plain:>7.3f}{plain * flops / peak:>11.1%}{light * flops / peak:>11.1%}")
+    print(f"(MFU against the best fp32 matmul peak seen in this run: {peak / 1e9:.1f} GFLOP/s)")
+
+
+def grid_table(cfg, data, t, seq_len, budget, optim, args):
+    """Lightning tokens/s of every shape the experiment trains, and the serial time its runs would take."""
+    runs = grid.grid_runs(cfg) + [grid.baseline_run(cfg)]
+    rate = {}
+    for run in runs:
+        if run.shape.shape_id not in rate:
+            model = build_model(run.shape, cfg["model"]["max_position_embeddings"], 0, seed=0)
+            rate[run.shape.shape_id] = max(
+                budget_tokens(args) / lightning_loop(copy.deepcopy(model), optim, data, t, seq_len, budget,
+                                                     args.warmup, False) for _ in range(args.rounds))
+    print(f"{'run':<16}{'params':>10}{'tokens':>12}{'tok/s':>9}{'est. s':>9}")
+    total = 0.0
+    for run in runs:
+        seconds = run.tokens / rate[run.shape.shape_id]
+        total += seconds
+        print(f"{run.run_id:<16}{run.shape.params():>10,}{run.tokens:>12,}{rate[run.shape.shape_id]:>9,.0f}"
+              f"{seconds:>9.0f}")
+    print(f"all runs one after another: {total / 60:.1f} min at {args.threads} thread(s)")
+
+
+def budget_tokens(args) -> int:
+    return args.steps * args.batch_tokens
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""The training stage: parameter counts, exact budgets, resume after SIGKILL, determinism, bad input, collect."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from morph import config, grid
+from morph.shape import ShapeRules
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus" / "text-corpus.jsonl.gz"
+
+
+def build_tokens_dir(dest: Path, vocab_size: int = 512, max_chars: int = 1_500_000, val_frac: float = 0.1) -> Path:
+    """A tokens directory as `morph tokenize` writes it: a real byte-level BPE over real text,
+    train/val split by document, each document followed by the end-of-text token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts, chars = [], 0
+    with gzip.open(CORPUS, "rt") as f:
+        for i, line in enumerate(f):
+            if i % 6:  # every sixth document: a mix of the corpus's sources
+                continue
+            texts.append(json.loads(line)["text"])
+            chars += len(texts[-1])
+            if chars >= max_chars:
+                break
+    eot = "<|endoftext|>"
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eot],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    eot_id = tok.token_to_id(eot)
+    n_val = max(1, int(len(texts) * val_frac))
+    dest.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for split, docs in (("train", texts[n_val:]), ("val", texts[:n_val])):
+        ids = np.concatenate([np.array(e.ids + [eot_id], dtype=np.uint16) for e in tok.encode_batch(docs)])
+        ids.tofile(dest / f"{split}.bin")
+        counts[split] = int(len(ids))
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eot, bos_token=eot).save_pretrained(dest / "tokenizer")
+    meta = {"tokenizer": f"bpe:{vocab_size}", "vocab_size": vocab_size, "eot_id": eot_id, "dtype": "uint16",
+            "counts": counts, "sha256": {}}
+    (dest / "meta.json").write_text(json.dumps(meta))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tokens(tmp_path_factory):
+    # When conftest.py's `ci_tokens` lands, this becomes: return ci_tokens
+    return build_tokens_dir(tmp_path_factory.mktemp("tokens"))
+
+
+def write_params(path: Path, shapes=({"d_model": 32, "n_layers": 1},), multipliers=(1,), **train) -> Path:
+    """configs/ci.yaml with a tiny explicit grid, short sequences and small batches."""
+    cfg = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    cfg["model"]["seq_len"] = 32
+    cfg["grid"] = {"multipliers": list(multipliers), "shapes": [dict(s) for s in shapes]}
+    cfg["train"].update({"batch_size": 8, "checkpoint_every": 10, "threads": 1, **train})
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def train_run(params: Path, rid: str, tokens: Path, out: Path) -> dict:
+    from morph.train import train
+
+    cfg = config.load(params)
+    return train(cfg, grid.find_run(cfg, rid), tokens, out)
+
+
+@pytest.fixture(scope="session")
+def params(tmp_path_factory):
+    return write_params(tmp_path_factory.mktemp("params") / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def reference(params, tokens, tmp_path_factory):
+    """One uninterrupted run of d32-l1 at 1 token per parameter (181 steps)."""
+    out = tmp_path_factory.mktemp("runs") / "d32-l1-t1"
+    return out, train_run(params, "d32-l1-t1", tokens, out)
+
+
+# ---- parameter counts ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("d_model,n_layers,n_heads,n_kv_heads,tie", [
+    (32, 1, 2, 2, False), (64, 2, 4, 2, False), (48, 3, 4, 1, True), (96, 2, 8, 8, True), (128, 4, 8, 2, False)])
+def test_shape_counts_equal_built_model_numel(d_model, n_layers, n_heads, n_kv_heads, tie):
+    from morph.model import build_model
+    from morph.shape import Shape, swiglu_ffn
+
+    shape = Shape(d_model, n_layers, n_heads, n_kv_heads, swiglu_ffn(d_model, 32), 512, tie)
+    model = build_model(shape, 128, 0, seed=0)
+    numel = sum(p.numel() for p in model.parameters())  # tied weights are one parameter
+    embedding = model.get_input_embeddings().weight.numel() + (0 if tie else model.lm_head.weight.numel())
+    assert numel == shape.params()
+    assert numel - embedding == shape.non_embedding_params()
+    assert model.config.num_key_value_heads == n_kv_heads and model.config.tie_word_embeddings == tie
+
+
+def test_build_model_is_seeded():
+    import torch
+    from morph.model import build_model
+
+    shape = ShapeRules(vocab_size=512, n_heads=2, ffn_multiple=16).build(32, 1)
+    a, b, c = (build_model(shape, 64, 0, seed=s).state_dict() for s in (3, 3, 4))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["model.embed_tokens.weight"], c["model.embed_tokens.weight"])
+
+
+# ---- budgets, batches and the schedule ----------------------------------------------------------
+
+@pytest.mark.parametrize("budget", [256, 1000, 4096, 46176])
+def test_targets_trained_equal_the_budget_exactly(budget):
+    from morph.batches import IGNORE, steps_for_budget, train_batch
+
+    data = np.arange(5000, dtype=np.uint16)
+    steps = steps_for_budget(budget, 8, 32)
+    counted = sum(int((train_batch(data, s, 1, 8, 32, budget)[1] != IGNORE).sum()) for s in range(steps))
+    assert counted == budget
+    assert steps == math.ceil(budget / 256)
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    import torch
+    from morph.batches import train_batch
+
+    data = np.arange(10_000, dtype=np.uint16)
+    x1, y1 = train_batch(data, 5, 7, 4, 16, 10**6)
+    x2, y2 = train_batch(data, 5, 7, 4, 16, 10**6)
+    x3, _ = train_batch(data, 6, 7, 4, 16, 10**6)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2) and not torch.equal(x1, x3)
+    assert torch.equal(y1[:, :-1], x1[:, 1:])  # targets are the inputs shifted by one
+
+
+def test_lr_warms_up_then_decays_to_the_floor():
+    from morph.lm import Optim, lr_factor
+
+    o = Optim(lr=1.0, betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=10, total_steps=100,
+              min_lr_ratio=0.1, ema_decay=0.9)
+    factors = [lr_factor(s, o) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+
+
+# ---- a real run, its outputs, determinism and resume --------------------------------------------
+
+def test_run_writes_model_and_metrics(reference, tokens):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out, m = reference
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == m
+    assert m["tokens_seen"] == m["tokens"] == 46176 and m["steps"] == 181
+    assert m["params"] == 46176 and m["non_embedding_params"] == 13408
+    assert 0 < m["val_loss"] < math.log(512) and 0 < m["train_loss_ema"] < math.log(512)
+    assert m["tokens_per_s"] > 0 and 0 < m["mfu"] < 1 and m["matmul_peak"]["flops"] > 0
+    assert m["provenance"]["inputs"][str(tokens / "meta.json")]
+    assert not (out / "ckpt").exists()
+    curve = (out / "logs" / "metrics.csv").read_text().splitlines()
+    assert curve[0].split(",") == ["lr", "step", "train_loss", "train_loss_ema"] and len(curve) == 1 + 19
+    assert float(curve[-1].split(",")[3]) == pytest.approx(m["train_loss_ema"])
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    ids = tok("To be, or not to be", return_tensors="pt").input_ids
+    assert model.generate(ids, max_new_tokens=4, do_sample=False).shape[1] == ids.shape[1] + 4
+
+
+def test_same_seed_gives_the_same_losses(reference, params, tokens, tmp_path):
+    _, first = reference
+    again = train_run(params, "d32-l1-t1", tokens, tmp_path / "again")
+    assert again["val_loss"] == first["val_loss"]
+    assert again["train_loss_ema"] == first["train_loss_ema"]
+
+
+def test_sigkill_then_restart_resumes_to_the_same_loss(reference, params, tokens, tmp_path, capsys):
+    import multiprocessing
+
+    from morph.train import resume_point
+
+    out = tmp_path / "killed"
+    ckpt = out / "ckpt" / "last.ckpt"
+    # fork: the child inherits the imported libraries, so the test does not pay for importing them again
+    child = multiprocessing.get_context("fork").Process(target=train_run, args=(params, "d32-l1-t1", tokens, out))
+    child.start()
+    deadline = time.time() + 60
+    while not ckpt.exists() and child.is_alive() and time.time() < deadline:
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    assert child.exitcode == -signal.SIGKILL
+    assert ckpt.exists() and not (out / "metrics.json").exists()
+    assert resume_point(ckpt, "another configuration") is None
+    assert "different configuration" in capsys.readouterr().err
+
+    resumed = train_run(params, "d32-l1-t1", tokens, out)
+    assert 0 < resumed["resumed_from_step"] < resumed["steps"]
+    assert "resuming d32-l1-t1 from step" in capsys.readouterr().err
+    ref_out, first = reference
+    # on CPU the resumed run is bit-for-bit the uninterrupted one
+    assert resumed["val_loss"] == first["val_loss"]
+    assert resumed["train_loss_ema"] == first["train_loss_ema"]
+    # the loss curve spans both sessions, step for step like the uninterrupted run's
+    curve = [(r["step"], float(r["lr"])) for r in csv.DictReader((out / "logs" / "metrics.csv").open())]
+    ref_curve = [(r["step"], float(r["lr"])) for r in csv.DictReader((ref_out / "logs" / "metrics.csv").open())]
+    assert curve == ref_curve
+
+
+def test_selected_slot_trains_through_the_same_path(params, tokens, tmp_path):
+    from morph import cli
+
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps({"top_k": [{"slot": "top-1", "d_model": 32, "n_layers": 2,
+                                                "run_id": "d32-l2-D4096"}], "tokens": 4096}))
+    out = tmp_path / "top-1"
+    assert cli.main(["train", "--params", str(params), "--selection", str(selection), "--slot", "top-1",
+                     "--tokens", str(tokens), "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["run_id"], m["slot"], m["tokens_seen"], m["steps"]) == ("d32-l2-D4096", "top-1", 4096, 16)
+    assert m["shape"]["n_layers"] == 2 and str(selection) in m["provenance"]["inputs"]
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+def run_cli(capsys, *argv) -> str:
+    from morph import cli
+
+    assert cli.main(list(argv)) == 2
+    return capsys.readouterr().err
+
+
+def test_budget_smaller_than_one_batch(tmp_path, tokens, capsys):
+    params = write_params(tmp_path / "p.yaml", multipliers=(0.001,))
+    err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t0.001", "--tokens", str(tokens),
+                  "--out", str(tmp_path / "out"))
+    assert "token budget 46 is smaller than one batch" in err and "train.batch_size 8" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_seq_len_longer_than_the_data(tmp_path, tokens, params, capsys):
+    import shutil
+
+    short = tmp_path / "tokens"
+    shutil.copytree(tokens, short)
+    meta = json.loads((short / "meta.json").read_text())
+    np.fromfile(short / "val.bin", dtype=np.uint16)[:20].tofile(short / "val.bin")
+    meta["counts"]["val"] = 20
+    (short / "meta.json").write_text(json.dumps(meta))
+    err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(short),
+                  "--out", str(tmp_path / "out"))
+    assert "val.bin holds 20 tokens, fewer than model.seq_len + 1 = 33" in err
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_bad_run_id_slot_and_tokens(tmp_path, tokens, params, capsys):
+    out = str(tmp_path / "out")
+    assert "'d99-l9-t1' is not in the experiment's grid" in run_cli(
+        capsys, "train", "--params", str(params), "--run", "d99-l9-t1", "--tokens", str(tokens), "--out", out)
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps({"top_k": [], "tokens": 4096}))
+    assert "no entry for slot 'top-2'" in run_cli(
+        capsys, "train", "--params", str(params), "--selection", str(selection), "--slot", "top-2",
+        "--tokens", str(tokens), "--out", out)
+    assert "tokens directory not found" in run_cli(
+        capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(tmp_path / "nope"),
+        "--out", out)
+
+
+def test_diverging_run_stops_naming_the_step(tmp_path, tokens, capsys):
+    params = write_params(tmp_path / "p.yaml", lr=1e30, warmup_frac=0.0)
+    out = tmp_path / "out"
+    err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(tokens),
+                  "--out", str(out))
+    assert "training loss is" in err and "at step" in err and "lower train.lr" in err
+    assert not (out / "metrics.json").exists() and not (out / "model").exists()
+
+
+# ---- collect -----------------------------------------------------------------------------------
+
+def test_collect_writes_one_row_per_grid_run(reference, params, tmp_path, capsys):
+    import shutil
+
+    from morph import cli
+
+    out, m = reference
+    runs = tmp_path / "runs"
+    csv_path = tmp_path / "results" / "runs.csv"
+    err = run_cli(capsys, "collect", "--params", str(params), "--runs-dir", str(runs), "--out", str(csv_path))
+    assert f"{runs / 'd32-l1-t1' / 'metrics.json'}: missing" in err and not csv_path.exists()
+
+    (runs / "d32-l1-t1").mkdir(parents=True)
+    shutil.copy(out / "metrics.json", runs / "d32-l1-t1" / "metrics.json")
+    assert cli.main(["collect", "--params", str(params), "--runs-dir", str(runs), "--out", str(csv_path)]) == 0
+    rows = list(csv.DictReader(csv_path.open()))
+    assert len(rows) == 1 and rows[0]["run_id"] == "d32-l1-t1"
+    assert float(rows[0]["loss"]) == m["val_loss"] and int(rows[0]["params"]) == 46176
+    assert float(rows[0]["aspect_ratio"]) == 32.0 and float(rows[0]["multiplier"]) == 1.0
+
+
+# ---- the law's raw material: loss falls with N and with D ----------------------------------------
+
+@pytest.mark.slow
+def test_loss_falls_with_params_and_with_tokens(tokens, tmp_path):
+    shapes = ({"d_model": 32, "n_layers": 1}, {"d_model": 64, "n_layers": 2})
+    params = write_params(tmp_path / "p.yaml", shapes=shapes, multipliers=(1, 4))
+    loss = {rid: train_run(params, rid, tokens, tmp_path / rid)["val_loss"]
+            for rid in ("d32-l1-t1", "d32-l1-t4", "d64-l2-t1", "d64-l2-t4")}
+    assert loss["d64-l2-t1"] < loss["d32-l1-t1"] and loss["d64-l2-t4"] < loss["d32-l1-t4"]  # N, fixed multiplier
+    assert loss["d32-l1-t4"] < loss["d32-l1-t1"] and loss["d64-l2-t4"] < loss["d64-l2-t1"]  # D, fixed shape

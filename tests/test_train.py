@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import math
 import os
@@ -18,49 +17,12 @@ from morph import config, grid
 from morph.shape import ShapeRules
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus" / "text-corpus.jsonl.gz"
-
-
-def build_tokens_dir(dest: Path, vocab_size: int = 512, max_chars: int = 1_500_000, val_frac: float = 0.1) -> Path:
-    """A tokens directory as `morph tokenize` writes it: a real byte-level BPE over real text,
-    train/val split by document, each document followed by the end-of-text token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    texts, chars = [], 0
-    with gzip.open(CORPUS, "rt") as f:
-        for i, line in enumerate(f):
-            if i % 6:  # every sixth document: a mix of the corpus's sources
-                continue
-            texts.append(json.loads(line)["text"])
-            chars += len(texts[-1])
-            if chars >= max_chars:
-                break
-    eot = "<|endoftext|>"
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eot],
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    eot_id = tok.token_to_id(eot)
-    n_val = max(1, int(len(texts) * val_frac))
-    dest.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for split, docs in (("train", texts[n_val:]), ("val", texts[:n_val])):
-        ids = np.concatenate([np.array(e.ids + [eot_id], dtype=np.uint16) for e in tok.encode_batch(docs)])
-        ids.tofile(dest / f"{split}.bin")
-        counts[split] = int(len(ids))
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eot, bos_token=eot).save_pretrained(dest / "tokenizer")
-    meta = {"tokenizer": f"bpe:{vocab_size}", "vocab_size": vocab_size, "eot_id": eot_id, "dtype": "uint16",
-            "counts": counts, "sha256": {}}
-    (dest / "meta.json").write_text(json.dumps(meta))
-    return dest
 
 
 @pytest.fixture(scope="session")
-def tokens(tmp_path_factory):
-    # When conftest.py's `ci_tokens` lands, this becomes: return ci_tokens
-    return build_tokens_dir(tmp_path_factory.mktemp("tokens"))
+def tokens(ci_tokens):
+    """Real tokens: configs/ci.yaml's sample of the shipped fixture, BPE-512."""
+    return ci_tokens
 
 
 def write_params(path: Path, shapes=({"d_model": 32, "n_layers": 1},), multipliers=(1,), **train) -> Path:
@@ -256,7 +218,7 @@ def test_seq_len_longer_than_the_data(tmp_path, tokens, params, capsys):
     shutil.copytree(tokens, short)
     meta = json.loads((short / "meta.json").read_text())
     np.fromfile(short / "val.bin", dtype=np.uint16)[:20].tofile(short / "val.bin")
-    meta["counts"]["val"] = 20
+    meta["splits"]["val"]["tokens"] = 20
     (short / "meta.json").write_text(json.dumps(meta))
     err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(short),
                   "--out", str(tmp_path / "out"))

@@ -35,7 +35,7 @@ def open_tokens(root: str | Path) -> TokenData:
     if not root.is_dir():
         raise MorphError(f"{root}: tokens directory not found (run `morph tokenize` first)")
     meta = read_json(root / "meta.json")
-    for key in ("vocab_size", "eot_id", "dtype", "counts"):
+    for key in ("vocab_size", "eot_id", "dtype", "splits"):
         if key not in meta:
             raise MorphError(f"{root / 'meta.json'}: missing key {key!r}")
     if meta["dtype"] not in DTYPES:
@@ -47,7 +47,7 @@ def open_tokens(root: str | Path) -> TokenData:
         path = root / f"{split}.bin"
         if not path.exists():
             raise MorphError(f"{path}: missing token file")
-        expected = meta["counts"].get(split)
+        expected = meta["splits"].get(split, {}).get("tokens")
         found = path.stat().st_size // np.dtype(meta["dtype"]).itemsize
         if expected != found:
             raise MorphError(f"{path}: holds {found} tokens but meta.json counts {expected} (truncated or stale?)")

@@ -58,6 +58,7 @@ def tokenize(cfg: dict, p: str) -> Node:
 
 
 TRAIN_PARAMS = ("seed", "tokenizer", "model", "train")
+TRAIN_CODE = tuple(module(m) for m in ("train", "lm", "batches", "model", "checkpointing", "flops"))
 
 
 def train(cfg: dict, p: str, run_id: str) -> Node:
@@ -65,7 +66,7 @@ def train(cfg: dict, p: str, run_id: str) -> Node:
     return Node(
         "train", run_id,
         f"morph train --params {p} --run {run_id} --tokens data/tokens --out runs/{run_id}",
-        deps=(module("train"), module("model"), "data/tokens"),
+        deps=(*TRAIN_CODE, "data/tokens"),
         outs=(f"runs/{run_id}/model", f"runs/{run_id}/metrics.json"),
         params=TRAIN_PARAMS, metrics=(f"runs/{run_id}/metrics.json",),
     )
@@ -76,7 +77,7 @@ def train_slot(cfg: dict, p: str, slot: str) -> Node:
         "train_target", slot,
         f"morph train --params {p} --selection results/selection.json --slot {slot} "
         f"--tokens data/tokens --out runs/{slot}",
-        deps=(module("train"), module("model"), "data/tokens", "results/selection.json"),
+        deps=(*TRAIN_CODE, "data/tokens", "results/selection.json"),
         outs=(f"runs/{slot}/model", f"runs/{slot}/metrics.json"),
         params=TRAIN_PARAMS, metrics=(f"runs/{slot}/metrics.json",),
     )

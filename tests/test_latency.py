@@ -73,6 +73,10 @@ def test_record_holds_every_sample_and_its_aggregates(measured):
         assert s["p10"] == pytest.approx(float(np.percentile(samples, 10)))
         assert s["p90"] == pytest.approx(float(np.percentile(samples, 90)))
         assert s["cv"] == pytest.approx(statistics.stdev(samples) / statistics.fmean(samples))
+    for name in ("full", "ttft"):  # measured settings carry process CPU time too; one thread cannot exceed wall
+        s = settings[name]
+        assert len(s["cpu_samples"]) == 5 and s["cpu_median"] == pytest.approx(statistics.median(s["cpu_samples"]))
+        assert all(0 < c <= w * 1.05 for c, w in zip(s["cpu_samples"], s["samples"]))
     full, ttft = settings["full"]["samples"], settings["ttft"]["samples"]
     assert all(f > t for f, t in zip(full, ttft))  # 32 tokens take longer than the first one
     assert settings["decode_per_token"]["samples"] == pytest.approx([(f - t) / 31 for f, t in zip(full, ttft)])

@@ -118,10 +118,10 @@ def _timer(device):
 
     def timed(call):
         sync()  # nothing queued from before may land inside the interval
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         out = call()
         sync()  # the clock is read only once the device has finished
-        return time.perf_counter() - start, out
+        return time.perf_counter() - start, time.process_time() - cpu_start, out
 
     return timed
 
@@ -142,32 +142,39 @@ def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress:
     prompt_len = lat["prompt_len"]
 
     def once(name, batch, new):
-        seconds, out = timed(lambda: backend.generate(prompts[batch], new))
+        seconds, cpu, out = timed(lambda: backend.generate(prompts[batch], new))
         _check_output(out, batch, prompt_len, new, backend.name)
-        return seconds, out
+        return seconds, cpu, out
 
     # A compiling backend compiles on its first call per shape; that call is never a sample.
     first_call = {}
     for i in range(max(lat["warmup"], 1 if backend.name == "static" else 0)):
         for name, batch, new in plan:
-            seconds, _ = once(name, batch, new)
+            seconds, _, _ = once(name, batch, new)
             if i == 0:
                 first_call[name] = seconds
     backend.check_ready()
 
     samples: dict[str, list[float]] = {name: [] for name, _, _ in plan}
+    cpu_samples: dict[str, list[float]] = {name: [] for name, _, _ in plan}
     tokens = None
     for _ in tqdm(range(lat["repeats"]), desc=desc, unit="rep", disable=not progress, file=sys.stderr):
         for name, batch, new in plan:
-            seconds, out = once(name, batch, new)
+            seconds, cpu, out = once(name, batch, new)
             samples[name].append(seconds)
+            cpu_samples[name].append(cpu)
             if name == "full" and tokens is None:
                 tokens = out[0, prompt_len:].tolist()
 
     settings = {}
     for name, batch, new in plan:
+        cpu = summarize(cpu_samples[name])
         settings[name] = {"unit": "s", "batch": batch, "new_tokens": new, "samples": samples[name],
-                          **summarize(samples[name])}
+                          **summarize(samples[name]),
+                          # Process CPU seconds beside the wall clock: with one thread, wall - cpu is time
+                          # spent waiting for a core, i.e. what other work on the machine cost this sample.
+                          "cpu_samples": cpu_samples[name], "cpu_median": cpu["median"], "cpu_cv": cpu["cv"],
+                          "cpu_share": sum(cpu_samples[name]) / sum(samples[name])}
     n = lat["new_tokens"]
     if lat["ttft"] and n > 1:
         per_token = [(f - t) / (n - 1) for f, t in zip(samples["full"], samples["ttft"])]

@@ -16,7 +16,7 @@ SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn", "vocab_si
 CSV_COLUMNS = (
     "shape_id", "device", "device_name", "dtype", "backend", "setting", "unit", "batch", "prompt_len", "new_tokens",
     "d_model", "n_layers", "params", "aspect_ratio", "weight_bytes", "kv_cache_bytes",
-    "n", "median", "p10", "p90", "cv", "load_before_1m", "load_after_1m", "source",
+    "n", "median", "p10", "p90", "cv", "cpu_median", "cpu_share", "load_before_1m", "load_after_1m", "source",
 )
 
 
@@ -61,6 +61,7 @@ def csv_rows(records: list[tuple[Path, dict]]) -> list[dict]:
                     "aspect_ratio": s["aspect_ratio"], "weight_bytes": s["weight_bytes"],
                     "kv_cache_bytes": s["kv_cache_bytes"],
                     "n": v["n"], "median": v["median"], "p10": v["p10"], "p90": v["p90"], "cv": v["cv"],
+                    "cpu_median": v.get("cpu_median"), "cpu_share": v.get("cpu_share"),
                     "load_before_1m": r["load_average"]["before"][0], "load_after_1m": r["load_average"]["after"][0],
                     "source": str(path),
                 })

@@ -178,12 +178,14 @@ def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress:
     n = lat["new_tokens"]
     if lat["ttft"] and n > 1:
         per_token = [(f - t) / (n - 1) for f, t in zip(samples["full"], samples["ttft"])]
-        settings["decode_per_token"] = {"unit": "s/token", "batch": 1, "derived_from": "(full - ttft) / (new_tokens - 1)",
+        settings["decode_per_token"] = {"unit": "s/token", "batch": 1,
+                                        "derived_from": "(full - ttft) / (new_tokens - 1)",
                                         "samples": per_token, **summarize(per_token)}
     for name, batch, _ in plan:
         if name == "full" or name.startswith("full_b"):
             rate = [batch * n / s for s in samples[name]]
-            settings[f"throughput_b{batch}"] = {"unit": "tokens/s", "batch": batch, "derived_from": f"{batch} * new_tokens / {name}",
+            settings[f"throughput_b{batch}"] = {"unit": "tokens/s", "batch": batch,
+                                                "derived_from": f"{batch} * new_tokens / {name}",
                                                 "samples": rate, **summarize(rate)}
     return {"details": backend.details(), "first_call_s": first_call, "generated_tokens": tokens, "settings": settings}
 

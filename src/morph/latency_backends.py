@@ -105,9 +105,8 @@ class VLLMBackend:
     name = "vllm"
 
     def __init__(self, model, max_len: int, seed: int):
-        from vllm import LLM
-
         import torch
+        from vllm import LLM
 
         self._dir = tempfile.TemporaryDirectory(prefix="morph-vllm-")
         model.save_pretrained(Path(self._dir.name))  # vLLM loads weights from disk; these are the same random ones

@@ -143,8 +143,10 @@ def run(args):
     })
     for m in models:
         loo = m["loo"]
-        err = f"LOO mean {loo['mean_rel_error']:.1%}, max {loo['max_rel_error']:.1%}" if loo["max_rel_error"] is not None \
-            else loo["reason"]
+        if loo["max_rel_error"] is None:
+            err = loo["reason"]
+        else:
+            err = f"LOO mean {loo['mean_rel_error']:.1%}, max {loo['max_rel_error']:.1%}"
         print(f"latency model ({m['device']}, {m['backend']}) on {len(m['shapes'])} shapes: {err}")
     print(f"{len(rows)} rows -> {args.out}; model -> {args.model_out}; figure -> {args.figure}")
     return 0

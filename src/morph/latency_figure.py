@@ -54,7 +54,8 @@ def plot_latency_shape(rows: list[dict], path: str | Path) -> None:
         for r in group:
             by_depth[r["n_layers"]].append(r)
         for depth, same_depth in sorted(by_depth.items()):
-            drawn[1] |= _series(ax_width, same_depth, "d_model", f"{name}, {depth} layer{'s' if depth > 1 else ''}", style)
+            label = f"{name}, {depth} layer{'s' if depth > 1 else ''}"
+            drawn[1] |= _series(ax_width, same_depth, "d_model", label, style)
     first = rows[0] if rows else {"prompt_len": "?", "new_tokens": "?"}
     ylabel = f"latency (s), batch 1, {first['prompt_len']} -> {first['new_tokens']} tokens"
     for ax, ok, xlabel, title, missing in (

@@ -1,0 +1,232 @@
+"""The latency stage on real CPU measurements of the CI shapes, its bad inputs, and the latency model."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from morph import cli, config, grid, latency, latency_backends
+from morph.errors import MorphError
+from morph.latency_model import FEATURES, features, fit, leave_one_out, predict_latency
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+def write_params(path: Path, **latency_keys) -> Path:
+    """configs/ci.yaml with its latency section overridden."""
+    raw = yaml.safe_load((ROOT / "configs/ci.yaml").read_text())
+    raw["latency"].update(latency_keys)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def morph(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """Every CI latency shape timed once with the hf backend: 16 prompt -> 32 new tokens, 5 repetitions."""
+    root = tmp_path_factory.mktemp("latency")
+    params = write_params(root / "params.yaml", backends=["hf"], ttft=True, batch_sizes=[1], repeats=5, warmup=1)
+    cfg = config.load(params)
+    out = root / "latency"
+    for shape in grid.latency_shapes(cfg):
+        assert morph("latency", "--params", params, "--shape", shape.shape_id,
+                     "--out", out / f"{shape.shape_id}.json", "--no-progress") == 0
+    return {"params": params, "cfg": cfg, "dir": out,
+            "records": {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}}
+
+
+def full_median(measured, shape_id: str, backend: str = "hf") -> float:
+    return measured["records"][shape_id]["backends"][backend]["settings"]["full"]["median"]
+
+
+def test_record_holds_every_sample_and_its_aggregates(measured):
+    cfg = measured["cfg"]
+    rec = measured["records"]["d32-l6"]
+    shape = grid.find_shape(cfg, "d32-l6")
+    assert rec["shape_id"] == "d32-l6" and rec["shape"]["params"] == shape.params()
+    assert rec["shape"]["weight_bytes"] == shape.weight_bytes(4)
+    assert rec["shape"]["kv_cache_bytes"] == shape.kv_cache_bytes(16 + 32, 1, 4)
+    assert (rec["device"], rec["dtype"], rec["threads"]) == ("cpu", "float32", 1)
+    assert rec["device_name"] == latency.cpu_model_name()
+    assert rec["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert rec["versions"]["transformers"] and rec["versions"]["vllm"] is None
+    assert len(rec["load_average"]["before"]) == 3 and len(rec["load_average"]["after"]) == 3
+    assert str(measured["params"]) in rec["provenance"]["inputs"]
+
+    settings = rec["backends"]["hf"]["settings"]
+    assert set(settings) == {"full", "ttft", "decode_per_token", "throughput_b1"}
+    for name, s in settings.items():
+        samples = s["samples"]
+        assert len(samples) == 5 and all(v > 0 for v in samples), name
+        assert s["median"] == pytest.approx(statistics.median(samples))
+        assert s["p10"] == pytest.approx(float(np.percentile(samples, 10)))
+        assert s["p90"] == pytest.approx(float(np.percentile(samples, 90)))
+        assert s["cv"] == pytest.approx(statistics.stdev(samples) / statistics.fmean(samples))
+    for name in ("full", "ttft"):  # measured settings carry process CPU time too; one thread cannot exceed wall
+        s = settings[name]
+        assert len(s["cpu_samples"]) == 5 and s["cpu_median"] == pytest.approx(statistics.median(s["cpu_samples"]))
+        assert all(0 < c <= w * 1.05 for c, w in zip(s["cpu_samples"], s["samples"]))
+    full, ttft = settings["full"]["samples"], settings["ttft"]["samples"]
+    assert all(f > t for f, t in zip(full, ttft))  # 32 tokens take longer than the first one
+    assert settings["decode_per_token"]["samples"] == pytest.approx([(f - t) / 31 for f, t in zip(full, ttft)])
+    assert settings["throughput_b1"]["samples"] == pytest.approx([32 / f for f in full])
+    assert settings["throughput_b1"]["unit"] == "tokens/s"
+
+
+def test_exactly_new_tokens_greedy_and_seeded(measured, tmp_path):
+    rec = measured["records"]["d40-l1"]
+    assert len(rec["backends"]["hf"]["generated_tokens"]) == 32
+    # Same params and seed -> same weights and prompt -> the same greedy tokens; batch 2 runs too.
+    params = write_params(tmp_path / "p.yaml", backends=["hf"], ttft=False, batch_sizes=[1, 2], repeats=2, warmup=0)
+    assert morph("latency", "--params", params, "--shape", "d40-l1", "--out", tmp_path / "d40-l1.json",
+                 "--no-progress") == 0
+    again = json.loads((tmp_path / "d40-l1.json").read_text())["backends"]["hf"]
+    assert again["generated_tokens"] == rec["backends"]["hf"]["generated_tokens"]
+    assert set(again["settings"]) == {"full", "full_b2", "throughput_b1", "throughput_b2"}
+    assert again["settings"]["full_b2"]["batch"] == 2
+    assert again["settings"]["throughput_b2"]["samples"] == pytest.approx(
+        [2 * 32 / s for s in again["settings"]["full_b2"]["samples"]])
+
+
+def test_a_backend_that_returns_the_wrong_length_is_refused():
+    with pytest.raises(MorphError, match=r"shape \(1, 40\), expected \(1, 48\)"):
+        latency._check_output(torch.zeros(1, 40), 1, 16, 32, "hf")
+
+
+def test_done_when_depth_drives_latency(measured):
+    # At fixed d_model = 32, six layers take longer than two.
+    assert full_median(measured, "d32-l6") > 1.3 * full_median(measured, "d32-l2")
+    # At about equal N (113k vs 116k), wide-and-shallow beats deep-and-narrow.
+    cfg = measured["cfg"]
+    deep, wide = grid.find_shape(cfg, "d32-l6"), grid.find_shape(cfg, "d64-l1")
+    assert abs(deep.params() - wide.params()) / wide.params() < 0.05
+    assert full_median(measured, "d64-l1") * 1.3 < full_median(measured, "d32-l6")
+
+
+def _expect_refusal(capsys, tmp_path, message: str, shape: str = "d40-l1", **latency_keys):
+    params = write_params(tmp_path / "bad.yaml", **latency_keys)
+    out = tmp_path / "latency" / f"{shape}.json"
+    assert morph("latency", "--params", params, "--shape", shape, "--out", out, "--no-progress") == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("latency/.*.tmp"))
+
+
+def test_prompt_plus_output_longer_than_positions(capsys, tmp_path):
+    _expect_refusal(capsys, tmp_path, "latency.prompt_len + latency.new_tokens = 100 + 64 = 164 exceeds "
+                    "model.max_position_embeddings = 128", prompt_len=100, new_tokens=64)
+
+
+def test_float16_on_cpu_is_refused(capsys, tmp_path):
+    _expect_refusal(capsys, tmp_path, "latency.dtype: float16 on cpu is refused", dtype="float16")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_bfloat16_on_cuda_without_cuda(capsys, tmp_path):
+    _expect_refusal(capsys, tmp_path, "latency.device: 'cuda' but torch sees no CUDA device",
+                    device="cuda", dtype="bfloat16")
+
+
+def test_unknown_backend(capsys, tmp_path):
+    _expect_refusal(capsys, tmp_path, "latency.backends[1]: 'tensorrt' is not one of", backends=["hf", "tensorrt"])
+    with pytest.raises(MorphError, match="unknown backend 'tensorrt'"):
+        latency_backends.check_available("tensorrt", "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_vllm_on_cpu_is_refused_before_any_timing(capsys, tmp_path):
+    # hf comes first and would succeed: nothing of it may be written either.
+    _expect_refusal(capsys, tmp_path, "vllm backend needs a CUDA device and the vllm package; "
+                    "latency.device is 'cpu'", backends=["hf", "vllm"])
+
+
+def test_unknown_shape(capsys, tmp_path):
+    _expect_refusal(capsys, tmp_path, "--shape: shape id 'd999-l9' is not in the experiment", shape="d999-l9")
+
+
+def _synthetic_shapes(cfg):
+    rules = config.shape_rules(cfg)
+    return [rules.build(d, n) for d in (32, 64, 96, 128) for n in (1, 2, 4, 8)]
+
+
+def test_latency_model_recovers_known_coefficients():
+    cfg = config.load(ROOT / "configs/ci.yaml")
+    shapes = _synthetic_shapes(cfg)
+    truth = np.array([0.02, 0.004, 3e-9, 2e-7])
+    x = np.array([features(s, 48, 4) for s in shapes])
+    y = x @ truth
+    assert fit(x, y) == pytest.approx(truth, rel=1e-6)
+    assert max(leave_one_out(x, y)) < 1e-6
+    # 2% multiplicative noise: held-out shapes are still predicted within a few percent.
+    noisy = y * (1 + 0.02 * np.random.default_rng(0).standard_normal(len(y)))
+    assert np.mean(leave_one_out(x, noisy)) < 0.05
+    model = {"models": [{"device": "cpu", "backend": "hf", "prompt_len": 16, "new_tokens": 32, "bytes_per_value": 4,
+                         "coefficients": dict(zip(FEATURES, truth))}]}
+    unseen = config.shape_rules(cfg).build(200, 3)
+    assert predict_latency(model, unseen) == pytest.approx(float(np.dot(features(unseen, 48, 4), truth)))
+    with pytest.raises(MorphError, match="no fit for backend 'static'"):
+        predict_latency(model, unseen, backend="static")
+
+
+def test_collect_csv_model_and_figure(measured, tmp_path, capsys):
+    res = tmp_path / "results"
+    assert morph("latency-collect", "--params", measured["params"], "--latency-dir", measured["dir"],
+                 "--out", res / "latency.csv", "--model-out", res / "latency_model.json",
+                 "--figure", res / "figures/latency_shape.png") == 0
+    print(capsys.readouterr().out)
+    rows = list(csv.DictReader(open(res / "latency.csv")))
+    assert len(rows) == 8 * 4  # shapes x (full, ttft, decode_per_token, throughput_b1)
+    row = next(r for r in rows if r["shape_id"] == "d64-l1" and r["setting"] == "full")
+    assert float(row["median"]) == pytest.approx(full_median(measured, "d64-l1"))
+    assert (row["d_model"], row["n_layers"], row["aspect_ratio"]) == ("64", "1", "64.0")
+
+    model = json.loads((res / "latency_model.json").read_text())
+    (fitted,) = model["models"]
+    assert (fitted["device"], fitted["backend"], len(fitted["shapes"])) == ("cpu", "hf", 8)
+    # The fit carries depth: at d_model 32, six layers are predicted slower than two.
+    l2, l6 = (grid.find_shape(measured["cfg"], s) for s in ("d32-l2", "d32-l6"))
+    assert predict_latency(model, l6) > predict_latency(model, l2)
+    loo = fitted["loo"]
+    assert 0 <= loo["mean_rel_error"] <= loo["max_rel_error"] and set(loo["per_shape"]) == set(measured["records"])
+    print(f"LOO on measured CI shapes: mean {loo['mean_rel_error']:.1%}, max {loo['max_rel_error']:.1%}")
+    assert set(model["provenance"]["inputs"]) >= {str(measured["dir"] / f"{s}.json") for s in measured["records"]}
+    # The prediction for a measured shape is the fit's, within its in-sample error.
+    d64 = grid.find_shape(measured["cfg"], "d64-l1")
+    rel = abs(predict_latency(res / "latency_model.json", d64) - full_median(measured, "d64-l1"))
+    assert rel / full_median(measured, "d64-l1") <= fitted["fit_rel_error"]["max"] + 1e-9
+    assert (res / "figures/latency_shape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_collect_refuses_a_measurement_of_another_shape(measured, tmp_path, capsys):
+    stale = tmp_path / "latency"
+    shutil.copytree(measured["dir"], stale)
+    shutil.copy(stale / "d40-l1.json", stale / "d32-l2.json")
+    assert morph("latency-collect", "--params", measured["params"], "--latency-dir", stale,
+                 "--out", tmp_path / "l.csv", "--model-out", tmp_path / "m.json", "--figure", tmp_path / "f.png") == 2
+    assert "d32-l2.json: measured a different model than the experiment's d32-l2" in capsys.readouterr().err
+    assert not (tmp_path / "l.csv").exists() and not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.slow  # inductor compiles the decode step: ~10 s with a warm cache, about a minute cold
+def test_static_backend_compiles_and_generates_the_same_tokens(tmp_path):
+    params = write_params(tmp_path / "p.yaml", backends=["hf", "static"], prompt_len=8, new_tokens=8,
+                          ttft=True, batch_sizes=[1], repeats=3, warmup=1)
+    assert morph("latency", "--params", params, "--shape", "d40-l1", "--out", tmp_path / "d40-l1.json",
+                 "--no-progress") == 0
+    rec = json.loads((tmp_path / "d40-l1.json").read_text())["backends"]
+    static = rec["static"]
+    assert static["details"]["compiled"] and static["details"]["cache"] == "static"
+    assert len(static["generated_tokens"]) == 8 and len(static["settings"]["full"]["samples"]) == 3
+    # The first call compiled; timed calls are far faster than it.
+    assert static["settings"]["full"]["median"] * 5 < static["first_call_s"]["full"]
+    assert static["generated_tokens"] == rec["hf"]["generated_tokens"]

@@ -7,6 +7,8 @@ from pathlib import Path
 from . import config, grid
 from .errors import MorphError
 from .io import provenance, read_json, write_json
+from .latency_collect import MODEL_SETTING
+from .latency_model import predict_latency
 from .shape import Shape
 
 
@@ -24,14 +26,13 @@ def paper_setting_latency(latency_csv: Path, backend: str) -> dict[str, dict]:
     found = {}
     with open(latency_csv) as f:
         for row in csv.DictReader(f):
-            if row["backend"] == backend and row["setting"] == "generate" and int(row["batch_size"]) == 1:
-                found[row["shape_id"]] = {k: float(row[k]) for k in ("median_s", "p10_s", "p90_s")}
+            if row["backend"] == backend and row["setting"] == MODEL_SETTING:
+                found[row["shape_id"]] = {f"{k}_s": float(row[k]) for k in ("median", "p10", "p90")} | {
+                    "cv": float(row["cv"]) if row["cv"] else None}
     return found
 
 
 def describe(shape: Shape, cfg: dict, measured: dict, model: dict) -> dict:
-    from .latency_collect import predict_latency
-
     target, tol = cfg["select"]["params"], cfg["select"]["tolerance"]
     gap = shape.params() / target - 1
     if cfg["select"]["latency_source"] == "measured" and shape.shape_id in measured:
@@ -39,7 +40,9 @@ def describe(shape: Shape, cfg: dict, measured: dict, model: dict) -> dict:
     elif cfg["select"]["latency_source"] == "measured":
         raise MorphError(f"{shape.shape_id}: no measured latency; run its latency job or set select.latency_source: model")
     else:
-        latency = {"median_s": predict_latency(model, shape), "source": "latency model"}
+        latency = {"median_s": predict_latency(model, shape, backend=cfg["select"]["latency_metric"],
+                                               device=cfg["latency"]["device"]),
+                   "source": "latency model"}
     return {
         "shape_id": shape.shape_id, **shape.to_dict(),
         "params_gap": gap, "within_tolerance": abs(gap) <= tol, "latency": latency,

@@ -96,7 +96,8 @@ def latency(cfg: dict, p: str, shape_id: str) -> Node:
     grid.find_shape(cfg, shape_id)
     return Node(
         "latency", shape_id, f"morph latency --params {p} --shape {shape_id} --out latency/{shape_id}.json",
-        deps=(module("latency"),), outs=(f"latency/{shape_id}.json",),
+        deps=(module("latency"), module("latency_backends"), module("latency_stats")),
+        outs=(f"latency/{shape_id}.json",),
         params=("seed", "tokenizer", "model", "latency"),
     )
 
@@ -107,7 +108,8 @@ def latency_collect(cfg: dict, p: str) -> Node:
         "latency_collect", "",
         f"morph latency-collect --params {p} --latency-dir latency --out results/latency.csv "
         f"--model-out results/latency_model.json --figure {FIGURES}/latency_shape.png",
-        deps=(module("latency_collect"), *(f"latency/{s}.json" for s in shapes)),
+        deps=(module("latency_collect"), module("latency_model"), module("latency_figure"),
+              *(f"latency/{s}.json" for s in shapes)),
         outs=("results/latency.csv", "results/latency_model.json", f"{FIGURES}/latency_shape.png"),
         params=("latency",),
     )

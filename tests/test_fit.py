@@ -17,7 +17,7 @@ from morph.fit import design, evaluate, fit_law, predict_loss, validate
 from morph.io import sha256_file
 from morph.law import Law, predict
 from morph.laws import size_labels
-from morph.solvers import Objective, solve, start_grid
+from morph.solvers import Objective, start_grid
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]

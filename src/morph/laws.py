@@ -196,8 +196,8 @@ def ablations_markdown(rows: list[dict], solver: str) -> str:
     for r in rows:
         notes = r.get("error") or "; ".join(r.get("warnings", []))
         if "n_repeats" in r:
-            notes = f"mean ± sd over {r['n_repeats']} repeats" + (f", {r['n_failed']} failed" if r["n_failed"] else "") \
-                    + (f"; {r['error']}" if r.get("error") else "")
+            failed = f", {r['n_failed']} failed" if r["n_failed"] else ""
+            notes = f"mean ± sd over {r['n_repeats']} repeats{failed}" + (f"; {r['error']}" if r.get("error") else "")
         cells = [r["ablation"], r["law"], r["tie"], str(r.get("n_fit", "—"))]
         cells += [_cell(r, k) for k in ("mse_all", "r2_all", "mse_heldout", "r2_heldout",
                                          "spearman_heldout_within_group")]
@@ -223,8 +223,10 @@ def run(args):
         notes.append(f"{args.runs} lacks {len(missing)} grid run(s): {', '.join(missing[:5])}"
                      + (" ..." if len(missing) > 5 else ""))
     fc = cfg["fit"]
-    meta = {"fit_set": {"rule": (f"multiplier {fc['fit_multiplier'] or min(cfg['grid']['multipliers']):g}"
-                                 + (" + smallest size at the largest multiplier" if fc["include_smallest_at_max"] else "")),
+    rule = f"multiplier {fc['fit_multiplier'] or min(cfg['grid']['multipliers']):g}"
+    if fc["include_smallest_at_max"]:
+        rule += " + the smallest size at the largest multiplier"
+    meta = {"fit_set": {"rule": rule,
                         "run_ids": df["run_id"][fit_mask].tolist()},
             "heldout_run_ids": df["run_id"][~fit_mask].tolist(),
             "sizes": {rid: int(s) for rid, s in zip(df["run_id"], df["size"])},

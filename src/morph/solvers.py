@@ -6,9 +6,10 @@
   Hoffmann et al. (2022) and Besiroglu et al. (2024).
 
 Multi-start: every point of the start grid is scored at once (one vectorised evaluation of the
-objective), and the local solver runs from the `polish` best of them. Running a local solve from all
-4,500+ grid points costs 100-1000x more and, on the data we checked (benchmarks/fit.py), finds the same
-optimum: the grid's best-scoring points already sit in the global basin.
+objective), and the local solver runs from the `POLISH` best of them. A local solve from every grid
+point costs ~150-200x more on the 900-point grid (benchmarks/fit.py) and found the same optimum there,
+as did 64 polished starts against 1-8 on the Chinchilla and Gemstones data: the best-scoring grid
+points already sit in the global basin.
 """
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares, minimize
-from threadpoolctl import threadpool_limits
 
 from .errors import MorphError
 from .law import Law, log_predict
@@ -142,6 +141,8 @@ class Objective:
         return f, g
 
     def local(self, x0: np.ndarray, max_iter: int) -> tuple[np.ndarray, float, bool]:
+        from scipy.optimize import least_squares, minimize  # ~0.9 s to import; kept off `morph --help`
+
         with np.errstate(over="ignore", invalid="ignore"):
             if self.solver == "lm":
                 res = least_squares(lambda t: self._residuals(t)[0], x0, jac=lambda t: self._residuals(t)[1],
@@ -163,6 +164,8 @@ _serial_depth = 0
 def serial_blas():
     """One BLAS thread while solving: these problems are tiny, and on a busy machine OpenBLAS's
     spinning worker threads made each L-BFGS-B step 5-10x slower. Re-entrant and cheap when nested."""
+    from threadpoolctl import threadpool_limits
+
     global _serial_depth
     if _serial_depth:
         yield

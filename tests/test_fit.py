@@ -293,3 +293,22 @@ def test_laws_stage_names_a_missing_fit_multiplier(tmp_path, capsys):
                  "--figures", tmp_path / "f") == 2
     assert "no run in the runs table has multiplier 2" in capsys.readouterr().err
     assert not (tmp_path / "law").exists()
+
+
+def test_degenerate_toy_runs_give_warnings_or_recorded_errors_never_silence(tmp_path, capsys):
+    """Losses that follow no law, on the CI grid (6 fit runs): the stage still reports, and says why to distrust it."""
+    raw = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    raw["fit"].update({"bootstrap": 5, "ablation_repeats": 1})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    runs = tmp_path / "runs.csv"
+    df = _runs_table(params, runs)
+    df.assign(loss=np.random.default_rng(1).uniform(5.0, 6.0, len(df))).to_csv(runs, index=False)
+    assert morph("laws", "--params", params, "--runs", runs, "--out-dir", tmp_path / "law",
+                 "--figures", tmp_path / "f") == 0
+    ia = json.loads((tmp_path / "law" / "inference-aware.json").read_text())
+    assert any("only 6 rows for 5 free coefficients" in w for w in ia["warnings"])
+    assert "morph laws: warning: inference-aware:" in capsys.readouterr().err
+    rows = json.loads((tmp_path / "law" / "ablations.json").read_text())["rows"]
+    assert all(r.get("error") or r.get("warnings") for r in rows)
+    assert any("fewer than the" in (r.get("error") or "") for r in rows)

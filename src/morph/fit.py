@@ -208,6 +208,9 @@ def _group_key(v) -> str:
 
 def metrics(pred: np.ndarray, actual: np.ndarray, groups=None) -> dict:
     """mse, r2, spearman, max_relative_error (and spearman_by_group when groups are given)."""
+    if not np.all(np.isfinite(pred)):
+        raise MorphError(f"the fitted law predicts a non-finite loss for {int((~np.isfinite(pred)).sum())} of "
+                         f"{len(pred)} rows: a degenerate fit that cannot be evaluated there")
     resid = pred - actual
     ss_tot = float(((actual - actual.mean()) ** 2).sum())
     out = {
@@ -230,7 +233,9 @@ def evaluate(result: dict, df, by_group: bool) -> dict:
     groups = None
     if by_group:
         groups = df["group"].to_numpy() if "group" in df.columns else df["params"].to_numpy()
-    return metrics(predict_frame(result["coefficients"], df), df["loss"].to_numpy(), groups)
+    with np.errstate(over="ignore", invalid="ignore"):
+        pred = predict_frame(result["coefficients"], df)
+    return metrics(pred, df["loss"].to_numpy(), groups)
 
 
 # -- the fitted law as a consumer reads it -------------------------------------------------------------

@@ -119,8 +119,9 @@ class Objective:
         return out.reshape(-1)
 
     def rms(self, theta: np.ndarray) -> float:
-        lp = log_predict(self.law, self.law.expand @ theta, self.X)
-        return float(np.sqrt(np.mean((np.exp(lp) - self.y) ** 2)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            lp = log_predict(self.law, self.law.expand @ theta, self.X)
+            return float(np.sqrt(np.mean((np.exp(lp) - self.y) ** 2)))
 
     # -- local solves ------------------------------------------------------------------------
     def _residuals(self, theta):
@@ -157,6 +158,13 @@ class Objective:
             return res.x, float(res.fun * HUBER_DELTA), bool(ok and np.isfinite(res.fun))
 
 
+def _representable(law: Law, theta: np.ndarray) -> bool:
+    """Whether every named coefficient is a finite float; a solve that ran off to exp(>709) has not
+    converged to anything usable, however small its gradient."""
+    with np.errstate(over="ignore"):
+        return bool(np.all(np.isfinite(list(law.coefficients(theta).values()))))
+
+
 _serial_depth = 0
 
 
@@ -191,7 +199,8 @@ def solve(law: Law, solver: str, X: np.ndarray, y: np.ndarray, starts: np.ndarra
             theta, value, ok = obj.local(x0, max_iter)
             if np.isfinite(value):
                 best_any = min(best_any, value)
-            if ok and np.all(np.isfinite(theta)) and (best is None or value < best[1]):
+            ok = bool(ok and _representable(law, theta) and np.isfinite(obj.rms(theta)))
+            if ok and (best is None or value < best[1]):
                 best = (theta, value)
             converged += ok
     if best is None:

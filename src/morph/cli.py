@@ -18,6 +18,7 @@ COMMANDS = {
     "latency": "morph.latency",
     "latency-collect": "morph.latency_collect",
     "fit": "morph.fit",
+    "laws": "morph.laws",
     "candidates": "morph.candidates",
     "select": "morph.select",
     "evaluate": "morph.evaluate",

@@ -1,0 +1,314 @@
+"""The scaling-law fitter: laws and tying, both solvers, published reference fits, bad input, and the
+`morph fit` / `morph laws` commands."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from scipy.optimize import check_grad
+
+from morph import cli, config, grid
+from morph.errors import MorphError
+from morph.fit import design, evaluate, fit_law, predict_loss, validate
+from morph.io import sha256_file
+from morph.law import Law, predict
+from morph.laws import size_labels
+from morph.solvers import Objective, start_grid
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[1]
+TRUE = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha": 0.34, "beta": 0.37, "eps": 0.01, "gamma": 0.5}
+
+
+def synthetic(law: str, n: int, noise: float, seed: int = 0) -> pd.DataFrame:
+    """Runs drawn from TRUE over the paper's range: N 50M-2B, 20/40/160 tokens per parameter, R 16-768."""
+    rng = np.random.default_rng(seed)
+    N = np.exp(rng.uniform(np.log(5e7), np.log(2e9), n))
+    D = N * rng.choice([20, 40, 160], n)
+    d_model, n_layers = rng.choice([512, 1024, 2048, 3072], n), rng.choice([4, 8, 16, 24, 32], n)
+    coeffs = TRUE if law == "inference-aware" else {k: TRUE[k] for k in ("E", "A", "B", "alpha", "beta")}
+    loss = predict(coeffs, N, D, d_model / n_layers) * np.exp(rng.normal(0.0, noise, n))
+    return pd.DataFrame({"params": N, "tokens": D, "d_model": d_model, "n_layers": n_layers, "loss": loss})
+
+
+def morph(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+def chinchilla_points() -> pd.DataFrame:
+    c = pd.read_csv(DATA / "chinchilla_epoch.csv")
+    return c[c["epoch_outlier"] == 0].rename(columns={"model_size": "params", "training_tokens": "tokens"})
+
+
+def gemstones() -> pd.DataFrame:
+    g = pd.read_csv(DATA / "gemstones_cool_end.csv")
+    return g.rename(columns={"params_active_precise": "params", "width": "d_model", "depth": "n_layers",
+                             "final_loss": "loss"})
+
+
+# -- laws, tying, objectives ------------------------------------------------------------------------
+def test_tying_sets_the_free_coefficients_and_round_trips():
+    assert Law("chinchilla", "none").free_names() == ("E", "A", "B", "alpha", "beta")
+    assert Law("chinchilla", "all").free == Law("chinchilla", "alpha-beta").free  # all == alpha-beta here
+    assert Law("inference-aware", "alpha-beta").free_names() == ("E", "A", "B", "alpha", "eps", "gamma")
+    law = Law("inference-aware", "all")
+    assert law.n_free == 5
+    c = law.coefficients(law.vector(TRUE))
+    assert c["beta"] == c["gamma"] == c["alpha"] == pytest.approx(0.34)
+    assert c["E"] == pytest.approx(1.8) and c["eps"] == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="unknown tie"):
+        Law("chinchilla", "beta")
+
+
+@pytest.mark.parametrize("solver", ["lm", "huber-log"])
+def test_analytic_gradients_and_grid_scoring_agree_with_direct_evaluation(solver):
+    df = synthetic("inference-aware", 60, 0.01)
+    law = Law("inference-aware", "none")
+    obj = Objective(law, solver, design(df, law), df["loss"].to_numpy())
+    x = law.vector(TRUE) + 0.05
+    if solver == "lm":
+        f = lambda t: 0.5 * np.sum(obj._residuals(t)[0] ** 2)  # noqa: E731
+        g = lambda t: obj._residuals(t)[0] @ obj._residuals(t)[1]  # noqa: E731
+    else:
+        f, g = (lambda t: obj._huber_and_grad(t)[0]), (lambda t: obj._huber_and_grad(t)[1])
+    assert check_grad(f, g, x) < 1e-5 * max(1.0, np.linalg.norm(g(x)))
+    tied = Objective(Law("inference-aware", "alpha-beta"), solver, obj.X, obj.y)
+    grid_pts = start_grid(tied.law)
+    assert np.allclose(tied.grid_scores(), tied.batch(grid_pts), rtol=1e-9)
+
+
+# -- recovery ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("law_name", ["chinchilla", "inference-aware"])
+@pytest.mark.parametrize("solver", ["lm", "huber-log"])
+def test_noise_free_runs_are_recovered_exactly(law_name, solver):
+    df = synthetic(law_name, 80, 0.0)
+    law = Law(law_name, "none")
+    result = fit_law(validate(df, law, "synthetic", law.n_free), law, solver, progress=False)
+    for k, v in result["coefficients"].items():
+        assert v == pytest.approx(TRUE[k], rel=1e-4), k
+    assert result["warnings"] == []
+
+
+@pytest.mark.parametrize("law_name", ["chinchilla", "inference-aware"])
+@pytest.mark.parametrize("solver", ["lm", "huber-log"])
+def test_noisy_runs_are_recovered_within_tolerance(law_name, solver):
+    df = synthetic(law_name, 300, 0.003, seed=1)
+    law = Law(law_name, "all" if law_name == "chinchilla" else "none")
+    coeffs = fit_law(validate(df, law, "synthetic", law.n_free), law, solver, progress=False)["coefficients"]
+    if law_name == "chinchilla":  # data drawn with alpha != beta, fitted tied: only the fit's quality is known
+        pred = predict(coeffs, df["params"], df["tokens"])
+        assert np.max(np.abs(pred / df["loss"] - 1)) < 0.02
+        return
+    assert coeffs["E"] == pytest.approx(TRUE["E"], abs=0.1)
+    for k in ("alpha", "beta", "gamma"):
+        assert coeffs[k] == pytest.approx(TRUE[k], abs=0.05), k
+    assert coeffs["eps"] == pytest.approx(TRUE["eps"], rel=0.5)
+
+
+# -- published data ---------------------------------------------------------------------------------
+def test_chinchilla_reference_fit_end_to_end(tmp_path):
+    """`morph fit` on the 240 Epoch points reproduces the reference Huber/log fit; bootstrap is seeded."""
+    runs = tmp_path / "chinchilla.csv"
+    chinchilla_points().to_csv(runs, index=False)
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    for out in outs:
+        assert morph("fit", "--runs", runs, "--law", "chinchilla", "--tie", "none", "--solver", "huber-log",
+                     "--bootstrap", 30, "--seed", 3, "--out", out) == 0
+    res = json.loads(outs[0].read_text())
+    c = res["coefficients"]
+    assert c["E"] == pytest.approx(1.817, abs=0.01)
+    assert c["alpha"] == pytest.approx(0.347, abs=0.005) and c["beta"] == pytest.approx(0.367, abs=0.005)
+    assert (res["law"], res["tie"], res["solver"], res["n_fit"]) == ("chinchilla", "none", "huber-log", 240)
+    assert set(res["metrics"]["fit"]) == {"n", "mse", "r2", "spearman", "max_relative_error"}
+    assert res["metrics"]["fit"]["r2"] > 0.99
+    for k, (lo, hi) in res["ci"].items():
+        assert lo <= c[k] <= hi, k
+    assert res["bootstrap"]["samples"] == 30 and res["bootstrap"]["seed"] == 3
+    assert res["inputs"] == {str(runs): sha256_file(runs)}
+    assert json.loads(outs[1].read_text())["ci"] == res["ci"]  # same seed, same intervals
+
+
+@pytest.mark.parametrize("solver", ["lm", "huber-log"])
+def test_gemstones_inference_aware_beats_chinchilla_on_larger_held_out_sizes(solver):
+    """Fitted on the sizes below 600M, evaluated on the 1B and 2B sizes (see tests/data/README.md)."""
+    g = gemstones()
+    small, large = g[g["params"] < 6e8], g[g["params"] >= 6e8]
+    assert small["params"].nunique() == 14 and large["params"].nunique() == 6
+    mse = {}
+    for name in ("chinchilla", "inference-aware"):
+        law = Law(name, "all")
+        result = fit_law(validate(small, law, "small", law.n_free), law, solver, progress=False)
+        mse[name] = evaluate(result, validate(large, law, "large"), by_group=True)["mse"]
+    assert mse["inference-aware"] < 0.7 * mse["chinchilla"]
+
+
+def test_eval_csv_gives_grouped_spearman_and_predict_loss_reads_the_result(tmp_path):
+    g = gemstones()
+    runs, ev, out = tmp_path / "small.csv", tmp_path / "large.csv", tmp_path / "ia.json"
+    g[g["params"] < 6e8].to_csv(runs, index=False)
+    g[g["params"] >= 6e8].assign(group=lambda d: d["d_model"].astype(str)).to_csv(ev, index=False)
+    assert morph("fit", "--runs", runs, "--eval", ev, "--law", "inference-aware", "--tie", "all",
+                 "--solver", "lm", "--out", out) == 0
+    res = json.loads(out.read_text())
+    assert set(res["metrics"]["eval"]["spearman_by_group"]) == {"1280", "1536", "1792", "2048", "2560", "3072"}
+    assert set(res["inputs"]) == {str(runs), str(ev)}
+    row = g[g["params"] >= 6e8].iloc[0]
+    direct = predict(res["coefficients"], row["params"], row["tokens"], row["d_model"] / row["n_layers"])
+    assert predict_loss(out, row["params"], row["tokens"], row["d_model"], row["n_layers"]) == pytest.approx(direct)
+    assert predict_loss(res, [row["params"]] * 2, row["tokens"], row["d_model"], row["n_layers"]).shape == (2,)
+    with pytest.raises(MorphError, match="holds the inference-aware law, but chinchilla was expected"):
+        predict_loss(res, 1e9, 2e10, 2048, 16, expect_law="chinchilla")
+    with pytest.raises(MorphError, match="needs d_model and n_layers"):
+        predict_loss(res, 1e9, 2e10)
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+def _bad(tmp_path, capsys, df: pd.DataFrame, *extra) -> str:
+    runs = tmp_path / "runs.csv"
+    df.to_csv(runs, index=False)
+    args = ["fit", "--runs", runs, "--out", tmp_path / "out.json", *extra]
+    if "--law" not in extra:
+        args += ["--law", "inference-aware"]
+    assert morph(*args) == 2
+    assert not (tmp_path / "out.json").exists()
+    return capsys.readouterr().err
+
+
+def test_too_few_rows(tmp_path, capsys):
+    err = _bad(tmp_path, capsys, synthetic("inference-aware", 6, 0.0), "--tie", "none")
+    assert "6 rows, fewer than the 7 free coefficients" in err and "tie 'none'" in err
+
+
+@pytest.mark.parametrize("column,value,shown", [("loss", np.nan, "nan"), ("params", 0, "0"),
+                                                ("tokens", -5e9, "-5000000000.0"), ("loss", "abc", "'abc'")])
+def test_nan_zero_negative_or_text_values(tmp_path, capsys, column, value, shown):
+    df = synthetic("inference-aware", 20, 0.0).astype({column: object})
+    df.loc[4, column] = value
+    err = _bad(tmp_path, capsys, df)
+    assert f"line 6: column '{column}' is" in err and shown in err and "must all be positive numbers" in err
+
+
+def test_missing_column_is_needed_only_by_the_law_that_uses_it(tmp_path, capsys):
+    df = synthetic("chinchilla", 20, 0.0).drop(columns=["d_model"])
+    err = _bad(tmp_path, capsys, df)
+    assert "missing column 'd_model'; the inference-aware law needs columns params, tokens, d_model" in err
+    assert morph("fit", "--runs", tmp_path / "runs.csv", "--law", "chinchilla", "--tie", "all",
+                 "--out", tmp_path / "ok.json") == 0
+
+
+def test_a_single_aspect_ratio_cannot_identify_the_shape_term(tmp_path, capsys):
+    df = synthetic("chinchilla", 20, 0.0).assign(d_model=1024, n_layers=16)
+    err = _bad(tmp_path, capsys, df)
+    assert "same R = d_model/n_layers = 64" in err and "eps and gamma are unidentifiable" in err
+
+
+def test_non_convergence_names_the_solver_and_best_residual(tmp_path, capsys):
+    err = _bad(tmp_path, capsys, synthetic("inference-aware", 40, 0.01), "--solver", "huber-log",
+               "--max-iter", 2)
+    assert "solver 'huber-log' did not converge" in err and "best objective reached" in err
+
+
+def test_a_bad_eval_table_is_named(tmp_path, capsys):
+    runs, ev = tmp_path / "runs.csv", tmp_path / "eval.csv"
+    synthetic("chinchilla", 20, 0.0).to_csv(runs, index=False)
+    synthetic("chinchilla", 5, 0.0).drop(columns=["tokens"]).to_csv(ev, index=False)
+    assert morph("fit", "--runs", runs, "--eval", ev, "--law", "chinchilla", "--out", tmp_path / "o.json") == 2
+    assert f"{ev}: missing column 'tokens'" in capsys.readouterr().err
+
+
+# -- the graph stage -----------------------------------------------------------------------------------
+def _experiment(tmp_path) -> Path:
+    raw = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    raw["grid"]["sizes"] = [{"params": 60000, "depths": [1, 2, 4], "multipliers": [2, 4, 16]},
+                            {"params": 120000, "depths": [1, 2, 4]}, {"params": 240000, "depths": [1, 2, 4]}]
+    raw["fit"].update({"bootstrap": 10, "ablation_repeats": 2})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _runs_table(params: Path, path: Path) -> pd.DataFrame:
+    """The training stage's runs.csv for the grid, with losses drawn from a known inference-aware law."""
+    cfg, rng = config.load(params), np.random.default_rng(0)
+    rows = [{"run_id": r.run_id, **r.shape.to_dict(), "tokens": r.tokens, "multiplier": r.multiplier}
+            for r in grid.grid_runs(cfg)]
+    df = pd.DataFrame(rows)
+    coeffs = {"E": 1.5, "A": 60.0, "B": 300.0, "alpha": 0.3, "beta": 0.3, "eps": 0.02, "gamma": 0.3}
+    df["loss"] = predict(coeffs, df["params"], df["tokens"], df["aspect_ratio"]) * np.exp(rng.normal(0, 0.003, len(df)))
+    df = df.assign(train_loss_ema=df["loss"], wall_s=1.0, tokens_per_s=1.0, mfu=0.1)
+    df.to_csv(path, index=False)
+    return df
+
+
+def test_sizes_come_from_the_grid_and_unknown_shapes_are_clustered(tmp_path):
+    params = _experiment(tmp_path)
+    cfg = config.load(params)
+    df = _runs_table(params, tmp_path / "runs.csv")
+    labels = size_labels(cfg, df)
+    assert sorted(set(labels)) == [60000, 120000, 240000]
+    foreign = pd.DataFrame({"d_model": [1000, 1002, 3000], "n_layers": [7, 7, 7], "params": [1e6, 1.05e6, 5e6]})
+    assert list(size_labels(cfg, foreign)) == [1000000, 1000000, 5000000]
+
+
+def test_laws_stage_writes_fits_ablations_and_figures(tmp_path, capsys):
+    params = _experiment(tmp_path)
+    runs = tmp_path / "runs.csv"
+    df = _runs_table(params, runs)
+    out, figs = tmp_path / "law", tmp_path / "figures"
+    assert morph("laws", "--params", params, "--runs", runs, "--out-dir", out, "--figures", figs) == 0
+    ia = json.loads((out / "inference-aware.json").read_text())
+    fit_ids = set(ia["fit_set"]["run_ids"])
+    expected = set(df["run_id"][df["multiplier"] == 2]) | {r for r in df["run_id"] if r.endswith("-t16")}
+    assert fit_ids == expected and len(fit_ids) == 12
+    assert set(ia["heldout_run_ids"]) == set(df["run_id"]) - fit_ids
+    assert ia["metrics"]["heldout"]["n"] == len(df) - 12 and ia["ci"]["alpha"][0] <= ia["coefficients"]["alpha"]
+    assert ia["metrics"]["heldout"]["mse"] < 3e-3  # the law the runs were drawn from (noise sd ~0.02)
+    assert set(ia["inputs"]) == {str(runs), str(params)}
+    assert "N120000-t4" in ia["metrics"]["heldout"]["spearman_by_group"]
+    chin = json.loads((out / "chinchilla.json").read_text())
+    assert chin["metrics"]["heldout"]["mse"] > 5 * ia["metrics"]["heldout"]["mse"]
+    rows = json.loads((out / "ablations.json").read_text())["rows"]
+    assert {(r["ablation"], r["law"], r["tie"]) for r in rows} >= {
+        ("paper fit set", "chinchilla", "all"), ("paper fit set", "inference-aware", "all"),
+        ("without over-trained runs", "inference-aware", "all"), ("one random shape per size", "chinchilla", "all"),
+        ("gamma tying", "inference-aware", "alpha-beta"), ("gamma tying", "inference-aware", "none")}
+    one = next(r for r in rows if r["ablation"] == "one random shape per size" and r["law"] == "chinchilla")
+    assert len(one["repeats"]) == 2 and all(len(rep["shapes"]) == 3 for rep in one["repeats"])
+    md = (out / "ablations.md").read_text()
+    assert md.count("\n| ") == len(rows) + 1 and "| without over-trained runs | inference-aware | all |" in md
+    for name in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute"):
+        assert (figs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_laws_stage_names_a_missing_fit_multiplier(tmp_path, capsys):
+    params = _experiment(tmp_path)
+    runs = tmp_path / "runs.csv"
+    df = _runs_table(params, runs)
+    df[df["multiplier"] != 2].to_csv(runs, index=False)
+    assert morph("laws", "--params", params, "--runs", runs, "--out-dir", tmp_path / "law",
+                 "--figures", tmp_path / "f") == 2
+    assert "no run in the runs table has multiplier 2" in capsys.readouterr().err
+    assert not (tmp_path / "law").exists()
+
+
+def test_degenerate_toy_runs_give_warnings_or_recorded_errors_never_silence(tmp_path, capsys):
+    """Losses that follow no law, on the CI grid (6 fit runs): the stage still reports, and says why to distrust it."""
+    raw = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    raw["fit"].update({"bootstrap": 5, "ablation_repeats": 1})
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    runs = tmp_path / "runs.csv"
+    df = _runs_table(params, runs)
+    df.assign(loss=np.random.default_rng(1).uniform(5.0, 6.0, len(df))).to_csv(runs, index=False)
+    assert morph("laws", "--params", params, "--runs", runs, "--out-dir", tmp_path / "law",
+                 "--figures", tmp_path / "f") == 0
+    ia = json.loads((tmp_path / "law" / "inference-aware.json").read_text())
+    assert any("only 6 rows for 5 free coefficients" in w for w in ia["warnings"])
+    assert "morph laws: warning: inference-aware:" in capsys.readouterr().err
+    rows = json.loads((tmp_path / "law" / "ablations.json").read_text())["rows"]
+    assert all(r.get("error") or r.get("warnings") for r in rows)
+    assert any("fewer than the" in (r.get("error") or "") for r in rows)

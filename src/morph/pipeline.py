@@ -119,11 +119,11 @@ def laws(cfg: dict, p: str) -> Node:
     return Node(
         "laws", "",
         f"morph laws --params {p} --runs results/runs.csv --out-dir {LAW_DIR} --figures {FIGURES}",
-        deps=(module("laws"), module("law"), "results/runs.csv"),
+        deps=(*(module(m) for m in ("laws", "law", "solvers", "fit", "law_figures")), "results/runs.csv"),
         outs=(*(law_path(law) for law in cfg["fit"]["laws"]), f"{LAW_DIR}/ablations.json",
               f"{LAW_DIR}/ablations.md", f"{FIGURES}/loss_vs_R.png", f"{FIGURES}/predicted_vs_actual.png",
               f"{FIGURES}/loss_vs_compute.png"),
-        params=("fit", "grid"),
+        params=("seed", "tokenizer", "model", "fit", "grid"),
     )
 
 
@@ -143,7 +143,7 @@ def select(cfg: dict, p: str) -> Node:
         "select", "",
         f"morph select --params {p} --candidates results/candidates.json --law {law_path(law)} "
         f"--out results/selection.json",
-        deps=(module("select"), "results/candidates.json", law_path(law)),
+        deps=(module("select"), module("fit"), module("law"), "results/candidates.json", law_path(law)),
         outs=("results/selection.json",), params=("select",),
     )
 

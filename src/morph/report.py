@@ -117,7 +117,7 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         lat = m["latency"]
         band = f"[{lat['p10_s']:.3f}, {lat['p90_s']:.3f}]" if "p10_s" in lat else "(predicted)"
         lines.append(
-            f"| {m['run_id']} | {m['role']} | {m['params']:,} | {m['aspect_ratio']:.1f} | {m['predicted_loss']:.4f} | "
+            f"| {m['run_id']} | {m['role']} | {m['params']:,} | {m['aspect_ratio']:.1f} | {m['predicted_loss']:.5f} | "
             f"{m['actual_loss']:.4f} | {lat['median_s']:.3f} {band} | {m['speedup_vs_baseline']:.2f}x | "
             f"{m['avg_accuracy']:.4f} |"
         )
@@ -126,10 +126,13 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
               + "):", "", "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for m in decision["models"]:
         lines.append(f"| {m['run_id']} | " + " | ".join(f"{m['accuracy'].get(t, float('nan')):.3f}" for t in tasks) + " |")
+    caveats = decision["warnings"] + [f"law: {w}" for w in decision["law_warnings"]]
+    if caveats:
+        lines += ["", "Caveats:", ""] + [f"- {w}" for w in caveats]
     lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | kept / reason |", "|---|---|---|---|---|---|---|"]
     for c in decision["candidates"]:
         lines.append(
-            f"| {c['shape_id']} | {c['params']:,} | {c['aspect_ratio']:.1f} | {c['predicted_loss']:.4f} | "
+            f"| {c['shape_id']} | {c['params']:,} | {c['aspect_ratio']:.1f} | {c['predicted_loss']:.5f} | "
             f"{c['latency']['median_s']:.3f} | {c.get('rank', '-')} | {'kept' if c['kept'] else c['reason']} |"
         )
     lines += ["", "## Figures", ""]
@@ -168,6 +171,7 @@ def run(args):
         "models": models,
         "candidates": selection["candidates"],
         "warnings": selection["warnings"],
+        "law_warnings": selection["law_warnings"],
         **provenance(inputs),
     }
     figure_paths = plot(models, Path(args.figures))

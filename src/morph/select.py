@@ -77,6 +77,8 @@ def run(args):
         "law": sel["law"],
         "tokens": sel["tokens"],
         "warnings": warnings,
+        # A degenerate fit (e.g. no shape effect found) must travel with the decision it informed.
+        "law_warnings": law.get("warnings", []),
         "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "params",
                                         "predicted_loss")}
                   for c in top],

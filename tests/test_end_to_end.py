@@ -1,6 +1,7 @@
 """The whole method on configs/ci.yaml, run once in a fresh copy of the repository through
-Snakemake, then checked: the decision's content, no-op reruns in both tools, lineage, and that
-editing one shape plans exactly that shape's jobs and their dependents."""
+Snakemake, then checked: the decision's content, no-op reruns, lineage, that editing one shape
+plans exactly that shape's jobs and their dependents, and, in DVC, adoption of Snakemake's
+outputs, run-cache restores and push/pull to a fresh clone. Tests run in file order."""
 from __future__ import annotations
 
 import json
@@ -101,18 +102,6 @@ def test_lineage_reaches_the_raw_shards_for_every_figure_and_the_decision(tree):
         assert "CHANGED" not in out, rel
 
 
-def test_dvc_adopts_the_snakemake_outputs_without_rerunning(tree):
-    sh(["morph", "dvc-yaml", "--params", CI], tree)
-    metrics = tree / "runs/top-1/metrics.json"
-    before = metrics.stat().st_mtime_ns
-    sh(["dvc", "commit", "-f", "-q"], tree, timeout=900)
-    status = sh(["dvc", "status"], tree).stdout
-    assert "up to date" in status, status
-    repro = sh(["dvc", "repro"], tree, timeout=900).stdout
-    assert "Running stage" not in repro, repro
-    assert metrics.stat().st_mtime_ns == before
-
-
 def test_editing_one_shape_plans_only_that_shape_and_its_dependents(tree):
     # Edited in place, as a user edits params.yaml (the file's path is part of every command).
     original = (tree / CI).read_text()
@@ -126,3 +115,56 @@ def test_editing_one_shape_plans_only_that_shape_and_its_dependents(tree):
     assert plan.get("train") == 2 and plan.get("latency") == 1, plan  # the new shape's 2 runs and 1 timing
     assert "sample" not in plan and "tokenize" not in plan
     assert {"collect", "laws", "latency_collect", "candidates", "select", "report"} <= set(plan)
+
+
+@pytest.fixture(scope="module")
+def dvc_tree(tree) -> Path:
+    """The finished tree adopted by DVC: dvc.yaml for the CI experiment, outputs committed, not rerun."""
+    sh(["morph", "dvc-yaml", "--params", CI], tree)
+    sh(["dvc", "commit", "-f", "-q"], tree, timeout=900)
+    return tree
+
+
+def test_dvc_adopts_the_snakemake_outputs_without_rerunning(dvc_tree):
+    metrics = dvc_tree / "runs/top-1/metrics.json"
+    before = metrics.stat().st_mtime_ns
+    status = sh(["dvc", "status"], dvc_tree).stdout
+    assert "up to date" in status, status
+    repro = sh(["dvc", "repro"], dvc_tree, timeout=900).stdout
+    assert "Running stage" not in repro, repro
+    assert metrics.stat().st_mtime_ns == before
+
+
+def test_reverting_a_param_restores_from_the_run_cache_without_training(dvc_tree):
+    stage, metrics = "train-d40-l1-t2", dvc_tree / "runs/d40-l1-t2/metrics.json"
+    original_params, original_metrics = (dvc_tree / CI).read_text(), metrics.read_bytes()
+    raw = yaml.safe_load(original_params)
+    raw["train"]["lr"] = raw["train"]["lr"] * 0.8
+    try:
+        (dvc_tree / CI).write_text(yaml.safe_dump(raw))
+        changed = sh(["dvc", "repro", "-s", stage], dvc_tree, timeout=600).stdout
+        assert f"Running stage '{stage}'" in changed, changed
+        assert metrics.read_bytes() != original_metrics
+    finally:
+        (dvc_tree / CI).write_text(original_params)
+    restored = sh(["dvc", "repro", "-s", stage], dvc_tree, timeout=600).stdout
+    assert "Running stage" not in restored and "run-cache" in restored, restored
+    assert metrics.read_bytes() == original_metrics
+
+
+def test_push_then_pull_on_a_fresh_clone_restores_everything_and_reruns_nothing(dvc_tree, tmp_path):
+    remote = tmp_path / "remote"
+    sh(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], dvc_tree)
+    sh(["dvc", "push", "-q"], dvc_tree, timeout=600)
+    sh(["git", "add", "-A"], dvc_tree)
+    sh(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "lock"], dvc_tree)
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(dvc_tree), str(clone)], tmp_path)
+    assert not (clone / "runs").exists()
+    sh(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], clone)
+    sh(["dvc", "pull", "-q"], clone, timeout=600)
+    assert json.loads((clone / "results/morph1b.json").read_text()) == json.loads(
+        (dvc_tree / "results/morph1b.json").read_text())
+    assert (clone / "runs/top-1/model/config.json").exists()
+    repro = sh(["dvc", "repro"], clone, timeout=600).stdout
+    assert "Running stage" not in repro, repro

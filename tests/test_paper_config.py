@@ -1,0 +1,63 @@
+"""configs/paper.yaml expands to the paper's experiment, and Snakemake plans all of it."""
+from __future__ import annotations
+
+import pytest
+
+from graphs import REPO, snakemake_jobs
+from morph import config, grid
+
+PAPER = "configs/paper.yaml"
+
+
+def paper_formula(d: int, layers: int, vocab: int = 50432) -> int:
+    """The paper's count, written out independently of Shape: N = 2Vd + L(4d^2 + 3df + 2d) + d."""
+    f = 256 * -(-int(8 * d / 3) // 256)
+    return 2 * vocab * d + layers * (4 * d * d + 3 * d * f + 2 * d) + d
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.load(REPO / PAPER)
+
+
+def test_grid_sizes_are_the_papers_within_3_percent(cfg):
+    rules = config.shape_rules(cfg)
+    targets = [s["params"] for s in cfg["grid"]["sizes"]]
+    assert targets[:5] == [80_000_000, 116_000_000, 164_000_000, 237_000_000, 313_000_000]
+    for size in cfg["grid"]["sizes"]:
+        assert len(size["depths"]) >= 5
+        for depth in size["depths"]:
+            shape = rules.propose(size["params"], depth)
+            assert abs(shape.params() / size["params"] - 1) < 0.03, shape.shape_id
+            assert shape.params() == paper_formula(shape.d_model, shape.n_layers)
+            assert shape.n_heads == 16 and shape.ffn % 256 == 0
+
+
+def test_the_paper_grid_multipliers_and_candidates(cfg):
+    runs = grid.grid_runs(cfg)
+    assert len(runs) == 63
+    assert {r.multiplier for r in runs} == {20, 40, 160}
+    smallest = min(runs, key=lambda r: r.shape.params())
+    over_trained = {r.shape.params() for r in runs if r.multiplier == 160}
+    assert over_trained and max(over_trained) < 1e8  # only the smallest size at 160 N, as in the paper
+    assert smallest.shape.vocab_size == 50432 and cfg["model"]["seq_len"] == 2048
+    cands = {(s.d_model, s.n_layers): s.params() for s in grid.candidate_shapes(cfg)}
+    assert set(cands) == {(2560, 16), (3072, 12), (3200, 10), (3328, 8), (4096, 6), (4608, 4)}
+    for (d, layers), n in cands.items():
+        assert n == paper_formula(d, layers)
+    assert cands[(3072, 12)] == 1_668_885_504  # Morph-1B, FFN 8192
+    base = grid.baseline_shape(cfg)
+    assert (base.d_model, base.n_layers, base.ffn) == (2048, 24, 5632)
+
+
+def test_snakemake_plans_the_whole_paper_experiment():
+    jobs = snakemake_jobs(PAPER)
+    counts: dict[str, int] = {}
+    for rule, _, _ in jobs.values():
+        counts[rule] = counts.get(rule, 0) + 1
+    cfg = config.load(REPO / PAPER)
+    assert counts["train"] == 63 + 1  # the grid and the (2048, 24) baseline at D_C
+    assert counts["latency"] == len(grid.latency_shapes(cfg))
+    assert counts["train_target"] == 2 and counts["evaluate"] == 3
+    sample_cmd = next(cmd for rule, cmd, _ in jobs.values() if rule == "sample")
+    assert "--params configs/paper.yaml" in sample_cmd

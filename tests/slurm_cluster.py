@@ -1,0 +1,94 @@
+"""A real single-node SLURM cluster on 127.0.0.1 for tests: munge, slurmctld and slurmd from
+Debian's slurm-wlm, started in a private directory and always shut down afterwards."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue")
+
+
+def missing() -> list[str]:
+    return [d for d in DAEMONS if shutil.which(d) is None and not Path(f"/usr/sbin/{d}").exists()]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _conf(root: Path, cpus: int, memory_mb: int) -> str:
+    host = socket.gethostname()
+    return f"""ClusterName=morphtest
+SlurmctldHost={host}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={root}/munge.socket
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/builtin
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+ReturnToService=2
+MpiDefault=none
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _sbin(name: str) -> str:
+    return shutil.which(name) or f"/usr/sbin/{name}"
+
+
+@contextmanager
+def cluster(root: Path, cpus: int = 2, memory_mb: int = 16000) -> Iterator[dict]:
+    """Yield the environment (SLURM_CONF) under which sbatch/squeue reach the new cluster."""
+    for d in ("state", "spool"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    key = root / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    conf = root / "slurm.conf"
+    conf.write_text(_conf(root, cpus, memory_mb))
+    env = os.environ | {"SLURM_CONF": str(conf)}
+    pidfiles = [root / "munged.pid", root / "slurmctld.pid", root / "slurmd.pid"]
+    try:
+        subprocess.run([_sbin("munged"), f"--socket={root}/munge.socket", f"--pid-file={root}/munged.pid",
+                        f"--key-file={key}", f"--seed-file={root}/munge.seed", f"--log-file={root}/munged.log",
+                        "--force"], check=True, capture_output=True)
+        subprocess.run([_sbin("slurmctld"), "-f", str(conf)], check=True, env=env, capture_output=True)
+        subprocess.run([_sbin("slurmd"), "-f", str(conf)], check=True, env=env, capture_output=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True, text=True)
+            if out.returncode == 0 and out.stdout.strip() == "idle":
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"the SLURM node never became idle; see {root}/slurmctld.log and slurmd.log")
+        yield env
+    finally:
+        for pidfile in reversed(pidfiles):
+            if pidfile.exists():
+                try:
+                    os.kill(int(pidfile.read_text().split()[0]), signal.SIGTERM)
+                except (ProcessLookupError, ValueError):
+                    pass
+        time.sleep(1)

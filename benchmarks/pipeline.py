@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from test_end_to_end import fresh_copy  # noqa: E402  (the same copy a fresh clone would hold)
 BIN = Path(sys.executable).parent
 CI = "configs/ci.yaml"
 
@@ -41,16 +42,7 @@ def best_of(args: list[str], cwd: Path, n: int = 3) -> float:
 
 
 def finished_tree() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="morph-bench-"))
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        if (REPO / f).is_file():
-            (root / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f, root / f)
-    for args in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=b", "-c", "user.email=b@localhost", "commit", "-qm", "copy"]):
-        subprocess.run(args, cwd=root, check=True, capture_output=True)
+    root = fresh_copy(Path(tempfile.mkdtemp(prefix="morph-bench-")))
     took, _ = sh(["snakemake", "-j2", "results/morph1b.json", "--configfile", CI], root)
     print(f"built the finished CI tree in {took:.0f} s at {root}", file=sys.stderr)
     return root

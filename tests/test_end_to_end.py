@@ -87,6 +87,28 @@ def test_decision_holds_real_measured_evidence(tree):
         assert (tree / "results" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_held_out_loss_falls_with_params_and_with_tokens(tree):
+    """On the CI grid's real trained runs: larger N is better at a fixed multiplier (size means over
+    shapes), and more tokens is better for every shape."""
+    import csv
+    from statistics import mean
+
+    rows = list(csv.DictReader(open(tree / "results/runs.csv")))
+    shapes = {(r["d_model"], r["n_layers"]) for r in rows}
+    loss = {(r["d_model"], r["n_layers"], float(r["multiplier"])): float(r["loss"]) for r in rows}
+    for d, layers in shapes:
+        ms = sorted(m for (dd, ll, m) in loss if (dd, ll) == (d, layers))
+        assert all(loss[d, layers, a] > loss[d, layers, b] for a, b in zip(ms, ms[1:])), (d, layers)
+    for m in {float(r["multiplier"]) for r in rows}:
+        by_size: dict[int, list[float]] = {}
+        for r in rows:
+            if float(r["multiplier"]) == m:
+                by_size.setdefault(round(int(r["params"]), -4), []).append(float(r["loss"]))
+        sizes = sorted(by_size)
+        if len(sizes) > 1:
+            assert mean(by_size[sizes[-1]]) < mean(by_size[sizes[0]]), (m, by_size)
+
+
 def test_rerun_plans_nothing(tree):
     assert planned_jobs(tree) == {}
 

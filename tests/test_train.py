@@ -269,15 +269,3 @@ def test_collect_writes_one_row_per_grid_run(reference, params, tmp_path, capsys
     assert len(rows) == 1 and rows[0]["run_id"] == "d32-l1-t1"
     assert float(rows[0]["loss"]) == m["val_loss"] and int(rows[0]["params"]) == 46176
     assert float(rows[0]["aspect_ratio"]) == 32.0 and float(rows[0]["multiplier"]) == 1.0
-
-
-# ---- the law's raw material: loss falls with N and with D ----------------------------------------
-
-@pytest.mark.slow
-def test_loss_falls_with_params_and_with_tokens(tokens, tmp_path):
-    shapes = ({"d_model": 32, "n_layers": 1}, {"d_model": 64, "n_layers": 2})
-    params = write_params(tmp_path / "p.yaml", shapes=shapes, multipliers=(1, 4))
-    loss = {rid: train_run(params, rid, tokens, tmp_path / rid)["val_loss"]
-            for rid in ("d32-l1-t1", "d32-l1-t4", "d64-l2-t1", "d64-l2-t4")}
-    assert loss["d64-l2-t1"] < loss["d32-l1-t1"] and loss["d64-l2-t4"] < loss["d32-l1-t4"]  # N, fixed multiplier
-    assert loss["d32-l1-t4"] < loss["d32-l1-t1"] and loss["d64-l2-t4"] < loss["d64-l2-t1"]  # D, fixed shape

@@ -20,7 +20,10 @@ rule tokenize:
     input:
         P.tokenize(CFG, PARAMS).deps,
     output:
-        directory("data/tokens"),
+        "data/tokens/train.bin",
+        "data/tokens/val.bin",
+        "data/tokens/meta.json",
+        directory("data/tokens/tokenizer"),
     params:
         cmd=P.tokenize(CFG, PARAMS).cmd,
         cfg=sliced_params(P.tokenize(CFG, PARAMS)),

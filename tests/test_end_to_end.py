@@ -51,8 +51,8 @@ def tree(tmp_path_factory) -> Path:
     return root
 
 
-def planned_jobs(root: Path, params: str = CI) -> dict[str, int]:
-    out = sh(["snakemake", "-n", "results/morph1b.json", "--configfile", params], root).stdout
+def planned_jobs(root: Path, params: str = CI, target: str = "results/morph1b.json") -> dict[str, int]:
+    out = sh(["snakemake", "-n", target, "--configfile", params], root).stdout
     if "Nothing to be done" in out:
         return {}
     table = out.split("Job stats:")[1].split("Reasons:")[0]
@@ -124,6 +124,19 @@ def test_lineage_reaches_the_raw_shards_for_every_figure_and_the_decision(tree):
         assert "CHANGED" not in out, rel
 
 
+def test_tokens_target_is_current_and_a_seed_change_reruns_only_the_data_stages(tree):
+    assert planned_jobs(tree, target="data/tokens/train.bin") == {}
+    original = (tree / CI).read_text()
+    raw = yaml.safe_load(original)
+    raw["seed"] += 1
+    try:
+        (tree / CI).write_text(yaml.safe_dump(raw))
+        plan = planned_jobs(tree, target="data/tokens/train.bin")
+    finally:
+        (tree / CI).write_text(original)
+    assert plan == {"sample": 1, "tokenize": 1}
+
+
 def test_editing_one_shape_plans_only_that_shape_and_its_dependents(tree):
     # Edited in place, as a user edits params.yaml (the file's path is part of every command).
     original = (tree / CI).read_text()
@@ -155,6 +168,7 @@ def test_dvc_adopts_the_snakemake_outputs_without_rerunning(dvc_tree):
     repro = sh(["dvc", "repro"], dvc_tree, timeout=900).stdout
     assert "Running stage" not in repro, repro
     assert metrics.stat().st_mtime_ns == before
+    assert "Running stage" not in sh(["dvc", "repro", "tokenize"], dvc_tree).stdout
 
 
 def test_reverting_a_param_restores_from_the_run_cache_without_training(dvc_tree):

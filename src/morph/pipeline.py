@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from . import grid
 
 FIGURES = "results/figures"
+# Files, not the directory, so `snakemake data/tokens/train.bin` names a target; the tokenizer is a directory.
+TOKENS = ("data/tokens/train.bin", "data/tokens/val.bin", "data/tokens/meta.json", "data/tokens/tokenizer")
 LAW_DIR = "results/law"
 
 
@@ -53,7 +55,7 @@ def sample(cfg: dict, p: str) -> Node:
 def tokenize(cfg: dict, p: str) -> Node:
     return Node(
         "tokenize", "", f"morph tokenize --params {p} --sample data/sample --out data/tokens",
-        deps=(module("tokens"), module("encode"), module("shards"), "data/sample"), outs=("data/tokens",), params=("tokenizer",),
+        deps=(module("tokens"), module("encode"), module("shards"), "data/sample"), outs=TOKENS, params=("tokenizer",),
     )
 
 
@@ -66,7 +68,7 @@ def train(cfg: dict, p: str, run_id: str) -> Node:
     return Node(
         "train", run_id,
         f"morph train --params {p} --run {run_id} --tokens data/tokens --out runs/{run_id}",
-        deps=(*TRAIN_CODE, "data/tokens"),
+        deps=(*TRAIN_CODE, *TOKENS),
         outs=(f"runs/{run_id}/model", f"runs/{run_id}/metrics.json"),
         params=TRAIN_PARAMS, metrics=(f"runs/{run_id}/metrics.json",),
     )
@@ -77,7 +79,7 @@ def train_slot(cfg: dict, p: str, slot: str) -> Node:
         "train_target", slot,
         f"morph train --params {p} --selection results/selection.json --slot {slot} "
         f"--tokens data/tokens --out runs/{slot}",
-        deps=(*TRAIN_CODE, "data/tokens", "results/selection.json"),
+        deps=(*TRAIN_CODE, *TOKENS, "results/selection.json"),
         outs=(f"runs/{slot}/model", f"runs/{slot}/metrics.json"),
         params=TRAIN_PARAMS, metrics=(f"runs/{slot}/metrics.json",),
     )

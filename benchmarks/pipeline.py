@@ -77,7 +77,7 @@ def revert_and_restore(tree: Path) -> tuple[float, float]:
     finally:
         (tree / CI).write_text(original)
     restore, out = sh(["dvc", "repro", "-s", stage], tree)
-    if "run-cache" not in out:
+    if f"Stage '{stage}' is cached" not in out:
         sys.exit(f"expected a run-cache restore, got:\n{out}")
     return retrain, restore
 

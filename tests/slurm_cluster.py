@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Iterator
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue")
+# Snakemake's SLURM plugin clears SLURM_* (SLURM_CONF too) inside each job, so job steps read
+# the default path; the cluster's config is linked there while it runs, and only if none exists.
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 
 
 def missing() -> list[str]:
@@ -69,6 +72,10 @@ def cluster(root: Path, cpus: int = 2, memory_mb: int = 16000) -> Iterator[dict]
     conf.write_text(_conf(root, cpus, memory_mb))
     env = os.environ | {"SLURM_CONF": str(conf)}
     pidfiles = [root / "munged.pid", root / "slurmctld.pid", root / "slurmd.pid"]
+    if DEFAULT_CONF.exists() or DEFAULT_CONF.is_symlink():
+        raise RuntimeError(f"{DEFAULT_CONF} exists: this machine has a SLURM setup the test must not replace")
+    DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
+    DEFAULT_CONF.symlink_to(conf)
     try:
         subprocess.run([_sbin("munged"), f"--socket={root}/munge.socket", f"--pid-file={root}/munged.pid",
                         f"--key-file={key}", f"--seed-file={root}/munge.seed", f"--log-file={root}/munged.log",
@@ -92,3 +99,4 @@ def cluster(root: Path, cpus: int = 2, memory_mb: int = 16000) -> Iterator[dict]
                 except (ProcessLookupError, ValueError):
                     pass
         time.sleep(1)
+        DEFAULT_CONF.unlink()

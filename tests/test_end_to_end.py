@@ -119,9 +119,12 @@ def test_lineage_reaches_the_raw_shards_for_every_figure_and_the_decision(tree):
     for target in targets:
         rel = str(target.relative_to(tree))
         out = sh(["morph", "lineage", rel, "--params", CI], tree).stdout
+        assert "CHANGED" not in out, rel
+        if target.name == "latency_shape.png":  # timed on random weights: no data behind it
+            assert re.search(r"\] latency-d\d+-l\d+ ", out) and "sample" not in out, rel
+            continue
         assert re.search(r"\] sample ", out), rel
         assert "data/raw/fixture/" in out.split("sources:")[1], rel
-        assert "CHANGED" not in out, rel
 
 
 def test_tokens_target_is_current_and_a_seed_change_reruns_only_the_data_stages(tree):
@@ -184,7 +187,7 @@ def test_reverting_a_param_restores_from_the_run_cache_without_training(dvc_tree
     finally:
         (dvc_tree / CI).write_text(original_params)
     restored = sh(["dvc", "repro", "-s", stage], dvc_tree, timeout=600).stdout
-    assert "Running stage" not in restored and "run-cache" in restored, restored
+    assert "Running stage" not in restored and f"Stage '{stage}' is cached" in restored, restored
     assert metrics.read_bytes() == original_metrics
 
 

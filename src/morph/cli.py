@@ -1,5 +1,7 @@
-"""The `morph` command: one subcommand per stage. Stage modules are imported lazily so
-`morph --help` and light stages do not pay for importing torch."""
+"""morph: choose an inference-efficient model shape; one subcommand per workflow stage.
+
+Stage modules are imported lazily, so `morph --help` and light stages do not pay for torch.
+"""
 from __future__ import annotations
 
 import argparse
@@ -41,7 +43,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             if err.name != module_name:
                 raise
             continue  # a stage not built in this checkout
-        p = sub.add_parser(name, help=module.__doc__.strip().split("\n")[0], description=module.__doc__)
+        p = sub.add_parser(name, help=module.__doc__.strip().split("\n")[0], description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
-
+from conftest import write_params as write_ci_params
 from morph import cli, config, grid, latency, latency_backends
 from morph.errors import MorphError
 from morph.latency_model import FEATURES, features, fit, leave_one_out, predict_latency
@@ -22,10 +21,7 @@ torch.set_num_threads(1)
 
 def write_params(path: Path, **latency_keys) -> Path:
     """configs/ci.yaml with its latency section overridden."""
-    raw = yaml.safe_load((ROOT / "configs/ci.yaml").read_text())
-    raw["latency"].update(latency_keys)
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_ci_params(path, {f"latency.{k}": v for k, v in latency_keys.items()})
 
 
 def morph(*argv) -> int:

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-
+from conftest import write_params as write_ci_params
 from morph import config, grid
 from morph.shape import ShapeRules
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +25,12 @@ def tokens(ci_tokens):
 
 def write_params(path: Path, shapes=({"d_model": 32, "n_layers": 1},), multipliers=(1,), **train) -> Path:
     """configs/ci.yaml with a tiny explicit grid, short sequences and small batches."""
-    cfg = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
-    cfg["model"]["seq_len"] = 32
-    cfg["grid"] = {"multipliers": list(multipliers), "shapes": [dict(s) for s in shapes]}
-    cfg["train"].update({"batch_size": 8, "checkpoint_every": 10, "threads": 1, **train})
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    train = {"batch_size": 8, "checkpoint_every": 10, "threads": 1, **train}
+    return write_ci_params(path, {
+        "model.seq_len": 32,
+        "grid": {"multipliers": list(multipliers), "shapes": [dict(s) for s in shapes]},
+        **{f"train.{k}": v for k, v in train.items()},
+    })
 
 
 def train_run(params: Path, rid: str, tokens: Path, out: Path) -> dict:

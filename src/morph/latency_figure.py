@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from .io import atomic_path
+from .figures import pyplot, save_png
 
 SAME_N = 0.2  # shapes within 20% of a group's smallest N count as "about equal N"
 
@@ -33,10 +33,7 @@ def _series(ax, rows: list[dict], x_key: str, label: str, style: str) -> bool:
 
 def plot_latency_shape(rows: list[dict], path: str | Path) -> None:
     """rows: one per shape x backend of the paper's setting (median/p10/p90 seconds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     by_backend: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
@@ -72,6 +69,4 @@ def plot_latency_shape(rows: list[dict], path: str | Path) -> None:
             ax.text(0.5, 0.5, missing, ha="center", va="center", transform=ax.transAxes)
     fig.suptitle("Inference latency by shape (median, p10-p90)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, path)

@@ -7,23 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from .fit import predict_frame
-from .io import atomic_path
+from .figures import pyplot, save_png
 from .law import predict
 
 MARKERS = "osD^v<>ph*"
 STYLES = {"inference-aware": "-", "chinchilla": "--"}
 
 
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
 def _size_colors(df) -> dict:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = sorted(set(df["size"]))
     cmap = plt.get_cmap("viridis")
@@ -37,7 +29,7 @@ def _budget_markers(df) -> dict:
 
 def loss_vs_r(df, fits: dict, path: Path) -> None:
     """Each (size, budget) as points over R, with each law's curve at that size's mean N and budget."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     colors, markers = _size_colors(df), _budget_markers(df)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -55,11 +47,11 @@ def loss_vs_r(df, fits: dict, path: Path) -> None:
     ax.set(xscale="log", xlabel="aspect ratio R = d_model / n_layers", ylabel="loss",
            title="Loss against aspect ratio, per size and budget")
     ax.legend(fontsize=7, ncol=2)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def predicted_vs_actual(df, fit_mask: np.ndarray, fits: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(fits), figsize=(4.5 * len(fits), 4.3), squeeze=False)
     lo, hi = df["loss"].min(), df["loss"].max()
@@ -77,12 +69,12 @@ def predicted_vs_actual(df, fit_mask: np.ndarray, fits: dict, path: Path) -> Non
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
         ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad))
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def loss_vs_compute(df, fits: dict, path: Path) -> None:
     """Runs over C = 6ND, with each law's prediction per budget along N (inference-aware at the median R)."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     colors, markers = _size_colors(df), _budget_markers(df)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -102,13 +94,10 @@ def loss_vs_compute(df, fits: dict, path: Path) -> None:
     ax.set(xscale="log", xlabel="training compute C = 6·N·D (FLOP)", ylabel="loss",
            title="Loss against compute", xlim=(compute.min() / 3, compute.max() * 3))
     ax.legend(fontsize=7, ncol=2)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def write_figures(df, fit_mask: np.ndarray, fits: dict, out_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     loss_vs_r(df, fits, out_dir / "loss_vs_R.png")
     predicted_vs_actual(df, fit_mask, fits, out_dir / "predicted_vs_actual.png")
     loss_vs_compute(df, fits, out_dir / "loss_vs_compute.png")

@@ -110,7 +110,7 @@ def latency_collect(cfg: dict, p: str) -> Node:
         "latency_collect", "",
         f"morph latency-collect --params {p} --latency-dir latency --out results/latency.csv "
         f"--model-out results/latency_model.json --figure {FIGURES}/latency_shape.png",
-        deps=(module("latency_collect"), module("latency_model"), module("latency_figure"),
+        deps=(module("latency_collect"), module("latency_model"), module("latency_figure"), module("figures"),
               *(f"latency/{s}.json" for s in shapes)),
         outs=("results/latency.csv", "results/latency_model.json", f"{FIGURES}/latency_shape.png"),
         params=("latency",),
@@ -121,7 +121,7 @@ def laws(cfg: dict, p: str) -> Node:
     return Node(
         "laws", "",
         f"morph laws --params {p} --runs results/runs.csv --out-dir {LAW_DIR} --figures {FIGURES}",
-        deps=(*(module(m) for m in ("laws", "law", "solvers", "fit", "law_figures")), "results/runs.csv"),
+        deps=(*(module(m) for m in ("laws", "law", "solvers", "fit", "law_figures", "figures")), "results/runs.csv"),
         outs=(*(law_path(law) for law in cfg["fit"]["laws"]), f"{LAW_DIR}/ablations.json",
               f"{LAW_DIR}/ablations.md", f"{FIGURES}/loss_vs_R.png", f"{FIGURES}/predicted_vs_actual.png",
               f"{FIGURES}/loss_vs_compute.png"),
@@ -168,7 +168,7 @@ def report(cfg: dict, p: str) -> Node:
     runs = evaluated_models(cfg)
     return Node(
         "report", "", f"morph report --params {p} --out results/morph1b.json",
-        deps=(module("report"), "results/selection.json",
+        deps=(module("report"), module("figures"), "results/selection.json",
               *(f"runs/{r}/metrics.json" for r in runs), *(f"results/eval/{r}.json" for r in runs)),
         outs=("results/morph1b.json", "results/report.md", f"{FIGURES}/accuracy_vs_latency.png",
               f"{FIGURES}/loss_vs_accuracy.png"),

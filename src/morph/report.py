@@ -5,6 +5,7 @@ from pathlib import Path
 
 from . import config, grid, pipeline
 from .errors import MorphError
+from .figures import pyplot, save_png
 from .io import atomic_path, provenance, read_json, write_json
 
 
@@ -62,10 +63,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 
 def plot(models: list[dict], figures: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     lat = [m["latency"]["median_s"] for m in models]
     acc = [m["avg_accuracy"] for m in models]
@@ -81,9 +79,7 @@ def plot(models: list[dict], figures: Path) -> list[Path]:
            title="Accuracy against latency")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(paths[0]) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, paths[0])
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m in models:
@@ -92,9 +88,7 @@ def plot(models: list[dict], figures: Path) -> list[Path]:
                     xytext=(5, 4), fontsize=8)
     ax.set(xlabel="held-out loss", ylabel="average zero-shot accuracy", title="Loss against accuracy")
     fig.tight_layout()
-    with atomic_path(paths[1]) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_png(fig, paths[1])
     return paths
 
 

@@ -56,3 +56,22 @@ def test_pareto_frontier_keeps_points_no_other_beats_on_both_axes():
     # (latency, accuracy): the second is dominated by the first (slower and less accurate).
     points = [(1.0, 0.50), (2.0, 0.45), (3.0, 0.60), (0.5, 0.40)]
     assert pareto(points) == [3, 0, 2]
+
+
+def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
+    from pathlib import Path
+
+    from morph.report import markdown
+
+    model = {"run_id": "d64-l2-D1M", "role": "top-1", "params": 1000, "aspect_ratio": 32.0,
+             "predicted_loss": 3.1, "actual_loss": 3.2, "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6},
+             "speedup_vs_baseline": 1.0, "avg_accuracy": 0.5, "accuracy": {"copa": 0.5}, "eval_limit": None,
+             "shape": {"d_model": 64, "n_layers": 2}}
+    decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0, "k": 1},
+                "law": "inference-aware", "chosen": model, "why": "best", "models": [model], "candidates": [],
+                "warnings": [], "law_warnings": []}
+    page = tmp_path / "results" / "report.md"
+    figs = [tmp_path / "results" / "figures" / "a.png", tmp_path / "elsewhere" / "b.png"]
+    text = markdown(decision, figs, page)
+    assert "![a](figures/a.png)" in text and "![b](../elsewhere/b.png)" in text
+    assert markdown(decision, [Path("results/figures/a.png")], Path("results/report.md")).count("(figures/a.png)") == 1

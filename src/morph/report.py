@@ -1,6 +1,7 @@
 """Write the decision (results/morph1b.json), a page a person reads (results/report.md) and its figures."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import config, grid, pipeline
@@ -131,7 +132,7 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         )
     lines += ["", "## Figures", ""]
     for p in figure_paths:
-        lines.append(f"![{p.stem}]({Path(p).resolve().relative_to(md_path.parent.resolve())})")
+        lines.append(f"![{p.stem}]({os.path.relpath(p, md_path.parent)})")
     lines += ["", "Inputs and their sha256 are listed in `morph1b.json` (`inputs`); `morph lineage` walks them back."]
     return "\n".join(lines) + "\n"
 

@@ -39,6 +39,15 @@ def _shapes_with_multipliers(cfg: dict) -> list[tuple[Shape, list[float]]]:
     return pairs
 
 
+def size_targets(cfg: dict) -> dict[str, int]:
+    """shape_id -> the grid.sizes target N it was proposed for (the first size, if several propose it)."""
+    rules, targets = shape_rules(cfg), {}
+    for size in cfg["grid"]["sizes"]:
+        for depth in size["depths"]:
+            targets.setdefault(rules.propose(size["params"], depth).shape_id, size["params"])
+    return targets
+
+
 def grid_shapes(cfg: dict) -> list[Shape]:
     """Shapes trained for the law: proposed per size and depth, plus explicit ones, in params order."""
     return _unique([shape for shape, _ in _shapes_with_multipliers(cfg)])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
+from . import config, grid
 from .errors import MorphError
 from .fit import evaluate, fit_law, validate
 from .law import Law
@@ -55,11 +55,7 @@ def read_runs(path: str | Path):
 
 def size_labels(cfg: dict, df) -> np.ndarray:
     """Each run's size: its grid.sizes target N, or a 10%-of-N cluster label (see the module docstring)."""
-    rules = config.shape_rules(cfg)
-    target: dict[str, int] = {}
-    for size in cfg["grid"]["sizes"]:
-        for depth in size["depths"]:
-            target.setdefault(rules.propose(size["params"], depth).shape_id, size["params"])
+    target = grid.size_targets(cfg)
     shape_ids = [f"d{int(d)}-l{int(n)}" for d, n in zip(df["d_model"], df["n_layers"])]
     labels = np.array([target.get(s, 0) for s in shape_ids], dtype=np.int64)
     loose = np.flatnonzero(labels == 0)

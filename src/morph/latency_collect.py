@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
@@ -9,10 +10,11 @@ from . import config, grid
 from .errors import MorphError
 from .io import atomic_path, provenance, read_json, write_json
 from .latency_model import FEATURES, features, fit, leave_one_out
+from .shape import Shape
 
 MODEL_SETTING = "full"  # the paper's: batch 1, prompt_len -> new_tokens
 LOO_TARGET = 0.15
-SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn", "vocab_size", "tie_embeddings")
+SHAPE_FIELDS = tuple(f.name for f in dataclasses.fields(Shape))
 CSV_COLUMNS = (
     "shape_id", "device", "device_name", "dtype", "backend", "setting", "unit", "batch", "prompt_len", "new_tokens",
     "d_model", "n_layers", "params", "aspect_ratio", "weight_bytes", "kv_cache_bytes",
@@ -78,7 +80,7 @@ def _same(group: list[tuple[Path, dict]], key: str, where: str):
     return values.pop()
 
 
-def fit_models(cfg: dict, records: list[tuple[Path, dict]]) -> list[dict]:
+def fit_models(records: list[tuple[Path, dict]]) -> list[dict]:
     """One fit per (device, backend) on the median of the paper's setting."""
     import numpy as np
 
@@ -86,7 +88,6 @@ def fit_models(cfg: dict, records: list[tuple[Path, dict]]) -> list[dict]:
     for path, r in records:
         for backend in r["backends"]:
             groups[(r["device"], backend)].append((path, r))
-    rules = config.shape_rules(cfg)
     models = []
     for (device, backend), group in sorted(groups.items()):
         where = f"({device}, {backend})"
@@ -94,7 +95,7 @@ def fit_models(cfg: dict, records: list[tuple[Path, dict]]) -> list[dict]:
         bpv = _same(group, "bytes_per_value", where)
         ids = [r["shape_id"] for _, r in group]
         x = np.array([
-            features(rules.build(r["shape"]["d_model"], r["shape"]["n_layers"]), prompt_len + new_tokens, bpv)
+            features(Shape.from_dict(r["shape"]), prompt_len + new_tokens, bpv)
             for _, r in group
         ])
         y = np.array([r["backends"][backend]["settings"][MODEL_SETTING]["median"] for _, r in group])
@@ -132,7 +133,7 @@ def run(args):
     cfg = config.load(args.params)
     records = load_records(cfg, args.latency_dir)
     rows = csv_rows(records)
-    models = fit_models(cfg, records)
+    models = fit_models(records)
     write_csv(args.out, rows)
     plot_latency_shape([r for r in rows if r["setting"] == MODEL_SETTING], args.figure)
     write_json(args.model_out, {

@@ -1,11 +1,16 @@
+# This file's singleton nodes, taken once from the stage table.
+SAMPLE = P.sample(CFG, PARAMS)
+TOKENIZE = P.tokenize(CFG, PARAMS)
+
+
 rule sample:
     input:
-        P.sample(CFG, PARAMS).deps,
+        SAMPLE.deps,
     output:
         directory("data/sample"),
     params:
-        cmd=P.sample(CFG, PARAMS).cmd,
-        cfg=sliced_params(P.sample(CFG, PARAMS)),
+        cmd=SAMPLE.cmd,
+        cfg=sliced_params(SAMPLE),
     resources:
         machine=1,
     log:
@@ -18,15 +23,15 @@ rule sample:
 
 rule tokenize:
     input:
-        P.tokenize(CFG, PARAMS).deps,
+        TOKENIZE.deps,
     output:
         "data/tokens/train.bin",
         "data/tokens/val.bin",
         "data/tokens/meta.json",
         directory("data/tokens/tokenizer"),
     params:
-        cmd=P.tokenize(CFG, PARAMS).cmd,
-        cfg=sliced_params(P.tokenize(CFG, PARAMS)),
+        cmd=TOKENIZE.cmd,
+        cfg=sliced_params(TOKENIZE),
     threads: 2
     resources:
         machine=1,

@@ -1,11 +1,15 @@
+# This file's singleton nodes, taken once from the stage table.
+LAWS = P.laws(CFG, PARAMS)
+
+
 rule laws:
     input:
-        P.laws(CFG, PARAMS).deps,
+        LAWS.deps,
     output:
-        P.laws(CFG, PARAMS).outs,
+        LAWS.outs,
     params:
-        cmd=P.laws(CFG, PARAMS).cmd,
-        cfg=sliced_params(P.laws(CFG, PARAMS)),
+        cmd=LAWS.cmd,
+        cfg=sliced_params(LAWS),
     resources:
         machine=1,
     log:

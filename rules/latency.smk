@@ -1,3 +1,7 @@
+# This file's singleton nodes, taken once from the stage table.
+LATENCY_COLLECT = P.latency_collect(CFG, PARAMS)
+
+
 rule latency:
     input:
         lambda wc: P.latency(CFG, PARAMS, wc.shape_id).deps,
@@ -19,12 +23,12 @@ rule latency:
 
 rule latency_collect:
     input:
-        P.latency_collect(CFG, PARAMS).deps,
+        LATENCY_COLLECT.deps,
     output:
-        P.latency_collect(CFG, PARAMS).outs,
+        LATENCY_COLLECT.outs,
     params:
-        cmd=P.latency_collect(CFG, PARAMS).cmd,
-        cfg=sliced_params(P.latency_collect(CFG, PARAMS)),
+        cmd=LATENCY_COLLECT.cmd,
+        cfg=sliced_params(LATENCY_COLLECT),
     resources:
         machine=1,
     log:

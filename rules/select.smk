@@ -1,11 +1,17 @@
+# This file's singleton nodes, taken once from the stage table.
+CANDIDATES = P.candidates(CFG, PARAMS)
+REPORT = P.report(CFG, PARAMS)
+SELECT = P.select(CFG, PARAMS)
+
+
 rule candidates:
     input:
-        P.candidates(CFG, PARAMS).deps,
+        CANDIDATES.deps,
     output:
-        P.candidates(CFG, PARAMS).outs,
+        CANDIDATES.outs,
     params:
-        cmd=P.candidates(CFG, PARAMS).cmd,
-        cfg=sliced_params(P.candidates(CFG, PARAMS)),
+        cmd=CANDIDATES.cmd,
+        cfg=sliced_params(CANDIDATES),
     resources:
         machine=1,
     log:
@@ -17,12 +23,12 @@ rule candidates:
 # A checkpoint: which shapes fill the top-k slots is known only once it has run.
 checkpoint select:
     input:
-        P.select(CFG, PARAMS).deps,
+        SELECT.deps,
     output:
-        P.select(CFG, PARAMS).outs,
+        SELECT.outs,
     params:
-        cmd=P.select(CFG, PARAMS).cmd,
-        cfg=sliced_params(P.select(CFG, PARAMS)),
+        cmd=SELECT.cmd,
+        cfg=sliced_params(SELECT),
     resources:
         machine=1,
     log:
@@ -72,12 +78,12 @@ rule evaluate:
 
 rule report:
     input:
-        P.report(CFG, PARAMS).deps,
+        REPORT.deps,
     output:
-        P.report(CFG, PARAMS).outs,
+        REPORT.outs,
     params:
-        cmd=P.report(CFG, PARAMS).cmd,
-        cfg=sliced_params(P.report(CFG, PARAMS)),
+        cmd=REPORT.cmd,
+        cfg=sliced_params(REPORT),
     resources:
         machine=1,
     log:

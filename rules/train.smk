@@ -1,3 +1,7 @@
+# This file's singleton nodes, taken once from the stage table.
+COLLECT = P.collect(CFG, PARAMS)
+
+
 rule train:
     input:
         lambda wc: P.train(CFG, PARAMS, wc.run_id).deps,
@@ -20,12 +24,12 @@ rule train:
 
 rule collect:
     input:
-        P.collect(CFG, PARAMS).deps,
+        COLLECT.deps,
     output:
         "results/runs.csv",
     params:
-        cmd=P.collect(CFG, PARAMS).cmd,
-        cfg=sliced_params(P.collect(CFG, PARAMS)),
+        cmd=COLLECT.cmd,
+        cfg=sliced_params(COLLECT),
     resources:
         machine=1,
     log:

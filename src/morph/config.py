@@ -212,7 +212,8 @@ def _cross_checks(cfg: dict) -> None:
 
 
 def _check_data_size(cfg: dict) -> None:
-    from .grid import baseline_run, grid_runs
+    from .grid import baseline_run, grid_runs  # grid imports this module
+
 
     largest = max(grid_runs(cfg) + [baseline_run(cfg)], key=lambda r: r.tokens)
     if cfg["data"]["train_tokens"] < largest.tokens and not cfg["data"]["allow_repeat"]:

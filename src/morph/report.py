@@ -105,7 +105,7 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         f"**Chosen: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, n_layers={chosen['shape']['n_layers']}). "
         f"Why: {decision['why']}.",
         "",
-        "| model | role | N | R | predicted loss | held-out loss | latency median [p10, p90] s | speed-up | avg acc |",
+        "| model | role | N | R | predicted loss | held-out loss | latency median [p10, p90] s | speed-up | avg accuracy* |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in decision["models"]:
@@ -116,7 +116,8 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
             f"{m['actual_loss']:.4f} | {lat['median_s']:.3f} {band} | {m['speedup_vs_baseline']:.2f}x | "
             f"{m['avg_accuracy']:.4f} |"
         )
-    lines += ["", "Per-task accuracy (acc; lm-eval, zero-shot"
+    lines += ["", "\\* The mean over tasks of acc_norm, or acc where a task has none (Winogrande), as lm-eval reports them.",
+              "", "Per-task accuracy (acc; lm-eval, zero-shot"
               + (f", first {decision['models'][0]['eval_limit']} items per task" if decision["models"][0]["eval_limit"] else "")
               + "):", "", "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for m in decision["models"]:

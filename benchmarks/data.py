@@ -24,8 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from morph import cli, encode, tokens  # noqa: E402
-from morph.shards import read_docs  # noqa: E402
+from morph import cli  # noqa: E402
+from morph.data import encode  # noqa: E402
+from morph.data import tokenize as tokens  # noqa: E402
+from morph.data.shards import read_docs  # noqa: E402
 
 
 def cpu_seconds() -> float:

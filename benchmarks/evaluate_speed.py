@@ -23,7 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from morph import config, eval_data  # noqa: E402
+from morph.evaluate import task_data as eval_data  # noqa: E402
+from morph.workflow import experiment  # noqa: E402
 
 
 def bpe_tokenizer(vocab_size: int):
@@ -48,9 +49,9 @@ def save_model(cfg: dict, d_model: int, n_layers: int, out: Path) -> int:
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    tok = bpe_tokenizer(config.vocab_size(cfg["tokenizer"]["name"]))
-    shape = config.shape_rules(cfg).build(d_model, n_layers)
-    model = LlamaForCausalLM(shape.llama_config(cfg["model"]["max_position_embeddings"], tok.eos_token_id))
+    tok = bpe_tokenizer(cfg.vocab_size)
+    shape = cfg.rules.build(d_model, n_layers)
+    model = LlamaForCausalLM(shape.llama_config(cfg.model.max_position_embeddings, tok.eos_token_id))
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return shape.params()
@@ -69,12 +70,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
-    ci = config.load(ROOT / "configs" / "ci.yaml")
-    default = config.load(ROOT / "params.yaml")
-    rules = config.shape_rules(default)
-    mid = rules.propose(default["select"]["params"], 4)  # a ~N_C candidate of the default experiment
-    base = default["select"]["baseline"]
-    ci_shape = config.shape_rules(ci).propose(ci["select"]["params"], 2)
+    ci = experiment.load(ROOT / "configs" / "ci.yaml")
+    default = experiment.load(ROOT / "params.yaml")
+    rules = default.rules
+    mid = rules.propose(default.select.params, 4)  # a ~N_C candidate of the default experiment
+    base = default.select.baseline
+    ci_shape = ci.rules.propose(ci.select.params, 2)
     # (label, experiment file, experiment, d_model, n_layers)
     settings = [
         ("CI: ci.yaml evaluate", "configs/ci.yaml", ci, ci_shape.d_model, ci_shape.n_layers),

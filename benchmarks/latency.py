@@ -12,19 +12,19 @@ wall-clock numbers: on a shared machine other work inflates wall-clock CVs, CPU 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from transformers import LlamaForCausalLM  # noqa: F401  imported up front so no shape's cost includes it
 
-from morph import config, grid
-from morph.latency import measure
-from morph.latency_model import FEATURES, features, fit, leave_one_out
+from morph.latency.cost_model import FEATURES, features, fit, leave_one_out
+from morph.latency.measure import measure
+from morph.workflow import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,21 +38,20 @@ def main() -> int:
                     help="shapes also timed with the static backend (each compiles for a minute or so on CPU)")
     args = ap.parse_args()
 
-    base = config.load(args.params)
+    base = experiment.load(args.params)
     torch.set_num_threads(base["latency"]["threads"])
-    hf_cfg = copy.deepcopy(base)
-    hf_cfg["latency"].update(backends=["hf"], repeats=args.repeats, ttft=False, batch_sizes=[1])
-    static_cfg = copy.deepcopy(hf_cfg)
-    static_cfg["latency"]["backends"] = ["static"]
+    hf_lat = replace(base.latency, backends=("hf",), repeats=args.repeats, ttft=False, batch_sizes=(1,))
+    hf_cfg = replace(base, latency=hf_lat)
+    static_cfg = replace(base, latency=replace(hf_lat, backends=("static",)))
     static_ids = {s for s in args.static.split(",") if s}
-    lat = hf_cfg["latency"]
-    print(f"# {len(grid.latency_shapes(base))} CI shapes, batch 1, {lat['prompt_len']} -> {lat['new_tokens']} tokens, "
+    lat = hf_cfg.latency
+    print(f"# {len(base.latency_shapes)} CI shapes, batch 1, {lat['prompt_len']} -> {lat['new_tokens']} tokens, "
           f"{args.repeats} reps x {args.runs} runs, {lat['threads']} thread(s), {os.cpu_count()} CPUs", file=sys.stderr)
 
     header = (f"{'shape':<8}{'params':>9}{'L':>3}{'measure_s':>10}{'hf_ms':>8}{'cv':>7}{'cv_med':>8}{'cpu_ms':>8}"
               f"{'cpu_cv':>8}{'cpu_share':>10}{'static_ms':>10}{'compile_s':>10}{'hf/static':>10}{'load1':>10}")
     lines, x, wall, cpu = [], [], [], []
-    for shape in grid.latency_shapes(base):
+    for shape in base.latency_shapes:
         medians, cvs, cpu_medians, cpu_cvs, shares, loads = [], [], [], [], [], []
         for run in range(args.runs):
             start = time.perf_counter()
@@ -66,7 +65,7 @@ def main() -> int:
             cpu_cvs.append(full["cpu_cv"])
             shares.append(full["cpu_share"])
             loads += [rec["load_average"]["before"][0], rec["load_average"]["after"][0]]
-        x.append(features(shape, lat["prompt_len"] + lat["new_tokens"], rec["bytes_per_value"]))
+        x.append(features(shape, lat.prompt_len + lat.new_tokens, rec["bytes_per_value"]))
         wall.append(statistics.median(medians))
         cpu.append(statistics.median(cpu_medians))
         cv_median = statistics.stdev(medians) / statistics.fmean(medians) if len(medians) > 1 else float("nan")

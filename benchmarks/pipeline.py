@@ -23,6 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from test_end_to_end import fresh_copy  # noqa: E402  (the same copy a fresh clone would hold)
+
 BIN = Path(sys.executable).parent
 CI = "configs/ci.yaml"
 

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from morph import config, grid
-from morph.batches import IGNORE, TokenData, make_datamodule, steps_for_budget, train_batch
-from morph.flops import matmul_peak_flops, train_flops_per_token
-from morph.lm import CausalLM, Optim, lr_factor
 from morph.model import build_model
-from morph.train import make_trainer
+from morph.train.batches import IGNORE, TokenData, make_datamodule, steps_for_budget, train_batch
+from morph.train.flops import matmul_peak_flops, train_flops_per_token
+from morph.train.lm import CausalLM, Optim, lr_factor
+from morph.train.run import make_trainer
+from morph.workflow import experiment
 
 SHAPES = ((64, 2), (128, 2), (256, 2))
 
@@ -76,7 +76,7 @@ class StepTimer:
 def lightning_loop(model, optim: Optim, data: TokenData, t: dict, seq_len: int, budget: int, warmup: int,
                    compile: bool) -> float:
     module = CausalLM(model, optim, "benchmark", compile=compile)
-    dm = make_datamodule(data, seq_len, t["batch_size"], 1, 0, budget)
+    dm = make_datamodule(data, seq_len, t.batch_size, 1, 0, budget)
     with tempfile.TemporaryDirectory() as out:
         trainer = make_trainer(t, "cpu", "32-true", Path(out), optim.total_steps)
         timer = StepTimer(warmup)
@@ -97,21 +97,21 @@ def main():
                     help="instead: Lightning tokens/s of every grid shape, with the serial time of the grid")
     args = ap.parse_args()
 
-    cfg = config.load(args.params)
-    t, seq_len = cfg["train"], cfg["model"]["seq_len"]
+    cfg = experiment.load(args.params)
+    t, seq_len = cfg.train, cfg.model.seq_len
     torch.set_num_threads(args.threads)
-    rules = config.shape_rules(cfg)
+    rules = cfg.rules
     vocab = rules.vocab_size
     tokens = np.random.default_rng(0).integers(0, vocab, size=200_000).astype(np.uint32)
     data = TokenData(Path("."), {}, tokens, tokens[:10_000])
     steps = args.warmup + args.steps
-    budget = steps * t["batch_size"] * seq_len
-    assert steps_for_budget(budget, t["batch_size"], seq_len) == steps
+    budget = steps * t.batch_size * seq_len
+    assert steps_for_budget(budget, t.batch_size, seq_len) == steps
     optim = Optim.from_params(t, steps)
-    args.batch_tokens = t["batch_size"] * seq_len
+    args.batch_tokens = t.batch_size * seq_len
     tokens_timed = budget_tokens(args)
     peak = matmul_peak_flops("cpu", "float32", seconds=1.0)
-    print(f"threads {args.threads}, batch {t['batch_size']} x seq {seq_len}, vocab {vocab}, "
+    print(f"threads {args.threads}, batch {t.batch_size} x seq {seq_len}, vocab {vocab}, "
           f"{args.steps} timed steps after {args.warmup}, best of {args.rounds} rounds")
     if args.grid:
         return grid_table(cfg, data, t, seq_len, budget, optim, args)
@@ -119,13 +119,13 @@ def main():
     rows = []
     for d_model, n_layers in SHAPES:
         shape = rules.build(d_model, n_layers)
-        model = build_model(shape, cfg["model"]["max_position_embeddings"], 0, seed=0)
+        model = build_model(shape, cfg.model.max_position_embeddings, 0, seed=0)
         peak = max(peak, matmul_peak_flops("cpu", "float32", seconds=1.0))  # best seen so far: the hardware's
         for compile in variants:
-            batches = [lambda s=s: train_batch(tokens, s, 0, t["batch_size"], seq_len, budget) for s in range(steps)]
+            batches = [lambda s=s: train_batch(tokens, s, 0, t.batch_size, seq_len, budget) for s in range(steps)]
             plain = light = 0.0
             for _ in range(args.rounds):
-                plain = max(plain, tokens_timed / plain_loop(copy.deepcopy(model), optim, batches, t["grad_clip"],
+                plain = max(plain, tokens_timed / plain_loop(copy.deepcopy(model), optim, batches, t.grad_clip,
                                                              args.warmup, compile))
                 light = max(light, tokens_timed / lightning_loop(copy.deepcopy(model), optim, data, t, seq_len,
                                                                  budget, args.warmup, compile))
@@ -141,11 +141,11 @@ def main():
 
 def grid_table(cfg, data, t, seq_len, budget, optim, args):
     """Lightning tokens/s of every shape the experiment trains, and the serial time its runs would take."""
-    runs = grid.grid_runs(cfg) + [grid.baseline_run(cfg)]
+    runs = cfg.grid_runs + [cfg.baseline]
     rate = {}
     for run in runs:
         if run.shape.shape_id not in rate:
-            model = build_model(run.shape, cfg["model"]["max_position_embeddings"], 0, seed=0)
+            model = build_model(run.shape, cfg.model.max_position_embeddings, 0, seed=0)
             rate[run.shape.shape_id] = max(
                 budget_tokens(args) / lightning_loop(copy.deepcopy(model), optim, data, t, seq_len, budget,
                                                      args.warmup, False) for _ in range(args.rounds))

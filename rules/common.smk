@@ -2,14 +2,22 @@
 import json
 import os
 
-from morph import config as morph_config
-from morph import grid as morph_grid
-from morph import pipeline as P
+from morph.errors import MorphError
+from morph.workflow import experiment as morph_experiment
+from morph.workflow import pipeline as P
 
-# `--configfile X` picks the experiment file; its path is passed to every command, and
-# the same loader validates it (Snakemake's merged `config` dict is not used).
-PARAMS = os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml"
-CFG = morph_config.load(PARAMS)
+# `--configfile X` picks the experiment file; its path is passed to every command, and the same
+# loader validates it. Commands read that file themselves, so anything Snakemake would merge on
+# top of it (`--config k=v`, a second --configfile) is refused rather than silently ignored.
+if len(workflow.overwrite_configfiles) > 1:
+    raise MorphError("--configfile: give one experiment file; morph's commands read that one file")
+PARAMS = os.path.relpath(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles else "params.yaml"
+if config != (morph_experiment.read_raw(PARAMS) if workflow.overwrite_configfiles else {}):
+    raise MorphError(
+        f"--config: overrides are not applied to {PARAMS}, which every command reads; copy it, edit the copy "
+        "and run with `--configfile <copy>` (the target first: snakemake results/morph1b.json --configfile <copy>)"
+    )
+CFG = morph_experiment.load(PARAMS)
 
 # Timing must not share the machine: a latency job takes the whole pool, every other job one unit.
 MACHINE = 100
@@ -23,6 +31,11 @@ wildcard_constraints:
     model=r"[^/]+",
 
 
+def outputs(node):
+    """A node's outputs as the table declares them, folders marked as such."""
+    return [directory(o) if o in node.directories else o for o in node.outs]
+
+
 def sliced_params(node):
     """The params sections a node reads; Snakemake's params rerun-trigger fires when they change."""
-    return json.dumps({k: CFG[k] for k in node.params}, sort_keys=True)
+    return json.dumps({k: CFG.params(k) for k in node.params}, sort_keys=True)

@@ -7,7 +7,7 @@ rule sample:
     input:
         SAMPLE.deps,
     output:
-        directory("data/sample"),
+        outputs(SAMPLE),
     params:
         cmd=SAMPLE.cmd,
         cfg=sliced_params(SAMPLE),
@@ -25,10 +25,7 @@ rule tokenize:
     input:
         TOKENIZE.deps,
     output:
-        "data/tokens/train.bin",
-        "data/tokens/val.bin",
-        "data/tokens/meta.json",
-        directory("data/tokens/tokenizer"),
+        outputs(TOKENIZE),
     params:
         cmd=TOKENIZE.cmd,
         cfg=sliced_params(TOKENIZE),

@@ -6,11 +6,11 @@ rule latency:
     input:
         lambda wc: P.latency(CFG, PARAMS, wc.shape_id).deps,
     output:
-        "latency/{shape_id}.json",
+        outputs(P.latency(CFG, PARAMS, "{shape_id}")),
     params:
         cmd=lambda wc: P.latency(CFG, PARAMS, wc.shape_id).cmd,
         cfg=lambda wc: sliced_params(P.latency(CFG, PARAMS, wc.shape_id)),
-    threads: CFG["latency"]["threads"]
+    threads: CFG.latency.threads
     resources:
         machine=MACHINE,  # exclusive: nothing trains or times beside a timing job
     log:
@@ -25,7 +25,7 @@ rule latency_collect:
     input:
         LATENCY_COLLECT.deps,
     output:
-        LATENCY_COLLECT.outs,
+        outputs(LATENCY_COLLECT),
     params:
         cmd=LATENCY_COLLECT.cmd,
         cfg=sliced_params(LATENCY_COLLECT),

@@ -1,6 +1,5 @@
 # This file's singleton nodes, taken once from the stage table.
 CANDIDATES = P.candidates(CFG, PARAMS)
-REPORT = P.report(CFG, PARAMS)
 SELECT = P.select(CFG, PARAMS)
 
 
@@ -8,7 +7,7 @@ rule candidates:
     input:
         CANDIDATES.deps,
     output:
-        CANDIDATES.outs,
+        outputs(CANDIDATES),
     params:
         cmd=CANDIDATES.cmd,
         cfg=sliced_params(CANDIDATES),
@@ -25,7 +24,7 @@ checkpoint select:
     input:
         SELECT.deps,
     output:
-        SELECT.outs,
+        outputs(SELECT),
     params:
         cmd=SELECT.cmd,
         cfg=sliced_params(SELECT),
@@ -33,60 +32,5 @@ checkpoint select:
         machine=1,
     log:
         "logs/select.log",
-    shell:
-        "{params.cmd} > {log} 2>&1"
-
-
-rule train_target:
-    input:
-        lambda wc: P.train_slot(CFG, PARAMS, wc.slot).deps,
-    output:
-        model=directory("runs/{slot}/model"),
-        metrics="runs/{slot}/metrics.json",
-    params:
-        cmd=lambda wc: P.train_slot(CFG, PARAMS, wc.slot).cmd,
-        cfg=lambda wc: sliced_params(P.train_slot(CFG, PARAMS, wc.slot)),
-    threads: CFG["train"]["threads"]
-    resources:
-        machine=1,
-    log:
-        "logs/train/{slot}.log",
-    benchmark:
-        "logs/benchmarks/train/{slot}.tsv"
-    shell:
-        "{params.cmd} > {log} 2>&1"
-
-
-rule evaluate:
-    input:
-        lambda wc: P.evaluate(CFG, PARAMS, wc.model).deps,
-    output:
-        "results/eval/{model}.json",
-    params:
-        cmd=lambda wc: P.evaluate(CFG, PARAMS, wc.model).cmd,
-        cfg=lambda wc: sliced_params(P.evaluate(CFG, PARAMS, wc.model)),
-    threads: 2
-    resources:
-        machine=1,
-    log:
-        "logs/evaluate/{model}.log",
-    benchmark:
-        "logs/benchmarks/evaluate/{model}.tsv"
-    shell:
-        "{params.cmd} > {log} 2>&1"
-
-
-rule report:
-    input:
-        REPORT.deps,
-    output:
-        REPORT.outs,
-    params:
-        cmd=REPORT.cmd,
-        cfg=sliced_params(REPORT),
-    resources:
-        machine=1,
-    log:
-        "logs/report.log",
     shell:
         "{params.cmd} > {log} 2>&1"

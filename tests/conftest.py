@@ -42,10 +42,11 @@ def make_params(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def ci_cfg() -> dict:
-    from morph import config
+def ci_cfg():
+    from morph.workflow import experiment
 
-    return config.load(CI_PARAMS)
+
+    return experiment.load(CI_PARAMS)
 
 
 @pytest.fixture(scope="session")

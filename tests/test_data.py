@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import CI_PARAMS, ROOT
-from morph import cli, config, encode, sample
+
+from morph import cli
+from morph.data import encode, sample
+from morph.data.shards import read_docs, write_docs
 from morph.io import sha256_file
-from morph.shards import read_docs, write_docs
 
 FIXTURE = sorted((ROOT / "data/raw/fixture").glob("shard_*.jsonl.zst"))
 # A grid small enough that a few fixture documents cover it.
@@ -63,7 +64,7 @@ def test_fixture_is_dclm_format():
 
 def test_manifest_counts_and_hashes(ci_data, ci_cfg):
     manifest = json.loads((ci_data / "sample/manifest.json").read_text())
-    assert manifest["seed"] == ci_cfg["seed"] and manifest["repeated"] is False
+    assert manifest["seed"] == ci_cfg.seed and manifest["repeated"] is False
     assert set(manifest["source"]["inputs"]) == {str(f.relative_to(ROOT)) for f in FIXTURE}
     assert all(sha256_file(ROOT / f) == h for f, h in manifest["source"]["inputs"].items())
     for split in ("train", "val"):
@@ -101,12 +102,12 @@ def test_different_seed_different_sample(ci_data, make_params, tmp_path):
 def test_meta_and_token_files(ci_tokens, ci_cfg):
     meta = json.loads((ci_tokens / "meta.json").read_text())
     assert meta["tokenizer"] == "bpe:512"
-    assert meta["vocab_size"] == config.vocab_size("bpe:512") == meta["tokenizer_vocab_size"] == 512
+    assert meta["vocab_size"] == ci_cfg.vocab_size == meta["tokenizer_vocab_size"] == 512
     assert meta["dtype"] == "uint16"
     for split, key in (("train", "train_tokens"), ("val", "val_tokens")):
         entry = meta["splits"][split]
         tokens = np.memmap(ci_tokens / entry["file"], dtype=np.uint16, mode="r")
-        assert len(tokens) == entry["tokens"] >= ci_cfg["data"][key]
+        assert len(tokens) == entry["tokens"] >= getattr(ci_cfg.data, key)
         assert entry["sha256"] == sha256_file(ci_tokens / entry["file"])
         assert int(tokens.max()) < 512
     assert any(p.endswith("manifest.json") for p in meta["inputs"])

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from graphs import REPO
 
 BIN = Path(sys.executable).parent
@@ -62,13 +61,13 @@ def planned_jobs(root: Path, params: str = CI, target: str = "results/morph1b.js
 def test_decision_holds_real_measured_evidence(tree):
     d = json.loads((tree / "results/morph1b.json").read_text())
     cfg = yaml.safe_load((tree / CI).read_text())
-    budget = cfg["select"]["latency_budget_s"]
+    budget = cfg.select.latency_budget_s
     chosen = d["chosen"]
     assert chosen["latency"]["median_s"] <= budget
     roles = [m["role"] for m in d["models"]]
     assert roles == ["top-1", "top-2", "baseline"]
     for m in d["models"]:
-        assert set(m["accuracy"]) == set(cfg["evaluate"]["tasks"])
+        assert set(m["accuracy"]) == set(cfg.evaluate.tasks)
         assert all(0.0 <= a <= 1.0 for a in m["accuracy"].values())
         # evaluate's rule: per task acc_norm where lm-eval has one (not Winogrande), else acc
         per_task = [m["accuracy_norm"][t] if m["accuracy_norm"][t] is not None else m["accuracy"][t]
@@ -77,10 +76,10 @@ def test_decision_holds_real_measured_evidence(tree):
         lat = m["latency"]
         assert lat["source"] == "measured" and lat["p10_s"] <= lat["median_s"] <= lat["p90_s"]
         assert 0 < m["actual_loss"] < 10 and 0 < m["predicted_loss"] < 10
-        assert m["eval_limit"] == cfg["evaluate"]["limit"]
+        assert m["eval_limit"] == cfg.evaluate.limit
     base = d["models"][-1]
     assert base["speedup_vs_baseline"] == pytest.approx(1.0)
-    assert base["shape"]["n_layers"] == cfg["select"]["baseline"]["n_layers"]
+    assert base["shape"]["n_layers"] == cfg.select.baseline.n_layers
     assert chosen["run_id"] in {m["run_id"] for m in d["models"][:2]}
     assert all(len(h) == 64 for h in d["inputs"].values())
     report = (tree / "results/report.md").read_text()

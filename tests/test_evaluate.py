@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from morph import cli, eval_data
+from morph import cli
 from morph.errors import MorphError
-from morph.evaluate import check_model_dir, evaluate
+from morph.evaluate import task_data as eval_data
+from morph.evaluate.score import check_model_dir, evaluate
 from morph.io import sha256_tree
+from morph.workflow import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["arc_easy", "copa", "winogrande"]
@@ -158,10 +160,9 @@ def test_unknown_task_in_params_is_a_config_error(params, tmp_path):
     cfg["evaluate"]["tasks"] = ["lambada"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
-    from morph import config
 
     with pytest.raises(MorphError, match=r"evaluate\.tasks\[0\].*known tasks: arc_challenge"):
-        config.load(bad)
+        experiment.load(bad)
 
 
 def test_missing_or_incomplete_model_dir(tmp_path, model_dir):

@@ -11,13 +11,14 @@ import pytest
 import yaml
 from scipy.optimize import check_grad
 
-from morph import cli, config, grid
+from morph import cli
 from morph.errors import MorphError
-from morph.fit import design, evaluate, fit_law, predict_loss, validate
 from morph.io import sha256_file
-from morph.law import Law, predict
-from morph.laws import size_labels
-from morph.solvers import Objective, start_grid
+from morph.law.fitting import design, evaluate, fit_law, predict_loss, validate
+from morph.law.forms import Law, predict
+from morph.law.laws import size_labels
+from morph.law.solvers import Objective, start_grid
+from morph.workflow import experiment
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,9 +234,9 @@ def _experiment(tmp_path) -> Path:
 
 def _runs_table(params: Path, path: Path) -> pd.DataFrame:
     """The training stage's runs.csv for the grid, with losses drawn from a known inference-aware law."""
-    cfg, rng = config.load(params), np.random.default_rng(0)
+    cfg, rng = experiment.load(params), np.random.default_rng(0)
     rows = [{"run_id": r.run_id, **r.shape.to_dict(), "tokens": r.tokens, "multiplier": r.multiplier}
-            for r in grid.grid_runs(cfg)]
+            for r in cfg.grid_runs]
     df = pd.DataFrame(rows)
     coeffs = {"E": 1.5, "A": 60.0, "B": 300.0, "alpha": 0.3, "beta": 0.3, "eps": 0.02, "gamma": 0.3}
     df["loss"] = predict(coeffs, df["params"], df["tokens"], df["aspect_ratio"]) * np.exp(rng.normal(0, 0.003, len(df)))
@@ -246,7 +247,7 @@ def _runs_table(params: Path, path: Path) -> pd.DataFrame:
 
 def test_sizes_come_from_the_grid_and_unknown_shapes_are_clustered(tmp_path):
     params = _experiment(tmp_path)
-    cfg = config.load(params)
+    cfg = experiment.load(params)
     df = _runs_table(params, tmp_path / "runs.csv")
     labels = size_labels(cfg, df)
     assert sorted(set(labels)) == [60000, 120000, 240000]

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_params as write_ci_params
-from morph import cli, config, grid, latency, latency_backends
+
+from morph import cli
 from morph.errors import MorphError
-from morph.latency_model import FEATURES, features, fit, leave_one_out, predict_latency
+from morph.latency import backends as latency_backends
+from morph.latency import measure as latency
+from morph.latency.cost_model import FEATURES, features, fit, leave_one_out, predict_latency
+from morph.workflow import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -33,9 +37,9 @@ def measured(tmp_path_factory):
     """Every CI latency shape timed once with the hf backend: 16 prompt -> 32 new tokens, 5 repetitions."""
     root = tmp_path_factory.mktemp("latency")
     params = write_params(root / "params.yaml", backends=["hf"], ttft=True, batch_sizes=[1], repeats=5, warmup=1)
-    cfg = config.load(params)
+    cfg = experiment.load(params)
     out = root / "latency"
-    for shape in grid.latency_shapes(cfg):
+    for shape in cfg.latency_shapes:
         assert morph("latency", "--params", params, "--shape", shape.shape_id,
                      "--out", out / f"{shape.shape_id}.json", "--no-progress") == 0
     return {"params": params, "cfg": cfg, "dir": out,
@@ -49,7 +53,7 @@ def full_median(measured, shape_id: str, backend: str = "hf") -> float:
 def test_record_holds_every_sample_and_its_aggregates(measured):
     cfg = measured["cfg"]
     rec = measured["records"]["d32-l6"]
-    shape = grid.find_shape(cfg, "d32-l6")
+    shape = cfg.shape("d32-l6")
     assert rec["shape_id"] == "d32-l6" and rec["shape"]["params"] == shape.params()
     assert rec["shape"]["weight_bytes"] == shape.weight_bytes(4)
     assert rec["shape"]["kv_cache_bytes"] == shape.kv_cache_bytes(16 + 32, 1, 4)
@@ -105,7 +109,7 @@ def test_done_when_depth_drives_latency(measured):
     assert full_median(measured, "d32-l6") > 1.3 * full_median(measured, "d32-l2")
     # At about equal N (113k vs 116k), wide-and-shallow beats deep-and-narrow.
     cfg = measured["cfg"]
-    deep, wide = grid.find_shape(cfg, "d32-l6"), grid.find_shape(cfg, "d64-l1")
+    deep, wide = cfg.shape("d32-l6"), cfg.shape("d64-l1")
     assert abs(deep.params() - wide.params()) / wide.params() < 0.05
     assert full_median(measured, "d64-l1") * 1.3 < full_median(measured, "d32-l6")
 
@@ -151,12 +155,12 @@ def test_unknown_shape(capsys, tmp_path):
 
 
 def _synthetic_shapes(cfg):
-    rules = config.shape_rules(cfg)
+    rules = cfg.rules
     return [rules.build(d, n) for d in (32, 64, 96, 128) for n in (1, 2, 4, 8)]
 
 
 def test_latency_model_recovers_known_coefficients():
-    cfg = config.load(ROOT / "configs/ci.yaml")
+    cfg = experiment.load(ROOT / "configs/ci.yaml")
     shapes = _synthetic_shapes(cfg)
     truth = np.array([0.02, 0.004, 3e-9, 2e-7])
     x = np.array([features(s, 48, 4) for s in shapes])
@@ -168,7 +172,7 @@ def test_latency_model_recovers_known_coefficients():
     assert np.mean(leave_one_out(x, noisy)) < 0.05
     model = {"models": [{"device": "cpu", "backend": "hf", "prompt_len": 16, "new_tokens": 32, "bytes_per_value": 4,
                          "coefficients": dict(zip(FEATURES, truth))}]}
-    unseen = config.shape_rules(cfg).build(200, 3)
+    unseen = cfg.rules.build(200, 3)
     assert predict_latency(model, unseen) == pytest.approx(float(np.dot(features(unseen, 48, 4), truth)))
     with pytest.raises(MorphError, match="no fit for backend 'static'"):
         predict_latency(model, unseen, backend="static")
@@ -190,14 +194,14 @@ def test_collect_csv_model_and_figure(measured, tmp_path, capsys):
     (fitted,) = model["models"]
     assert (fitted["device"], fitted["backend"], len(fitted["shapes"])) == ("cpu", "hf", 8)
     # The fit carries depth: at d_model 32, six layers are predicted slower than two.
-    l2, l6 = (grid.find_shape(measured["cfg"], s) for s in ("d32-l2", "d32-l6"))
+    l2, l6 = (measured["cfg"].shape(s) for s in ("d32-l2", "d32-l6"))
     assert predict_latency(model, l6) > predict_latency(model, l2)
     loo = fitted["loo"]
     assert 0 <= loo["mean_rel_error"] <= loo["max_rel_error"] and set(loo["per_shape"]) == set(measured["records"])
     print(f"LOO on measured CI shapes: mean {loo['mean_rel_error']:.1%}, max {loo['max_rel_error']:.1%}")
     assert set(model["provenance"]["inputs"]) >= {str(measured["dir"] / f"{s}.json") for s in measured["records"]}
     # The prediction for a measured shape is the fit's, within its in-sample error.
-    d64 = grid.find_shape(measured["cfg"], "d64-l1")
+    d64 = measured["cfg"].shape("d64-l1")
     rel = abs(predict_latency(res / "latency_model.json", d64) - full_median(measured, "d64-l1"))
     assert rel / full_median(measured, "d64-l1") <= fitted["fit_rel_error"]["max"] + 1e-9
     assert (res / "figures/latency_shape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

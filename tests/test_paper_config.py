@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
-
 from graphs import REPO, snakemake_jobs
-from morph import config, grid
+
+from morph.workflow import experiment
 
 PAPER = "configs/paper.yaml"
 
@@ -17,36 +17,36 @@ def paper_formula(d: int, layers: int, vocab: int = 50432) -> int:
 
 @pytest.fixture(scope="module")
 def cfg():
-    return config.load(REPO / PAPER)
+    return experiment.load(REPO / PAPER)
 
 
 def test_grid_sizes_are_the_papers_within_3_percent(cfg):
-    rules = config.shape_rules(cfg)
-    targets = [s["params"] for s in cfg["grid"]["sizes"]]
+    rules = cfg.rules
+    targets = [s.params for s in cfg.grid.sizes]
     assert targets[:5] == [80_000_000, 116_000_000, 164_000_000, 237_000_000, 313_000_000]
-    for size in cfg["grid"]["sizes"]:
-        assert len(size["depths"]) >= 5
-        for depth in size["depths"]:
-            shape = rules.propose(size["params"], depth)
-            assert abs(shape.params() / size["params"] - 1) < 0.03, shape.shape_id
+    for size in cfg.grid.sizes:
+        assert len(size.depths) >= 5
+        for depth in size.depths:
+            shape = rules.propose(size.params, depth)
+            assert abs(shape.params() / size.params - 1) < 0.03, shape.shape_id
             assert shape.params() == paper_formula(shape.d_model, shape.n_layers)
             assert shape.n_heads == 16 and shape.ffn % 256 == 0
 
 
 def test_the_paper_grid_multipliers_and_candidates(cfg):
-    runs = grid.grid_runs(cfg)
+    runs = cfg.grid_runs
     assert len(runs) == 63
     assert {r.multiplier for r in runs} == {20, 40, 160}
     smallest = min(runs, key=lambda r: r.shape.params())
     over_trained = {r.shape.params() for r in runs if r.multiplier == 160}
     assert over_trained and max(over_trained) < 1e8  # only the smallest size at 160 N, as in the paper
-    assert smallest.shape.vocab_size == 50432 and cfg["model"]["seq_len"] == 2048
-    cands = {(s.d_model, s.n_layers): s.params() for s in grid.candidate_shapes(cfg)}
+    assert smallest.shape.vocab_size == 50432 and cfg.model.seq_len == 2048
+    cands = {(s.d_model, s.n_layers): s.params() for s in cfg.candidate_shapes}
     assert set(cands) == {(2560, 16), (3072, 12), (3200, 10), (3328, 8), (4096, 6), (4608, 4)}
     for (d, layers), n in cands.items():
         assert n == paper_formula(d, layers)
     assert cands[(3072, 12)] == 1_668_885_504  # Morph-1B, FFN 8192
-    base = grid.baseline_shape(cfg)
+    base = cfg.baseline.shape
     assert (base.d_model, base.n_layers, base.ffn) == (2048, 24, 5632)
 
 
@@ -55,9 +55,9 @@ def test_snakemake_plans_the_whole_paper_experiment():
     counts: dict[str, int] = {}
     for rule, _, _ in jobs.values():
         counts[rule] = counts.get(rule, 0) + 1
-    cfg = config.load(REPO / PAPER)
+    cfg = experiment.load(REPO / PAPER)
     assert counts["train"] == 63 + 1  # the grid and the (2048, 24) baseline at D_C
-    assert counts["latency"] == len(grid.latency_shapes(cfg))
+    assert counts["latency"] == len(cfg.latency_shapes)
     assert counts["train_target"] == 2 and counts["evaluate"] == 3
     sample_cmd = next(cmd for rule, cmd, _ in jobs.values() if rule == "sample")
     assert "--params configs/paper.yaml" in sample_cmd

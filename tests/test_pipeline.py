@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import yaml
-
 from graphs import REPO, dvc_stages, edges, snakemake_jobs
-from morph import config, dvc_yaml, grid
+
+from morph.workflow import dvc_yaml, experiment
 
 MORPH = [sys.executable, "-m", "morph.cli"]
 
@@ -28,7 +28,7 @@ def test_stale_dvc_yaml_is_reported(tmp_path):
 def test_snakemake_and_dvc_hold_the_same_nodes_commands_and_edges():
     params = "configs/ci.yaml"
     smk = snakemake_jobs(params)
-    text, count = dvc_yaml.render(config.load(REPO / params), params)
+    text, count = dvc_yaml.render(experiment.load(REPO / params), params)
     dvc = dvc_stages(text)
     assert count == len(smk) == len(dvc)
     assert set(smk) == set(dvc), set(smk) ^ set(dvc)
@@ -48,8 +48,8 @@ def test_adding_a_shape_adds_it_to_both_graphs(tmp_path):
     raw["grid"]["shapes"] = [{"d_model": 48, "n_layers": 3}]
     params = tmp_path / "more.yaml"
     params.write_text(yaml.safe_dump(raw))
-    cfg = config.load(params)
-    new_runs = {r.run_id for r in grid.grid_runs(cfg)} - {r.run_id for r in grid.grid_runs(config.load(REPO / "configs/ci.yaml"))}
+    cfg = experiment.load(params)
+    new_runs = {r.run_id for r in cfg.grid_runs} - {r.run_id for r in experiment.load(REPO / "configs/ci.yaml").grid_runs}
     assert new_runs == {"d48-l3-t2", "d48-l3-t4"}
     smk = snakemake_jobs(str(params))
     dvc = dvc_stages(dvc_yaml.render(cfg, str(params))[0])

@@ -4,15 +4,18 @@ from __future__ import annotations
 import pytest
 
 from morph.errors import MorphError
-from morph.report import pareto
-from morph.select import choose
+from morph.report.write import pareto
+from morph.select.rank import choose
+from morph.workflow.experiment import Select
+from morph.workflow.schema import build
 
-SEL = {"params": 1_000_000, "tolerance": 0.1, "latency_budget_s": 1.0, "k": 2, "tokens": 2_000_000}
+SEL = build(Select, {"params": 1_000_000, "tolerance": 0.1, "latency_budget_s": 1.0, "k": 2, "tokens": 2_000_000,
+                     "depths": [1], "baseline": {"d_model": 64, "n_layers": 4}})
 
 
 def cand(shape_id, params, latency, loss, d_model=64, n_layers=2):
-    return {"shape_id": shape_id, "params": params, "params_gap": params / SEL["params"] - 1,
-            "within_tolerance": abs(params / SEL["params"] - 1) <= SEL["tolerance"],
+    return {"shape_id": shape_id, "params": params, "params_gap": params / SEL.params - 1,
+            "within_tolerance": abs(params / SEL.params - 1) <= SEL.tolerance,
             "latency": {"median_s": latency}, "predicted_loss": loss, "d_model": d_model, "n_layers": n_layers,
             "n_heads": 4, "n_kv_heads": 4, "ffn": 192, "vocab_size": 2048, "tie_embeddings": False}
 
@@ -61,7 +64,7 @@ def test_pareto_frontier_keeps_points_no_other_beats_on_both_axes():
 def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
     from pathlib import Path
 
-    from morph.report import markdown
+    from morph.report.write import markdown
 
     model = {"run_id": "d64-l2-D1M", "role": "top-1", "params": 1000, "aspect_ratio": 32.0,
              "predicted_loss": 3.1, "actual_loss": 3.2, "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6},

@@ -7,7 +7,6 @@ import os
 import subprocess
 
 import pytest
-
 import slurm_cluster
 from test_end_to_end import BIN, CI, fresh_copy
 

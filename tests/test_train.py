@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_params as write_ci_params
-from morph import config, grid
-from morph.shape import ShapeRules
 
+from morph.shape import ShapeRules
+from morph.workflow import experiment
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +34,10 @@ def write_params(path: Path, shapes=({"d_model": 32, "n_layers": 1},), multiplie
 
 
 def train_run(params: Path, rid: str, tokens: Path, out: Path) -> dict:
-    from morph.train import train
+    from morph.train.run import train
 
-    cfg = config.load(params)
-    return train(cfg, grid.find_run(cfg, rid), tokens, out)
+    cfg = experiment.load(params)
+    return train(cfg, cfg.run(rid), tokens, out)
 
 
 @pytest.fixture(scope="session")
@@ -71,6 +71,7 @@ def test_shape_counts_equal_built_model_numel(d_model, n_layers, n_heads, n_kv_h
 
 def test_build_model_is_seeded():
     import torch
+
     from morph.model import build_model
 
     shape = ShapeRules(vocab_size=512, n_heads=2, ffn_multiple=16).build(32, 1)
@@ -83,7 +84,7 @@ def test_build_model_is_seeded():
 
 @pytest.mark.parametrize("budget", [256, 1000, 4096, 46176])
 def test_targets_trained_equal_the_budget_exactly(budget):
-    from morph.batches import IGNORE, steps_for_budget, train_batch
+    from morph.train.batches import IGNORE, steps_for_budget, train_batch
 
     data = np.arange(5000, dtype=np.uint16)
     steps = steps_for_budget(budget, 8, 32)
@@ -94,7 +95,8 @@ def test_targets_trained_equal_the_budget_exactly(budget):
 
 def test_batches_are_a_function_of_seed_and_step():
     import torch
-    from morph.batches import train_batch
+
+    from morph.train.batches import train_batch
 
     data = np.arange(10_000, dtype=np.uint16)
     x1, y1 = train_batch(data, 5, 7, 4, 16, 10**6)
@@ -105,7 +107,7 @@ def test_batches_are_a_function_of_seed_and_step():
 
 
 def test_lr_warms_up_then_decays_to_the_floor():
-    from morph.lm import Optim, lr_factor
+    from morph.train.lm import Optim, lr_factor
 
     o = Optim(lr=1.0, betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=10, total_steps=100,
               min_lr_ratio=0.1, ema_decay=0.9)
@@ -148,7 +150,7 @@ def test_same_seed_gives_the_same_losses(reference, params, tokens, tmp_path):
 def test_sigkill_then_restart_resumes_to_the_same_loss(reference, params, tokens, tmp_path, capsys):
     import multiprocessing
 
-    from morph.train import resume_point
+    from morph.train.run import resume_point
 
     out = tmp_path / "killed"
     ckpt = out / "ckpt" / "last.ckpt"

@@ -6,28 +6,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from .errors import MorphError
-
-# subcommand -> module exposing add_arguments(parser) and run(args)
-COMMANDS = {
-    "grid": "morph.grid_cli",
-    "sample": "morph.sample",
-    "tokenize": "morph.tokens",
-    "train": "morph.train",
-    "collect": "morph.collect",
-    "latency": "morph.latency",
-    "latency-collect": "morph.latency_collect",
-    "fit": "morph.fit",
-    "laws": "morph.laws",
-    "candidates": "morph.candidates",
-    "select": "morph.select",
-    "evaluate": "morph.evaluate",
-    "report": "morph.report",
-    "dvc-yaml": "morph.dvc_yaml",
-    "lineage": "morph.lineage",
-}
+from morph.errors import MorphError
+from morph.workflow.commands import COMMANDS
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -57,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
+        if "DVC_STAGE" in os.environ and getattr(args, "params", None):
+            from morph.workflow.dvc_yaml import refuse_if_stale
+
+            refuse_if_stale(args.params, os.environ["DVC_ROOT"])
         return args._module.run(args) or 0
     except MorphError as err:
         print(f"morph {args.command}: error: {err}", file=sys.stderr)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import MorphError
+from morph.errors import MorphError
 
 
 def _read_umask() -> int:

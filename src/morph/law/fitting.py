@@ -1,0 +1,268 @@
+"""Fit a scaling law (Chinchilla or inference-aware) to any table of runs, with metrics and bootstrap CIs.
+
+  morph fit --runs RUNS.csv [--eval EVAL.csv] --law {chinchilla,inference-aware}
+            --tie {none,alpha-beta,all} --solver {lm,huber-log} [--bootstrap B] [--seed S] --out OUT.json
+
+RUNS.csv and EVAL.csv hold columns params,tokens,d_model,n_layers,loss (d_model and n_layers only for the
+inference-aware law) and an optional `group`; other columns are ignored. `predict_loss` reads OUT.json
+back for the stages that rank shapes by predicted loss.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from morph.errors import MorphError
+from morph.law.forms import COEFFICIENTS, EXPONENTS, LAWS, Law, features, predict
+from morph.law.solvers import POLISH, FitError, serial_blas, solve
+
+FORMS = {
+    "chinchilla": "L = E + A*N^-alpha + B*D^-beta",
+    "inference-aware": "L = (E + A*N^-alpha + B*D^-beta) * (1 + eps*R^gamma), R = d_model/n_layers",
+}
+OBJECTIVES = {"lm": "sum of squared loss residuals",
+              "huber-log": "summed Huber loss (delta=1e-3) on log-loss residuals"}
+CI_LEVEL = 0.95
+
+
+# -- input ------------------------------------------------------------------------------------------
+def needed_columns(law: Law) -> tuple[str, ...]:
+    return ("params", "tokens", "d_model", "n_layers", "loss") if law.shape_aware else ("params", "tokens", "loss")
+
+
+def _row_name(df, i: int) -> str:
+    """How an error points at a row: its CSV line (header = line 1), and its run id when there is one."""
+    label = f"line {i + 2}"
+    if "run_id" in df.columns:
+        label += f" (run {df['run_id'].iloc[i]})"
+    return label
+
+
+def validate(df, law: Law, source: str, min_rows: int | None = None):
+    """Check and normalise a runs table for `law`: the needed columns, positive finite values, and enough
+    rows and distinct values to identify the coefficients. Returns a copy with numeric columns."""
+    import pandas as pd
+
+    missing = [c for c in needed_columns(law) if c not in df.columns]
+    if missing:
+        raise MorphError(f"{source}: missing column {missing[0]!r}; the {law.name} law needs columns "
+                         f"{', '.join(needed_columns(law))} (found: {', '.join(map(str, df.columns)) or 'none'})")
+    if len(df) == 0:
+        raise MorphError(f"{source}: no rows")
+    df = df.reset_index(drop=True).copy()
+    for col in needed_columns(law):
+        raw = df[col]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise MorphError(f"{source}: {_row_name(df, i)}: column {col!r} is {raw.iloc[i]!r}; "
+                             f"{', '.join(needed_columns(law))} must all be positive numbers "
+                             f"({int(bad.sum())} bad row(s) in this column)")
+        df[col] = values.astype(float)
+    if "group" in df.columns:
+        df["group"] = df["group"].astype(str)
+    if min_rows is not None and len(df) < min_rows:
+        raise MorphError(f"{source}: {len(df)} rows, fewer than the {min_rows} free coefficients of the "
+                         f"{law.name} law with tie {law.tie!r} ({', '.join(law.free_names())}); add runs or "
+                         "tie more exponents")
+    if min_rows is not None:
+        _check_identifiable(df, law, source)
+    return df
+
+
+def _check_identifiable(df, law: Law, source: str) -> None:
+    single = [("params", "A and alpha cannot be told apart from E"),
+              ("tokens", "B and beta cannot be told apart from E")]
+    for col, why in single:
+        if df[col].nunique() == 1:
+            raise MorphError(f"{source}: every row has {col} = {df[col].iloc[0]:g}; {why}. "
+                             f"Add runs with other {col} values")
+    if law.shape_aware:
+        ratio = df["d_model"] / df["n_layers"]
+        if np.allclose(ratio, ratio.iloc[0], rtol=1e-9):
+            raise MorphError(f"{source}: every row has the same R = d_model/n_layers = {ratio.iloc[0]:g}; the "
+                             "inference-aware law's eps and gamma are unidentifiable from one shape ratio. Add "
+                             "runs of other shapes, or fit --law chinchilla")
+
+
+def read_runs(path: str | Path, law: Law, min_rows: int | None = None):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise MorphError(f"{path}: runs table not found")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise MorphError(f"{path}: not a readable CSV ({err})") from None
+    return validate(df, law, str(path), min_rows)
+
+
+def design(df, law: Law) -> np.ndarray:
+    R = df["d_model"].to_numpy() / df["n_layers"].to_numpy() if law.shape_aware else None
+    return features(law, df["params"].to_numpy(), df["tokens"].to_numpy(), R)
+
+
+def predict_frame(coeffs: dict, df) -> np.ndarray:
+    R = df["d_model"].to_numpy() / df["n_layers"].to_numpy() if "eps" in coeffs else None
+    return predict(coeffs, df["params"].to_numpy(), df["tokens"].to_numpy(), R)
+
+
+# -- fitting ----------------------------------------------------------------------------------------
+def fit_law(df, law: Law, solver: str, bootstrap: int = 0, seed: int = 0, max_iter: int = 1000,
+            polish: int = POLISH, progress: bool = True) -> dict:
+    """Fit `law` to a validated table; returns coefficients, solver details, CIs and warnings."""
+    X, y = design(df, law), df["loss"].to_numpy()
+    with serial_blas():
+        sol = solve(law, solver, X, y, polish=polish, max_iter=max_iter)
+        coeffs = law.coefficients(sol.theta)
+        out = {
+            "law": law.name,
+            "tie": law.tie,
+            "solver": solver,
+            "form": FORMS[law.name],
+            "coefficients": coeffs,
+            "free": list(law.free_names()),
+            "n_fit": len(df),
+            "objective": {"kind": OBJECTIVES[solver], "value": sol.objective, "rms_loss_residual": sol.rms},
+            "starts": {"grid": sol.grid_size, "polished": sol.tried, "converged": sol.converged},
+            "warnings": diagnose(law, coeffs, df),
+        }
+        if bootstrap:
+            out.update(_bootstrap(law, solver, X, y, sol.theta, bootstrap, seed, max_iter, progress, out["warnings"]))
+    return out
+
+
+def _bootstrap(law, solver, X, y, theta, samples, seed, max_iter, progress, warnings) -> dict:
+    """Percentile intervals from refits on rows resampled with replacement.
+
+    Each refit starts from the full-data optimum, not the whole grid: a resample's optimum lies near it,
+    and a grid per resample would cost ~100x more for the same answer.
+    """
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seed)
+    draws, failed = [], 0
+    for _ in tqdm(range(samples), desc=f"bootstrap {law.name}", disable=not progress, leave=False):
+        idx = rng.integers(0, len(y), len(y))
+        Xb, yb = X[idx], y[idx]
+        if len(np.unique(idx)) < law.n_free or any(np.ptp(Xb[:, j]) == 0 for j in range(X.shape[1])):
+            failed += 1  # a resample that cannot identify the law; counted, not fitted
+            continue
+        try:
+            draws.append(solve(law, solver, Xb, yb, starts=theta[None], polish=1, max_iter=max_iter).theta)
+        except FitError:
+            failed += 1
+    info = {"bootstrap": {"samples": samples, "converged": samples - failed, "seed": seed, "level": CI_LEVEL,
+                          "method": "percentile; rows resampled with replacement; each refit warm-started "
+                                    "at the full-data optimum"}}
+    if failed > 0.1 * samples:
+        warnings.append(f"bootstrap: {failed} of {samples} resamples failed to fit; the intervals are unreliable")
+    if len(draws) < 2:
+        warnings.append("bootstrap: fewer than 2 resamples fitted; no confidence intervals")
+        return info
+    named = [law.coefficients(t) for t in draws]
+    tail = 100 * (1 - CI_LEVEL) / 2
+    info["ci"] = {k: [float(np.percentile([c[k] for c in named], tail)),
+                      float(np.percentile([c[k] for c in named], 100 - tail))] for k in named[0]}
+    return info
+
+
+def diagnose(law: Law, coeffs: dict, df) -> list[str]:
+    """Warnings about fits that converged but should not be trusted or extrapolated."""
+    out = []
+    if len(df) - law.n_free < 2:
+        out.append(f"only {len(df)} rows for {law.n_free} free coefficients: the fit (nearly) interpolates, "
+                   "so its fit-set metrics say little")
+    for name in (n for n in law.free_names() if n in EXPONENTS):  # a tied exponent is reported once
+        v = coeffs[name]
+        lo = -3.0 if name == "gamma" else 0.0
+        if not lo < v <= 3.0:
+            out.append(f"{name} = {v:.4g} is outside ({lo:g}, 3]: a degenerate fit; do not extrapolate it")
+    if coeffs["E"] < 1e-3 * float(df["loss"].min()):
+        out.append(f"E = {coeffs['E']:.3g} is ~0: the fit found no irreducible loss")
+    if law.shape_aware:
+        R = df["d_model"].to_numpy() / df["n_layers"].to_numpy()
+        term = coeffs["eps"] * R ** coeffs["gamma"]
+        if term.max() < 1e-4:
+            out.append(f"the shape term eps*R^gamma is below 1e-4 on every fitted row (max {term.max():.2g}): "
+                       "the fit found no effect of shape, and the law reduces to Chinchilla")
+    return out
+
+
+# -- metrics ----------------------------------------------------------------------------------------
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None  # undefined for constant or single-point groups; JSON gets null, not NaN
+    return float(spearmanr(a, b).statistic)
+
+
+def _group_key(v) -> str:
+    return f"{v:.0f}" if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def metrics(pred: np.ndarray, actual: np.ndarray, groups=None) -> dict:
+    """mse, r2, spearman, max_relative_error (and spearman_by_group when groups are given)."""
+    if not np.all(np.isfinite(pred)):
+        raise MorphError(f"the fitted law predicts a non-finite loss for {int((~np.isfinite(pred)).sum())} of "
+                         f"{len(pred)} rows: a degenerate fit that cannot be evaluated there")
+    resid = pred - actual
+    ss_tot = float(((actual - actual.mean()) ** 2).sum())
+    out = {
+        "n": int(len(actual)),
+        "mse": float(np.mean(resid ** 2)),
+        "r2": 1.0 - float((resid ** 2).sum()) / ss_tot if ss_tot > 0 else None,
+        "spearman": _spearman(pred, actual),
+        "max_relative_error": float(np.max(np.abs(resid) / actual)),
+    }
+    if groups is not None:
+        groups = np.asarray(groups)
+        out["spearman_by_group"] = {
+            _group_key(g): _spearman(pred[groups == g], actual[groups == g]) for g in sorted(set(groups.tolist()))
+        }
+    return out
+
+
+def evaluate(result: dict, df, by_group: bool) -> dict:
+    """Metrics of a fitted law on a validated table; groups are `group`, else each distinct params value."""
+    groups = None
+    if by_group:
+        groups = df["group"].to_numpy() if "group" in df.columns else df["params"].to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        pred = predict_frame(result["coefficients"], df)
+    return metrics(pred, df["loss"].to_numpy(), groups)
+
+
+# -- the fitted law as a consumer reads it -------------------------------------------------------------
+def load_law(law_json, expect_law: str | None = None) -> dict:
+    """A fitted-law JSON (path or dict), checked: its law, tie and coefficients."""
+    from morph.io import read_json
+
+    src = str(law_json) if isinstance(law_json, (str, Path)) else "law JSON"
+    data = read_json(law_json) if isinstance(law_json, (str, Path)) else law_json
+    if not isinstance(data, dict) or data.get("law") not in LAWS or "coefficients" not in data:
+        raise MorphError(f"{src}: not a fitted-law file (expected keys 'law' and 'coefficients'; "
+                         "write one with `morph fit`)")
+    if expect_law is not None and data["law"] != expect_law:
+        raise MorphError(f"{src}: holds the {data['law']} law, but {expect_law} was expected")
+    want = COEFFICIENTS[data["law"]]
+    if set(data["coefficients"]) != set(want):
+        raise MorphError(f"{src}: coefficients {sorted(data['coefficients'])} do not match the {data['law']} law's "
+                         f"{list(want)}")
+    return data
+
+
+def predict_loss(law_json, params, tokens, d_model=None, n_layers=None, expect_law: str | None = None):
+    """Predicted loss from a fitted-law JSON (path or dict) for arrays or scalars of N, D and shape."""
+    data = load_law(law_json, expect_law)
+    R = None
+    if data["law"] == "inference-aware":
+        if d_model is None or n_layers is None:
+            raise MorphError("predict_loss: the inference-aware law needs d_model and n_layers")
+        R = np.asarray(d_model, dtype=float) / np.asarray(n_layers, dtype=float)
+    out = predict(data["coefficients"], params, tokens, R)
+    return float(out) if np.ndim(out) == 0 else out

@@ -1,0 +1,56 @@
+"""Collect every grid run's metrics.json into results/runs.csv, one row per run (the law's fit data)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from morph.errors import MorphError
+from morph.io import atomic_path, read_json
+from morph.workflow import experiment, grid, paths
+from morph.workflow.experiment import Experiment
+
+COLUMNS = ("run_id", "d_model", "n_layers", "n_heads", "params", "non_embedding_params", "tokens", "multiplier",
+           "aspect_ratio", "loss", "train_loss_ema", "wall_s", "tokens_per_s", "mfu")
+
+
+def add_arguments(p):
+    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--runs-dir", default=paths.RUNS, help="directory holding runs/<run_id>/metrics.json (default: %(default)s)")
+    p.add_argument("--out", default=paths.RUNS_CSV, help="CSV to write (default: %(default)s)")
+
+
+def row(run: grid.Run, metrics: dict, path: Path) -> dict:
+    if metrics.get("run_id") != run.run_id or metrics.get("tokens") != run.tokens:
+        raise MorphError(
+            f"{path}: holds run {metrics.get('run_id')!r} at {metrics.get('tokens')} tokens, but the experiment "
+            f"expects {run.run_id!r} at {run.tokens}; retrain it"
+        )
+    s = run.shape
+    return {"run_id": run.run_id, "d_model": s.d_model, "n_layers": s.n_layers, "n_heads": s.n_heads,
+            "params": s.params(), "non_embedding_params": s.non_embedding_params(), "tokens": run.tokens,
+            "multiplier": run.multiplier, "aspect_ratio": s.aspect_ratio, "loss": metrics["val_loss"],
+            "train_loss_ema": metrics["train_loss_ema"], "wall_s": metrics["wall_s"],
+            "tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"]}
+
+
+def collect(cfg: Experiment, runs_dir: str | Path, out: str | Path) -> list[dict]:
+    runs_dir = Path(runs_dir)
+    rows = []
+    for run in cfg.grid_runs:
+        path = runs_dir / run.run_id / "metrics.json"
+        if not path.exists():
+            raise MorphError(f"{path}: missing; train it with `morph train --run {run.run_id}`")
+        rows.append(row(run, read_json(path), path))
+    with atomic_path(out) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
+
+
+def run(args):
+    cfg = experiment.load(args.params)
+    rows = collect(cfg, args.runs_dir, args.out)
+    print(f"morph collect: {len(rows)} runs -> {args.out}")
+    return 0

@@ -1,0 +1,65 @@
+"""Grid expansion: which runs, shapes and candidate shapes an experiment holds, with their ids and
+token budgets. `Experiment.expansion` calls `expand` once; everything else reads its result."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from morph.shape import Shape, ShapeRules, run_id
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    shape: Shape
+    tokens: int
+    multiplier: float | None  # tokens per parameter; None for a fixed-budget (target) run
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "tokens": self.tokens, "multiplier": self.multiplier, **self.shape.to_dict()}
+
+
+@dataclass(frozen=True)
+class Expansion:
+    grid_runs: tuple[Run, ...]
+    baseline: Run
+    grid_shapes: tuple[Shape, ...]
+    candidate_shapes: tuple[Shape, ...]  # every proposed candidate near N_C, before the tolerance filter
+    latency_shapes: tuple[Shape, ...]
+    size_targets: dict[str, int]  # shape_id -> the grid.sizes target N it was proposed for (the first)
+    runs_by_id: dict[str, Run] = field(repr=False)
+    shapes_by_id: dict[str, Shape] = field(repr=False)
+
+
+def _unique(shapes) -> tuple[Shape, ...]:
+    seen: dict[str, Shape] = {}
+    for s in shapes:
+        seen.setdefault(s.shape_id, s)
+    return tuple(seen.values())
+
+
+def expand(grid, select, rules: ShapeRules) -> Expansion:
+    """One pass over the grid and selection sections (typed sections from the experiment)."""
+    proposed = [(size, rules.propose(size.params, depth)) for size in grid.sizes for depth in size.depths]
+    with_multipliers = [(shape, size.multipliers or grid.multipliers) for size, shape in proposed]
+    with_multipliers += [(rules.build(s.d_model, s.n_layers), grid.multipliers) for s in grid.shapes]
+    size_targets: dict[str, int] = {}
+    for size, shape in proposed:
+        size_targets.setdefault(shape.shape_id, size.params)
+
+    runs: dict[str, Run] = {}
+    for shape, multipliers in with_multipliers:
+        for m in multipliers:
+            rid = run_id(shape, multiplier=m)
+            runs.setdefault(rid, Run(rid, shape, round(m * shape.params()), m))
+    base_shape = rules.build(select.baseline.d_model, select.baseline.n_layers)
+    baseline = Run(run_id(base_shape, tokens=select.tokens), base_shape, select.tokens, None)
+
+    grid_shapes = _unique(shape for shape, _ in with_multipliers)
+    candidates = _unique([rules.propose(select.params, depth) for depth in select.depths]
+                         + [rules.build(s.d_model, s.n_layers) for s in select.shapes])
+    latency_shapes = _unique((*grid_shapes, *candidates, base_shape))
+    return Expansion(
+        grid_runs=tuple(runs.values()), baseline=baseline, grid_shapes=grid_shapes, candidate_shapes=candidates,
+        latency_shapes=latency_shapes, size_targets=size_targets,
+        runs_by_id={**runs, baseline.run_id: baseline}, shapes_by_id={s.shape_id: s for s in latency_shapes},
+    )

@@ -1,0 +1,34 @@
+"""Where each artifact lives: the pipeline table builds its nodes from these, and every stage's
+CLI takes its default paths from them."""
+from __future__ import annotations
+
+PARAMS = "params.yaml"
+SAMPLE = "data/sample"
+TOKENS = "data/tokens"
+# Files, not the directory, so `snakemake data/tokens/train.bin` names a target; the tokenizer is a directory.
+TOKEN_FILES = ("train.bin", "val.bin", "meta.json")
+TOKENIZER = "tokenizer"
+RUNS = "runs"
+RUNS_CSV = "results/runs.csv"
+LATENCY_DIR = "latency"
+LATENCY_CSV = "results/latency.csv"
+LATENCY_MODEL = "results/latency_model.json"
+LAW_DIR = "results/law"
+FIGURES = "results/figures"
+CANDIDATES = "results/candidates.json"
+SELECTION = "results/selection.json"
+EVAL_DIR = "results/eval"
+DECISION = "results/morph1b.json"
+REPORT_MD = "results/report.md"
+
+
+def run_dir(run: str) -> str:
+    return f"{RUNS}/{run}"
+
+
+def law_json(law: str) -> str:
+    return f"{LAW_DIR}/{law}.json"
+
+
+def figure(name: str) -> str:
+    return f"{FIGURES}/{name}.png"

@@ -4,6 +4,7 @@ plans exactly that shape's jobs and their dependents, and, in DVC, adoption of S
 outputs, run-cache restores and push/pull to a fresh clone. Tests run in file order."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 from graphs import REPO
+
+from morph.workflow import experiment
 
 BIN = Path(sys.executable).parent
 CI = "configs/ci.yaml"
@@ -156,6 +159,40 @@ def test_editing_one_shape_plans_only_that_shape_and_its_dependents(tree):
     assert {"collect", "laws", "latency_collect", "candidates", "select", "report"} <= set(plan)
 
 
+@contextlib.contextmanager
+def code_edited(root: Path, path: str):
+    """Append a comment to a source file, then restore its bytes and modification time."""
+    f = root / path
+    original, stat = f.read_bytes(), f.stat()
+    f.write_bytes(original + b"\n# edited\n")
+    try:
+        yield
+    finally:
+        f.write_bytes(original)
+        os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+# What an edit must rerun, from what each module does, not from the pipeline table.
+DOWNSTREAM_OF_SELECT = {"select": 1, "train_target": 2, "evaluate": 2, "report": 1}
+
+
+def shape_edit_plan(root: Path) -> dict[str, int]:
+    """Every model is built from shape.py: all training and timing, and everything after them."""
+    exp = experiment.load(root / CI)
+    return {**DOWNSTREAM_OF_SELECT, "train": len(exp.grid_runs) + 1, "latency": len(exp.latency_shapes),
+            "collect": 1, "latency_collect": 1, "laws": 1, "candidates": 1, "evaluate": 3}
+
+
+def test_a_code_edit_plans_exactly_the_stages_that_run_that_code(tree):
+    with code_edited(tree, "src/morph/shape.py"):
+        assert planned_jobs(tree) == shape_edit_plan(tree)
+    with code_edited(tree, "src/morph/report/write.py"):
+        assert planned_jobs(tree) == {"report": 1}
+    with code_edited(tree, "src/morph/law/solvers.py"):  # the fit, and the selection that predicts with it
+        assert planned_jobs(tree) == {"laws": 1, **DOWNSTREAM_OF_SELECT}
+    assert planned_jobs(tree) == {}
+
+
 @pytest.fixture(scope="module")
 def dvc_tree(tree) -> Path:
     """The finished tree adopted by DVC: dvc.yaml for the CI experiment, outputs committed, not rerun."""
@@ -173,6 +210,29 @@ def test_dvc_adopts_the_snakemake_outputs_without_rerunning(dvc_tree):
     assert "Running stage" not in repro, repro
     assert metrics.stat().st_mtime_ns == before
     assert "Running stage" not in sh(["dvc", "repro", "tokenize"], dvc_tree).stdout
+
+
+def dvc_changed(root: Path) -> dict[str, int]:
+    """Stage families whose own inputs changed, as `dvc status` lists them."""
+    out = sh(["dvc", "status"], root).stdout
+    counts: dict[str, int] = {}
+    for name in re.findall(r"^(\S+):$", out, re.M):
+        counts[name.split("-")[0]] = counts.get(name.split("-")[0], 0) + 1
+    return counts
+
+
+def test_dvc_sees_the_same_code_edits(dvc_tree):
+    with code_edited(dvc_tree, "src/morph/shape.py"):
+        changed = dvc_changed(dvc_tree)
+    exp = experiment.load(dvc_tree / CI)
+    assert changed["train"] == len(exp.grid_runs) + 1 and changed["train_target"] == 2, changed
+    assert changed["latency"] == len(exp.latency_shapes), changed
+    assert not {"sample", "tokenize", "evaluate", "report"} & set(changed), changed
+    with code_edited(dvc_tree, "src/morph/report/write.py"):
+        assert dvc_changed(dvc_tree) == {"report": 1}
+    with code_edited(dvc_tree, "src/morph/law/solvers.py"):
+        assert dvc_changed(dvc_tree) == {"laws": 1, "select": 1}
+    assert dvc_changed(dvc_tree) == {}
 
 
 def test_reverting_a_param_restores_from_the_run_cache_without_training(dvc_tree):

@@ -1,6 +1,11 @@
 """A stage's code: the morph source files its entry module imports, transitively, read from the
 source with `ast` (imports inside functions count, since they run). Snakemake, DVC and the
-training checkpoint's fingerprint all take this one list, so no stage's code is listed by hand."""
+training checkpoint's fingerprint all take this one list, so no stage's code is listed by hand.
+
+The walk does not pass through the experiment loader: every stage loads the experiment, but what
+it expands to reaches a stage as that node's command, outputs and params, which both tools track
+already. So a change to shape.py reruns the stages that build or count shapes themselves, not the
+data stages that only validate the file."""
 from __future__ import annotations
 
 import ast
@@ -11,6 +16,7 @@ from pathlib import Path
 PACKAGE = "morph"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 REPO = PACKAGE_DIR.parents[1]
+BOUNDARY = frozenset({"morph.workflow.experiment"})
 
 
 def module_file(name: str) -> Path | None:
@@ -58,7 +64,8 @@ def closure(entry: str) -> tuple[str, ...]:
         seen.add(name)
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
-        todo += sorted(direct_imports(name))
+        if name not in BOUNDARY or name == entry:
+            todo += sorted(direct_imports(name))
     return tuple(sorted(seen))
 
 

@@ -28,7 +28,7 @@ def test_ranks_feasible_by_predicted_loss_and_gives_every_drop_a_reason():
         cand("d300-l1", 1_500_000, 0.3, 2.50, 300, 1),  # over the parameter cap
         cand("d104-l4", 960_000, 0.7, 3.05, 104, 4),
     ]
-    top, warnings = choose(cands, SEL)
+    top, warnings = choose(cands, SEL, SEL.latency_budget_s)
     assert [c["shape_id"] for c in top] == ["d120-l3", "d104-l4"]
     assert [c["slot"] for c in top] == ["top-1", "top-2"]
     assert top[0]["run_id"] == "d120-l3-D2M"
@@ -41,7 +41,7 @@ def test_ranks_feasible_by_predicted_loss_and_gives_every_drop_a_reason():
 
 def test_k_above_feasible_warns_and_takes_all_feasible():
     cands = [cand("d160-l1", 1_000_000, 0.2, 3.1, 160, 1), cand("d88-l6", 990_000, 5.0, 2.9, 88, 6)]
-    top, warnings = choose(cands, SEL)
+    top, warnings = choose(cands, SEL, SEL.latency_budget_s)
     assert [c["shape_id"] for c in top] == ["d160-l1"]
     assert warnings and "only 1 candidate(s) are feasible" in warnings[0]
 
@@ -49,7 +49,7 @@ def test_k_above_feasible_warns_and_takes_all_feasible():
 def test_no_feasible_candidate_lists_each_with_latency_and_params():
     cands = [cand("d88-l6", 990_000, 5.0, 2.9, 88, 6), cand("d104-l4", 960_000, 3.0, 3.0, 104, 4)]
     with pytest.raises(MorphError) as err:
-        choose(cands, SEL)
+        choose(cands, SEL, SEL.latency_budget_s)
     msg = str(err.value)
     assert "no candidate meets the budgets" in msg
     assert "d88-l6: N=990,000, latency=5.000 s" in msg and "d104-l4: N=960,000, latency=3.000 s" in msg
@@ -70,7 +70,8 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
              "predicted_loss": 3.1, "actual_loss": 3.2, "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6},
              "speedup_vs_baseline": 1.0, "avg_accuracy": 0.5, "accuracy": {"copa": 0.5}, "eval_limit": None,
              "shape": {"d_model": 64, "n_layers": 2}}
-    decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0, "k": 1},
+    decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0,
+                            "latency_rule": "select.latency_budget_s", "k": 1},
                 "law": "inference-aware", "chosen": model, "why": "best", "models": [model], "candidates": [],
                 "warnings": [], "law_warnings": []}
     page = tmp_path / "results" / "report.md"

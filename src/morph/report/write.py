@@ -100,7 +100,7 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         "# Shape decision",
         "",
         f"Budgets: N_C = {b['params']:,} parameters (±{b['tolerance']:.0%}), D_C = {b['tokens']:,} tokens, "
-        f"T_C = {b['latency_s']} s; top-k = {b['k']}; law: {decision['law']}.",
+        f"T_C = {b['latency_s']:.3f} s ({b['latency_rule']}); top-k = {b['k']}; law: {decision['law']}.",
         "",
         f"**Chosen: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, n_layers={chosen['shape']['n_layers']}). "
         f"Why: {decision['why']}.",
@@ -156,7 +156,7 @@ def run(args):
     for m in models:
         m["speedup_vs_baseline"] = base_latency / m["latency"]["median_s"]
     chosen, why = decide(models)
-    if chosen["latency"]["median_s"] > cfg.select.latency_budget_s:
+    if chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
     inputs = [args.selection] + [p for name, _ in roles for p in (runs_dir / name / "metrics.json", eval_dir / f"{name}.json")]
     decision = {

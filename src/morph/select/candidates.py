@@ -9,7 +9,7 @@ from morph.io import provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING, predict_latency
 from morph.shape import Shape
 from morph.workflow import experiment, paths
-from morph.workflow.experiment import Experiment
+from morph.workflow.experiment import Experiment, kv_cache_mib
 
 
 def add_arguments(p):
@@ -19,24 +19,43 @@ def add_arguments(p):
     p.add_argument("--out", default=paths.CANDIDATES)
 
 
-def paper_setting_latency(latency_csv: Path, backend: str) -> dict[str, dict]:
-    """shape_id -> {median, p10, p90} of the paper's setting (batch 1, full generate) for one backend."""
+def measured_settings(latency_csv: Path, backend: str) -> dict[str, dict[str, dict]]:
+    """shape_id -> setting -> {median, p10, p90, cv} for one backend, every timed setting."""
     if not latency_csv.exists():
         raise MorphError(f"{latency_csv}: missing latency table (run `morph latency-collect`)")
-    found = {}
+    found: dict[str, dict[str, dict]] = {}
     with open(latency_csv) as f:
         for row in csv.DictReader(f):
-            if row["backend"] == backend and row["setting"] == MODEL_SETTING:
-                found[row["shape_id"]] = {f"{k}_s": float(row[k]) for k in ("median", "p10", "p90")} | {
-                    "cv": float(row["cv"]) if row["cv"] else None}
+            if row["backend"] == backend:
+                found.setdefault(row["shape_id"], {})[row["setting"]] = {
+                    **{k: float(row[k]) for k in ("median", "p10", "p90")}, "cv": float(row["cv"]) if row["cv"] else None}
     return found
+
+
+def serving_costs(shape: Shape, cfg: Experiment, settings: dict[str, dict]) -> dict:
+    """The costs the serving budgets read: measured throughput and TTFT, and the KV cache by arithmetic."""
+    sel, costs = cfg.select, {}
+    if sel.min_throughput:
+        key = f"throughput_b{sel.min_throughput.batch}"
+        if key not in settings:
+            raise MorphError(f"{shape.shape_id}: no measured {key}; rerun its latency job with this experiment")
+        costs["throughput_tokens_per_s"] = settings[key]["median"]
+    if sel.max_ttft_s is not None:
+        if "ttft" not in settings:
+            raise MorphError(f"{shape.shape_id}: no measured ttft; rerun its latency job with latency.ttft: true")
+        costs["ttft_s"] = settings["ttft"]["median"]
+    if sel.max_kv_cache:
+        costs["kv_cache_mib"] = kv_cache_mib(shape, sel.max_kv_cache, cfg.latency)
+    return costs
 
 
 def describe(shape: Shape, cfg: Experiment, measured: dict, model: dict) -> dict:
     target, tol = cfg.select.params, cfg.select.tolerance
     gap = shape.params() / target - 1
-    if cfg.select.latency_source == "measured" and shape.shape_id in measured:
-        latency = measured[shape.shape_id] | {"source": "measured"}
+    settings = measured.get(shape.shape_id, {})
+    if cfg.select.latency_source == "measured" and MODEL_SETTING in settings:
+        full = settings[MODEL_SETTING]
+        latency = {f"{k}_s": full[k] for k in ("median", "p10", "p90")} | {"cv": full["cv"], "source": "measured"}
     elif cfg.select.latency_source == "measured":
         raise MorphError(f"{shape.shape_id}: no measured latency; run its latency job or set select.latency_source: model")
     else:
@@ -46,13 +65,14 @@ def describe(shape: Shape, cfg: Experiment, measured: dict, model: dict) -> dict
     return {
         "shape_id": shape.shape_id, **shape.to_dict(),
         "params_gap": gap, "within_tolerance": abs(gap) <= tol, "latency": latency,
+        "serving": serving_costs(shape, cfg, settings),
     }
 
 
 def run(args):
     cfg = experiment.load(args.params)
     backend = cfg.select.latency_metric
-    measured = paper_setting_latency(Path(args.latency), backend)
+    measured = measured_settings(Path(args.latency), backend)
     model = read_json(args.latency_model)
     shapes = cfg.candidate_shapes
     out = {

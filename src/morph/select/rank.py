@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, is_dataclass
 
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
@@ -17,23 +18,43 @@ def add_arguments(p):
     p.add_argument("--out", default=paths.SELECTION)
 
 
-def drop_reason(c: dict, sel: Select) -> str | None:
-    """Why a candidate is infeasible, or None. The parameter cap allows the params tolerance."""
+def latency_budget(sel: Select, baseline: dict) -> tuple[float, str]:
+    """T_C in seconds, and how it was set: given, or a factor of the baseline's latency on this machine."""
+    if sel.latency_budget_s is not None:
+        return sel.latency_budget_s, "select.latency_budget_s"
+    rel = sel.latency_budget_relative
+    base = baseline["latency"]["median_s"]
+    return rel.factor * base, f"{rel.factor:g} x the baseline {baseline['shape_id']}'s {base:.3f} s"
+
+
+def drop_reason(c: dict, sel: Select, t_c: float) -> str | None:
+    """Why a candidate is infeasible (every budget it breaks, each named), or None."""
+    reasons = []
     cap = sel.params * (1 + sel.tolerance)
     if c["params"] > cap:
-        return f"N={c['params']:,} is over the parameter cap {cap:,.0f} (N_C={sel.params:,} + {sel.tolerance:.0%})"
-    if not c["within_tolerance"]:
-        return f"N={c['params']:,} is {c['params_gap']:+.1%} from N_C={sel.params:,}, outside the tolerance"
-    if c["latency"]["median_s"] > sel.latency_budget_s:
-        return f"latency {c['latency']['median_s']:.3f} s is over the budget T_C={sel.latency_budget_s} s"
-    return None
+        reasons.append(f"N={c['params']:,} is over the parameter cap {cap:,.0f} (N_C={sel.params:,} + {sel.tolerance:.0%})")
+    elif not c["within_tolerance"]:
+        reasons.append(f"N={c['params']:,} is {c['params_gap']:+.1%} from N_C={sel.params:,}, outside the tolerance")
+    if c["latency"]["median_s"] > t_c:
+        reasons.append(f"latency {c['latency']['median_s']:.3f} s is over the budget T_C={t_c:.3f} s")
+    serving = c.get("serving", {})
+    if sel.min_throughput and serving["throughput_tokens_per_s"] < sel.min_throughput.tokens_per_s:
+        reasons.append(f"throughput {serving['throughput_tokens_per_s']:.1f} tokens/s at batch "
+                       f"{sel.min_throughput.batch} is under the budget {sel.min_throughput.tokens_per_s:g}")
+    if sel.max_kv_cache and serving["kv_cache_mib"] > sel.max_kv_cache.mib:
+        kv = sel.max_kv_cache
+        reasons.append(f"KV cache {serving['kv_cache_mib']:.3g} MiB at batch {kv.batch}, context {kv.context} is "
+                       f"over the budget {kv.mib:g} MiB")
+    if sel.max_ttft_s is not None and serving["ttft_s"] > sel.max_ttft_s:
+        reasons.append(f"time to first token {serving['ttft_s']:.3f} s is over the budget {sel.max_ttft_s:g} s")
+    return "; ".join(reasons) or None
 
 
-def choose(cands: list[dict], sel: Select) -> tuple[list[dict], list[str]]:
+def choose(cands: list[dict], sel: Select, t_c: float) -> tuple[list[dict], list[str]]:
     """Mark each candidate kept or dropped, rank the kept by predicted loss; return (top-k, warnings)."""
     kept = []
     for c in cands:
-        reason = drop_reason(c, sel)
+        reason = drop_reason(c, sel, t_c)
         c["kept"], c["reason"] = reason is None, reason
         if reason is None:
             kept.append(c)
@@ -43,7 +64,7 @@ def choose(cands: list[dict], sel: Select) -> tuple[list[dict], list[str]]:
         )
         raise MorphError(
             f"no candidate meets the budgets N_C={sel.params:,} (±{sel.tolerance:.0%}) and "
-            f"T_C={sel.latency_budget_s} s:\n{listing}"
+            f"T_C={t_c:.3f} s:\n{listing}"
         )
     kept.sort(key=lambda c: (c["predicted_loss"], c["latency"]["median_s"]))
     for rank, c in enumerate(kept, 1):
@@ -58,6 +79,12 @@ def choose(cands: list[dict], sel: Select) -> tuple[list[dict], list[str]]:
     return top, warnings
 
 
+def serving_budgets(sel: Select) -> dict:
+    """The optional serving budgets as set, for the decision's record."""
+    return {key: cfg if not is_dataclass(cfg) else asdict(cfg) for key in ("min_throughput", "max_kv_cache", "max_ttft_s")
+            if (cfg := getattr(sel, key)) is not None}
+
+
 def run(args):
     from morph.law.fitting import predict_loss
 
@@ -69,12 +96,13 @@ def run(args):
     cands = read_json(args.candidates)
     for c in cands["candidates"] + [cands["baseline"]]:
         c["predicted_loss"] = float(predict_loss(law, c["params"], sel.tokens, c["d_model"], c["n_layers"]))
-    top, warnings = choose(cands["candidates"], sel)
+    t_c, t_c_rule = latency_budget(sel, cands["baseline"])
+    top, warnings = choose(cands["candidates"], sel, t_c)
     for w in warnings:
         print(f"morph select: warning: {w}", file=sys.stderr)
     out = {
-        "budgets": {"params": sel.params, "tokens": sel.tokens, "latency_s": sel.latency_budget_s,
-                    "tolerance": sel.tolerance, "k": sel.k},
+        "budgets": {"params": sel.params, "tokens": sel.tokens, "latency_s": t_c, "latency_rule": t_c_rule,
+                    "tolerance": sel.tolerance, "k": sel.k, **serving_budgets(sel)},
         "law": sel.law,
         "tokens": sel.tokens,
         "warnings": warnings,

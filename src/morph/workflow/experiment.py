@@ -141,10 +141,35 @@ class Fit:
 
 
 @dataclass(frozen=True)
+class RelativeLatency:
+    """T_C as a fraction of a reference shape's measured latency, so a decision travels between machines."""
+    factor: float = rule(check=lambda v: None if v > 0 else "must be above 0")
+    relative_to: str = rule("baseline", choices=("baseline",))
+
+
+@dataclass(frozen=True)
+class MinThroughput:
+    batch: int = rule(min=1)
+    tokens_per_s: float = rule(min=0.0)
+
+
+@dataclass(frozen=True)
+class MaxKVCache:
+    batch: int = rule(min=1)
+    context: int = rule(min=1)  # prompt plus generated tokens
+    mib: float = rule(min=0.0)
+
+
+@dataclass(frozen=True)
 class Select:
     params: int = rule(min=1)
     tokens: int = rule(min=1)
-    latency_budget_s: float = rule(min=0.0)
+    # Serving budgets, each optional and checked per candidate; T_C is absolute or relative.
+    latency_budget_s: float | None = rule(None, min=0.0)
+    latency_budget_relative: RelativeLatency | None = rule(None)
+    min_throughput: MinThroughput | None = rule(None)
+    max_kv_cache: MaxKVCache | None = rule(None)
+    max_ttft_s: float | None = rule(None, min=0.0)
     law: str = rule("inference-aware", choices=LAWS)
     depths: tuple[int, ...] = rule((), each={"min": 1})
     shapes: tuple[ShapeSpec, ...] = rule(())
@@ -282,8 +307,37 @@ def _cross_checks(exp: Experiment) -> None:
         )
 
 
+def kv_cache_mib(shape: Shape, budget: MaxKVCache, latency: Latency) -> float:
+    """The KV cache a shape holds at the budget's batch and context, in the dtype latency is timed in."""
+    dtype = latency.dtype if latency.dtype != "auto" else ("bfloat16" if latency.device == "cuda" else "float32")
+    return shape.kv_cache_bytes(budget.context, budget.batch, 4 if dtype == "float32" else 2) / 2**20
+
+
+def _check_serving_budgets(exp: Experiment) -> None:
+    sel = exp.select
+    if (sel.latency_budget_s is None) == (sel.latency_budget_relative is None):
+        raise ConfigError("select.latency_budget_s: set exactly one of select.latency_budget_s (seconds) and "
+                          "select.latency_budget_relative ({relative_to: baseline, factor: F})")
+    if sel.min_throughput and sel.min_throughput.batch not in (1, *exp.latency.batch_sizes):
+        raise ConfigError(f"select.min_throughput.batch: {sel.min_throughput.batch} is not timed; add it to "
+                          f"latency.batch_sizes {list(exp.latency.batch_sizes)}")
+    if sel.max_ttft_s is not None and not exp.latency.ttft:
+        raise ConfigError("select.max_ttft_s: time-to-first-token is not measured; set latency.ttft: true")
+    if (sel.min_throughput or sel.max_ttft_s is not None) and sel.latency_source != "measured":
+        raise ConfigError("select.latency_source: throughput and time-to-first-token budgets need measured "
+                          "latencies; set it to measured")
+    if sel.max_kv_cache:
+        smallest = min(exp.candidate_shapes, key=lambda s: kv_cache_mib(s, sel.max_kv_cache, exp.latency))
+        need = kv_cache_mib(smallest, sel.max_kv_cache, exp.latency)
+        if need > sel.max_kv_cache.mib:
+            raise ConfigError(f"select.max_kv_cache.mib: {sel.max_kv_cache.mib:g} MiB is below the smallest "
+                              f"candidate's KV cache ({smallest.shape_id}: {need:.3g} MiB at batch "
+                              f"{sel.max_kv_cache.batch}, context {sel.max_kv_cache.context}); raise it")
+
+
 def _check_budgets(exp: Experiment) -> None:
     """Budgets no candidate can meet fail here, with the arithmetic, not after the grid has trained."""
+    _check_serving_budgets(exp)
     sel, shapes = exp.select, exp.candidate_shapes
     if sel.k > len(shapes):
         raise ConfigError(f"select.k: {sel.k} is more than the {len(shapes)} candidate shapes (select.depths "

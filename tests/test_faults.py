@@ -208,3 +208,24 @@ def test_snakemake_without_its_experiment_file_says_which(tmp_path):
     assert out.returncode != 0
     assert "nope.yaml" in out.stdout + out.stderr
 
+
+
+def test_lineage_walks_the_experiment_the_decision_recorded(tmp_path, capsys):
+    """On a tree made with another experiment file, lineage without --params uses that file, and says so;
+    with a different --params it warns."""
+    root = tmp_path / "tree"
+    shutil.copytree(ROOT / "data/raw/fixture", root / "data/raw/fixture")
+    shutil.copy2(ROOT / "params.yaml", root / "params.yaml")
+    (root / "configs").mkdir()
+    shutil.copy2(CI_PARAMS, root / "configs/ci.yaml")
+    from morph.io import provenance
+
+    with contextlib.chdir(root):
+        write_json("results/law/inference-aware.json", provenance(["configs/ci.yaml"]))
+        write_json("results/selection.json", provenance(["results/law/inference-aware.json"]))
+        write_json("results/morph1b.json", provenance(["results/selection.json"]))
+    code, err = run_morph(["lineage", "results/morph1b.json", "--json"], root, capsys)
+    assert code == 0 and "experiment configs/ci.yaml" in err and "warning" not in err
+    code, err = run_morph(["lineage", "results/morph1b.json", "--params", "params.yaml"], root, capsys)
+    assert code == 0
+    assert "warning: results/morph1b.json was made with configs/ci.yaml, not params.yaml" in err

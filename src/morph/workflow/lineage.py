@@ -15,7 +15,7 @@ from morph.workflow.experiment import Experiment
 
 def add_arguments(p):
     p.add_argument("path", help="a file the workflow produced, e.g. results/morph1b.json or a figure")
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--params", help="experiment file (default: the one the outputs recorded, else params.yaml)")
     p.add_argument("--lock", default="dvc.lock", help="DVC's lock file, for the hashes DVC recorded (optional)")
     p.add_argument("--json", action="store_true", help="print the chain as JSON")
     p.add_argument("--check", action="store_true",
@@ -93,9 +93,36 @@ def chain(target: str, cfg: Experiment, params_path: str, lock: Path) -> list[di
     return steps
 
 
+def recorded_experiment(target: str) -> str | None:
+    """The experiment file the outputs behind `target` were made with, found through their recorded inputs."""
+    todo, seen = [target], set()
+    while todo:
+        path = todo.pop(0)
+        if path in seen:
+            continue
+        seen.add(path)
+        inputs = recorded_inputs(path)
+        for p in inputs:
+            if Path(p).suffix in (".yaml", ".yml") and Path(p).is_file():
+                return p
+        todo += [p for p in inputs if p.endswith(".json")]
+    return None
+
+
+def choose_experiment(target: str, asked: str | None) -> str:
+    """--params if given (warning when the outputs say otherwise), else what the outputs recorded."""
+    recorded = recorded_experiment(target)
+    if asked and recorded and Path(asked).resolve() != Path(recorded).resolve():
+        print(f"morph lineage: warning: {target} was made with {recorded}, not {asked}; hashes and params below "
+              f"are {asked}'s", file=sys.stderr)
+    return asked or recorded or paths.PARAMS
+
+
 def run(args):
-    cfg = experiment.load(args.params)
-    steps = chain(args.path, cfg, args.params, Path(args.lock))
+    params = choose_experiment(args.path, args.params)
+    cfg = experiment.load(params)
+    print(f"morph lineage: experiment {params}", file=sys.stderr)
+    steps = chain(args.path, cfg, params, Path(args.lock))
     if args.json:
         print(json.dumps(steps, indent=2))
         return _verdict(steps) if args.check else 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from morph.errors import MorphError
-from morph.report.write import pareto
+from morph.figures import pareto
 from morph.select.rank import choose
 from morph.workflow.experiment import Select
 from morph.workflow.schema import build

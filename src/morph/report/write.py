@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from morph.errors import MorphError
-from morph.figures import pyplot, save_png
+from morph.figures import pareto, pyplot, save_png
 from morph.io import atomic_path, provenance, read_json, write_json
 from morph.workflow import experiment, paths
 
@@ -50,17 +50,6 @@ def decide(models: list[dict]) -> tuple[dict, str]:
         + f"; {best['speedup_vs_baseline']:.2f}x the baseline's decode speed"
     )
     return best, why
-
-
-def pareto(points: list[tuple[float, float]]) -> list[int]:
-    """Indices on the frontier of (latency lower is better, accuracy higher is better), by latency."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best_acc = [], float("-inf")
-    for i in order:
-        if points[i][1] > best_acc:
-            front.append(i)
-            best_acc = points[i][1]
-    return front
 
 
 def plot(models: list[dict], figures: Path) -> list[Path]:

@@ -6,6 +6,7 @@ from dataclasses import asdict, is_dataclass
 
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
+from morph.select.pareto_figure import plot_pareto
 from morph.shape import Shape, run_id
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Select
@@ -16,6 +17,7 @@ def add_arguments(p):
     p.add_argument("--candidates", default=paths.CANDIDATES)
     p.add_argument("--law", required=True, help="fitted law JSON (morph laws / morph fit)")
     p.add_argument("--out", default=paths.SELECTION)
+    p.add_argument("--figure", default=paths.figure("pareto"), help="the Pareto view (default: %(default)s)")
 
 
 def latency_budget(sel: Select, baseline: dict) -> tuple[float, str]:
@@ -116,5 +118,6 @@ def run(args):
         **provenance([args.candidates, args.law]),
     }
     write_json(args.out, out)
+    plot_pareto(out, args.figure)
     print("top-k: " + ", ".join(f"{c['slot']}={c['shape_id']} (L̂={c['predicted_loss']:.4f})" for c in top))
     return 0

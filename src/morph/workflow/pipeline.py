@@ -119,8 +119,10 @@ def candidates(exp: Experiment, p: str) -> Node:
 
 def select(exp: Experiment, p: str) -> Node:
     law = P.law_json(exp.select.law)
-    return Node("select", "", f"morph select --params {p} --candidates {P.CANDIDATES} --law {law} --out {P.SELECTION}",
-                deps=(*code("select"), P.CANDIDATES, law), outs=(P.SELECTION,), params=("select",))
+    fig = P.figure("pareto")
+    return Node("select", "",
+                f"morph select --params {p} --candidates {P.CANDIDATES} --law {law} --out {P.SELECTION} --figure {fig}",
+                deps=(*code("select"), P.CANDIDATES, law), outs=(P.SELECTION, fig), params=("select",))
 
 
 def evaluate(exp: Experiment, p: str, run: str) -> Node:

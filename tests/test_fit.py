@@ -32,7 +32,7 @@ def synthetic(law: str, n: int, noise: float, seed: int = 0) -> pd.DataFrame:
     D = N * rng.choice([20, 40, 160], n)
     d_model, n_layers = rng.choice([512, 1024, 2048, 3072], n), rng.choice([4, 8, 16, 24, 32], n)
     coeffs = TRUE if law == "inference-aware" else {k: TRUE[k] for k in ("E", "A", "B", "alpha", "beta")}
-    loss = predict(coeffs, N, D, d_model / n_layers) * np.exp(rng.normal(0.0, noise, n))
+    loss = predict(coeffs, N, D, d_model, n_layers) * np.exp(rng.normal(0.0, noise, n))
     return pd.DataFrame({"params": N, "tokens": D, "d_model": d_model, "n_layers": n_layers, "loss": loss})
 
 
@@ -158,7 +158,7 @@ def test_eval_csv_gives_grouped_spearman_and_predict_loss_reads_the_result(tmp_p
     assert set(res["metrics"]["eval"]["spearman_by_group"]) == {"1280", "1536", "1792", "2048", "2560", "3072"}
     assert set(res["inputs"]) == {str(runs), str(ev)}
     row = g[g["params"] >= 6e8].iloc[0]
-    direct = predict(res["coefficients"], row["params"], row["tokens"], row["d_model"] / row["n_layers"])
+    direct = predict(res["coefficients"], row["params"], row["tokens"], row["d_model"], row["n_layers"])
     assert predict_loss(out, row["params"], row["tokens"], row["d_model"], row["n_layers"]) == pytest.approx(direct)
     assert predict_loss(res, [row["params"]] * 2, row["tokens"], row["d_model"], row["n_layers"]).shape == (2,)
     with pytest.raises(MorphError, match="holds the inference-aware law, but chinchilla was expected"):
@@ -239,7 +239,7 @@ def _runs_table(params: Path, path: Path) -> pd.DataFrame:
             for r in cfg.grid_runs]
     df = pd.DataFrame(rows)
     coeffs = {"E": 1.5, "A": 60.0, "B": 300.0, "alpha": 0.3, "beta": 0.3, "eps": 0.02, "gamma": 0.3}
-    df["loss"] = predict(coeffs, df["params"], df["tokens"], df["aspect_ratio"]) * np.exp(rng.normal(0, 0.003, len(df)))
+    df["loss"] = predict(coeffs, df["params"], df["tokens"], df["d_model"], df["n_layers"]) * np.exp(rng.normal(0, 0.003, len(df)))
     df = df.assign(train_loss_ema=df["loss"], wall_s=1.0, tokens_per_s=1.0, mfu=0.1)
     df.to_csv(path, index=False)
     return df

@@ -24,15 +24,13 @@ from morph.law.forms import Law, log_predict
 from morph.law.names import SOLVERS
 
 HUBER_DELTA = 1e-3
-# Besiroglu et al.'s grid for (e, a, b, alpha, beta); l = log eps and gamma extend it for the shape term.
+# Besiroglu et al.'s grid for (e, a, b, alpha, beta); each form's shape term extends it (forms.FORMS).
 GRID = {
     "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
     "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
     "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
     "alpha": (0.0, 0.5, 1.0, 1.5, 2.0),
     "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
-    "l": (-6.0, -4.0, -2.0, 0.0),
-    "gamma": (-0.5, 0.0, 0.5, 1.0),
 }
 POLISH = 8
 _CHUNK = 1 << 21  # grid points x rows evaluated at once, to bound memory
@@ -52,8 +50,15 @@ class Solution:
     grid_size: int  # start points scored
 
 
+def grid_values(law: Law, p: str) -> tuple[float, ...]:
+    """Start values of free parameter p: Besiroglu et al.'s, or the law's shape term's."""
+    if p in GRID:
+        return GRID[p]
+    return law.term.grid[law.term.params.index(p)]
+
+
 def start_grid(law: Law) -> np.ndarray:
-    return np.array(list(itertools.product(*(GRID[p] for p in law.free))), dtype=float)
+    return np.array(list(itertools.product(*(grid_values(law, p) for p in law.free))), dtype=float)
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
@@ -101,22 +106,34 @@ class Objective:
         def value(p: str) -> np.ndarray:  # grid values of full parameter p, on its free axis
             q = self.law.free_of(p)
             shape = [1] * (len(free) + 1)
-            shape[free.index(q)] = len(GRID[q])
-            return np.array(GRID[q]).reshape(shape)
+            shape[free.index(q)] = len(grid_values(self.law, q))
+            return np.array(grid_values(self.law, q)).reshape(shape)
 
         log_n, log_d = self.X[:, 0], self.X[:, 1]
         size = np.exp(value("a") - value("alpha") * log_n)
         data = np.exp(value("b") - value("beta") * log_d)
-        shape_term = 1.0 + np.exp(value("l") + value("gamma") * self.X[:, 2]) if self.law.shape_aware else 1.0
+        added, factor = self._shape_term(value)
         floor = np.exp(value("e"))
         # One slice of the first free axis at a time bounds memory at grid/len(axis) x rows.
-        first = len(GRID[free[0]])
-        out = np.empty([len(GRID[p]) for p in free])
+        first = len(grid_values(self.law, free[0]))
+        out = np.empty([len(grid_values(self.law, p)) for p in free])
         for i in range(first):
             pick = lambda arr: arr if np.ndim(arr) == 0 or arr.shape[0] == 1 else arr[i:i + 1]  # noqa: E731
-            base = (pick(floor) + pick(size) + pick(data)) * pick(shape_term)
+            base = (pick(floor) + pick(size) + pick(data) + pick(added)) * pick(factor)
             out[i] = self._score(np.broadcast_to(base, (1, *out.shape[1:], rows)))[0]
         return out.reshape(-1)
+
+    def _shape_term(self, value) -> tuple:
+        """(added to L0, factor on it) over the grid, as log_predict defines each kind of term."""
+        term = self.law.term
+        if term is None:
+            return 0.0, 1.0
+        p, q, x = value(term.params[0]), value(term.params[1]), self.X[:, 2]
+        if term.kind == "additive-power":
+            return np.exp(p + q * x), 1.0
+        if term.kind == "factor-power":
+            return 0.0, 1.0 + np.exp(p + q * x)
+        return 0.0, 1.0 + np.exp(p) * (x - q) ** 2
 
     def rms(self, theta: np.ndarray) -> float:
         with np.errstate(over="ignore", invalid="ignore"):

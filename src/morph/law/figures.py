@@ -104,7 +104,31 @@ def loss_vs_compute(df, fits: dict, path: Path) -> None:
     save_png(fig, path)
 
 
-def write_figures(df, fit_mask: np.ndarray, fits: dict, out_dir: Path) -> None:
+def law_zoo(zoo: dict, path: Path) -> None:
+    """Each form's pooled held-out MSE per kind of fold, best form on top; a form that failed a fold gets no bar."""
+    from morph.law.zoo import KINDS
+
+    plt = pyplot()
+    names, kinds = zoo["ranking"][::-1], list(zoo["folds"])
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(names)))
+    height = 0.8 / len(kinds)
+    for j, kind in enumerate(kinds):
+        mse = [zoo["forms"][n]["cv"][kind]["mse"] for n in names]
+        y = np.arange(len(names)) + (j - (len(kinds) - 1) / 2) * height
+        ax.barh(y, [m if m is not None else 0.0 for m in mse], height, color=f"C{j}", label=KINDS[kind])
+        for yi, m in zip(y, mse):
+            if m is None:
+                ax.text(0, yi, " a fold failed", va="center", fontsize=8)
+    if zoo["noise"]:
+        ax.axvline(zoo["noise"]["mse"], color="k", ls="--", lw=1, label="run-to-run noise")
+    ax.set_yticks(np.arange(len(names)), names)
+    ax.set(xlabel="held-out MSE (pooled over folds)", title="Law zoo: cross-validated error per form")
+    ax.legend(fontsize=8)
+    save_png(fig, path)
+
+
+def write_figures(df, fit_mask: np.ndarray, fits: dict, zoo: dict, out_dir: Path) -> None:
+    law_zoo(zoo, out_dir / "law_zoo.png")
     loss_vs_r(df, fits, out_dir / "loss_vs_R.png")
     predicted_vs_actual(df, fit_mask, fits, out_dir / "predicted_vs_actual.png")
     loss_vs_compute(df, fits, out_dir / "loss_vs_compute.png")

@@ -87,17 +87,21 @@ def _check_identifiable(df, law: Law, source: str) -> None:
                              f"than {law.term.min_distinct}. Add runs of other shapes, or fit --law chinchilla")
 
 
-def read_runs(path: str | Path, law: Law, min_rows: int | None = None):
+def read_csv(path: str | Path):
+    """A runs table as read, unchecked; MorphError naming the file if it is absent or not a CSV."""
     import pandas as pd
 
     path = Path(path)
     if not path.exists():
         raise MorphError(f"{path}: runs table not found")
     try:
-        df = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise MorphError(f"{path}: not a readable CSV ({err})") from None
-    return validate(df, law, str(path), min_rows)
+
+
+def read_runs(path: str | Path, law: Law, min_rows: int | None = None):
+    return validate(read_csv(path), law, str(path), min_rows)
 
 
 def _shape_columns(df) -> tuple:

@@ -2,8 +2,9 @@
 
   morph laws --params P --runs results/runs.csv --out-dir results/law --figures results/figures
 
-Writes <out-dir>/<law>.json for each law in fit.laws, <out-dir>/ablations.{json,md}, and
-<figures>/{loss_vs_R,predicted_vs_actual,loss_vs_compute}.png.
+Writes <out-dir>/<law>.json for each law in fit.laws, <out-dir>/ablations.{json,md}, the law zoo's
+cross-validated scores of every form in <out-dir>/zoo.{json,md} (see zoo.py), and
+<figures>/{loss_vs_R,predicted_vs_actual,loss_vs_compute,law_zoo}.png.
 
 A "size" is the grid.sizes entry a run's shape was proposed for: its shapes share one target N
 (within a few %), which is what the paper means by a size. Runs whose shape is not in the grid
@@ -20,11 +21,12 @@ import numpy as np
 from morph.errors import MorphError
 from morph.law.fitting import evaluate, fit_law, validate
 from morph.law.forms import Law
+from morph.law.names import LAWS
+from morph.law.zoo import cluster, cross_validate, markdown
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment
 
 RUN_COLUMNS = ("run_id", "d_model", "n_layers", "params", "tokens", "multiplier", "loss")
-SIZE_TOLERANCE = 0.10
 ABLATION_TIES = ("all", "alpha-beta", "none")
 
 
@@ -59,13 +61,8 @@ def size_labels(cfg: Experiment, df) -> np.ndarray:
     target = cfg.size_targets
     shape_ids = [f"d{int(d)}-l{int(n)}" for d, n in zip(df["d_model"], df["n_layers"])]
     labels = np.array([target.get(s, 0) for s in shape_ids], dtype=np.int64)
-    loose = np.flatnonzero(labels == 0)
-    start = None
-    for i in loose[np.argsort(df["params"].to_numpy()[loose], kind="stable")]:
-        n = df["params"].iloc[i]
-        if start is None or n > start * (1 + SIZE_TOLERANCE):
-            start = n
-        labels[i] = int(start)
+    loose = labels == 0
+    labels[loose] = cluster(df["params"].to_numpy()[loose]).astype(np.int64)
     return labels
 
 
@@ -236,6 +233,8 @@ def run(args):
         result["warnings"] = notes + result["warnings"]
         main[name] = result | meta
     rows = ablations(cfg, df, fit_mask, extra, main)
+    # The zoo scores every form on every run, whichever forms fit.laws fits for the later stages.
+    zoo = cross_validate(df, [Law(name, fc.tie) for name in LAWS], fc.solver, str(args.runs), sizes=df["size"])
     for name, result in main.items():
         for w in result["warnings"]:
             print(f"morph laws: warning: {name}: {w}", file=sys.stderr)
@@ -243,9 +242,14 @@ def run(args):
     write_json(out_dir / "ablations.json", {"solver": fc.solver, "rows": rows, **meta})
     with atomic_path(out_dir / "ablations.md") as tmp:
         tmp.write_text(ablations_markdown(rows, fc.solver))
-    write_figures(df, fit_mask, main, Path(args.figures))
+    write_json(out_dir / "zoo.json", zoo | meta)
+    with atomic_path(out_dir / "zoo.md") as tmp:
+        tmp.write_text(markdown(zoo))
+    write_figures(df, fit_mask, main, zoo, Path(args.figures))
     for name, r in main.items():
         held = r["metrics"]["heldout"]
         print(f"{name}: fit mse={r['metrics']['fit']['mse']:.3g}, all mse={r['metrics']['eval']['mse']:.3g}"
               + (f", held-out mse={held['mse']:.3g}" if held else "") + f" -> {out_dir / (name + '.json')}")
+    print(f"law zoo: lowest cross-validated error: {zoo['winner'] or 'none (no form fitted every fold)'} "
+          f"-> {out_dir / 'zoo.json'}")
     return 0

@@ -101,12 +101,12 @@ def latency_collect(exp: Experiment, p: str) -> Node:
 
 
 def laws(exp: Experiment, p: str) -> Node:
-    figures = [P.figure(f) for f in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute")]
+    figures = [P.figure(f) for f in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo")]
     return Node("laws", "",
                 f"morph laws --params {p} --runs {P.RUNS_CSV} --out-dir {P.LAW_DIR} --figures {P.FIGURES}",
                 deps=(*code("laws"), P.RUNS_CSV),
                 outs=(*(P.law_json(law) for law in exp.fit.laws), f"{P.LAW_DIR}/ablations.json",
-                      f"{P.LAW_DIR}/ablations.md", *figures),
+                      f"{P.LAW_DIR}/ablations.md", f"{P.LAW_DIR}/zoo.json", f"{P.LAW_DIR}/zoo.md", *figures),
                 params=("seed", "tokenizer", "model", "fit", "grid"))
 
 

@@ -17,6 +17,7 @@ from morph.io import sha256_file
 from morph.law.fitting import design, evaluate, fit_law, predict_loss, validate
 from morph.law.forms import Law, predict
 from morph.law.laws import size_labels
+from morph.law.names import LAWS
 from morph.law.solvers import Objective, start_grid
 from morph.workflow import experiment
 
@@ -281,7 +282,11 @@ def test_laws_stage_writes_fits_ablations_and_figures(tmp_path, capsys):
     assert len(one["repeats"]) == 2 and all(len(rep["shapes"]) == 3 for rep in one["repeats"])
     md = (out / "ablations.md").read_text()
     assert md.count("\n| ") == len(rows) + 1 and "| without over-trained runs | inference-aware | all |" in md
-    for name in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute"):
+    zoo = json.loads((out / "zoo.json").read_text())  # every form, whatever fit.laws lists
+    assert set(zoo["forms"]) == set(LAWS) and zoo["folds"]["size"] == ["60000", "120000", "240000"]
+    assert zoo["forms"]["inference-aware"]["cv_error"] < zoo["forms"]["chinchilla"]["cv_error"]  # drawn from it
+    assert f"| 1 | {zoo['winner']} |" in (out / "zoo.md").read_text() and set(zoo["inputs"]) == {str(runs), str(params)}
+    for name in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo"):
         assert (figs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

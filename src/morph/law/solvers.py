@@ -13,7 +13,6 @@ points already sit in the global basin.
 """
 from __future__ import annotations
 
-import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -57,8 +56,16 @@ def grid_values(law: Law, p: str) -> tuple[float, ...]:
     return law.term.grid[law.term.params.index(p)]
 
 
+def grid_points(law: Law, index: np.ndarray) -> np.ndarray:
+    """The start-grid points at these flat indices (itertools.product order), without building the grid:
+    the solver polishes only a handful of its 10^4-10^5 points."""
+    axes = [np.asarray(grid_values(law, p), dtype=float) for p in law.free]
+    coords = np.unravel_index(np.asarray(index, dtype=np.int64), [len(a) for a in axes])
+    return np.stack([a[c] for a, c in zip(axes, coords)], axis=-1)
+
+
 def start_grid(law: Law) -> np.ndarray:
-    return np.array(list(itertools.product(*(grid_values(law, p) for p in law.free))), dtype=float)
+    return grid_points(law, np.arange(np.prod([len(grid_values(law, p)) for p in law.free])))
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
@@ -207,12 +214,12 @@ def solve(law: Law, solver: str, X: np.ndarray, y: np.ndarray, starts: np.ndarra
           polish: int = POLISH, max_iter: int = 1000) -> Solution:
     """Best optimum over the start grid (or the given starts); FitError if no local solve converged."""
     obj = Objective(law, solver, X, y)
-    grid = start_grid(law) if starts is None else np.atleast_2d(starts)
-    scores = obj.grid_scores() if starts is None else obj.batch(grid)
+    scores = obj.grid_scores() if starts is None else obj.batch(np.atleast_2d(starts))
     order = [k for k in np.argsort(scores, kind="stable")[:polish] if np.isfinite(scores[k])]
+    chosen = grid_points(law, order) if starts is None else np.atleast_2d(starts)[order]
     best, converged, best_any = None, 0, np.inf
     with serial_blas():
-        for x0 in grid[order]:
+        for x0 in chosen:
             theta, value, ok = obj.local(x0, max_iter)
             if np.isfinite(value):
                 best_any = min(best_any, value)
@@ -223,9 +230,9 @@ def solve(law: Law, solver: str, X: np.ndarray, y: np.ndarray, starts: np.ndarra
     if best is None:
         raise FitError(
             f"solver {solver!r} did not converge for the {law.name} law (tie {law.tie}) from any of its "
-            f"{len(order)} best starts (of {len(grid)}); best objective reached {best_any:.6g} "
+            f"{len(order)} best starts (of {len(scores)}); best objective reached {best_any:.6g} "
             f"({'sum of squared loss residuals' if solver == 'lm' else 'summed Huber loss on log residuals'}). "
             "Check the data for outliers, or for too few distinct sizes, token counts or shapes."
         )
     theta, value = best
-    return Solution(theta, value, obj.rms(theta), converged, len(order), len(grid))
+    return Solution(theta, value, obj.rms(theta), converged, len(order), len(scores))

@@ -5,9 +5,11 @@ Two kinds of fold, each holding out whole groups of runs:
     whether a form carries to a size it never saw;
   - leave-one-multiplier-out: all runs of one tokens-per-parameter multiplier (the `multiplier` column),
     only where the data has two or more.
-A form's error for one kind is the MSE pooled over every held-out run of that kind; its CV error is the
-mean over the kinds the data has. A form with a fold it cannot fit has no CV error and ranks last, so no
-form wins by skipping the folds it fails.
+A fold is used only if its training runs identify every form (enough rows, sizes, token counts, shapes,
+and more than one tokens-per-parameter ratio, without which N's and D's terms cannot be told apart), so
+all forms face the same folds. A form's error for one kind is the MSE pooled over every held-out run of
+that kind; its CV error is the mean over the kinds the data has. A form whose solver fails on a used fold
+has no CV error and ranks last, so no form wins by skipping the folds it fails.
 """
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ from morph.law.forms import Law
 from morph.law.solvers import serial_blas, solve
 
 SIZE_TOLERANCE = 0.10
+# CV errors below this MSE (an RMS error of 1e-6 nats) are exact up to the solvers' tolerances, and tie:
+# on noise-free data every form that nests the truth reaches it, and the one with fewer coefficients ranks first.
+EXACT_MSE = 1e-12
 KINDS = {"size": "leave-one-size-out", "multiplier": "leave-one-multiplier-out"}
 
 
@@ -56,30 +61,62 @@ def fold_labels(df, sizes=None) -> tuple[dict[str, np.ndarray], list[str]]:
 
 
 def _label(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+    """A group's name: a size as whole parameters, a multiplier as written."""
+    return f"{v:.0f}" if v >= 1000 else f"{v:g}"
 
 
-def _fold(df, train: np.ndarray, law: Law, solver: str, source: str) -> np.ndarray:
-    """Squared errors on df[~train] of `law` fitted to df[train]; MorphError if that fit cannot be made."""
-    rows = validate(df[train], law, source, min_rows=law.n_free)
-    sol = solve(law, solver, design(rows, law), rows["loss"].to_numpy())
-    with np.errstate(over="ignore", invalid="ignore"):
-        pred = predict_frame(law.coefficients(sol.theta), df[~train])
-    if not np.all(np.isfinite(pred)):
-        raise MorphError(f"{source}: the fit predicts a non-finite loss on the held-out runs")
-    return (pred - df["loss"].to_numpy()[~train]) ** 2
+def _unidentifiable(train, sizes: np.ndarray, laws) -> str | None:
+    """Why these training runs (of these size labels) cannot identify some form, or None. Sizes and
+    tokens-per-parameter ratios are told apart at SIZE_TOLERANCE, as sizes are clustered: runs within a few %
+    pin a power law's exponent no better than one run does."""
+    if len(np.unique(sizes)) < 2:
+        return "the training runs are all one size, so A and alpha cannot be told apart from E"
+    ratio = (train["tokens"] / train["params"]).to_numpy()
+    if ratio.max() <= ratio.min() * (1 + SIZE_TOLERANCE):
+        return ("every training run has the same tokens per parameter (within 10%), so N's and D's terms cannot "
+                "be told apart")
+    for law in laws:
+        try:
+            validate(train, law, "the training runs", min_rows=law.n_free)
+        except MorphError as err:
+            return str(err)
+    return None
 
 
-def score(df, law: Law, solver: str, folds: dict[str, np.ndarray]) -> dict:
-    """One form's held-out errors over every fold."""
-    out = {"law": law.name, "tie": law.tie, "formula": law.formula, "cv": {}}
-    for kind, labels in folds.items():
-        per_fold, squared = [], []
+def usable_folds(df, laws, labels_by_kind: dict[str, np.ndarray]) -> tuple[dict[str, list], list[dict]]:
+    """({kind: [(label, held-out mask)]} for the folds every form can be fitted on, [skipped folds and why])."""
+    used, skipped = {}, []
+    for kind, labels in labels_by_kind.items():
         for g in np.unique(labels[np.isfinite(labels)]):
             held = labels == g
+            why = _unidentifiable(df[~held], labels_by_kind["size"][~held], laws)
+            if why:
+                skipped.append({"kind": kind, "held_out": _label(g), "why": why})
+            else:
+                used.setdefault(kind, []).append((g, held))
+    return used, skipped
+
+
+def _held_out_errors(df, held: np.ndarray, law: Law, solver: str) -> np.ndarray:
+    """Squared errors on df[held] of `law` fitted to the other runs; FitError if the solver fails."""
+    train = df[~held]
+    sol = solve(law, solver, design(train, law), train["loss"].to_numpy())
+    with np.errstate(over="ignore", invalid="ignore"):
+        pred = predict_frame(law.coefficients(sol.theta), df[held])
+    if not np.all(np.isfinite(pred)):
+        raise MorphError("the fit predicts a non-finite loss on the held-out runs")
+    return (pred - df["loss"].to_numpy()[held]) ** 2
+
+
+def score(df, law: Law, solver: str, folds: dict[str, list]) -> dict:
+    """One form's held-out errors over the usable folds."""
+    out = {"law": law.name, "tie": law.tie, "formula": law.formula, "cv": {}}
+    for kind, held_out in folds.items():
+        per_fold, squared = [], []
+        for g, held in held_out:
             entry = {"held_out": _label(g), "n": int(held.sum())}
             try:
-                err = _fold(df, ~held, law, solver, f"{kind} {_label(g)} held out")
+                err = _held_out_errors(df, held, law, solver)
                 squared.append(err)
                 entry["mse"] = float(err.mean())
             except MorphError as e:
@@ -89,7 +126,7 @@ def score(df, law: Law, solver: str, folds: dict[str, np.ndarray]) -> dict:
         out["cv"][kind] = {"mse": float(np.concatenate(squared).mean()) if not failed else None,
                            "failed": failed, "folds": per_fold}
     mses = [c["mse"] for c in out["cv"].values()]
-    out["cv_error"] = float(np.mean(mses)) if all(m is not None for m in mses) else None
+    out["cv_error"] = float(np.mean(mses)) if mses and all(m is not None for m in mses) else None
     return out
 
 
@@ -108,20 +145,27 @@ def replicate_noise(df) -> dict | None:
 def cross_validate(df, laws, solver: str, source: str, sizes=None) -> dict:
     """Score every law in `laws` on the runs table df (checked here against each form's columns)."""
     tables = {law.name: validate(df, law, source) for law in laws}  # bad input fails before any fitting
-    folds, notes = fold_labels(df, sizes)
+    checked = tables[max(laws, key=lambda law: law.shape_aware).name]  # the one with every column checked
+    labels, notes = fold_labels(checked, sizes)
+    folds, skipped = usable_folds(checked, laws, labels)
+    notes += [f"{KINDS[s['kind']]}: {s['kind']} {s['held_out']} held out: skipped, {s['why']}" for s in skipped]
+    if "size" not in folds:
+        notes.append("no leave-one-size-out fold leaves runs that identify every form: no cross-validated error")
     with serial_blas():
         forms = {law.name: score(tables[law.name], law, solver, folds) for law in laws}
-    ranked = sorted(forms, key=lambda n: (forms[n]["cv_error"] is None, forms[n]["cv_error"] or 0.0))
+    n_free = {law.name: law.n_free for law in laws}
+    ranked = sorted(forms, key=lambda n: (forms[n]["cv_error"] is None, max(forms[n]["cv_error"] or 0.0, EXACT_MSE),
+                                          n_free[n]))
     scored = [n for n in ranked if forms[n]["cv_error"] is not None]
     out = {"source": source, "solver": solver, "n_runs": int(len(df)),
-           "folds": {kind: sorted({_label(v) for v in labels[np.isfinite(labels)]}, key=float)
-                     for kind, labels in folds.items()},
-           "notes": notes, "forms": forms, "ranking": ranked,
+           "folds": {kind: [_label(g) for g, _ in held_out] for kind, held_out in folds.items()},
+           "skipped_folds": skipped, "notes": notes, "forms": forms, "ranking": ranked,
            "winner": scored[0] if scored else None,
            # how much better the winner is: the runner-up's CV error over the winner's
-           "margin": forms[scored[1]]["cv_error"] / forms[scored[0]]["cv_error"] if len(scored) > 1 else None,
+           "margin": (max(forms[scored[1]]["cv_error"], EXACT_MSE) / max(forms[scored[0]]["cv_error"], EXACT_MSE)
+                      if len(scored) > 1 else None),
            "noise": replicate_noise(df)}
-    if not scored:
+    if folds and not scored:
         out["notes"].append("no form fitted every fold; no winner")
     return out
 

@@ -5,9 +5,9 @@ Two kinds of fold, each holding out whole groups of runs:
     whether a form carries to a size it never saw;
   - leave-one-multiplier-out: all runs of one tokens-per-parameter multiplier (the `multiplier` column),
     only where the data has two or more.
-A fold is used only if its training runs identify every form (enough rows, sizes, token counts, shapes,
-and more than one tokens-per-parameter ratio, without which N's and D's terms cannot be told apart), so
-all forms face the same folds. A form's error for one kind is the MSE pooled over every held-out run of
+A fold is used only if its training runs can predict the held-out ones with every form (enough rows and
+shapes; more than one size, and more than one tokens-per-parameter ratio, unless the held-out runs share
+them), so all forms face the same folds. A form's error for one kind is the MSE pooled over every held-out run of
 that kind; its CV error is the mean over the kinds the data has. A form whose solver fails on a used fold
 has no CV error and ranks last, so no form wins by skipping the folds it fails.
 """
@@ -65,16 +65,23 @@ def _label(v: float) -> str:
     return f"{v:.0f}" if v >= 1000 else f"{v:g}"
 
 
-def _unidentifiable(train, sizes: np.ndarray, laws) -> str | None:
-    """Why these training runs (of these size labels) cannot identify some form, or None. Sizes and
-    tokens-per-parameter ratios are told apart at SIZE_TOLERANCE, as sizes are clustered: runs within a few %
-    pin a power law's exponent no better than one run does."""
-    if len(np.unique(sizes)) < 2:
+def _unidentifiable(df, held: np.ndarray, sizes: np.ndarray, laws) -> str | None:
+    """Why the runs outside `held` cannot predict the held-out ones for some form, or None.
+
+    One training size leaves A and alpha free, and one tokens-per-parameter ratio leaves the split between
+    N's and D's terms free: either is fatal only when the held-out runs lie off it. Sizes and ratios are
+    told apart at SIZE_TOLERANCE, as sizes are clustered: runs a few % apart pin an exponent no better
+    than one run does.
+    """
+    train = df[~held]
+    if len(np.unique(sizes[~held])) < 2 and not set(sizes[held]) <= set(sizes[~held]):
         return "the training runs are all one size, so A and alpha cannot be told apart from E"
-    ratio = (train["tokens"] / train["params"]).to_numpy()
-    if ratio.max() <= ratio.min() * (1 + SIZE_TOLERANCE):
-        return ("every training run has the same tokens per parameter (within 10%), so N's and D's terms cannot "
-                "be told apart")
+    ratio = (df["tokens"] / df["params"]).to_numpy()
+    lo, hi = ratio[~held].min(), ratio[~held].max()
+    off = (ratio[held] < lo / (1 + SIZE_TOLERANCE)) | (ratio[held] > hi * (1 + SIZE_TOLERANCE))
+    if hi <= lo * (1 + SIZE_TOLERANCE) and off.any():
+        return ("every training run has the same tokens per parameter (within 10%) and the held-out runs do not, "
+                "so N's and D's terms cannot be told apart")
     for law in laws:
         try:
             validate(train, law, "the training runs", min_rows=law.n_free)
@@ -89,7 +96,7 @@ def usable_folds(df, laws, labels_by_kind: dict[str, np.ndarray]) -> tuple[dict[
     for kind, labels in labels_by_kind.items():
         for g in np.unique(labels[np.isfinite(labels)]):
             held = labels == g
-            why = _unidentifiable(df[~held], labels_by_kind["size"][~held], laws)
+            why = _unidentifiable(df, held, labels_by_kind["size"], laws)
             if why:
                 skipped.append({"kind": kind, "held_out": _label(g), "why": why})
             else:

@@ -127,6 +127,18 @@ def test_cv_refuses_single_fit_options_and_single_size_data(tmp_path, capsys):
         cross_validate(one_size, [Law("chinchilla")], "lm", "one size")
 
 
+def test_a_bad_multiplier_is_named_and_an_empty_one_never_held_out(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    df = runs("chinchilla").astype({"multiplier": object})
+    df.loc[3, "multiplier"] = "twenty"
+    df.to_csv(csv, index=False)
+    assert morph("fit", "--cv", "--runs", csv, "--out", tmp_path / "zoo.json") == 2
+    assert f"{csv}: line 5: column 'multiplier' is 'twenty'; a multiplier" in capsys.readouterr().err
+    df.loc[3, "multiplier"] = None
+    zoo = cross_validate(df, [Law("chinchilla", "all")], "lm", "one empty")
+    assert sum(f["n"] for f in zoo["forms"]["chinchilla"]["cv"]["multiplier"]["folds"]) == len(df) - 1
+
+
 def test_a_quadratic_shape_factor_needs_three_distinct_shapes():
     df = runs("kaplan")
     two = df.assign(d_model=1024, n_layers=np.where(df["n_layers"] < 16, 8, 16))  # R = 128 or 64

@@ -40,22 +40,35 @@ def cluster(values) -> np.ndarray:
     return labels
 
 
-def fold_labels(df, sizes=None) -> tuple[dict[str, np.ndarray], list[str]]:
-    """{kind: each run's held-out group (NaN: never held out)} for the kinds the data has, and notes on the rest."""
+def multipliers(df, source: str) -> np.ndarray:
+    """The `multiplier` column as numbers; an empty cell is a run never held out, anything else not a
+    positive number is an error naming its line."""
     import pandas as pd
 
+    raw = df["multiplier"]
+    m = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    bad = raw.notna().to_numpy() & ~(np.isfinite(m) & (m > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MorphError(f"{source}: line {i + 2}: column 'multiplier' is {raw.iloc[i]!r}; a multiplier (tokens per "
+                         f"parameter the run was designed for) must be a positive number, or empty")
+    return m
+
+
+def fold_labels(df, source: str, sizes=None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """{kind: each run's held-out group (NaN: never held out)} for the kinds the data has, and notes on the rest."""
     folds = {"size": np.asarray(sizes, dtype=float) if sizes is not None else cluster(df["params"])}
     notes = []
     if "multiplier" not in df.columns:
         notes.append("no `multiplier` column: leave-one-multiplier-out skipped")
     else:
-        m = pd.to_numeric(df["multiplier"], errors="coerce").to_numpy(dtype=float)
+        m = multipliers(df, source)
         if len(np.unique(m[np.isfinite(m)])) >= 2:
             folds["multiplier"] = m
         else:
             notes.append("fewer than 2 multipliers: leave-one-multiplier-out skipped")
     if len(np.unique(folds["size"])) < 2:
-        raise MorphError("cross-validation: every run is one size (params within 10%); leave-one-size-out needs "
+        raise MorphError(f"{source}: every run is one size (params within 10%); leave-one-size-out needs "
                          "runs of at least 2 sizes")
     return folds, notes
 
@@ -153,7 +166,7 @@ def cross_validate(df, laws, solver: str, source: str, sizes=None) -> dict:
     """Score every law in `laws` on the runs table df (checked here against each form's columns)."""
     tables = {law.name: validate(df, law, source) for law in laws}  # bad input fails before any fitting
     checked = tables[max(laws, key=lambda law: law.shape_aware).name]  # the one with every column checked
-    labels, notes = fold_labels(checked, sizes)
+    labels, notes = fold_labels(checked, source, sizes)
     folds, skipped = usable_folds(checked, laws, labels)
     notes += [f"{KINDS[s['kind']]}: {s['kind']} {s['held_out']} held out: skipped, {s['why']}" for s in skipped]
     if "size" not in folds:

@@ -19,6 +19,7 @@ from morph.law.forms import Law, predict
 from morph.law.laws import size_labels
 from morph.law.names import LAWS
 from morph.law.solvers import Objective, start_grid
+from morph.report.write import law_choice
 from morph.workflow import experiment
 
 DATA = Path(__file__).parent / "data"
@@ -288,6 +289,37 @@ def test_laws_stage_writes_fits_ablations_and_figures(tmp_path, capsys):
     assert f"| 1 | {zoo['winner']} |" in (out / "zoo.md").read_text() and set(zoo["inputs"]) == {str(runs), str(params)}
     for name in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo"):
         assert (figs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_select_law_auto_fits_the_zoo_winner_and_select_predicts_with_it(tmp_path):
+    params = _experiment(tmp_path)
+    raw = yaml.safe_load(params.read_text())
+    raw["select"]["law"] = "auto"
+    raw["fit"]["bootstrap"] = 0
+    params.write_text(yaml.safe_dump(raw))
+    runs, out = tmp_path / "runs.csv", tmp_path / "law"
+    _runs_table(params, runs)
+    assert morph("laws", "--params", params, "--runs", runs, "--out-dir", out, "--figures", tmp_path / "f") == 0
+    zoo, auto = (json.loads((out / f"{n}.json").read_text()) for n in ("zoo", "auto"))
+    assert auto["law"] == zoo["winner"] and auto["chosen_by"]["cv_error"] == zoo["forms"][zoo["winner"]]["cv_error"]
+    assert auto["chosen_by"]["runner_up"] == zoo["ranking"][1] and auto["chosen_by"]["margin"] >= 1
+    # select reads the chosen fit: candidates from the grid's 120k-parameter shapes, inside every budget
+    cfg = experiment.load(params)
+    shapes = [r.shape.to_dict() for r in cfg.grid_runs if r.run_id.endswith("-t2")][3:5]
+    cands = [s | {"shape_id": f"d{s['d_model']}-l{s['n_layers']}", "within_tolerance": True, "params_gap": 0.0,
+                  "latency": {"median_s": 0.1}} for s in shapes]
+    (tmp_path / "cands.json").write_text(json.dumps({"candidates": cands, "baseline": cands[0]}))
+    sel_out = tmp_path / "selection.json"
+    assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law", out / "auto.json",
+                 "--out", sel_out) == 0
+    sel = json.loads(sel_out.read_text())
+    assert sel["law"] == "auto" and sel["law_choice"]["form"] == auto["law"]
+    c = sel["candidates"][0]
+    assert c["predicted_loss"] == pytest.approx(float(predict(auto["coefficients"], c["params"], cfg.select.tokens,
+                                                              c["d_model"], c["n_layers"])))
+    assert law_choice(sel).startswith(f" → {auto['law']} (lowest cross-validated error, MSE ")  # the report's line
+    assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law",
+                 out / "chinchilla.json", "--out", sel_out) == 2  # a fit the zoo did not choose
 
 
 def test_laws_stage_names_a_missing_fit_multiplier(tmp_path, capsys):

@@ -3,3 +3,4 @@ LAWS = ("chinchilla", "inference-aware", "additive", "conditional", "kaplan")  #
 PAPER_LAWS = ("chinchilla", "inference-aware")  # the two the paper fits: the stage's default
 TIES = ("none", "alpha-beta", "all")  # which exponents share one value
 SOLVERS = ("lm", "huber-log")
+AUTO = "auto"  # select.law: the form with the lowest cross-validated error in the law zoo

@@ -5,6 +5,7 @@ import sys
 
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
+from morph.law.names import AUTO
 from morph.shape import Shape, run_id
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Select
@@ -64,7 +65,10 @@ def run(args):
     cfg = experiment.load(args.params)
     sel = cfg.select
     law = read_json(args.law)
-    if law.get("law") != sel.law:
+    if sel.law == AUTO and "chosen_by" not in law:
+        raise MorphError(f"{args.law}: select.law is auto, but this fit was not chosen by the law zoo (no 'chosen_by'); "
+                         f"`morph laws` writes the chosen one to {paths.law_json(AUTO)}")
+    if sel.law != AUTO and law.get("law") != sel.law:
         raise MorphError(f"{args.law}: holds a {law.get('law')!r} fit, but select.law is {sel.law!r}")
     cands = read_json(args.candidates)
     for c in cands["candidates"] + [cands["baseline"]]:
@@ -76,6 +80,7 @@ def run(args):
         "budgets": {"params": sel.params, "tokens": sel.tokens, "latency_s": sel.latency_budget_s,
                     "tolerance": sel.tolerance, "k": sel.k},
         "law": sel.law,
+        **({"law_choice": {"form": law["law"], **law["chosen_by"]}} if sel.law == AUTO else {}),
         "tokens": sel.tokens,
         "warnings": warnings,
         # A degenerate fit (e.g. no shape effect found) must travel with the decision it informed.

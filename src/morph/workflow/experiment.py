@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from morph.latency.names import BACKENDS as LATENCY_BACKENDS
-from morph.law.names import LAWS, PAPER_LAWS, SOLVERS, TIES
+from morph.law.names import AUTO, LAWS, PAPER_LAWS, SOLVERS, TIES
 from morph.shape import Shape, ShapeError, ShapeRules
 from morph.workflow import grid
 from morph.workflow.schema import ConfigError, build, rule, section
@@ -145,7 +145,7 @@ class Select:
     params: int = rule(min=1)
     tokens: int = rule(min=1)
     latency_budget_s: float = rule(min=0.0)
-    law: str = rule("inference-aware", choices=LAWS)
+    law: str = rule("inference-aware", choices=(*LAWS, AUTO))
     depths: tuple[int, ...] = rule((), each={"min": 1})
     shapes: tuple[ShapeSpec, ...] = rule(())
     tolerance: float = rule(0.1, min=0.0)

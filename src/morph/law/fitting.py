@@ -197,6 +197,13 @@ def diagnose(law: Law, coeffs: dict, df) -> list[str]:
             out.append(f"the shape term changes the loss by less than 1e-4 (relative) on every fitted row "
                        f"(max {effect.max():.2g}): the fit found no effect of shape, and the law reduces to "
                        "Chinchilla")
+        if law.term.kind == "factor-u":  # a U whose bottom lies off the data is fitted on one side only
+            x = shape_feature(law, df["params"].to_numpy(), df["d_model"].to_numpy(), df["n_layers"].to_numpy())
+            name = law.term_names[1]
+            if not x.min() <= coeffs[name] <= x.max():
+                out.append(f"{name} = {coeffs[name]:.3g}: the U-shaped factor's optimum {FEATURES[law.term.feature]} = "
+                           f"{np.exp(coeffs[name]):.3g} lies outside the fitted shapes ({np.exp(x.min()):.3g} to "
+                           f"{np.exp(x.max()):.3g}); only one side of the U is fitted, so do not trust that optimum")
     return out
 
 

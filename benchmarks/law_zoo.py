@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -108,14 +109,14 @@ def timing(tie: str) -> None:
     print(f"{'solver':<11}{'folds':>6}{'fits':>6}{'baseline s':>12}{'zoo CV s':>10}{'CV CPU s':>10}{'ratio':>7}  winner")
     total, total_cpu = 0.0, 0.0
     for solver in SOLVERS:
-        def full_fits():
+        def full_fits(solver: str):
             with serial_blas():
                 for law in laws:
                     table = validate(df, law, "synthetic", law.n_free)
                     solve(law, solver, design(table, law), table["loss"].to_numpy())
 
-        _, base = timed(full_fits)
-        zoo, t, cpu = cpu_timed(lambda: cross_validate(df, laws, solver, "synthetic"))
+        _, base = timed(partial(full_fits, solver))
+        zoo, t, cpu = cpu_timed(partial(cross_validate, df, laws, solver, "synthetic"))
         total, total_cpu = total + t, total_cpu + cpu
         folds = sum(len(v) for v in zoo["folds"].values())
         print(f"{solver:<11}{folds:>6}{folds * len(laws):>6}{base:>12.2f}{t:>10.1f}{cpu:>10.1f}{t / base:>7.0f}  "
@@ -133,7 +134,7 @@ def public(sets: list[str], solvers: list[str], tie: str) -> None:
             continue
         df = load(SHARED / file)
         for solver in solvers:
-            zoo, t = timed(lambda: cross_validate(df, [Law(n, tie) for n in LAWS], solver, file))
+            zoo, t = timed(partial(cross_validate, df, [Law(n, tie) for n in LAWS], solver, file))
             folds = "+".join(str(len(v)) for v in zoo["folds"].values()) or "0"
             cells = "".join(f"{zoo['forms'][n]['cv_error']:>17.4g}" if zoo["forms"][n]["cv_error"] is not None
                             else f"{'failed':>17}" for n in LAWS)

@@ -1,4 +1,4 @@
-"""Multi-start solvers for the laws in law.py, each returning the best optimum it found.
+"""Multi-start solvers for the law forms in forms.py, each returning the best optimum it found.
 
 - `lm`: least squares on the loss itself by Levenberg-Marquardt (scipy least_squares, method "lm"),
   the paper's fit.

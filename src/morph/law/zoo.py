@@ -1,15 +1,15 @@
 """The law zoo: every form scored by cross-validated held-out error, so held-out prediction picks the law.
 
 Two kinds of fold, each holding out whole groups of runs:
-  - leave-one-size-out: all runs of one size (a `size` label, or params clustered within 10%), which asks
-    whether a form carries to a size it never saw;
+  - leave-one-size-out: all runs of one size (the grid size in `morph laws`, else params clustered within
+    10%), which asks whether a form carries to a size it never saw;
   - leave-one-multiplier-out: all runs of one tokens-per-parameter multiplier (the `multiplier` column),
     only where the data has two or more.
 A fold is used only if its training runs can predict the held-out ones with every form (enough rows and
 shapes; more than one size, and more than one tokens-per-parameter ratio, unless the held-out runs share
-them), so all forms face the same folds. A form's error for one kind is the MSE pooled over every held-out run of
-that kind; its CV error is the mean over the kinds the data has. A form whose solver fails on a used fold
-has no CV error and ranks last, so no form wins by skipping the folds it fails.
+them), so all forms face the same folds. A form's error for one kind is the MSE pooled over every held-out
+run of that kind; its CV error is the mean over the kinds the data has. A form whose solver fails on a used
+fold has no CV error and ranks last, so no form wins by skipping the folds it fails.
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def cross_validate(df, laws, solver: str, source: str, sizes=None) -> dict:
     ranked = sorted(forms, key=lambda n: (forms[n]["cv_error"] is None, max(forms[n]["cv_error"] or 0.0, EXACT_MSE),
                                           n_free[n]))
     scored = [n for n in ranked if forms[n]["cv_error"] is not None]
-    out = {"source": source, "solver": solver, "n_runs": int(len(df)),
+    out = {"source": source, "solver": solver, "n_runs": len(df),
            "folds": {kind: [_label(g) for g, _ in held_out] for kind, held_out in folds.items()},
            "skipped_folds": skipped, "notes": notes, "forms": forms, "ranking": ranked,
            "winner": scored[0] if scored else None,

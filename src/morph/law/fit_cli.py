@@ -32,14 +32,14 @@ def add_arguments(p):
 
 
 def run(args):
+    if args.max_iter < 1:
+        raise MorphError(f"--max-iter: {args.max_iter} must be at least 1")
     if args.cv:
         return _cross_validate(args)
     if args.law is None:
         raise MorphError("--law: required unless --cv (choose one of " + ", ".join(LAWS) + ")")
     if args.bootstrap < 0:
         raise MorphError(f"--bootstrap: {args.bootstrap} must be 0 or more")
-    if args.max_iter < 1:
-        raise MorphError(f"--max-iter: {args.max_iter} must be at least 1")
     law = Law(args.law, args.tie)
     df = read_runs(args.runs, law, min_rows=law.n_free)
     result = fit_law(df, law, args.solver, args.bootstrap, args.seed, args.max_iter, progress=sys.stderr.isatty())
@@ -63,7 +63,8 @@ def _cross_validate(args):
     for flag, value in (("--law", args.law), ("--eval", args.eval), ("--bootstrap", args.bootstrap or None)):
         if value is not None:
             raise MorphError(f"{flag}: not used with --cv, which scores every form on --runs; drop {flag}")
-    zoo = cross_validate(read_csv(args.runs), [Law(name, args.tie) for name in LAWS], args.solver, args.runs)
+    zoo = cross_validate(read_csv(args.runs), [Law(name, args.tie) for name in LAWS], args.solver, args.runs,
+                         max_iter=args.max_iter)
     zoo.update(provenance([args.runs]))
     zoo["versions"] = library_versions("numpy", "scipy", "pandas")
     write_json(args.out, zoo)

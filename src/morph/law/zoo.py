@@ -117,10 +117,10 @@ def usable_folds(df, laws, labels_by_kind: dict[str, np.ndarray]) -> tuple[dict[
     return used, skipped
 
 
-def _held_out_errors(df, held: np.ndarray, law: Law, solver: str) -> np.ndarray:
+def _held_out_errors(df, held: np.ndarray, law: Law, solver: str, max_iter: int) -> np.ndarray:
     """Squared errors on df[held] of `law` fitted to the other runs; FitError if the solver fails."""
     train = df[~held]
-    sol = solve(law, solver, design(train, law), train["loss"].to_numpy())
+    sol = solve(law, solver, design(train, law), train["loss"].to_numpy(), max_iter=max_iter)
     with np.errstate(over="ignore", invalid="ignore"):
         pred = predict_frame(law.coefficients(sol.theta), df[held])
     if not np.all(np.isfinite(pred)):
@@ -128,7 +128,7 @@ def _held_out_errors(df, held: np.ndarray, law: Law, solver: str) -> np.ndarray:
     return (pred - df["loss"].to_numpy()[held]) ** 2
 
 
-def score(df, law: Law, solver: str, folds: dict[str, list]) -> dict:
+def score(df, law: Law, solver: str, folds: dict[str, list], max_iter: int = 1000) -> dict:
     """One form's held-out errors over the usable folds."""
     out = {"law": law.name, "tie": law.tie, "formula": law.formula, "cv": {}}
     for kind, held_out in folds.items():
@@ -136,7 +136,7 @@ def score(df, law: Law, solver: str, folds: dict[str, list]) -> dict:
         for g, held in held_out:
             entry = {"held_out": _label(g), "n": int(held.sum())}
             try:
-                err = _held_out_errors(df, held, law, solver)
+                err = _held_out_errors(df, held, law, solver, max_iter)
                 squared.append(err)
                 entry["mse"] = float(err.mean())
             except MorphError as e:
@@ -162,7 +162,7 @@ def replicate_noise(df) -> dict | None:
     return {"mse": ss / dof, "replicated_points": int((groups.count() > 1).sum()), "dof": dof}
 
 
-def cross_validate(df, laws, solver: str, source: str, sizes=None) -> dict:
+def cross_validate(df, laws, solver: str, source: str, sizes=None, max_iter: int = 1000) -> dict:
     """Score every law in `laws` on the runs table df (checked here against each form's columns)."""
     tables = {law.name: validate(df, law, source) for law in laws}  # bad input fails before any fitting
     checked = tables[max(laws, key=lambda law: law.shape_aware).name]  # the one with every column checked
@@ -172,7 +172,7 @@ def cross_validate(df, laws, solver: str, source: str, sizes=None) -> dict:
     if "size" not in folds:
         notes.append("no leave-one-size-out fold leaves runs that identify every form: no cross-validated error")
     with serial_blas():
-        forms = {law.name: score(tables[law.name], law, solver, folds) for law in laws}
+        forms = {law.name: score(tables[law.name], law, solver, folds, max_iter) for law in laws}
     n_free = {law.name: law.n_free for law in laws}
     ranked = sorted(forms, key=lambda n: (forms[n]["cv_error"] is None, max(forms[n]["cv_error"] or 0.0, EXACT_MSE),
                                           n_free[n]))

@@ -89,6 +89,14 @@ def test_fit_cv_writes_scores_and_prints_the_table(tmp_path, capsys):
     assert "| 1 | kaplan |" in printed and "leave-one-multiplier-out MSE" in printed
 
 
+def test_one_tokens_per_parameter_ratio_ties_beta_to_alpha():
+    df = runs("inference-aware")
+    zoo = cross_validate(df[df["multiplier"] == 20], [Law("chinchilla", "none"), Law("kaplan", "all")], "lm", "one ratio")
+    assert "beta is tied to alpha (tie alpha-beta)" in zoo["notes"][-1]
+    assert zoo["forms"]["chinchilla"]["tie"] == "alpha-beta" and zoo["forms"]["kaplan"]["tie"] == "all"
+    assert zoo["winner"] is not None and "multiplier" not in zoo["folds"]
+
+
 def test_replicates_give_the_noise_floor():
     df = runs("chinchilla")
     twice = pd.concat([df, df.assign(loss=df["loss"] + 0.01)])

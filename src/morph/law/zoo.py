@@ -9,7 +9,9 @@ A fold is used only if its training runs can predict the held-out ones with ever
 shapes; more than one size, and more than one tokens-per-parameter ratio, unless the held-out runs share
 them), so all forms face the same folds. A form's error for one kind is the MSE pooled over every held-out
 run of that kind; its CV error is the mean over the kinds the data has. A form whose solver fails on a used
-fold has no CV error and ranks last, so no form wins by skipping the folds it fails.
+fold has no CV error and ranks last, so no form wins by skipping the folds it fails. Data with a single
+tokens-per-parameter ratio (D = r*N on every run) cannot separate N's exponent from D's, so there the
+untied forms are fitted with beta tied to alpha, and the notes say so.
 """
 from __future__ import annotations
 
@@ -167,6 +169,13 @@ def cross_validate(df, laws, solver: str, source: str, sizes=None, max_iter: int
     tables = {law.name: validate(df, law, source) for law in laws}  # bad input fails before any fitting
     checked = tables[max(laws, key=lambda law: law.shape_aware).name]  # the one with every column checked
     labels, notes = fold_labels(checked, source, sizes)
+    ratio = (checked["tokens"] / checked["params"]).to_numpy()
+    if ratio.max() <= ratio.min() * (1 + SIZE_TOLERANCE) and any(law.tie == "none" for law in laws):
+        # D = r*N on every run: beta is then a second exponent of N, and untied the solvers crawl along the
+        # A-B ridge until they give up, so the zoo ties it (every form alike) and says so.
+        laws = [Law(law.name, "alpha-beta") if law.tie == "none" else law for law in laws]
+        notes.append(f"every run has about {np.median(ratio):.3g} tokens per parameter, so N's and D's exponents "
+                     "cannot be told apart: beta is tied to alpha (tie alpha-beta) in every untied form")
     folds, skipped = usable_folds(checked, laws, labels)
     notes += [f"{KINDS[s['kind']]}: {s['kind']} {s['held_out']} held out: skipped, {s['why']}" for s in skipped]
     if "size" not in folds:

@@ -68,6 +68,11 @@ def validate(df, law: Law, source: str, min_rows: int | None = None):
     return df
 
 
+def _feature(df, law: Law) -> np.ndarray:
+    """The shape feature x of a shape-aware law's term, per row."""
+    return shape_feature(law, *(df[c].to_numpy() for c in ("params", "d_model", "n_layers")))
+
+
 def _check_identifiable(df, law: Law, source: str) -> None:
     single = [("params", "A and alpha cannot be told apart from E"),
               ("tokens", "B and beta cannot be told apart from E")]
@@ -76,7 +81,7 @@ def _check_identifiable(df, law: Law, source: str) -> None:
             raise MorphError(f"{source}: every row has {col} = {df[col].iloc[0]:g}; {why}. "
                              f"Add runs with other {col} values")
     if law.shape_aware:
-        x = shape_feature(law, df["params"].to_numpy(), df["d_model"].to_numpy(), df["n_layers"].to_numpy())
+        x = _feature(df, law)
         distinct = len(np.unique(np.round(x, 9)))
         if distinct < law.term.min_distinct:
             feature = FEATURES[law.term.feature]
@@ -198,7 +203,7 @@ def diagnose(law: Law, coeffs: dict, df) -> list[str]:
                        f"(max {effect.max():.2g}): the fit found no effect of shape, and the law reduces to "
                        "Chinchilla")
         if law.term.kind == "factor-u":  # a U whose bottom lies off the data is fitted on one side only
-            x = shape_feature(law, df["params"].to_numpy(), df["d_model"].to_numpy(), df["n_layers"].to_numpy())
+            x = _feature(df, law)
             name = law.term_names[1]
             if not x.min() <= coeffs[name] <= x.max():
                 out.append(f"{name} = {coeffs[name]:.3g}: the U-shaped factor's optimum {FEATURES[law.term.feature]} = "

@@ -32,7 +32,9 @@ BASE = ("e", "a", "b", "alpha", "beta")
 
 @dataclass(frozen=True)
 class ShapeTerm:
-    kind: str  # "factor-power" (1 + exp(p) e^{qx}), "additive-power" (+ exp(p) e^{qx}), "factor-u" (1 + exp(p)(x-q)^2)
+    # "factor-power": L0 * (1 + exp(p) e^{qx}); "additive-power": L0 + exp(p) e^{qx};
+    # "factor-u": L0 * (1 + exp(p) (x - q)^2)
+    kind: str
     params: tuple[str, str]  # internal names of (p, q)
     feature: str  # "R": x = log(d_model/n_layers); "width": x = log(d_model/sqrt(N))
     grid: tuple[tuple[float, ...], tuple[float, ...]]  # start values of (p, q), beside Besiroglu et al.'s grid
@@ -51,6 +53,8 @@ class Form:
 
 # A power term's grid: l or c from a 0.25% to a 100% share of the loss, gamma from falling to rising.
 _POWER_GRID = ((-6.0, -4.0, -2.0, 0.0), (-0.5, 0.0, 0.5, 1.0))
+# A U's curvature k = log kappa: the loss rises 0.03% to 14% one e-fold off the optimum.
+_U_CURVATURE = (-8.0, -6.0, -4.0, -2.0)
 FORMS = {
     "chinchilla": Form("L = E + A*N^-alpha + B*D^-beta"),
     "inference-aware": Form("L = (E + A*N^-alpha + B*D^-beta) * (1 + eps*R^gamma), R = d_model/n_layers",
@@ -59,10 +63,10 @@ FORMS = {
                      ShapeTerm("additive-power", ("c", "gamma"), "R", _POWER_GRID)),
     # mu's grid spans d_model/sqrt(N) from e^-4 to e^-1: real shapes sit near 1/sqrt(12 n_layers).
     "conditional": Form("L = (E + A*N^-alpha + B*D^-beta) * (1 + kappa*(ln(d_model/sqrt(N)) - mu)^2)",
-                        ShapeTerm("factor-u", ("k", "mu"), "width", ((-8.0, -6.0, -4.0, -2.0), (-4.0, -3.0, -2.0, -1.0)))),
+                        ShapeTerm("factor-u", ("k", "mu"), "width", (_U_CURVATURE, (-4.0, -3.0, -2.0, -1.0)))),
     # rho's grid spans the optimal aspect ratio from e^1 to e^6 (about 3 to 400).
     "kaplan": Form("L = (E + A*N^-alpha + B*D^-beta) * (1 + kappa*(ln R - rho)^2), R = d_model/n_layers",
-                   ShapeTerm("factor-u", ("k", "rho"), "R", ((-8.0, -6.0, -4.0, -2.0), (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)))),
+                   ShapeTerm("factor-u", ("k", "rho"), "R", (_U_CURVATURE, (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)))),
 }
 assert tuple(FORMS) == LAWS, "names.LAWS and forms.FORMS must list the same forms"
 # Internal name -> (coefficient name, whether it is stored as a log).

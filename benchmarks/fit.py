@@ -35,7 +35,7 @@ def runs(n: int, seed: int = 0) -> pd.DataFrame:
     N = np.exp(rng.uniform(np.log(5e7), np.log(2e9), n))
     D = N * rng.choice([20, 40, 160], n)
     d_model, n_layers = rng.choice([512, 1024, 2048, 3072], n), rng.choice([4, 8, 16, 24, 32], n)
-    loss = predict(TRUE, N, D, d_model / n_layers) * np.exp(rng.normal(0.0, 0.005, n))
+    loss = predict(TRUE, N, D, d_model, n_layers) * np.exp(rng.normal(0.0, 0.005, n))
     return pd.DataFrame({"params": N, "tokens": D, "d_model": d_model, "n_layers": n_layers, "loss": loss})
 
 

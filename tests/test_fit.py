@@ -17,7 +17,9 @@ from morph.io import sha256_file
 from morph.law.fitting import design, evaluate, fit_law, predict_loss, validate
 from morph.law.forms import Law, predict
 from morph.law.laws import size_labels
+from morph.law.names import LAWS
 from morph.law.solvers import Objective, start_grid
+from morph.report.write import law_choice
 from morph.workflow import experiment
 
 DATA = Path(__file__).parent / "data"
@@ -32,7 +34,7 @@ def synthetic(law: str, n: int, noise: float, seed: int = 0) -> pd.DataFrame:
     D = N * rng.choice([20, 40, 160], n)
     d_model, n_layers = rng.choice([512, 1024, 2048, 3072], n), rng.choice([4, 8, 16, 24, 32], n)
     coeffs = TRUE if law == "inference-aware" else {k: TRUE[k] for k in ("E", "A", "B", "alpha", "beta")}
-    loss = predict(coeffs, N, D, d_model / n_layers) * np.exp(rng.normal(0.0, noise, n))
+    loss = predict(coeffs, N, D, d_model, n_layers) * np.exp(rng.normal(0.0, noise, n))
     return pd.DataFrame({"params": N, "tokens": D, "d_model": d_model, "n_layers": n_layers, "loss": loss})
 
 
@@ -158,7 +160,7 @@ def test_eval_csv_gives_grouped_spearman_and_predict_loss_reads_the_result(tmp_p
     assert set(res["metrics"]["eval"]["spearman_by_group"]) == {"1280", "1536", "1792", "2048", "2560", "3072"}
     assert set(res["inputs"]) == {str(runs), str(ev)}
     row = g[g["params"] >= 6e8].iloc[0]
-    direct = predict(res["coefficients"], row["params"], row["tokens"], row["d_model"] / row["n_layers"])
+    direct = predict(res["coefficients"], row["params"], row["tokens"], row["d_model"], row["n_layers"])
     assert predict_loss(out, row["params"], row["tokens"], row["d_model"], row["n_layers"]) == pytest.approx(direct)
     assert predict_loss(res, [row["params"]] * 2, row["tokens"], row["d_model"], row["n_layers"]).shape == (2,)
     with pytest.raises(MorphError, match="holds the inference-aware law, but chinchilla was expected"):
@@ -239,7 +241,7 @@ def _runs_table(params: Path, path: Path) -> pd.DataFrame:
             for r in cfg.grid_runs]
     df = pd.DataFrame(rows)
     coeffs = {"E": 1.5, "A": 60.0, "B": 300.0, "alpha": 0.3, "beta": 0.3, "eps": 0.02, "gamma": 0.3}
-    df["loss"] = predict(coeffs, df["params"], df["tokens"], df["aspect_ratio"]) * np.exp(rng.normal(0, 0.003, len(df)))
+    df["loss"] = predict(coeffs, df["params"], df["tokens"], df["d_model"], df["n_layers"]) * np.exp(rng.normal(0, 0.003, len(df)))
     df = df.assign(train_loss_ema=df["loss"], wall_s=1.0, tokens_per_s=1.0, mfu=0.1)
     df.to_csv(path, index=False)
     return df
@@ -281,8 +283,43 @@ def test_laws_stage_writes_fits_ablations_and_figures(tmp_path, capsys):
     assert len(one["repeats"]) == 2 and all(len(rep["shapes"]) == 3 for rep in one["repeats"])
     md = (out / "ablations.md").read_text()
     assert md.count("\n| ") == len(rows) + 1 and "| without over-trained runs | inference-aware | all |" in md
-    for name in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute"):
+    zoo = json.loads((out / "zoo.json").read_text())  # every form, whatever fit.laws lists
+    assert set(zoo["forms"]) == set(LAWS) and zoo["folds"]["size"] == ["60000", "120000", "240000"]
+    assert zoo["forms"]["inference-aware"]["cv_error"] < zoo["forms"]["chinchilla"]["cv_error"]  # drawn from it
+    assert f"| 1 | {zoo['winner']} |" in (out / "zoo.md").read_text() and set(zoo["inputs"]) == {str(runs), str(params)}
+    for name in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo"):
         assert (figs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_select_law_auto_fits_the_zoo_winner_and_select_predicts_with_it(tmp_path):
+    params = _experiment(tmp_path)
+    raw = yaml.safe_load(params.read_text())
+    raw["select"]["law"] = "auto"
+    raw["fit"]["bootstrap"] = 0
+    params.write_text(yaml.safe_dump(raw))
+    runs, out = tmp_path / "runs.csv", tmp_path / "law"
+    _runs_table(params, runs)
+    assert morph("laws", "--params", params, "--runs", runs, "--out-dir", out, "--figures", tmp_path / "f") == 0
+    zoo, auto = (json.loads((out / f"{n}.json").read_text()) for n in ("zoo", "auto"))
+    assert auto["law"] == zoo["winner"] and auto["chosen_by"]["cv_error"] == zoo["forms"][zoo["winner"]]["cv_error"]
+    assert auto["chosen_by"]["runner_up"] == zoo["ranking"][1] and auto["chosen_by"]["margin"] >= 1
+    # select reads the chosen fit: candidates from the grid's 120k-parameter shapes, inside every budget
+    cfg = experiment.load(params)
+    shapes = [r.shape.to_dict() for r in cfg.grid_runs if r.run_id.endswith("-t2")][3:5]
+    cands = [s | {"shape_id": f"d{s['d_model']}-l{s['n_layers']}", "within_tolerance": True, "params_gap": 0.0,
+                  "latency": {"median_s": 0.1}} for s in shapes]
+    (tmp_path / "cands.json").write_text(json.dumps({"candidates": cands, "baseline": cands[0]}))
+    sel_out = tmp_path / "selection.json"
+    assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law", out / "auto.json",
+                 "--out", sel_out) == 0
+    sel = json.loads(sel_out.read_text())
+    assert sel["law"] == "auto" and sel["law_choice"]["form"] == auto["law"]
+    c = sel["candidates"][0]
+    assert c["predicted_loss"] == pytest.approx(float(predict(auto["coefficients"], c["params"], cfg.select.tokens,
+                                                              c["d_model"], c["n_layers"])))
+    assert law_choice(sel).startswith(f" → {auto['law']} (lowest cross-validated error, MSE ")  # the report's line
+    assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law",
+                 out / "chinchilla.json", "--out", sel_out) == 2  # a fit the zoo did not choose
 
 
 def test_laws_stage_names_a_missing_fit_multiplier(tmp_path, capsys):

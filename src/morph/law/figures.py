@@ -14,6 +14,13 @@ MARKERS = "osD^v<>ph*"
 STYLES = {"inference-aware": "-", "chinchilla": "--"}
 
 
+def _shape_at(n, r) -> tuple:
+    """A (d_model, n_layers) of size n and aspect ratio r, from N ~ 12 n_layers d_model^2: the curves only
+    need a shape to draw a form that reads width relative to N, not a buildable one."""
+    d_model = (np.asarray(n) * np.asarray(r) / 12.0) ** (1.0 / 3.0)
+    return d_model, d_model / np.asarray(r)
+
+
 def _size_colors(df) -> dict:
     plt = pyplot()
 
@@ -40,8 +47,8 @@ def loss_vs_r(df, fits: dict, path: Path) -> None:
                    label=f"N≈{size:.3g}, {budget}")
         n, d = g["params"].mean(), g["tokens"].mean()
         for name, res in fits.items():
-            ax.plot(r_grid, predict(res["coefficients"], n, d, r_grid if name == "inference-aware" else None)
-                    * np.ones_like(r_grid), STYLES.get(name, ":"), color=colors[size], lw=1)
+            ax.plot(r_grid, predict(res["coefficients"], n, d, *_shape_at(n, r_grid)) * np.ones_like(r_grid),
+                    STYLES.get(name, ":"), color=colors[size], lw=1)
     for name in fits:
         ax.plot([], [], STYLES.get(name, ":"), color="grey", label=f"{name} fit")
     ax.set(xscale="log", xlabel="aspect ratio R = d_model / n_layers", ylabel="loss",
@@ -73,7 +80,7 @@ def predicted_vs_actual(df, fit_mask: np.ndarray, fits: dict, path: Path) -> Non
 
 
 def loss_vs_compute(df, fits: dict, path: Path) -> None:
-    """Runs over C = 6ND, with each law's prediction per budget along N (inference-aware at the median R)."""
+    """Runs over C = 6ND, with each law's prediction per budget along N (shape-aware forms at the median R)."""
     plt = pyplot()
 
     colors, markers = _size_colors(df), _budget_markers(df)
@@ -88,8 +95,8 @@ def loss_vs_compute(df, fits: dict, path: Path) -> None:
     for name, res in fits.items():
         for k, ratio in enumerate(ratios):
             d = ratio * n_grid
-            r = np.full_like(n_grid, df["R"].median()) if name == "inference-aware" else None
-            ax.plot(6.0 * n_grid * d, predict(res["coefficients"], n_grid, d, r), STYLES.get(name, ":"),
+            shape = _shape_at(n_grid, df["R"].median())
+            ax.plot(6.0 * n_grid * d, predict(res["coefficients"], n_grid, d, *shape), STYLES.get(name, ":"),
                     color="grey", lw=1, label=f"{name} fit (D/N fixed)" if k == 0 else None)
     ax.set(xscale="log", xlabel="training compute C = 6·N·D (FLOP)", ylabel="loss",
            title="Loss against compute", xlim=(compute.min() / 3, compute.max() * 3))
@@ -97,7 +104,31 @@ def loss_vs_compute(df, fits: dict, path: Path) -> None:
     save_png(fig, path)
 
 
-def write_figures(df, fit_mask: np.ndarray, fits: dict, out_dir: Path) -> None:
+def law_zoo(zoo: dict, path: Path) -> None:
+    """Each form's pooled held-out MSE per kind of fold, best form on top; a form that failed a fold gets no bar."""
+    from morph.law.zoo import KINDS
+
+    plt = pyplot()
+    names, kinds = zoo["ranking"][::-1], list(zoo["folds"])
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(names)))
+    height = 0.8 / len(kinds)
+    for j, kind in enumerate(kinds):
+        mse = [zoo["forms"][n]["cv"][kind]["mse"] for n in names]
+        y = np.arange(len(names)) + (j - (len(kinds) - 1) / 2) * height
+        ax.barh(y, [m if m is not None else 0.0 for m in mse], height, color=f"C{j}", label=KINDS[kind])
+        for yi, m in zip(y, mse):
+            if m is None:
+                ax.text(0, yi, " a fold failed", va="center", fontsize=8)
+    if zoo["noise"]:
+        ax.axvline(zoo["noise"]["mse"], color="k", ls="--", lw=1, label="run-to-run noise")
+    ax.set_yticks(np.arange(len(names)), names)
+    ax.set(xlabel="held-out MSE (pooled over folds)", title="Law zoo: cross-validated error per form")
+    ax.legend(fontsize=8)
+    save_png(fig, path)
+
+
+def write_figures(df, fit_mask: np.ndarray, fits: dict, zoo: dict, out_dir: Path) -> None:
+    law_zoo(zoo, out_dir / "law_zoo.png")
     loss_vs_r(df, fits, out_dir / "loss_vs_R.png")
     predicted_vs_actual(df, fit_mask, fits, out_dir / "predicted_vs_actual.png")
     loss_vs_compute(df, fits, out_dir / "loss_vs_compute.png")

@@ -1,10 +1,10 @@
-"""Fit a scaling law (Chinchilla or inference-aware) to any table of runs, with metrics and bootstrap CIs.
+"""Fit a scaling law (any form in forms.FORMS) to any table of runs, with metrics and bootstrap CIs.
 
-  morph fit --runs RUNS.csv [--eval EVAL.csv] --law {chinchilla,inference-aware}
+  morph fit --runs RUNS.csv [--eval EVAL.csv] --law {chinchilla,inference-aware,additive,conditional,kaplan}
             --tie {none,alpha-beta,all} --solver {lm,huber-log} [--bootstrap B] [--seed S] --out OUT.json
 
 RUNS.csv and EVAL.csv hold columns params,tokens,d_model,n_layers,loss (d_model and n_layers only for the
-inference-aware law) and an optional `group`; other columns are ignored. `predict_loss` reads OUT.json
+shape-aware forms) and an optional `group`; other columns are ignored. `predict_loss` reads OUT.json
 back for the stages that rank shapes by predicted loss.
 """
 from __future__ import annotations
@@ -14,13 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
-from morph.law.forms import COEFFICIENTS, EXPONENTS, LAWS, Law, features, predict
+from morph.law.forms import COEFFICIENTS, EXPONENTS, FEATURES, LAWS, Law, features, predict, shape_feature
 from morph.law.solvers import POLISH, FitError, serial_blas, solve
 
-FORMS = {
-    "chinchilla": "L = E + A*N^-alpha + B*D^-beta",
-    "inference-aware": "L = (E + A*N^-alpha + B*D^-beta) * (1 + eps*R^gamma), R = d_model/n_layers",
-}
 OBJECTIVES = {"lm": "sum of squared loss residuals",
               "huber-log": "summed Huber loss (delta=1e-3) on log-loss residuals"}
 CI_LEVEL = 0.95
@@ -72,6 +68,11 @@ def validate(df, law: Law, source: str, min_rows: int | None = None):
     return df
 
 
+def _feature(df, law: Law) -> np.ndarray:
+    """The shape feature x of a shape-aware law's term, per row."""
+    return shape_feature(law, *(df[c].to_numpy() for c in ("params", "d_model", "n_layers")))
+
+
 def _check_identifiable(df, law: Law, source: str) -> None:
     single = [("params", "A and alpha cannot be told apart from E"),
               ("tokens", "B and beta cannot be told apart from E")]
@@ -80,34 +81,44 @@ def _check_identifiable(df, law: Law, source: str) -> None:
             raise MorphError(f"{source}: every row has {col} = {df[col].iloc[0]:g}; {why}. "
                              f"Add runs with other {col} values")
     if law.shape_aware:
-        ratio = df["d_model"] / df["n_layers"]
-        if np.allclose(ratio, ratio.iloc[0], rtol=1e-9):
-            raise MorphError(f"{source}: every row has the same R = d_model/n_layers = {ratio.iloc[0]:g}; the "
-                             "inference-aware law's eps and gamma are unidentifiable from one shape ratio. Add "
-                             "runs of other shapes, or fit --law chinchilla")
+        x = _feature(df, law)
+        distinct = len(np.unique(np.round(x, 9)))
+        if distinct < law.term.min_distinct:
+            feature = FEATURES[law.term.feature]
+            seen = (f"every row has the same {feature} = {np.exp(x[0]):g}" if distinct == 1
+                    else f"only {distinct} distinct values of {feature}")
+            p, q = law.term_names
+            raise MorphError(f"{source}: {seen}; the {law.name} law's {p} and {q} are unidentifiable from fewer "
+                             f"than {law.term.min_distinct}. Add runs of other shapes, or fit --law chinchilla")
 
 
-def read_runs(path: str | Path, law: Law, min_rows: int | None = None):
+def read_csv(path: str | Path):
+    """A runs table as read, unchecked; MorphError naming the file if it is absent or not a CSV."""
     import pandas as pd
 
     path = Path(path)
     if not path.exists():
         raise MorphError(f"{path}: runs table not found")
     try:
-        df = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise MorphError(f"{path}: not a readable CSV ({err})") from None
-    return validate(df, law, str(path), min_rows)
+
+
+def read_runs(path: str | Path, law: Law, min_rows: int | None = None):
+    return validate(read_csv(path), law, str(path), min_rows)
+
+
+def _shape_columns(df) -> tuple:
+    return tuple(df[c].to_numpy() if c in df.columns else None for c in ("d_model", "n_layers"))
 
 
 def design(df, law: Law) -> np.ndarray:
-    R = df["d_model"].to_numpy() / df["n_layers"].to_numpy() if law.shape_aware else None
-    return features(law, df["params"].to_numpy(), df["tokens"].to_numpy(), R)
+    return features(law, df["params"].to_numpy(), df["tokens"].to_numpy(), *_shape_columns(df))
 
 
 def predict_frame(coeffs: dict, df) -> np.ndarray:
-    R = df["d_model"].to_numpy() / df["n_layers"].to_numpy() if "eps" in coeffs else None
-    return predict(coeffs, df["params"].to_numpy(), df["tokens"].to_numpy(), R)
+    return predict(coeffs, df["params"].to_numpy(), df["tokens"].to_numpy(), *_shape_columns(df))
 
 
 # -- fitting ----------------------------------------------------------------------------------------
@@ -122,7 +133,7 @@ def fit_law(df, law: Law, solver: str, bootstrap: int = 0, seed: int = 0, max_it
             "law": law.name,
             "tie": law.tie,
             "solver": solver,
-            "form": FORMS[law.name],
+            "form": law.formula,
             "coefficients": coeffs,
             "free": list(law.free_names()),
             "n_fit": len(df),
@@ -184,11 +195,20 @@ def diagnose(law: Law, coeffs: dict, df) -> list[str]:
     if coeffs["E"] < 1e-3 * float(df["loss"].min()):
         out.append(f"E = {coeffs['E']:.3g} is ~0: the fit found no irreducible loss")
     if law.shape_aware:
-        R = df["d_model"].to_numpy() / df["n_layers"].to_numpy()
-        term = coeffs["eps"] * R ** coeffs["gamma"]
-        if term.max() < 1e-4:
-            out.append(f"the shape term eps*R^gamma is below 1e-4 on every fitted row (max {term.max():.2g}): "
-                       "the fit found no effect of shape, and the law reduces to Chinchilla")
+        with np.errstate(over="ignore", invalid="ignore"):
+            base = predict({k: coeffs[k] for k in COEFFICIENTS["chinchilla"]}, df["params"], df["tokens"])
+            effect = np.abs(predict_frame(coeffs, df) / base - 1.0)
+        if effect.max() < 1e-4:
+            out.append(f"the shape term changes the loss by less than 1e-4 (relative) on every fitted row "
+                       f"(max {effect.max():.2g}): the fit found no effect of shape, and the law reduces to "
+                       "Chinchilla")
+        if law.term.kind == "factor-u":  # a U whose bottom lies off the data is fitted on one side only
+            x = _feature(df, law)
+            name = law.term_names[1]
+            if not x.min() <= coeffs[name] <= x.max():
+                out.append(f"{name} = {coeffs[name]:.3g}: the U-shaped factor's optimum {FEATURES[law.term.feature]} = "
+                           f"{np.exp(coeffs[name]):.3g} lies outside the fitted shapes ({np.exp(x.min()):.3g} to "
+                           f"{np.exp(x.max()):.3g}); only one side of the U is fitted, so do not trust that optimum")
     return out
 
 
@@ -259,10 +279,7 @@ def load_law(law_json, expect_law: str | None = None) -> dict:
 def predict_loss(law_json, params, tokens, d_model=None, n_layers=None, expect_law: str | None = None):
     """Predicted loss from a fitted-law JSON (path or dict) for arrays or scalars of N, D and shape."""
     data = load_law(law_json, expect_law)
-    R = None
-    if data["law"] == "inference-aware":
-        if d_model is None or n_layers is None:
-            raise MorphError("predict_loss: the inference-aware law needs d_model and n_layers")
-        R = np.asarray(d_model, dtype=float) / np.asarray(n_layers, dtype=float)
-    out = predict(data["coefficients"], params, tokens, R)
+    if Law(data["law"]).shape_aware and (d_model is None or n_layers is None):
+        raise MorphError(f"predict_loss: the {data['law']} law needs d_model and n_layers")
+    out = predict(data["coefficients"], params, tokens, d_model, n_layers)
     return float(out) if np.ndim(out) == 0 else out

@@ -2,8 +2,10 @@
 
   morph laws --params P --runs results/runs.csv --out-dir results/law --figures results/figures
 
-Writes <out-dir>/<law>.json for each law in fit.laws, <out-dir>/ablations.{json,md}, and
-<figures>/{loss_vs_R,predicted_vs_actual,loss_vs_compute}.png.
+Writes <out-dir>/<law>.json for each law in fit.laws, <out-dir>/ablations.{json,md}, the law zoo's
+cross-validated scores of every form in <out-dir>/zoo.{json,md} (see zoo.py), and
+<figures>/{loss_vs_R,predicted_vs_actual,loss_vs_compute,law_zoo}.png. With select.law: auto, also
+<out-dir>/auto.json: the zoo's winner fitted like the laws in fit.laws, with how it won (`chosen_by`).
 
 A "size" is the grid.sizes entry a run's shape was proposed for: its shapes share one target N
 (within a few %), which is what the paper means by a size. Runs whose shape is not in the grid
@@ -20,11 +22,12 @@ import numpy as np
 from morph.errors import MorphError
 from morph.law.fitting import evaluate, fit_law, validate
 from morph.law.forms import Law
+from morph.law.names import AUTO, LAWS
+from morph.law.zoo import cluster, cross_validate, markdown
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment
 
 RUN_COLUMNS = ("run_id", "d_model", "n_layers", "params", "tokens", "multiplier", "loss")
-SIZE_TOLERANCE = 0.10
 ABLATION_TIES = ("all", "alpha-beta", "none")
 
 
@@ -59,13 +62,8 @@ def size_labels(cfg: Experiment, df) -> np.ndarray:
     target = cfg.size_targets
     shape_ids = [f"d{int(d)}-l{int(n)}" for d, n in zip(df["d_model"], df["n_layers"])]
     labels = np.array([target.get(s, 0) for s in shape_ids], dtype=np.int64)
-    loose = np.flatnonzero(labels == 0)
-    start = None
-    for i in loose[np.argsort(df["params"].to_numpy()[loose], kind="stable")]:
-        n = df["params"].iloc[i]
-        if start is None or n > start * (1 + SIZE_TOLERANCE):
-            start = n
-        labels[i] = int(start)
+    loose = labels == 0
+    labels[loose] = cluster(df["params"].to_numpy()[loose]).astype(np.int64)
     return labels
 
 
@@ -204,6 +202,22 @@ def ablations_markdown(rows: list[dict], solver: str) -> str:
             "correlation between predicted and actual loss.\n\n" + head + "\n".join(lines) + "\n")
 
 
+def zoo_winner(cfg: Experiment, df, fit_mask: np.ndarray, zoo: dict, main: dict[str, dict], meta: dict) -> dict:
+    """select.law: auto — the form with the lowest cross-validated error, fitted on the paper's fit set."""
+    name = zoo["winner"]
+    if name is None:
+        raise MorphError("select.law: auto, but no law form fitted every cross-validation fold (see the notes in "
+                         "zoo.json); set select.law to one of " + ", ".join(LAWS))
+    fc = cfg.fit
+    result = dict(main[name]) if name in main else (
+        fit_and_score(df, fit_mask, Law(name, fc.tie), fc.solver, fc.bootstrap, cfg.seed) | meta)
+    runner_up = next((n for n in zoo["ranking"][1:] if zoo["forms"][n]["cv_error"] is not None), None)
+    result["chosen_by"] = {"rule": "lowest cross-validated error in zoo.json", "cv_error": zoo["forms"][name]["cv_error"],
+                           "runner_up": runner_up, "margin": zoo["margin"],
+                           "noise_mse": zoo["noise"]["mse"] if zoo["noise"] else None}
+    return result
+
+
 # -- the stage ----------------------------------------------------------------------------------------
 def run(args):
     from morph.io import atomic_path, library_versions, provenance, write_json
@@ -236,6 +250,9 @@ def run(args):
         result["warnings"] = notes + result["warnings"]
         main[name] = result | meta
     rows = ablations(cfg, df, fit_mask, extra, main)
+    # The zoo scores every form on every run, whichever forms fit.laws fits for the later stages.
+    zoo = cross_validate(df, [Law(name, fc.tie) for name in LAWS], fc.solver, str(args.runs), sizes=df["size"])
+    auto = zoo_winner(cfg, df, fit_mask, zoo, main, meta) if cfg.select.law == AUTO else None
     for name, result in main.items():
         for w in result["warnings"]:
             print(f"morph laws: warning: {name}: {w}", file=sys.stderr)
@@ -243,9 +260,16 @@ def run(args):
     write_json(out_dir / "ablations.json", {"solver": fc.solver, "rows": rows, **meta})
     with atomic_path(out_dir / "ablations.md") as tmp:
         tmp.write_text(ablations_markdown(rows, fc.solver))
-    write_figures(df, fit_mask, main, Path(args.figures))
+    write_json(out_dir / "zoo.json", zoo | meta)
+    if auto is not None:
+        write_json(out_dir / f"{AUTO}.json", auto)
+    with atomic_path(out_dir / "zoo.md") as tmp:
+        tmp.write_text(markdown(zoo))
+    write_figures(df, fit_mask, main, zoo, Path(args.figures))
     for name, r in main.items():
         held = r["metrics"]["heldout"]
         print(f"{name}: fit mse={r['metrics']['fit']['mse']:.3g}, all mse={r['metrics']['eval']['mse']:.3g}"
               + (f", held-out mse={held['mse']:.3g}" if held else "") + f" -> {out_dir / (name + '.json')}")
+    print(f"law zoo: lowest cross-validated error: {zoo['winner'] or 'none (no form fitted every fold)'} "
+          f"-> {out_dir / 'zoo.json'}")
     return 0

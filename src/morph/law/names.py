@@ -1,4 +1,6 @@
 """The law family's vocabulary, read by the experiment's validator without loading the fitting code."""
-LAWS = ("chinchilla", "inference-aware")
+LAWS = ("chinchilla", "inference-aware", "additive", "conditional", "kaplan")  # the forms in forms.FORMS
+PAPER_LAWS = ("chinchilla", "inference-aware")  # the two the paper fits: the stage's default
 TIES = ("none", "alpha-beta", "all")  # which exponents share one value
 SOLVERS = ("lm", "huber-log")
+AUTO = "auto"  # select.law: the form with the lowest cross-validated error in the law zoo

@@ -1,4 +1,4 @@
-"""Multi-start solvers for the laws in law.py, each returning the best optimum it found.
+"""Multi-start solvers for the law forms in forms.py, each returning the best optimum it found.
 
 - `lm`: least squares on the loss itself by Levenberg-Marquardt (scipy least_squares, method "lm"),
   the paper's fit.
@@ -13,7 +13,6 @@ points already sit in the global basin.
 """
 from __future__ import annotations
 
-import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,15 +23,13 @@ from morph.law.forms import Law, log_predict
 from morph.law.names import SOLVERS
 
 HUBER_DELTA = 1e-3
-# Besiroglu et al.'s grid for (e, a, b, alpha, beta); l = log eps and gamma extend it for the shape term.
+# Besiroglu et al.'s grid for (e, a, b, alpha, beta); each form's shape term extends it (forms.FORMS).
 GRID = {
     "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
     "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
     "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
     "alpha": (0.0, 0.5, 1.0, 1.5, 2.0),
     "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
-    "l": (-6.0, -4.0, -2.0, 0.0),
-    "gamma": (-0.5, 0.0, 0.5, 1.0),
 }
 POLISH = 8
 _CHUNK = 1 << 21  # grid points x rows evaluated at once, to bound memory
@@ -52,8 +49,23 @@ class Solution:
     grid_size: int  # start points scored
 
 
+def grid_values(law: Law, p: str) -> tuple[float, ...]:
+    """Start values of free parameter p: Besiroglu et al.'s, or the law's shape term's."""
+    if p in GRID:
+        return GRID[p]
+    return law.term.grid[law.term.params.index(p)]
+
+
+def grid_points(law: Law, index: np.ndarray) -> np.ndarray:
+    """The start-grid points at these flat indices (itertools.product order), without building the grid:
+    the solver polishes only a handful of its 10^4-10^5 points."""
+    axes = [np.asarray(grid_values(law, p), dtype=float) for p in law.free]
+    coords = np.unravel_index(np.asarray(index, dtype=np.int64), [len(a) for a in axes])
+    return np.stack([a[c] for a, c in zip(axes, coords)], axis=-1)
+
+
 def start_grid(law: Law) -> np.ndarray:
-    return np.array(list(itertools.product(*(GRID[p] for p in law.free))), dtype=float)
+    return grid_points(law, np.arange(np.prod([len(grid_values(law, p)) for p in law.free])))
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
@@ -101,22 +113,34 @@ class Objective:
         def value(p: str) -> np.ndarray:  # grid values of full parameter p, on its free axis
             q = self.law.free_of(p)
             shape = [1] * (len(free) + 1)
-            shape[free.index(q)] = len(GRID[q])
-            return np.array(GRID[q]).reshape(shape)
+            shape[free.index(q)] = len(grid_values(self.law, q))
+            return np.array(grid_values(self.law, q)).reshape(shape)
 
         log_n, log_d = self.X[:, 0], self.X[:, 1]
         size = np.exp(value("a") - value("alpha") * log_n)
         data = np.exp(value("b") - value("beta") * log_d)
-        shape_term = 1.0 + np.exp(value("l") + value("gamma") * self.X[:, 2]) if self.law.shape_aware else 1.0
+        added, factor = self._shape_term(value)
         floor = np.exp(value("e"))
         # One slice of the first free axis at a time bounds memory at grid/len(axis) x rows.
-        first = len(GRID[free[0]])
-        out = np.empty([len(GRID[p]) for p in free])
+        first = len(grid_values(self.law, free[0]))
+        out = np.empty([len(grid_values(self.law, p)) for p in free])
         for i in range(first):
             pick = lambda arr: arr if np.ndim(arr) == 0 or arr.shape[0] == 1 else arr[i:i + 1]  # noqa: E731
-            base = (pick(floor) + pick(size) + pick(data)) * pick(shape_term)
+            base = (pick(floor) + pick(size) + pick(data) + pick(added)) * pick(factor)
             out[i] = self._score(np.broadcast_to(base, (1, *out.shape[1:], rows)))[0]
         return out.reshape(-1)
+
+    def _shape_term(self, value) -> tuple:
+        """(added to L0, factor on it) over the grid, as log_predict defines each kind of term."""
+        term = self.law.term
+        if term is None:
+            return 0.0, 1.0
+        p, q, x = value(term.params[0]), value(term.params[1]), self.X[:, 2]
+        if term.kind == "additive-power":
+            return np.exp(p + q * x), 1.0
+        if term.kind == "factor-power":
+            return 0.0, 1.0 + np.exp(p + q * x)
+        return 0.0, 1.0 + np.exp(p) * (x - q) ** 2
 
     def rms(self, theta: np.ndarray) -> float:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -190,12 +214,12 @@ def solve(law: Law, solver: str, X: np.ndarray, y: np.ndarray, starts: np.ndarra
           polish: int = POLISH, max_iter: int = 1000) -> Solution:
     """Best optimum over the start grid (or the given starts); FitError if no local solve converged."""
     obj = Objective(law, solver, X, y)
-    grid = start_grid(law) if starts is None else np.atleast_2d(starts)
-    scores = obj.grid_scores() if starts is None else obj.batch(grid)
+    scores = obj.grid_scores() if starts is None else obj.batch(np.atleast_2d(starts))
     order = [k for k in np.argsort(scores, kind="stable")[:polish] if np.isfinite(scores[k])]
+    chosen = grid_points(law, order) if starts is None else np.atleast_2d(starts)[order]
     best, converged, best_any = None, 0, np.inf
     with serial_blas():
-        for x0 in grid[order]:
+        for x0 in chosen:
             theta, value, ok = obj.local(x0, max_iter)
             if np.isfinite(value):
                 best_any = min(best_any, value)
@@ -206,9 +230,9 @@ def solve(law: Law, solver: str, X: np.ndarray, y: np.ndarray, starts: np.ndarra
     if best is None:
         raise FitError(
             f"solver {solver!r} did not converge for the {law.name} law (tie {law.tie}) from any of its "
-            f"{len(order)} best starts (of {len(grid)}); best objective reached {best_any:.6g} "
+            f"{len(order)} best starts (of {len(scores)}); best objective reached {best_any:.6g} "
             f"({'sum of squared loss residuals' if solver == 'lm' else 'summed Huber loss on log residuals'}). "
             "Check the data for outliers, or for too few distinct sizes, token counts or shapes."
         )
     theta, value = best
-    return Solution(theta, value, obj.rms(theta), converged, len(order), len(grid))
+    return Solution(theta, value, obj.rms(theta), converged, len(order), len(scores))

@@ -82,6 +82,19 @@ def plot(models: list[dict], figures: Path) -> list[Path]:
     return paths
 
 
+def law_choice(decision: dict) -> str:
+    """With select.law auto: which form the law zoo chose, by how much, and against run-to-run noise."""
+    c = decision.get("law_choice")
+    if c is None:
+        return ""
+    out = f" → {c['form']} (lowest cross-validated error, MSE {c['cv_error']:.3g}"
+    if c["runner_up"] is not None:
+        out += f"; runner-up {c['runner_up']} at {c['margin']:.3g}×"
+    out += (f"; run-to-run noise MSE {c['noise_mse']:.3g})" if c["noise_mse"] is not None
+            else "; no replicated runs to compare with noise)")
+    return out
+
+
 def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     b, chosen = decision["budgets"], decision["chosen"]
     tasks = sorted({t for m in decision["models"] for t in m["accuracy"]})
@@ -89,7 +102,8 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         "# Shape decision",
         "",
         f"Budgets: N_C = {b['params']:,} parameters (±{b['tolerance']:.0%}), D_C = {b['tokens']:,} tokens, "
-        f"T_C = {b['latency_s']:.3f} s ({b['latency_rule']}); top-k = {b['k']}; law: {decision['law']}.",
+        f"T_C = {b['latency_s']:.3f} s ({b['latency_rule']}); top-k = {b['k']}; "
+        f"law: {decision['law']}{law_choice(decision)}.",
         "",
         f"**Chosen: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, n_layers={chosen['shape']['n_layers']}). "
         f"Why: {decision['why']}.",
@@ -151,6 +165,7 @@ def run(args):
     decision = {
         "budgets": selection["budgets"],
         "law": selection["law"],
+        **({"law_choice": selection["law_choice"]} if "law_choice" in selection else {}),
         "chosen": chosen,
         "why": why,
         "models": models,

@@ -6,6 +6,7 @@ from dataclasses import asdict, is_dataclass
 
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
+from morph.law.names import AUTO
 from morph.select.pareto_figure import plot_pareto
 from morph.shape import Shape, run_id
 from morph.workflow import experiment, paths
@@ -93,7 +94,10 @@ def run(args):
     cfg = experiment.load(args.params)
     sel = cfg.select
     law = read_json(args.law)
-    if law.get("law") != sel.law:
+    if sel.law == AUTO and "chosen_by" not in law:
+        raise MorphError(f"{args.law}: select.law is auto, but this fit was not chosen by the law zoo (no 'chosen_by'); "
+                         f"`morph laws` writes the chosen one to {paths.law_json(AUTO)}")
+    if sel.law != AUTO and law.get("law") != sel.law:
         raise MorphError(f"{args.law}: holds a {law.get('law')!r} fit, but select.law is {sel.law!r}")
     cands = read_json(args.candidates)
     for c in cands["candidates"] + [cands["baseline"]]:
@@ -106,6 +110,7 @@ def run(args):
         "budgets": {"params": sel.params, "tokens": sel.tokens, "latency_s": t_c, "latency_rule": t_c_rule,
                     "tolerance": sel.tolerance, "k": sel.k, **serving_budgets(sel)},
         "law": sel.law,
+        **({"law_choice": {"form": law["law"], **law["chosen_by"]}} if sel.law == AUTO else {}),
         "tokens": sel.tokens,
         "warnings": warnings,
         # A degenerate fit (e.g. no shape effect found) must travel with the decision it informed.

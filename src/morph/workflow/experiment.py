@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from morph.latency.names import BACKENDS as LATENCY_BACKENDS
-from morph.law.names import LAWS, SOLVERS, TIES
+from morph.law.names import AUTO, LAWS, PAPER_LAWS, SOLVERS, TIES
 from morph.shape import Shape, ShapeError, ShapeRules
 from morph.workflow import grid
 from morph.workflow.schema import ConfigError, build, rule, section
@@ -131,7 +131,7 @@ class Latency:
 
 @dataclass(frozen=True)
 class Fit:
-    laws: tuple[str, ...] = rule(list(LAWS), min_len=1, each={"choices": LAWS})
+    laws: tuple[str, ...] = rule(list(PAPER_LAWS), min_len=1, each={"choices": LAWS})
     tie: str = rule("all", choices=TIES)
     solver: str = rule("lm", choices=SOLVERS)
     bootstrap: int = rule(200, min=0)
@@ -170,7 +170,7 @@ class Select:
     min_throughput: MinThroughput | None = rule(None)
     max_kv_cache: MaxKVCache | None = rule(None)
     max_ttft_s: float | None = rule(None, min=0.0)
-    law: str = rule("inference-aware", choices=LAWS)
+    law: str = rule("inference-aware", choices=(*LAWS, AUTO))
     depths: tuple[int, ...] = rule((), each={"min": 1})
     shapes: tuple[ShapeSpec, ...] = rule(())
     tolerance: float = rule(0.1, min=0.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 from dataclasses import dataclass, field
 
+from morph.law.names import AUTO
 from morph.workflow import code_deps
 from morph.workflow import paths as P
 from morph.workflow.commands import COMMANDS
@@ -101,12 +102,14 @@ def latency_collect(exp: Experiment, p: str) -> Node:
 
 
 def laws(exp: Experiment, p: str) -> Node:
-    figures = [P.figure(f) for f in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute")]
+    figures = [P.figure(f) for f in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo")]
     return Node("laws", "",
                 f"morph laws --params {p} --runs {P.RUNS_CSV} --out-dir {P.LAW_DIR} --figures {P.FIGURES}",
                 deps=(*code("laws"), P.RUNS_CSV),
-                outs=(*(P.law_json(law) for law in exp.fit.laws), f"{P.LAW_DIR}/ablations.json",
-                      f"{P.LAW_DIR}/ablations.md", *figures),
+                outs=(*(P.law_json(law) for law in exp.fit.laws),
+                      *((P.law_json(AUTO),) if exp.select.law == AUTO else ()),  # the zoo's winner, fitted
+                      f"{P.LAW_DIR}/ablations.json",
+                      f"{P.LAW_DIR}/ablations.md", f"{P.LAW_DIR}/zoo.json", f"{P.LAW_DIR}/zoo.md", *figures),
                 params=("seed", "tokenizer", "model", "fit", "grid"))
 
 

@@ -1,0 +1,155 @@
+"""The law zoo: each form recovers its own data and wins its own cross-validation, the published Gemstones
+ordering, and bad input to `morph fit --cv`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from morph import cli
+from morph.errors import MorphError
+from morph.law.fitting import fit_law, validate
+from morph.law.forms import Law, predict
+from morph.law.names import LAWS
+from morph.law.zoo import cross_validate
+
+DATA = Path(__file__).parent / "data"
+BASE = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha": 0.34, "beta": 0.37}
+# Known shape terms, each moving the loss by several percent over the shapes below.
+TRUE = {
+    "chinchilla": BASE,
+    "inference-aware": BASE | {"eps": 0.01, "gamma": 0.5},
+    "additive": BASE | {"C": 0.02, "gamma": 0.5},
+    "conditional": BASE | {"kappa": 0.05, "mu": -2.4},  # width-to-sqrt(N) optimum e^-2.4 ~ 0.09
+    "kaplan": BASE | {"kappa": 0.05, "rho": np.log(50.0)},  # aspect-ratio optimum 50
+}
+SIZES = np.geomspace(5e7, 2e9, 5)
+
+
+def runs(law: str) -> pd.DataFrame:
+    """Noise-free runs of `law`: 5 sizes from 50M to 2B, 3 depths each with the width N = 12 n_layers d^2
+    gives, at 20, 40 and 160 tokens per parameter."""
+    rows = [{"params": n, "tokens": m * n, "multiplier": m, "d_model": np.sqrt(n / (12 * depth)), "n_layers": depth}
+            for n in SIZES for depth in (4, 12, 36) for m in (20, 40, 160)]
+    df = pd.DataFrame(rows)
+    return df.assign(loss=predict(TRUE[law], df["params"], df["tokens"], df["d_model"], df["n_layers"]))
+
+
+def morph(*argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+@pytest.mark.parametrize("law_name", LAWS)
+def test_each_form_recovers_its_known_coefficients(law_name):
+    law = Law(law_name, "none")
+    result = fit_law(validate(runs(law_name), law, "synthetic", law.n_free), law, "lm", progress=False)
+    for k, v in result["coefficients"].items():
+        assert v == pytest.approx(TRUE[law_name][k], rel=1e-3, abs=1e-6), k
+
+
+@pytest.mark.parametrize("law_name", LAWS)
+def test_each_form_wins_its_own_cross_validation(law_name):
+    zoo = cross_validate(runs(law_name), [Law(n, "none") for n in LAWS], "lm", "synthetic")
+    assert zoo["folds"] == {"size": [f"{n:.0f}" for n in SIZES], "multiplier": ["20", "40", "160"]}
+    assert zoo["winner"] == law_name, {n: f["cv_error"] for n, f in zoo["forms"].items()}
+    assert zoo["forms"][law_name]["cv_error"] < 1e-8  # noise-free: the true form predicts held-out runs exactly
+    if law_name != "chinchilla":  # every shape form nests Chinchilla, and ties with it on Chinchilla's runs
+        assert zoo["margin"] > 100
+
+
+def gemstones() -> pd.DataFrame:
+    g = pd.read_csv(DATA / "gemstones_cool_end.csv")
+    return g.rename(columns={"params_active_precise": "params", "width": "d_model", "depth": "n_layers",
+                             "final_loss": "loss"})
+
+
+@pytest.mark.parametrize("solver", ["lm", "huber-log"])
+def test_gemstones_inference_aware_has_lower_cross_validated_error_than_chinchilla(solver):
+    """The known ordering on Gemstones (cool_end): shape matters at fixed size, so the shape-aware law
+    predicts held-out sizes better."""
+    zoo = cross_validate(gemstones(), [Law("chinchilla", "all"), Law("inference-aware", "all")], solver, "gemstones")
+    assert zoo["notes"] == ["no `multiplier` column: leave-one-multiplier-out skipped"]
+    assert zoo["ranking"] == ["inference-aware", "chinchilla"]
+    assert zoo["margin"] > 1.2
+
+
+def test_fit_cv_writes_scores_and_prints_the_table(tmp_path, capsys):
+    csv, out = tmp_path / "runs.csv", tmp_path / "zoo.json"
+    runs("kaplan").to_csv(csv, index=False)
+    assert morph("fit", "--cv", "--runs", csv, "--tie", "none", "--out", out) == 0
+    zoo = json.loads(out.read_text())
+    assert zoo["winner"] == "kaplan" and set(zoo["forms"]) == set(LAWS)
+    assert zoo["inputs"] == {str(csv): zoo["inputs"][str(csv)]} and zoo["noise"] is None
+    size_folds = zoo["forms"]["chinchilla"]["cv"]["size"]["folds"]
+    assert len(size_folds) == 5 and sum(f["n"] for f in size_folds) == 45
+    printed = capsys.readouterr().out
+    assert "| 1 | kaplan |" in printed and "leave-one-multiplier-out MSE" in printed
+
+
+def test_one_tokens_per_parameter_ratio_ties_beta_to_alpha():
+    df = runs("inference-aware")
+    zoo = cross_validate(df[df["multiplier"] == 20], [Law("chinchilla", "none"), Law("kaplan", "all")], "lm", "one ratio")
+    assert "beta is tied to alpha (tie alpha-beta)" in zoo["notes"][-1]
+    assert zoo["forms"]["chinchilla"]["tie"] == "alpha-beta" and zoo["forms"]["kaplan"]["tie"] == "all"
+    assert zoo["winner"] is not None and "multiplier" not in zoo["folds"]
+
+
+def test_replicates_give_the_noise_floor():
+    df = runs("chinchilla")
+    twice = pd.concat([df, df.assign(loss=df["loss"] + 0.01)])
+    noise = cross_validate(twice, [Law("chinchilla", "all")], "lm", "twice")["noise"]
+    assert noise["mse"] == pytest.approx(0.01 ** 2 / 2) and noise["replicated_points"] == 45
+
+
+# -- bad input ---------------------------------------------------------------------------------------
+def test_unknown_form_is_refused_with_the_choices(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown law 'power'; choose one of"):
+        Law("power")
+    runs("chinchilla").to_csv(tmp_path / "runs.csv", index=False)
+    with pytest.raises(SystemExit):
+        morph("fit", "--runs", tmp_path / "runs.csv", "--law", "power", "--out", tmp_path / "o.json")
+    assert "invalid choice: 'power'" in capsys.readouterr().err
+
+
+def test_cv_on_a_csv_without_a_needed_column_names_file_and_column(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    runs("chinchilla").drop(columns=["n_layers"]).to_csv(csv, index=False)
+    assert morph("fit", "--cv", "--runs", csv, "--out", tmp_path / "zoo.json") == 2
+    err = capsys.readouterr().err
+    assert f"{csv}: missing column 'n_layers'; the inference-aware law needs columns" in err
+    assert not (tmp_path / "zoo.json").exists()
+
+
+def test_cv_refuses_single_fit_options_and_single_size_data(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    runs("chinchilla").to_csv(csv, index=False)
+    assert morph("fit", "--cv", "--law", "kaplan", "--runs", csv, "--out", tmp_path / "z.json") == 2
+    assert "--law: not used with --cv" in capsys.readouterr().err
+    assert morph("fit", "--runs", csv, "--out", tmp_path / "z.json") == 2
+    assert "--law: required unless --cv" in capsys.readouterr().err
+    one_size = runs("chinchilla").assign(params=1e8)
+    with pytest.raises(MorphError, match="every run is one size"):
+        cross_validate(one_size, [Law("chinchilla")], "lm", "one size")
+
+
+def test_a_bad_multiplier_is_named_and_an_empty_one_never_held_out(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    df = runs("chinchilla").astype({"multiplier": object})
+    df.loc[3, "multiplier"] = "twenty"
+    df.to_csv(csv, index=False)
+    assert morph("fit", "--cv", "--runs", csv, "--out", tmp_path / "zoo.json") == 2
+    assert f"{csv}: line 5: column 'multiplier' is 'twenty'; a multiplier" in capsys.readouterr().err
+    df.loc[3, "multiplier"] = None
+    zoo = cross_validate(df, [Law("chinchilla", "all")], "lm", "one empty")
+    assert sum(f["n"] for f in zoo["forms"]["chinchilla"]["cv"]["multiplier"]["folds"]) == len(df) - 1
+
+
+def test_a_quadratic_shape_factor_needs_three_distinct_shapes():
+    df = runs("kaplan")
+    two = df.assign(d_model=1024, n_layers=np.where(df["n_layers"] < 16, 8, 16))  # R = 128 or 64
+    with pytest.raises(MorphError, match="only 2 distinct values of R = d_model/n_layers; the kaplan law's kappa "
+                                         "and rho are unidentifiable from fewer than 3"):
+        validate(two, Law("kaplan"), "two shapes", min_rows=4)

@@ -1,6 +1,8 @@
 # Shared by every rule file: the validated experiment and the one stage table.
 import json
 import os
+import sys
+from pathlib import Path
 
 from morph.errors import MorphError
 from morph.workflow import experiment as morph_experiment
@@ -18,6 +20,18 @@ if config != (morph_experiment.read_raw(PARAMS) if workflow.overwrite_configfile
         "and run with `--configfile <copy>` (the target first: snakemake results/morph1b.json --configfile <copy>)"
     )
 CFG = morph_experiment.load(PARAMS)
+
+
+def _newest(folder):
+    return max((f.stat().st_mtime for f in Path(folder).iterdir()), default=0.0) if Path(folder).is_dir() else 0.0
+
+
+# DVC rewrites or restores outputs without Snakemake's records, which then sees them as new and would
+# retrain. Say how to adopt such a tree instead.
+if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > _newest(".snakemake/metadata"):
+    print(f"morph: dvc.lock is newer than Snakemake's records. If `dvc status` is clean, adopt DVC's outputs "
+          f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {PARAMS}",
+          file=sys.stderr)
 
 # Timing must not share the machine: a latency job takes the whole pool, every other job one unit.
 MACHINE = 100

@@ -212,6 +212,16 @@ def test_dvc_adopts_the_snakemake_outputs_without_rerunning(dvc_tree):
     assert "Running stage" not in sh(["dvc", "repro", "tokenize"], dvc_tree).stdout
 
 
+def test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree(dvc_tree):
+    out = sh(["snakemake", "-n", "results/morph1b.json", "--configfile", CI], dvc_tree)
+    if "Nothing to be done" not in out.stdout:
+        hint = f"snakemake --touch -j1 results/morph1b.json --configfile {CI}"
+        assert hint in out.stderr, out.stderr[-2000:]
+        sh(hint.split(), dvc_tree)
+    assert planned_jobs(dvc_tree) == {}
+    assert "up to date" in sh(["dvc", "status"], dvc_tree).stdout
+
+
 def dvc_changed(root: Path) -> dict[str, int]:
     """Stage families whose own inputs changed, as `dvc status` lists them."""
     out = sh(["dvc", "status"], root).stdout

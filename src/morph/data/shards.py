@@ -73,7 +73,7 @@ class DocWriter:
     (the caller makes the file atomic)."""
 
     def __init__(self, path: str | Path):
-        self._raw = open(path, "wb")
+        self._raw = open(path, "wb")  # noqa: SIM115 - held open across write() calls, closed by close()
         self._out = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0).stream_writer(self._raw, closefd=False)
 
     def write(self, record: dict) -> None:

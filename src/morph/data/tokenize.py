@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from morph.data import tokenize_gather, tokenize_shard, tokenizer
+from morph.data import saved_tokenizer, tokenize_gather, tokenize_shard, tokenizer
 from morph.data.manifest import SPLITS, checked_shard, read_manifest
 from morph.io import atomic_dir, write_json
 from morph.workflow import experiment, paths
@@ -23,22 +23,25 @@ def add_arguments(p):
 
 def run(args):
     cfg = experiment.load(args.params)
-    sample = Path(args.sample)
+    sample, out = Path(args.sample), Path(args.out)
     manifest = read_manifest(cfg, sample)
     name = cfg.tokenizer.name
     tok = (tokenizer.load_neox(cfg) if name == "gpt-neox-20b"
            else tokenizer.train_bpe(tokenizer.subsample(cfg, sample, manifest), cfg.vocab_size))
-    with atomic_dir(args.out) as tmp:
-        tokenizer.save_for_transformers(tok, tmp / "tokenizer")
-        saved = tokenizer.load_saved(tmp / "tokenizer")
-        for split in SPLITS:
-            for entry in manifest["splits"][split]["shards"]:
-                shard = entry["file"].removesuffix(".jsonl.zst")
-                summary = tokenize_shard.encode_shard(saved, tokenizer.token_dtype(cfg), checked_shard(sample, entry),
-                                                      Path(paths.token_shard(shard, str(tmp))))
-                write_json(paths.token_shard_summary(shard, str(tmp)), summary)
-        meta = tokenize_gather.gather(cfg, args.params, sample, tmp)
-        write_json(tmp / "meta.json", meta)
+    # Each file is written atomically and meta.json last, as the jobs do: it exists only when the
+    # shards it lists are whole.
+    (out / "meta.json").unlink(missing_ok=True)
+    with atomic_dir(out / "tokenizer") as tmp:
+        tokenizer.save_for_transformers(tok, tmp)
+    saved, dtype = saved_tokenizer.load_saved(out / "tokenizer"), saved_tokenizer.token_dtype(cfg)
+    for split in SPLITS:
+        for entry in manifest["splits"][split]["shards"]:
+            shard = entry["file"].removesuffix(".jsonl.zst")
+            summary = tokenize_shard.encode_shard(saved, dtype, checked_shard(sample, entry),
+                                                  Path(paths.token_shard(shard, args.out)))
+            write_json(paths.token_shard_summary(shard, args.out), summary)
+    meta = tokenize_gather.gather(cfg, args.params, sample, out)
+    write_json(out / "meta.json", meta)
     print(f"{name}: {meta['splits']['train']['tokens']:,} train and {meta['splits']['val']['tokens']:,} val tokens "
           f"({meta['dtype']}) into {args.out}")
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from morph.data.manifest import SPLITS, read_manifest
-from morph.data.tokenizer import EOT, load_saved, token_dtype
+from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 from morph.errors import MorphError
 from morph.io import library_versions, provenance, read_json, sha256_tree, write_json
 from morph.workflow import experiment, paths

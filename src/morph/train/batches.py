@@ -67,7 +67,8 @@ def _open_shard(root: Path, shard: dict, dtype: str, params: str) -> np.memmap:
         raise MorphError(f"{path}: holds {found:,} tokens but meta.json lists {shard['tokens']:,} (truncated); {rebuild}")
     if sha256_file(path) != shard["sha256"]:
         raise MorphError(f"{path}: its sha256 differs from meta.json's (damaged); {rebuild}")
-    return np.memmap(path, dtype=dtype, mode="r")
+    # A shard a very long document skipped is empty, and an empty file cannot be mapped.
+    return np.memmap(path, dtype=dtype, mode="r") if found else np.zeros(0, dtype=dtype)
 
 
 def open_tokens(root: str | Path, params: str = paths.PARAMS) -> TokenData:

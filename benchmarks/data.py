@@ -137,11 +137,13 @@ def main() -> int:
 def measured(cmd: str, cwd: Path) -> tuple[float, float, float]:
     """Wall seconds, peak RSS (MB) and CPU seconds of one command, from the kernel's account (wait4)."""
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src")}
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd.split(), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status:
-        raise SystemExit(f"{cmd} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a full pipe would stall the job
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd.split(), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status:
+            log.seek(0)
+            raise SystemExit(f"{cmd} failed:\n{log.read().decode()[-3000:]}")
     return time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from morph.model import build_model
-from morph.train.batches import IGNORE, TokenData, make_datamodule, steps_for_budget, train_batch
+from morph.train.batches import IGNORE, TokenData, TokenStream, make_datamodule, steps_for_budget, train_batch
 from morph.train.flops import matmul_peak_flops, train_flops_per_token
 from morph.train.lm import CausalLM, Optim, lr_factor
 from morph.train.run import make_trainer
@@ -103,7 +103,7 @@ def main():
     rules = cfg.rules
     vocab = rules.vocab_size
     tokens = np.random.default_rng(0).integers(0, vocab, size=200_000).astype(np.uint32)
-    data = TokenData(Path("."), {}, tokens, tokens[:10_000])
+    data = TokenData(Path("."), {}, TokenStream([tokens]), TokenStream([tokens[:10_000]]))
     steps = args.warmup + args.steps
     budget = steps * t.batch_size * seq_len
     assert steps_for_budget(budget, t.batch_size, seq_len) == steps

@@ -43,6 +43,7 @@ wildcard_constraints:
     slot=r"top-\d+",
     shape_id=r"d\d+-l\d+",
     model=r"[^/]+",
+    shard=r"(train|val)-\d{5}",
 
 
 def outputs(node):

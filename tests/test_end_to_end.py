@@ -131,17 +131,37 @@ def test_lineage_reaches_the_raw_shards_for_every_figure_and_the_decision(tree):
         assert "data/raw/fixture/" in out.split("sources:")[1], rel
 
 
+DATA_STAGES = {"sample", "tokenizer", "tokenize_shard", "tokenize_gather"}
+
+
 def test_tokens_target_is_current_and_a_seed_change_reruns_only_the_data_stages(tree):
-    assert planned_jobs(tree, target="data/tokens/train.bin") == {}
+    assert planned_jobs(tree, target="data/tokens/meta.json") == {}
     original = (tree / CI).read_text()
     raw = yaml.safe_load(original)
     raw["seed"] += 1
     try:
         (tree / CI).write_text(yaml.safe_dump(raw))
-        plan = planned_jobs(tree, target="data/tokens/train.bin")
+        plan = planned_jobs(tree, target="data/tokens/meta.json")
     finally:
         (tree / CI).write_text(original)
-    assert plan == {"sample": 1, "tokenize": 1}
+    shards = len(experiment.load(tree / CI).sample_shards)
+    assert plan == {"sample": 1, "tokenizer": 1, "tokenize_shard": shards, "tokenize_gather": 1}
+
+
+def test_a_truncated_token_shard_keeps_finished_runs_and_its_named_command_rebuilds_it(tree, tmp_path):
+    shard = tree / "data/tokens/train-00001.bin"
+    original = shard.read_bytes()
+    with shard.open("r+b") as f:  # as `truncate -s 100000` does
+        f.truncate(100_000)
+    # Training reads meta.json, which lists the shard's sha256, not the shard: nothing reruns or is deleted.
+    assert planned_jobs(tree) == {}
+    err = sh(["morph", "train", "--params", CI, "--run", "d40-l1-t2", "--out", str(tmp_path / "run")], tree,
+             check=False).stderr
+    rebuild = f"snakemake -j1 --force data/tokens/train-00001.bin --configfile {CI}"
+    assert "data/tokens/train-00001.bin: holds 50,000 tokens" in err and rebuild in err, err
+    sh(rebuild.split(), tree)
+    assert shard.read_bytes() == original
+    assert planned_jobs(tree) == {}
 
 
 def test_editing_one_shape_plans_only_that_shape_and_its_dependents(tree):
@@ -155,7 +175,7 @@ def test_editing_one_shape_plans_only_that_shape_and_its_dependents(tree):
     finally:
         (tree / CI).write_text(original)
     assert plan.get("train") == 2 and plan.get("latency") == 1, plan  # the new shape's 2 runs and 1 timing
-    assert "sample" not in plan and "tokenize" not in plan
+    assert not DATA_STAGES & set(plan), plan
     assert {"collect", "laws", "latency_collect", "candidates", "select", "report"} <= set(plan)
 
 
@@ -209,7 +229,7 @@ def test_dvc_adopts_the_snakemake_outputs_without_rerunning(dvc_tree):
     repro = sh(["dvc", "repro"], dvc_tree, timeout=900).stdout
     assert "Running stage" not in repro, repro
     assert metrics.stat().st_mtime_ns == before
-    assert "Running stage" not in sh(["dvc", "repro", "tokenize"], dvc_tree).stdout
+    assert "Running stage" not in sh(["dvc", "repro", "tokenize_gather"], dvc_tree).stdout
 
 
 def test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree(dvc_tree):
@@ -237,7 +257,7 @@ def test_dvc_sees_the_same_code_edits(dvc_tree):
     exp = experiment.load(dvc_tree / CI)
     assert changed["train"] == len(exp.grid_runs) + 1 and changed["train_target"] == 2, changed
     assert changed["latency"] == len(exp.latency_shapes), changed
-    assert not {"sample", "tokenize", "evaluate", "report"} & set(changed), changed
+    assert not (DATA_STAGES | {"evaluate", "report"}) & set(changed), changed
     with code_edited(dvc_tree, "src/morph/report/write.py"):
         assert dvc_changed(dvc_tree) == {"report": 1}
     with code_edited(dvc_tree, "src/morph/law/solvers.py"):

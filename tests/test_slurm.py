@@ -10,6 +10,8 @@ import pytest
 import slurm_cluster
 from test_end_to_end import BIN, CI, fresh_copy
 
+from morph.workflow import experiment
+
 pytestmark = pytest.mark.slow
 
 
@@ -42,6 +44,8 @@ def test_snakemake_trains_the_ci_grid_through_slurm(slurm_env, tmp_path):
     out = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     log = out.stdout + out.stderr
-    assert log.count("has been submitted with SLURM jobid") == 13, log[-3000:]  # sample, tokenize, 10 runs, collect
+    # sample, tokenizer, one tokenize job per sample shard, the gather, 10 runs, collect
+    shards = len(experiment.load(root / CI).sample_shards)
+    assert log.count("has been submitted with SLURM jobid") == 1 + 1 + shards + 1 + 10 + 1, log[-3000:]
     rows = list(csv.DictReader(open(root / "results/runs.csv")))
     assert len(rows) == 10 and all(0 < float(r["loss"]) < 10 for r in rows)

@@ -106,6 +106,40 @@ def test_batches_are_a_function_of_seed_and_step():
     assert torch.equal(y1[:, :-1], x1[:, 1:])  # targets are the inputs shifted by one
 
 
+def test_windows_are_drawn_across_shards_in_proportion_to_their_lengths():
+    from morph.train.batches import TokenStream, train_batch, val_windows
+
+    whole = np.arange(10_000, dtype=np.uint16)
+    one = TokenStream([whole])
+    for step in range(3):  # one shard draws exactly as one array did, so old runs resume unchanged
+        assert all(np.array_equal(a, b) for a, b in zip(train_batch(whole, step, 7, 4, 16, 10**6),
+                                                          train_batch(one, step, 7, 4, 16, 10**6)))
+    # Shards of 1,000 and 3,000 tokens with disjoint values: each window lies in one shard, and about
+    # three in four come from the longer one.
+    stream = TokenStream([whole[:1000], whole[5000:8000]])
+    rows = np.concatenate([train_batch(stream, s, 3, 16, 16, 10**6)[0].numpy() for s in range(200)])
+    in_short = (rows < 1000).all(axis=1)
+    assert (in_short | (rows >= 5000).all(axis=1)).all()
+    assert abs(1 - in_short.mean() - (3000 - 16) / (3000 - 16 + 1000 - 16)) < 0.05
+    inputs, _ = val_windows(TokenStream([whole[:40], whole[100:200]]), 16, 5)
+    assert [int(r[0]) for r in inputs] == [0, 16, 100, 116, 132]
+
+
+def test_a_truncated_shard_is_named_with_the_command_that_rebuilds_it(tokens, params, tmp_path, capsys):
+    import shutil
+
+    damaged = tmp_path / "tokens"
+    shutil.copytree(tokens, damaged)
+    shard = damaged / "train-00002.bin"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(damaged),
+                  "--out", str(tmp_path / "out"))
+    assert f"{shard}: holds 500 tokens but meta.json lists" in err and "(truncated)" in err
+    assert f"snakemake -j1 --force data/tokens/train-00002.bin --configfile {params}" in err
+    assert "dvc repro -s tokenize_shard-train-00002" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_lr_warms_up_then_decays_to_the_floor():
     from morph.train.lm import Optim, lr_factor
 
@@ -214,15 +248,18 @@ def test_budget_smaller_than_one_batch(tmp_path, tokens, capsys):
 def test_seq_len_longer_than_the_data(tmp_path, tokens, params, capsys):
     import shutil
 
+    from morph.io import sha256_file
+
     short = tmp_path / "tokens"
     shutil.copytree(tokens, short)
     meta = json.loads((short / "meta.json").read_text())
-    np.fromfile(short / "val.bin", dtype=np.uint16)[:20].tofile(short / "val.bin")
-    meta["splits"]["val"]["tokens"] = 20
+    val = meta["splits"]["val"]["shards"][0]
+    np.fromfile(short / val["file"], dtype=np.uint16)[:20].tofile(short / val["file"])
+    val.update(tokens=20, sha256=sha256_file(short / val["file"]))
     (short / "meta.json").write_text(json.dumps(meta))
     err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(short),
                   "--out", str(tmp_path / "out"))
-    assert "val.bin holds 20 tokens, fewer than model.seq_len + 1 = 33" in err
+    assert f"the val shards in {short} hold at most 20 tokens each, fewer than model.seq_len + 1 = 33" in err
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 

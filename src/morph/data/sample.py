@@ -1,13 +1,18 @@
-"""Sample documents uniformly (seeded) from DCLM shards into train and validation splits.
+"""Sample documents uniformly (seeded) from DCLM shards into train and validation shards, streaming.
 
 Sources (data.source): `fixture` and `local` read the globs in data.paths (DCLM *.jsonl.zst files,
 relative to the working directory); `hub` streams data.hub_id with `datasets` (needs the network).
 The character targets are (data.train_tokens or data.val_tokens) x data.chars_per_token x data.margin.
 Validation documents are drawn first, then training documents; no document is in both.
-Writes into --out: train.jsonl.zst and val.jsonl.zst (DCLM format, documents in sampled order, each
-with its `origin`) and manifest.json (seed, source files and their sha256, counts, output sha256).
-A source too small for the targets is an error unless data.allow_repeat is true, and then the
-repetition is recorded in the manifest.
+
+Local shards are read twice and never held: an index pass records each document's length, a seeded
+permutation of those lengths chooses the documents, and a second pass writes each chosen document
+as it is read. Each split goes to ceil(its characters / data.shard_mb) shards, a count fixed by the
+params so both graphs know every shard before sampling; a document goes to the shard its position
+in the split's characters falls in. Writes into --out: <split>-NNNNN.jsonl.zst (DCLM format, each
+document with its `origin`) and manifest.json (seed, source files and their sha256, and every shard
+with its documents, characters and sha256). A source too small for the targets is an error unless
+data.allow_repeat is true, and then the repetition is recorded in the manifest.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import math
 import os
 import socket
 import threading
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,7 +29,7 @@ from urllib.parse import urlparse
 import numpy as np
 from tqdm import tqdm
 
-from morph.data.shards import read_docs, write_docs
+from morph.data.shards import DocWriter, read_docs
 from morph.errors import MorphError
 from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.workflow import experiment, paths
@@ -47,8 +53,7 @@ class Targets:
 
 def targets(cfg: Experiment) -> Targets:
     d = cfg.data
-    per_token = d.chars_per_token * d.margin
-    train, val = math.ceil(d.train_tokens * per_token), math.ceil(d.val_tokens * per_token)
+    train, val = cfg.sample_chars["train"], cfg.sample_chars["val"]
     explain = (
         f"train {train:,} + val {val:,} characters = (data.train_tokens {d.train_tokens:,} / "
         f"data.val_tokens {d.val_tokens:,}) x data.chars_per_token {d.chars_per_token} x data.margin {d.margin}"
@@ -103,40 +108,81 @@ def _resolve(patterns: list[str]) -> list[str]:
     return list(files)
 
 
-def _from_shards(cfg: Experiment, tg: Targets) -> tuple[list[dict], list[dict], dict, int]:
-    files = _resolve(cfg.data.paths)
-    where, lengths = [], []  # (file index, line number) and characters of every document
+class SplitShards:
+    """One split's shards, filled as documents arrive: a document goes to the shard its first character's
+    position in the split falls in, so shards hold about equal text and their count never changes."""
+
+    def __init__(self, directory: Path, names: list[str], target_chars: int):
+        self.directory, self.names, self.target = directory, names, target_chars
+        self.chars = 0  # characters written to the split so far
+        self.shards: list[dict] = []  # one summary per shard opened so far
+        self._writer: DocWriter | None = None
+
+    def _open_through(self, index: int) -> None:
+        while len(self.shards) <= index:  # shards skipped by a very long document stay empty
+            if self._writer:
+                self._writer.close()
+            name = Path(paths.sample_shard(self.names[len(self.shards)])).name
+            self._writer = DocWriter(self.directory / name)
+            self.shards.append({"file": name, "docs": 0, "chars": 0})
+
+    def add(self, record: dict) -> None:
+        self._open_through(min(len(self.names) - 1, self.chars * len(self.names) // self.target))
+        self._writer.write(record)
+        self.shards[-1]["docs"] += 1
+        self.shards[-1]["chars"] += len(record["text"])
+        self.chars += len(record["text"])
+
+    def close(self) -> list[dict]:
+        self._open_through(len(self.names) - 1)
+        self._writer.close()
+        return [{**s, "sha256": sha256_file(self.directory / s["file"])} for s in self.shards]
+
+
+def _index(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The characters of every document, and the number of documents in each file; no text is kept."""
+    lengths, per_file = array("q"), []
     with tqdm(desc="index documents", unit="doc") as bar:
-        for f_idx, path in enumerate(files):
-            for line_no, record in read_docs(path):
-                where.append((f_idx, line_no))
+        for path in files:
+            before = len(lengths)
+            for _, record in read_docs(path):
                 lengths.append(len(record["text"]))
                 bar.update()
-    chosen = plan(np.asarray(lengths, dtype=np.int64), cfg.seed, tg, cfg.data.allow_repeat)
+            per_file.append(len(lengths) - before)
+    return np.frombuffer(lengths, dtype=np.int64), np.asarray(per_file, dtype=np.int64)
 
-    wanted: dict[tuple[int, int], dict | None] = {where[i]: None for i in np.concatenate([chosen.val, chosen.train])}
-    with tqdm(total=len(wanted), desc="read sample", unit="doc") as bar:
-        for f_idx in sorted({f for f, _ in wanted}):
-            for line_no, record in read_docs(files[f_idx]):
-                if (f_idx, line_no) in wanted:
-                    wanted[(f_idx, line_no)] = {
-                        "text": record["text"],
-                        "id": record.get("id", record.get("url")),
-                        "origin": f"{files[f_idx]}:{line_no}",
-                    }
-                    bar.update()
 
-    def records(indices):
-        return [wanted[where[i]] for i in indices]
+def _from_shards(cfg: Experiment, tg: Targets, sinks: dict[str, SplitShards]) -> tuple[dict, int, dict]:
+    files = _resolve(cfg.data.paths)
+    lengths, per_file = _index(files)
+    chosen = plan(lengths, cfg.seed, tg, cfg.data.allow_repeat)
+    in_val = np.zeros(len(lengths), dtype=bool)
+    in_val[chosen.val] = True
+    train_times = np.bincount(chosen.train, minlength=len(lengths))  # > 1 only when repeated
+    first = np.cumsum(per_file) - per_file  # each file's first document, in the index
+    with tqdm(total=len(chosen.val) + len(chosen.train), desc="write sample", unit="doc") as bar:
+        for f_idx, path in enumerate(files):
+            mine = slice(first[f_idx], first[f_idx] + per_file[f_idx])
+            if not (in_val[mine].any() or train_times[mine].any()):
+                continue
+            for line_no, record in read_docs(path):
+                doc = first[f_idx] + line_no - 1
+                copies = int(in_val[doc]) + int(train_times[doc])
+                if not copies:
+                    continue
+                out = {"text": record["text"], "id": record.get("id", record.get("url")), "origin": f"{path}:{line_no}"}
+                for split in ["val"] * int(in_val[doc]) + ["train"] * int(train_times[doc]):
+                    sinks[split].add(out)
+                bar.update(copies)
 
     source = {
         "kind": cfg.data.source,
         "paths": cfg.data.paths,
         "docs": len(lengths),
-        "chars": int(sum(lengths)),
+        "chars": int(lengths.sum()),
         **provenance(files),
     }
-    return records(chosen.train), records(chosen.val), source, chosen.passes
+    return source, chosen.passes, {"train": int(np.count_nonzero(train_times)), "val": len(chosen.val)}
 
 
 def hub_endpoint() -> str:
@@ -174,7 +220,7 @@ def check_hub_reachable(cfg: Experiment) -> None:
         )
 
 
-def _from_hub(cfg: Experiment, tg: Targets) -> tuple[list[dict], list[dict], dict, int]:
+def _from_hub(cfg: Experiment, tg: Targets, sinks: dict[str, SplitShards]) -> tuple[dict, int, dict]:
     check_hub_reachable(cfg)
     timeout = cfg.data.hub_timeout_s
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(math.ceil(timeout)))  # for datasets' own requests
@@ -190,54 +236,44 @@ def _from_hub(cfg: Experiment, tg: Targets) -> tuple[list[dict], list[dict], dic
     except Exception as err:  # network and hub errors come in many types; all mean the same to the user
         raise MorphError(f"data.hub_id: cannot open {hub_id!r} on the hub ({type(err).__name__}: {err})") from None
     stream = stream.shuffle(seed=cfg.seed, buffer_size=HUB_SHUFFLE_BUFFER)
-    train, val, chars = [], [], {"train": 0, "val": 0}
     with tqdm(total=tg.train_chars + tg.val_chars, desc="stream hub", unit="char", unit_scale=True) as bar:
         for i, record in enumerate(stream):
             text = record.get("text")
             if not isinstance(text, str):
                 raise MorphError(f"{hub_id}: streamed document {i} has no string `text` field")
-            split = "val" if chars["val"] < tg.val_chars else "train"
-            (val if split == "val" else train).append(
-                {"text": text, "id": record.get("id", record.get("url")), "origin": f"hub:{hub_id}@{revision}#{i}"}
-            )
-            chars[split] += len(text)
+            split = "val" if sinks["val"].chars < tg.val_chars else "train"
+            sinks[split].add({"text": text, "id": record.get("id", record.get("url")),
+                              "origin": f"hub:{hub_id}@{revision}#{i}"})
             bar.update(len(text))
-            if chars["train"] >= tg.train_chars:
+            if sinks["train"].chars >= tg.train_chars:
                 break
         else:
             raise MorphError(f"data.hub_id: the stream of {hub_id!r} ended before the sample was full ({tg.explain})")
     source = {"kind": "hub", "hub_id": hub_id, "revision": revision, "shuffle_buffer": HUB_SHUFFLE_BUFFER}
-    return train, val, source, 1
-
-
-def _split_summary(records: list[dict], path: Path) -> dict:
-    return {
-        "file": path.name,
-        "docs": len(records),
-        "unique_docs": len({r["origin"] for r in records}),
-        "chars": sum(len(r["text"]) for r in records),
-        "sha256": sha256_file(path),
-    }
+    return source, 1, {split: sum(s["docs"] for s in sink.shards) for split, sink in sinks.items()}
 
 
 def run(args):
     cfg = experiment.load(args.params)
     tg = targets(cfg)
     source_fn = _from_hub if cfg.data.source == "hub" else _from_shards
-    train, val, source, passes = source_fn(cfg, tg)
     with atomic_dir(args.out) as tmp:
+        sinks = {split: SplitShards(tmp, [n for n in cfg.sample_shards if n.startswith(f"{split}-")], chars)
+                 for split, chars in (("train", tg.train_chars), ("val", tg.val_chars))}
+        source, passes, unique = source_fn(cfg, tg, sinks)
         splits = {}
-        for name, records in (("train", train), ("val", val)):
-            path = tmp / f"{name}.jsonl.zst"
-            write_docs(path, tqdm(records, desc=f"write {name}", unit="doc"))
-            splits[name] = _split_summary(records, path)
+        for split, sink in sinks.items():
+            shards = sink.close()
+            splits[split] = {"docs": sum(s["docs"] for s in shards), "unique_docs": unique[split],
+                             "chars": sum(s["chars"] for s in shards), "shards": shards}
         write_json(
             tmp / "manifest.json",
             {
                 "seed": cfg.seed,
                 "source": source,
                 "targets": {"train_chars": tg.train_chars, "val_chars": tg.val_chars,
-                            **{k: getattr(cfg.data, k) for k in ("train_tokens", "val_tokens", "chars_per_token", "margin")}},
+                            **{k: getattr(cfg.data, k) for k in ("train_tokens", "val_tokens", "chars_per_token",
+                                                                 "margin", "shard_mb")}},
                 "splits": splits,
                 "repeated": passes > 1,
                 "train_passes": passes,
@@ -245,6 +281,7 @@ def run(args):
             },
         )
     print(f"sampled {splits['train']['docs']:,} train docs ({splits['train']['chars']:,} chars) and "
-          f"{splits['val']['docs']:,} val docs ({splits['val']['chars']:,} chars) into {args.out}"
+          f"{splits['val']['docs']:,} val docs ({splits['val']['chars']:,} chars) into "
+          f"{len(cfg.sample_shards)} shards in {args.out}"
           + (f"; training documents repeated over {passes} passes" if passes > 1 else ""))
     return 0

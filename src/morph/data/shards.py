@@ -68,9 +68,27 @@ def _parse(path: Path, line_no: int, line: str) -> dict:
     return record
 
 
+class DocWriter:
+    """Append records to a .jsonl.zst shard one at a time, so no caller holds a shard's documents
+    (the caller makes the file atomic)."""
+
+    def __init__(self, path: str | Path):
+        self._raw = open(path, "wb")  # noqa: SIM115 - held open across write() calls, closed by close()
+        self._out = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0).stream_writer(self._raw, closefd=False)
+
+    def write(self, record: dict) -> None:
+        self._out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    def close(self) -> None:
+        self._out.close()
+        self._raw.close()
+
+
 def write_docs(path: str | Path, records: Iterable[dict]) -> None:
     """Write records as a .jsonl.zst shard (the caller makes it atomic)."""
-    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0)
-    with open(path, "wb") as raw, cctx.stream_writer(raw, closefd=False) as out:
+    writer = DocWriter(path)
+    try:
         for record in records:
-            out.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+            writer.write(record)
+    finally:
+        writer.close()

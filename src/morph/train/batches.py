@@ -1,7 +1,8 @@
-"""Token batches for training: seeded random windows from train.bin, a fixed set from val.bin.
+"""Token batches for training: seeded random windows across the train shards, a fixed set from val.
 
-The tokens directory (the tokenize stage's output) holds train.bin and val.bin (np.memmap of
-token ids, dtype in meta.json), meta.json and tokenizer/.
+The tokens directory (the tokenize stages' output) holds meta.json, which lists every split's token
+shards (raw token ids, dtype in meta.json) with their counts and sha256, and tokenizer/. Each shard
+is read in place through its own np.memmap; a split is never copied into one array.
 """
 from __future__ import annotations
 
@@ -11,26 +12,68 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
-from morph.io import read_json
+from morph.io import read_json, sha256_file
+from morph.workflow import paths
 
 DTYPES = ("uint16", "uint32")
 IGNORE = -100  # label value the loss skips (torch's cross_entropy default ignore_index)
+
+
+class TokenStream:
+    """One split as the list of its shards, addressed as windows of seq_len + 1 tokens that never
+    cross a shard's end (every shard ends with a document's <|endoftext|>)."""
+
+    def __init__(self, shards: list[np.ndarray], name: str = "tokens"):
+        self.shards, self.name = shards, name
+        self.lengths = np.fromiter(map(len, shards), dtype=np.int64, count=len(shards))
+
+    def __len__(self) -> int:
+        return int(self.lengths.sum())
+
+    def window_starts(self, seq_len: int) -> np.ndarray:
+        """How many windows start in each shard."""
+        return np.maximum(self.lengths - seq_len, 0)
+
+    def window(self, shard: int, start: int, seq_len: int) -> np.ndarray:
+        return self.shards[shard][start : start + seq_len + 1]
+
+
+def as_stream(tokens) -> TokenStream:
+    """A TokenStream as is; one array as a stream of one shard."""
+    return tokens if isinstance(tokens, TokenStream) else TokenStream([tokens])
 
 
 @dataclass
 class TokenData:
     root: Path
     meta: dict
-    train: np.memmap
-    val: np.memmap
+    train: TokenStream
+    val: TokenStream
 
     @property
     def tokenizer_dir(self) -> Path:
         return self.root / "tokenizer"
 
 
-def open_tokens(root: str | Path) -> TokenData:
-    """Open a tokens directory, checking it is whole before any training starts."""
+def _open_shard(root: Path, shard: dict, dtype: str, params: str) -> np.memmap:
+    """One token shard, refused by name with the command that rebuilds it when it is not what meta.json lists."""
+    path = root / shard["file"]
+    name = Path(shard["file"]).stem
+    rebuild = f"rebuild it (and nothing after it) with {paths.rebuild_token_shard(name, params)}"
+    if not path.exists():
+        raise MorphError(f"{path}: missing token shard listed in {root / 'meta.json'}; {rebuild}")
+    found = path.stat().st_size // np.dtype(dtype).itemsize
+    if found != shard["tokens"]:
+        raise MorphError(f"{path}: holds {found:,} tokens but meta.json lists {shard['tokens']:,} (truncated); {rebuild}")
+    if sha256_file(path) != shard["sha256"]:
+        raise MorphError(f"{path}: its sha256 differs from meta.json's (damaged); {rebuild}")
+    # A shard a very long document skipped is empty, and an empty file cannot be mapped.
+    return np.memmap(path, dtype=dtype, mode="r") if found else np.zeros(0, dtype=dtype)
+
+
+def open_tokens(root: str | Path, params: str = paths.PARAMS) -> TokenData:
+    """Open a tokens directory, checking every shard is whole before any training starts; `params` is
+    the experiment file named in the command that rebuilds a bad shard."""
     root = Path(root)
     if not root.is_dir():
         raise MorphError(f"{root}: tokens directory not found (run `morph tokenize` first)")
@@ -42,17 +85,14 @@ def open_tokens(root: str | Path) -> TokenData:
         raise MorphError(f"{root / 'meta.json'}: dtype {meta['dtype']!r} is not one of {list(DTYPES)}")
     if not (root / "tokenizer").is_dir():
         raise MorphError(f"{root / 'tokenizer'}: tokenizer directory not found")
-    arrays = {}
+    streams = {}
     for split in ("train", "val"):
-        path = root / f"{split}.bin"
-        if not path.exists():
-            raise MorphError(f"{path}: missing token file")
-        expected = meta["splits"].get(split, {}).get("tokens")
-        found = path.stat().st_size // np.dtype(meta["dtype"]).itemsize
-        if expected != found:
-            raise MorphError(f"{path}: holds {found} tokens but meta.json counts {expected} (truncated or stale?)")
-        arrays[split] = np.memmap(path, dtype=meta["dtype"], mode="r")
-    return TokenData(root, meta, arrays["train"], arrays["val"])
+        shards = meta["splits"].get(split, {}).get("shards")
+        if not shards:
+            raise MorphError(f"{root / 'meta.json'}: lists no {split} shards; rerun `morph tokenize-gather`")
+        streams[split] = TokenStream([_open_shard(root, s, meta["dtype"], params) for s in shards],
+                                     f"the {split} shards in {root}")
+    return TokenData(root, meta, streams["train"], streams["val"])
 
 
 def steps_for_budget(tokens: int, batch_size: int, seq_len: int) -> int:
@@ -66,24 +106,31 @@ def steps_for_budget(tokens: int, batch_size: int, seq_len: int) -> int:
     return -(-tokens // per_step)
 
 
-def check_fits(tokens: np.ndarray, seq_len: int, what: str) -> None:
-    if len(tokens) < seq_len + 1:
+def check_fits(tokens: TokenStream, seq_len: int) -> None:
+    if not tokens.window_starts(seq_len).any():
         raise MorphError(
-            f"{what} holds {len(tokens):,} tokens, fewer than model.seq_len + 1 = {seq_len + 1}; "
-            "lower model.seq_len or tokenize more data"
+            f"{tokens.name} hold at most {int(tokens.lengths.max()):,} tokens each, fewer than model.seq_len + 1 = "
+            f"{seq_len + 1}; lower model.seq_len, or tokenize more data or raise data.shard_mb"
         )
 
 
-def train_batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_len: int, budget: int):
+def train_batch(tokens, step: int, seed: int, batch_size: int, seq_len: int, budget: int):
     """The batch of optimiser step `step`: a pure function of (seed, step), so a resumed run sees the same data.
 
-    Targets beyond the token budget are masked, so tokens trained on equal the budget exactly.
+    Window starts are drawn uniformly over every shard's starts, so shards are drawn in proportion to their
+    lengths (one shard draws exactly as one array would). Targets beyond the token budget are masked, so
+    tokens trained on equal the budget exactly.
     """
     import torch
 
+    tokens = as_stream(tokens)
+    counts = tokens.window_starts(seq_len)
+    ends = np.cumsum(counts)
     rng = np.random.default_rng([seed, step])
-    starts = rng.integers(0, len(tokens) - seq_len, size=batch_size)
-    rows = np.stack([tokens[s : s + seq_len + 1] for s in starts]).astype(np.int64)
+    starts = rng.integers(0, ends[-1], size=batch_size)
+    shards = np.searchsorted(ends, starts, side="right")
+    rows = np.stack([tokens.window(k, s - (ends[k] - counts[k]), seq_len) for k, s in zip(shards, starts)])
+    rows = rows.astype(np.int64)
     inputs, targets = torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy())
     first = step * batch_size * seq_len  # index of this batch's first target within the run
     position = first + torch.arange(batch_size * seq_len).view(batch_size, seq_len)
@@ -91,12 +138,17 @@ def train_batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_l
     return inputs, targets
 
 
-def val_windows(tokens: np.ndarray, seq_len: int, count: int):
-    """Up to `count` consecutive non-overlapping windows from the start of val.bin: the same for every run."""
+def val_windows(tokens, seq_len: int, count: int):
+    """Up to `count` consecutive non-overlapping windows from the start of each val shard in turn:
+    the same for every run."""
     import torch
 
-    count = min(count, (len(tokens) - 1) // seq_len)
-    rows = np.stack([tokens[i * seq_len : i * seq_len + seq_len + 1] for i in range(count)]).astype(np.int64)
+    tokens = as_stream(tokens)
+    rows = []
+    for k, length in enumerate(tokens.lengths):
+        take = min(count - len(rows), max(int(length) - 1, 0) // seq_len)
+        rows += [tokens.window(k, i * seq_len, seq_len) for i in range(take)]
+    rows = np.stack(rows).astype(np.int64)
     return torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy())
 
 
@@ -106,8 +158,8 @@ def make_datamodule(data: TokenData, seq_len: int, batch_size: int, val_batches:
     import lightning as L
     from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
-    check_fits(data.train, seq_len, f"{data.root / 'train.bin'}")
-    check_fits(data.val, seq_len, f"{data.root / 'val.bin'}")
+    check_fits(data.train, seq_len)
+    check_fits(data.val, seq_len)
     total = steps_for_budget(budget, batch_size, seq_len)
 
     class TrainSteps(IterableDataset):

@@ -137,7 +137,7 @@ def make_trainer(t: Train, accelerator: str, precision: str, out: Path, total: i
 
 
 def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
-          inputs: list[Path] | None = None) -> dict:
+          inputs: list[Path] | None = None, params: str = paths.PARAMS) -> dict:
     """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics."""
     import lightning as L
     import torch
@@ -154,7 +154,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     if t.devices > 1:
         # Every rank would draw the same batches (batches.TrainSteps is not sharded), breaking the budget.
         raise MorphError(f"train.devices: {t.devices} devices are not supported yet; use 1")
-    data = open_tokens(tokens_dir)
+    data = open_tokens(tokens_dir, params)
     if data.meta["vocab_size"] != run.shape.vocab_size:
         raise MorphError(
             f"{data.root / 'meta.json'}: vocab_size {data.meta['vocab_size']} differs from the experiment's "
@@ -235,5 +235,6 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
 def run(args):
     cfg = experiment.load(args.params)
     target, slot = resolve_run(cfg, args)
-    train(cfg, target, args.tokens, args.out, slot, inputs=[Path(args.selection)] if args.selection else None)
+    train(cfg, target, args.tokens, args.out, slot, inputs=[Path(args.selection)] if args.selection else None,
+          params=args.params)
     return 0

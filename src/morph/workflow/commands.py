@@ -5,6 +5,9 @@ stage's code from its entry module here."""
 COMMANDS = {
     "grid": "morph.workflow.grid_cli",
     "sample": "morph.data.sample",
+    "tokenizer": "morph.data.tokenizer",
+    "tokenize-shard": "morph.data.tokenize_shard",
+    "tokenize-gather": "morph.data.tokenize_gather",
     "tokenize": "morph.data.tokenize",
     "train": "morph.train.run",
     "collect": "morph.train.collect",

@@ -6,6 +6,7 @@ shapes and target slots it expands to, each computed once on first use.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -69,11 +70,17 @@ class Data:
     chars_per_token: float = rule(3.0, min=0.0)
     margin: float = rule(1.2, min=1.0)
     allow_repeat: bool = rule(False)
+    # Millions of characters per sample shard. Each shard is one tokenize job, so this sets how many
+    # jobs can run at once and bounds each job's memory; the count follows from the params alone.
+    shard_mb: float = rule(256.0, min=0.01)
 
 
 @dataclass(frozen=True)
 class Tokenizer:
     name: str = rule("bpe:2048", check=_tokenizer_rule)
+    # Millions of characters of the training split a BPE learns from (a seeded subsample): enough
+    # for merges, and a memory bound that does not grow with the sample.
+    train_mb: float = rule(64.0, min=0.01)
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,20 @@ class Experiment:
         return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
     # -- what the experiment expands to, computed once ------------------------------------------
+    @cached_property
+    def sample_chars(self) -> dict[str, int]:
+        """Characters each split draws: its token target x data.chars_per_token x data.margin."""
+        d = self.data
+        per_token = d.chars_per_token * d.margin
+        return {"train": math.ceil(d.train_tokens * per_token), "val": math.ceil(d.val_tokens * per_token)}
+
+    @cached_property
+    def sample_shards(self) -> tuple[str, ...]:
+        """Shard names (train-00000, ..., val-00000): a function of the params, so both graphs are static."""
+        size = self.data.shard_mb * 1e6
+        return tuple(f"{split}-{i:05d}" for split, chars in self.sample_chars.items()
+                     for i in range(math.ceil(chars / size)))
+
     @cached_property
     def vocab_size(self) -> int:
         m = TOKENIZER_PATTERN.match(self.tokenizer.name)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 PARAMS = "params.yaml"
 SAMPLE = "data/sample"
+SAMPLE_MANIFEST = f"{SAMPLE}/manifest.json"
 TOKENS = "data/tokens"
-# Files, not the directory, so `snakemake data/tokens/train.bin` names a target; the tokenizer is a directory.
-TOKEN_FILES = ("train.bin", "val.bin", "meta.json")
-TOKENIZER = "tokenizer"
+TOKENIZER = f"{TOKENS}/tokenizer"
+TOKENS_META = f"{TOKENS}/meta.json"
 RUNS = "runs"
 RUNS_CSV = "results/runs.csv"
 LATENCY_DIR = "latency"
@@ -20,6 +20,26 @@ SELECTION = "results/selection.json"
 EVAL_DIR = "results/eval"
 DECISION = "results/morph1b.json"
 REPORT_MD = "results/report.md"
+
+
+# Shards are files, not a directory, so each tokenize job reads and writes its own.
+def sample_shard(name: str, root: str = SAMPLE) -> str:
+    return f"{root}/{name}.jsonl.zst"
+
+
+def token_shard(name: str, root: str = TOKENS) -> str:
+    return f"{root}/{name}.bin"
+
+
+def token_shard_summary(name: str, root: str = TOKENS) -> str:
+    """Count and sha256 of one token shard, written beside it by the job that encodes it."""
+    return f"{root}/{name}.json"
+
+
+def rebuild_token_shard(name: str, params: str) -> str:
+    """The commands that re-encode one token shard and nothing downstream of it, in either tool."""
+    return (f"`snakemake -j1 --force {token_shard(name)} --configfile {params}` "
+            f"or `dvc repro -s tokenize_shard-{name}`")
 
 
 def run_dir(run: str) -> str:

@@ -15,7 +15,10 @@ from morph.workflow import paths as P
 from morph.workflow.commands import COMMANDS
 from morph.workflow.experiment import Experiment
 
-TOKEN_OUTS = (*(f"{P.TOKENS}/{f}" for f in P.TOKEN_FILES), f"{P.TOKENS}/{P.TOKENIZER}")
+# What training reads: meta.json names every token shard with its sha256, so depending on it (and
+# not on the shards) reruns training when a shard's content changes, but not when a damaged shard
+# is rebuilt to the same bytes.
+TOKEN_OUTS = (P.TOKENS_META, P.TOKENIZER)
 TASKS = "src/morph/evaluate/tasks"  # lm-eval task YAMLs and their helpers: the evaluate stage's data-as-code
 TRAIN_PARAMS = ("seed", "tokenizer", "model", "train")
 
@@ -51,13 +54,36 @@ def sample(exp: Experiment, p: str) -> Node:
     # Globs are expanded: both tools track files. A glob matching nothing is the sample stage's error to report.
     sources = () if exp.data.source == "hub" else tuple(sorted(f for pat in exp.data.paths for f in glob.glob(pat)))
     return Node("sample", "", f"morph sample --params {p} --out {P.SAMPLE}", deps=(*code("sample"), *sources),
-                outs=(P.SAMPLE,), params=("seed", "data"), directories=(P.SAMPLE,))
+                outs=(P.SAMPLE_MANIFEST, *(P.sample_shard(s) for s in exp.sample_shards)), params=("seed", "data"))
 
 
-def tokenize(exp: Experiment, p: str) -> Node:
-    return Node("tokenize", "", f"morph tokenize --params {p} --sample {P.SAMPLE} --out {P.TOKENS}",
-                deps=(*code("tokenize"), P.SAMPLE), outs=TOKEN_OUTS, params=("tokenizer",),
-                directories=(f"{P.TOKENS}/{P.TOKENIZER}",))
+def tokenizer(exp: Experiment, p: str) -> Node:
+    train_shards = (P.sample_shard(s) for s in exp.sample_shards if s.startswith("train-"))
+    return Node("tokenizer", "", f"morph tokenizer --params {p} --sample {P.SAMPLE} --out {P.TOKENIZER}",
+                deps=(*code("tokenizer"), P.SAMPLE_MANIFEST, *train_shards), outs=(P.TOKENIZER,),
+                params=("seed", "tokenizer"), directories=(P.TOKENIZER,))
+
+
+def _sample_shard(exp: Experiment, shard: str) -> None:
+    if shard not in exp.sample_shards:
+        raise KeyError(f"shard {shard!r} is not one of the experiment's sample shards (data.shard_mb sets them)")
+
+
+def tokenize_shard(exp: Experiment, p: str, shard: str) -> Node:
+    _check(lambda s: _sample_shard(exp, s), shard)
+    out, summary = P.token_shard(shard), P.token_shard_summary(shard)
+    return Node("tokenize_shard", shard,
+                f"morph tokenize-shard --params {p} --tokenizer {P.TOKENIZER} --shard {P.sample_shard(shard)} "
+                f"--out {out} --summary {summary}",
+                deps=(*code("tokenize-shard"), P.TOKENIZER, P.sample_shard(shard)), outs=(out, summary),
+                params=("tokenizer",))
+
+
+def tokenize_gather(exp: Experiment, p: str) -> Node:
+    return Node("tokenize_gather", "", f"morph tokenize-gather --params {p} --sample {P.SAMPLE} --tokens {P.TOKENS}",
+                deps=(*code("tokenize-gather"), P.SAMPLE_MANIFEST, P.TOKENIZER,
+                      *(P.token_shard_summary(s) for s in exp.sample_shards)),
+                outs=(P.TOKENS_META,), params=("data", "tokenizer"))
 
 
 def _train_outs(run: str) -> dict:
@@ -145,7 +171,8 @@ def report(exp: Experiment, p: str) -> Node:
 
 
 def all_nodes(exp: Experiment, p: str = P.PARAMS) -> list[Node]:
-    nodes = [sample(exp, p), tokenize(exp, p)]
+    nodes = [sample(exp, p), tokenizer(exp, p), *(tokenize_shard(exp, p, s) for s in exp.sample_shards),
+             tokenize_gather(exp, p)]
     nodes += [train(exp, p, r.run_id) for r in (*exp.grid_runs, exp.baseline)]
     nodes += [collect(exp, p)]
     nodes += [latency(exp, p, s.shape_id) for s in exp.latency_shapes]

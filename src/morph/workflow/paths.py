@@ -26,6 +26,16 @@ def run_dir(run: str) -> str:
     return f"{RUNS}/{run}"
 
 
+def eval_json(run: str) -> str:
+    """morph's score summary of one evaluated model."""
+    return f"{EVAL_DIR}/{run}.json"
+
+
+def lm_eval_out(run: str) -> str:
+    """lm-eval's own results, per-item samples and item ids, beside the summary."""
+    return f"{EVAL_DIR}/{run}"
+
+
 def law_json(law: str) -> str:
     return f"{LAW_DIR}/{law}.json"
 

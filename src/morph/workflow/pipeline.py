@@ -124,10 +124,12 @@ def select(exp: Experiment, p: str) -> Node:
 
 
 def evaluate(exp: Experiment, p: str, run: str) -> Node:
-    out = f"{P.EVAL_DIR}/{run}.json"
-    return Node("evaluate", run, f"morph evaluate --params {p} --model {P.run_dir(run)}/model --out {out}",
-                deps=(*code("evaluate"), TASKS, f"{P.run_dir(run)}/model"), outs=(out,),
-                params=("evaluate",), metrics=(out,))
+    out, lm_eval_out = P.eval_json(run), P.lm_eval_out(run)
+    return Node("evaluate", run,
+                f"morph evaluate --params {p} --model {P.run_dir(run)}/model --out {out} --lm-eval-out {lm_eval_out}",
+                deps=(*code("evaluate"), TASKS, f"{P.run_dir(run)}/model"), outs=(out, lm_eval_out),
+                # model: scored at model.seq_len, the context the model was trained at
+                params=("seed", "model", "evaluate"), metrics=(out,), directories=(lm_eval_out,))
 
 
 def report(exp: Experiment, p: str) -> Node:

@@ -131,7 +131,7 @@ def evaluate(
     wall = time.perf_counter() - start
     command = write_lm_eval_outputs(out, Path(lm_eval_out), samples, model_dir, max_length, batch_size)
 
-    scores = {t: _task_scores(out, names[t]) for t in tasks}
+    scores = {t: {**_task_scores(out, names[t]), "samples": samples_file(names[t])} for t in tasks}
     headline = [s.get("acc_norm", s["acc"]) for s in scores.values()]
     return {
         "model": {
@@ -167,6 +167,11 @@ def evaluate(
     }
 
 
+def samples_file(lm_task: str) -> str:
+    """lm-eval's per-item samples of one task, in the lm-eval output folder."""
+    return f"samples_{lm_task}.jsonl"
+
+
 def write_lm_eval_outputs(out: dict, folder: Path, samples: dict | None, model_dir: Path, max_length: int,
                           batch_size: int) -> str:
     """lm-eval's results file, its per-item samples and the item ids, in one folder written at once.
@@ -182,7 +187,7 @@ def write_lm_eval_outputs(out: dict, folder: Path, samples: dict | None, model_d
         (tmp / "results.json").write_text(json.dumps({k: v for k, v in out.items() if k != "samples"}, indent=2,
                                                      default=handle_non_serializable, ensure_ascii=False))
         for task, rows in out["samples"].items():
-            (tmp / f"samples_{task}.jsonl").write_text("".join(dump(r) + "\n" for r in rows))
+            (tmp / samples_file(task)).write_text("".join(dump(r) + "\n" for r in rows))
         if samples is not None:
             (tmp / ITEMS_FILE).write_text(json.dumps(samples))
     task_names = ",".join(out["samples"])

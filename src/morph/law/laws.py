@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
-from morph.law.fitting import evaluate, fit_law, validate
+from morph.law.fitting import evaluate, fit_law, predict_frame, validate
 from morph.law.forms import Law
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment
@@ -205,6 +205,17 @@ def ablations_markdown(rows: list[dict], solver: str) -> str:
 
 
 # -- the stage ----------------------------------------------------------------------------------------
+def write_predictions(df, fit_mask, fits: dict, path: Path) -> None:
+    """Each run's held-out loss beside every law's prediction of it: the data of `dvc plots show`."""
+    from morph.io import atomic_path
+
+    table = df[["run_id"]].assign(actual=df["loss"], set=np.where(fit_mask, "fit", "held out"))
+    for name, res in fits.items():
+        table[name] = predict_frame(res["coefficients"], df)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
 def run(args):
     from morph.io import atomic_path, library_versions, provenance, write_json
     from morph.law.figures import write_figures
@@ -243,6 +254,7 @@ def run(args):
     write_json(out_dir / "ablations.json", {"solver": fc.solver, "rows": rows, **meta})
     with atomic_path(out_dir / "ablations.md") as tmp:
         tmp.write_text(ablations_markdown(rows, fc.solver))
+    write_predictions(df, fit_mask, main, out_dir / paths.LAW_PREDICTIONS)
     write_figures(df, fit_mask, main, Path(args.figures))
     for name, r in main.items():
         held = r["metrics"]["heldout"]

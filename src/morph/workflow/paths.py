@@ -9,21 +9,30 @@ TOKENS = "data/tokens"
 TOKEN_FILES = ("train.bin", "val.bin", "meta.json")
 TOKENIZER = "tokenizer"
 RUNS = "runs"
+LOSS_CURVE = "logs/metrics.csv"  # in a run directory: what Lightning's CSVLogger(out, name="logs", version="") writes
 RUNS_CSV = "results/runs.csv"
 LATENCY_DIR = "latency"
 LATENCY_CSV = "results/latency.csv"
 LATENCY_MODEL = "results/latency_model.json"
 LAW_DIR = "results/law"
+LAW_PREDICTIONS = "predictions.csv"  # in LAW_DIR: each run's loss and every law's prediction of it
 FIGURES = "results/figures"
 CANDIDATES = "results/candidates.json"
 SELECTION = "results/selection.json"
 EVAL_DIR = "results/eval"
 DECISION = "results/morph1b.json"
 REPORT_MD = "results/report.md"
+SUMMARY = "results/summary.json"  # flat numbers for `dvc metrics show`
+REPORT_FIGURES = ("accuracy_vs_latency", "loss_vs_accuracy", "loss_curves")  # drawn by `morph report`
+CAPTIONS = "report/captions"  # <figure name>.rst: each figure's caption in `snakemake --report`
 
 
 def run_dir(run: str) -> str:
     return f"{RUNS}/{run}"
+
+
+def loss_curve(run: str) -> str:
+    return f"{run_dir(run)}/{LOSS_CURVE}"
 
 
 def eval_json(run: str) -> str:

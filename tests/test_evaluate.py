@@ -251,3 +251,18 @@ def test_missing_or_incomplete_model_dir(tmp_path, model_dir):
     (partial / "config.json").write_text((model_dir / "config.json").read_text())
     with pytest.raises(MorphError, match=r"missing weights .*tokenizer"):
         check_model_dir(partial)
+
+
+def test_items_whose_answer_alone_exceeds_the_context_are_left_out_and_counted(model_dir, tmp_path):
+    """lm-eval cannot score an answer longer than max_length; such PIQA items are not drawn."""
+    from transformers import AutoTokenizer
+
+    short = 24
+    result = evaluate(model_dir, ["piqa"], short, tmp_path / "lm_eval", limit=30, batch_size=16, seed=CI["seed"])
+    piqa = result["tasks"]["piqa"]
+    assert piqa["too_long"] > 0 and piqa["n"] == 30
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    docs = eval_data.load_split(eval_data.task_folders()["piqa"])["validation"]
+    for i in result["items"]["piqa"]:
+        # lm-eval splits context and answer at a token boundary; allow the one token that can move.
+        assert all(len(tok.encode(" " + docs[i][k], add_special_tokens=False)) <= short + 1 for k in ("sol1", "sol2"))

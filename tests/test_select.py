@@ -70,6 +70,7 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
              "predicted_loss": 3.1, "actual_loss": 3.2, "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6},
              "speedup_vs_baseline": 1.0, "avg_accuracy": 0.5, "avg_accuracy_interval": [0.4, 0.6],
              "accuracy": {"copa": 0.5}, "accuracy_stderr": {"copa": 0.05}, "eval_limit": None, "eval_max_length": 64,
+             "eval_too_long": {"copa": 0},
              "shape": {"d_model": 64, "n_layers": 2}}
     decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0, "k": 1},
                 "law": "inference-aware", "chosen": model, "why": "best", "models": [model], "candidates": [],

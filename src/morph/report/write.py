@@ -10,7 +10,7 @@ from morph.errors import MorphError
 from morph.figures import pyplot, save_png
 from morph.io import atomic_path, provenance, read_json, write_json
 from morph.report.decide import RULES, decide
-from morph.report.uncertainty import headline_metric, interval, item_scores, paired_draws
+from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.workflow import experiment, paths
 from morph.workflow.paths import REPORT_FIGURES
 
@@ -40,11 +40,12 @@ def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
         "latency": cand["latency"],
         "accuracy": {task: s["acc"] for task, s in scores["tasks"].items()},
         "accuracy_norm": {task: s.get("acc_norm") for task, s in scores["tasks"].items()},
-        # lm-eval's standard error of each task's headline metric (the one the average takes)
-        "accuracy_stderr": {task: s.get(f"{headline_metric(s)}_stderr") for task, s in scores["tasks"].items()},
+        "accuracy_stderr": {task: s["acc_stderr"] for task, s in scores["tasks"].items()},  # lm-eval's
         "avg_accuracy": scores["average"],
         "eval_limit": scores.get("limit"),
         "eval_max_length": scores["max_length"],
+        # items left out because an answer alone is longer than the context the model was trained at
+        "eval_too_long": {task: s["too_long"] for task, s in scores["tasks"].items()},
     }
 
 
@@ -144,13 +145,15 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         lines += [f"| {c['leader']} | {c['other']} | {c['difference']:+.4f} | "
                   f"[{c['interval'][0]:+.4f}, {c['interval'][1]:+.4f}] | {'yes' if c['within_noise'] else 'no'} |"
                   for c in decision["comparisons"]]
-    lines += ["", f"Per-task accuracy (acc ± the standard error of the task's headline metric; lm-eval, zero-shot, "
+    lines += ["", f"Per-task accuracy (acc ± its standard error; lm-eval, zero-shot, "
               f"{items}, scored at the trained context of {first['eval_max_length']} tokens):", "",
               "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for m in decision["models"]:
         cells = [f"{m['accuracy'][t]:.3f} ± {m['accuracy_stderr'][t]:.3f}" for t in tasks]
         lines.append(f"| {m['run_id']} | " + " | ".join(cells) + " |")
     caveats = decision["warnings"] + [f"law: {w}" for w in decision["law_warnings"]]
+    caveats += [f"{task}: {n:,} items have an answer longer than the trained context ({first['eval_max_length']} "
+                "tokens) and cannot be scored; the items are drawn from the rest" for task, n in first["eval_too_long"].items() if n]
     if caveats:
         lines += ["", "Caveats:", ""] + [f"- {w}" for w in caveats]
     lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | kept / reason |", "|---|---|---|---|---|---|---|"]

@@ -138,7 +138,7 @@ def evaluate(
         fewshot_random_seed=seed,
     )
     wall = time.perf_counter() - start
-    command = write_lm_eval_outputs(out, Path(lm_eval_out), samples, model_dir, max_length, batch_size)
+    write_lm_eval_outputs(out, Path(lm_eval_out), samples)
 
     scores = {t: {**_task_scores(out, names[t]), "too_long": fits[t][1] - len(fits[t][0]),
                   "samples": samples_file(names[t])} for t in tasks}
@@ -157,7 +157,8 @@ def evaluate(
         "truncation": TRUNCATION,
         "limit": limit,
         "items": items,  # task -> the item ids scored: a seeded random draw of those that fit max_length
-        "lm_eval": {"out": str(lm_eval_out), "command": command},
+        "lm_eval": {"out": str(lm_eval_out),
+                    "command": plain_command(model_args, list(names.values()), batch_size, Path(lm_eval_out))},
         "num_fewshot": 0,
         "batch_size": batch_size,
         "seed": seed,
@@ -182,28 +183,27 @@ def samples_file(lm_task: str) -> str:
     return f"samples_{lm_task}.jsonl"
 
 
-def write_lm_eval_outputs(out: dict, folder: Path, samples: dict, model_dir: Path, max_length: int,
-                          batch_size: int) -> str:
-    """lm-eval's results file, its per-item samples and the item ids, in one folder written at once.
-
-    Returns the plain lm_eval command that scores the same items at the same context.
-    """
+def write_lm_eval_outputs(out: dict, folder: Path, samples: dict) -> None:
+    """lm-eval's results file, its per-item samples and the item ids, in one folder written at once."""
     from lm_eval.utils import handle_non_serializable
 
-    def dump(obj) -> str:
-        return json.dumps(obj, default=handle_non_serializable, ensure_ascii=False)
+    def dump(obj, **kw) -> str:
+        return json.dumps(obj, default=handle_non_serializable, ensure_ascii=False, **kw)
 
     with atomic_dir(folder) as tmp:
-        (tmp / "results.json").write_text(json.dumps({k: v for k, v in out.items() if k != "samples"}, indent=2,
-                                                     default=handle_non_serializable, ensure_ascii=False))
+        (tmp / "results.json").write_text(dump({k: v for k, v in out.items() if k != "samples"}, indent=2))
         for task, rows in out["samples"].items():
             (tmp / samples_file(task)).write_text("".join(dump(r) + "\n" for r in rows))
         (tmp / ITEMS_FILE).write_text(json.dumps(samples))
-    task_names = ",".join(out["samples"])
-    command = (f"lm_eval --model hf --model_args pretrained={model_dir},dtype=float32,max_length={max_length} "
-               f"--include_path {os.path.relpath(eval_data.TASKS_DIR)} --tasks {task_names} --num_fewshot 0 "
-               f"--batch_size {batch_size}")
-    return command + f" --samples {folder / ITEMS_FILE}"
+
+
+def plain_command(model_args: dict, lm_tasks: list[str], batch_size: int, folder: Path) -> str:
+    """The lm_eval command that scores the same items at the same context, without morph."""
+    every = [eval_data.lm_eval_name(t) for t in eval_data.task_folders()]
+    tasks = eval_data.GROUP if sorted(lm_tasks) == sorted(every) else ",".join(lm_tasks)
+    return (f"lm_eval --model hf --model_args {','.join(f'{k}={v}' for k, v in model_args.items())} "
+            f"--include_path {os.path.relpath(eval_data.TASKS_DIR)} --tasks {tasks} --num_fewshot 0 "
+            f"--batch_size {batch_size} --samples {folder / ITEMS_FILE}")
 
 
 def _task_scores(out: dict, task: str) -> dict:

@@ -291,6 +291,7 @@ def test_gpt_neox_tokenizer_from_the_wheel(make_params, tmp_path):
     src = shard(tmp_path / "src.jsonl.zst", fixture_docs(40))
     params = make_params({**TINY, "data.source": "local", "data.paths": [str(src)], "tokenizer.name": "gpt-neox-20b",
                           "grid.sizes": [{"params": 3_300_000, "depths": [1]}], "select.tokens": 1000,
+                          "select.params": 3_300_000, "select.depths": [1, 2],
                           "data.train_tokens": 40000, "data.val_tokens": 1000, "grid.multipliers": [0.01],
                           "data.chars_per_token": 4.5})  # NeoX packs ~3.8 characters a token here
     assert run_sample(params, tmp_path / "s") == 0

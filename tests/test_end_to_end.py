@@ -63,7 +63,7 @@ def planned_jobs(root: Path, params: str = CI, target: str = "results/morph1b.js
 
 def test_decision_holds_real_measured_evidence(tree):
     d = json.loads((tree / "results/morph1b.json").read_text())
-    cfg = yaml.safe_load((tree / CI).read_text())
+    cfg = experiment.load(tree / CI)
     budget = cfg.select.latency_budget_s
     chosen = d["chosen"]
     assert chosen["latency"]["median_s"] <= budget

@@ -43,15 +43,16 @@ def add_arguments(p):
     p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--model", required=True, help="save_pretrained model directory, e.g. runs/top-1/model")
     p.add_argument("--out", required=True, help="output JSON, e.g. results/eval/top-1.json")
-    p.add_argument("--lm-eval-out", required=True,
-                   help="folder for lm-eval's results, per-item samples and item ids, e.g. results/eval/top-1")
+    p.add_argument("--lm-eval-out",
+                   help="folder for lm-eval's results, per-item samples and item ids (default: --out without .json)")
 
 
 def run(args):
     cfg = experiment.load(args.params)
     ev = cfg.evaluate
+    lm_eval_out = args.lm_eval_out or Path(args.out).with_suffix("")
     result = evaluate(
-        args.model, ev.tasks, max_length=cfg.model.seq_len, lm_eval_out=args.lm_eval_out, limit=ev.limit,
+        args.model, ev.tasks, max_length=cfg.model.seq_len, lm_eval_out=lm_eval_out, limit=ev.limit,
         batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads,
     )
     write_json(args.out, result)

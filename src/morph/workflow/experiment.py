@@ -277,12 +277,28 @@ def _cross_checks(exp: Experiment) -> None:
     if exp.select.latency_metric not in exp.latency.backends:
         raise ConfigError(f"select.latency_metric: {exp.select.latency_metric!r} is not among latency.backends "
                           f"{list(exp.latency.backends)}")
+    _check_budgets(exp)
     largest = max((*exp.grid_runs, exp.baseline), key=lambda r: r.tokens)
     if exp.data.train_tokens < largest.tokens and not exp.data.allow_repeat:
         raise ConfigError(
             f"data.train_tokens: {exp.data.train_tokens:,} is below the largest run's budget "
             f"({largest.run_id}: {largest.tokens:,} tokens); raise it, since each run is one epoch"
         )
+
+
+def _check_budgets(exp: Experiment) -> None:
+    """Budgets no candidate can meet fail here, with the arithmetic, not after the grid has trained."""
+    sel, shapes = exp.select, exp.candidate_shapes
+    if sel.k > len(shapes):
+        raise ConfigError(f"select.k: {sel.k} is more than the {len(shapes)} candidate shapes (select.depths "
+                          f"{list(sel.depths)} and select.shapes give {', '.join(s.shape_id for s in shapes)}); "
+                          f"lower k or add candidates")
+    gaps = {s.shape_id: s.params() / sel.params - 1 for s in shapes}
+    if all(abs(g) > sel.tolerance for g in gaps.values()):
+        closest = min(gaps, key=lambda k: abs(gaps[k]))
+        raise ConfigError(f"select.params: no candidate is within {sel.tolerance:.0%} of N_C={sel.params:,}; the "
+                          f"closest, {closest}, has {exp.shape(closest).params():,} ({gaps[closest]:+.1%}); "
+                          f"raise N_C, widen select.tolerance or change the candidate depths")
 
 
 def parse(raw: Any) -> Experiment:

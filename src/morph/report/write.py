@@ -44,7 +44,7 @@ def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
         "avg_accuracy": scores["average"],
         "eval_limit": scores.get("limit"),
         "eval_max_length": scores["max_length"],
-        # items left out because an answer alone is longer than the context the model was trained at
+        # items passed over because an answer alone is longer than the context the model was trained at
         "eval_too_long": {task: s["too_long"] for task, s in scores["tasks"].items()},
     }
 
@@ -152,8 +152,9 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         cells = [f"{m['accuracy'][t]:.3f} ± {m['accuracy_stderr'][t]:.3f}" for t in tasks]
         lines.append(f"| {m['run_id']} | " + " | ".join(cells) + " |")
     caveats = decision["warnings"] + [f"law: {w}" for w in decision["law_warnings"]]
-    caveats += [f"{task}: {n:,} items have an answer longer than the trained context ({first['eval_max_length']} "
-                "tokens) and cannot be scored; the items are drawn from the rest" for task, n in first["eval_too_long"].items() if n]
+    caveats += [f"{task}: {n:,} items drawn had an answer longer than the trained context ({first['eval_max_length']} "
+                "tokens), which lm-eval cannot score, and were passed over for others"
+                for task, n in first["eval_too_long"].items() if n]
     if caveats:
         lines += ["", "Caveats:", ""] + [f"- {w}" for w in caveats]
     lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | kept / reason |", "|---|---|---|---|---|---|---|"]

@@ -3,6 +3,10 @@
 # One rule file per stage family, named after it.
 #   snakemake -j8 results/morph1b.json                       (the default experiment, params.yaml)
 #   snakemake -j2 results/morph1b.json --configfile configs/ci.yaml (the target first)
+#   snakemake --report report.html [--configfile ...]          (after a run: every figure, its rule and params)
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"

@@ -7,6 +7,7 @@ from pathlib import Path
 from morph.errors import MorphError
 from morph.workflow import experiment as morph_experiment
 from morph.workflow import pipeline as P
+from morph.workflow.paths import CAPTIONS, FIGURES
 
 # `--configfile X` picks the experiment file; its path is passed to every command, and the same
 # loader validates it. Commands read that file themselves, so anything Snakemake would merge on
@@ -47,8 +48,17 @@ wildcard_constraints:
 
 
 def outputs(node):
-    """A node's outputs as the table declares them, folders marked as such."""
-    return [directory(o) if o in node.directories else o for o in node.outs]
+    """A node's outputs as the table declares them: folders marked as such, and each figure marked for
+    `snakemake --report`, which embeds it with its caption (report/captions/<name>.rst), rule and params."""
+    return [directory(o) if o in node.directories else figure(node, o) if o.startswith(f"{FIGURES}/") else o
+            for o in node.outs]
+
+
+def figure(node, path):
+    caption = os.path.join(workflow.basedir, CAPTIONS, f"{os.path.splitext(os.path.basename(path))[0]}.rst")
+    if not os.path.isfile(caption):
+        raise MorphError(f"{caption}: no caption for the figure {path}; write one (a few sentences of reST)")
+    return report(path, caption=caption, category=node.stage)
 
 
 def sliced_params(node):

@@ -89,6 +89,52 @@ def test_decision_holds_real_measured_evidence(tree):
     assert chosen["run_id"] in report
     for fig in re.findall(r"\]\(([^)]+\.png)\)", report):
         assert (tree / "results" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](figures/loss_curves.png)" in report
+
+
+def test_accuracies_carry_intervals_and_the_decision_names_its_rule(tree):
+    d = json.loads((tree / "results/morph1b.json").read_text())
+    cfg = yaml.safe_load((tree / CI).read_text())
+    rule = d["decision_rule"]
+    assert rule["name"] in {"most-accurate", "fastest-within-noise"}  # k = 2: one comparison decides
+    [c] = d["comparisons"]
+    assert (rule["name"] == "fastest-within-noise") == c["within_noise"] == (c["interval"][0] <= 0)
+    if c["within_noise"]:  # then the faster of the two is released
+        assert d["chosen"]["latency"]["median_s"] == min(m["latency"]["median_s"] for m in d["models"][:2])
+    report = (tree / "results/report.md").read_text()
+    assert f"Decided by the rule **{rule['name']}**" in report
+    for m in d["models"]:
+        low, high = m["avg_accuracy_interval"]
+        assert low <= m["avg_accuracy"] <= high
+        assert f"{m['avg_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in report
+        assert m["eval_max_length"] == cfg["model"]["seq_len"]
+    summary = json.loads((tree / "results/summary.json").read_text())
+    assert summary["decision_rule"] == rule["name"]
+    assert all(not isinstance(v, (dict, list)) for v in summary.values())  # flat
+    assert summary["top-1/avg_accuracy"] == d["models"][0]["avg_accuracy"]
+
+
+def test_plain_lm_eval_reproduces_a_trained_models_scores(tree, tmp_path):
+    cfg = yaml.safe_load((tree / CI).read_text())
+    ours = json.loads((tree / "results/eval/top-1.json").read_text())
+    sh(["lm_eval", "run", "--model", "hf", "--model_args",
+        f"pretrained=runs/top-1/model,dtype=float32,max_length={cfg['model']['seq_len']}",
+        "--include_path", "src/morph/evaluate/tasks", "--tasks", ",".join(f"morph_{t}" for t in cfg["evaluate"]["tasks"]),
+        "--batch_size", str(cfg["evaluate"]["batch_size"]), "--samples", "results/eval/top-1/items.json",
+        "--output_path", str(tmp_path)], tree, timeout=900)
+    [results] = tmp_path.rglob("results_*.json")
+    plain = json.loads(results.read_text())["results"]
+    for task, scores in ours["tasks"].items():
+        assert plain[f"morph_{task}"]["acc,none"] == scores["acc"], task
+
+
+def test_snakemake_html_report_embeds_every_figure(tree):
+    sh(["snakemake", "--report", "report.html", "--configfile", CI], tree, timeout=600)
+    html = (tree / "report.html").read_text()
+    figures = sorted(p.name for p in (tree / "results/figures").glob("*.png"))
+    assert len(figures) == 7
+    for name in figures:
+        assert name in html, name
 
 
 def test_held_out_loss_falls_with_params_and_with_tokens(tree):
@@ -240,6 +286,14 @@ def test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree(dvc_tree):
         sh(hint.split(), dvc_tree)
     assert planned_jobs(dvc_tree) == {}
     assert "up to date" in sh(["dvc", "status"], dvc_tree).stdout
+
+
+def test_dvc_metrics_and_plots_show(dvc_tree):
+    metrics = sh(["dvc", "metrics", "show", "--json"], dvc_tree).stdout
+    assert "top-1/avg_accuracy" in metrics and "results/summary.json" in metrics
+    plots = sh(["dvc", "plots", "show", "--json"], dvc_tree, timeout=600).stdout
+    for name in ("training_loss", "latency_per_shape", "predicted_vs_actual_loss", "loss_curves.png"):
+        assert name in plots, name
 
 
 def dvc_changed(root: Path) -> dict[str, int]:

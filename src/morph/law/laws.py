@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
-from morph.law.fitting import evaluate, fit_law, validate
+from morph.law.fitting import evaluate, fit_law, predict_frame, validate
 from morph.law.forms import Law
 from morph.law.names import AUTO, LAWS
 from morph.law.zoo import cluster, cross_validate, markdown
@@ -219,6 +219,17 @@ def zoo_winner(cfg: Experiment, df, fit_mask: np.ndarray, zoo: dict, main: dict[
 
 
 # -- the stage ----------------------------------------------------------------------------------------
+def write_predictions(df, fit_mask, fits: dict, path: Path) -> None:
+    """Each run's held-out loss beside every law's prediction of it: the data of `dvc plots show`."""
+    from morph.io import atomic_path
+
+    table = df[["run_id"]].assign(actual=df["loss"], set=np.where(fit_mask, "fit", "held out"))
+    for name, res in fits.items():
+        table[name] = predict_frame(res["coefficients"], df)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
 def run(args):
     from morph.io import atomic_path, library_versions, provenance, write_json
     from morph.law.figures import write_figures
@@ -265,6 +276,7 @@ def run(args):
         write_json(out_dir / f"{AUTO}.json", auto)
     with atomic_path(out_dir / "zoo.md") as tmp:
         tmp.write_text(markdown(zoo))
+    write_predictions(df, fit_mask, main, out_dir / paths.LAW_PREDICTIONS)
     write_figures(df, fit_mask, main, zoo, Path(args.figures))
     for name, r in main.items():
         held = r["metrics"]["heldout"]

@@ -1,13 +1,18 @@
-"""Write the decision (results/morph1b.json), a page a person reads (results/report.md) and its figures."""
+"""Write the decision (results/morph1b.json), a page a person reads (results/report.md), its figures
+and the flat numbers `dvc metrics show` reads (results/summary.json)."""
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
 from morph.errors import MorphError
 from morph.figures import pareto, pyplot, save_png
 from morph.io import atomic_path, provenance, read_json, write_json
+from morph.report.decide import RULES, decide
+from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.workflow import experiment, paths
+from morph.workflow.paths import REPORT_FIGURES
 
 
 def add_arguments(p):
@@ -18,6 +23,7 @@ def add_arguments(p):
     p.add_argument("--out", default=paths.DECISION)
     p.add_argument("--markdown", default=paths.REPORT_MD)
     p.add_argument("--figures", default=paths.FIGURES)
+    p.add_argument("--summary", default=paths.SUMMARY)
 
 
 def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
@@ -34,35 +40,36 @@ def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
         "latency": cand["latency"],
         "accuracy": {task: s["acc"] for task, s in scores["tasks"].items()},
         "accuracy_norm": {task: s.get("acc_norm") for task, s in scores["tasks"].items()},
+        "accuracy_stderr": {task: s["acc_stderr"] for task, s in scores["tasks"].items()},  # lm-eval's
         "avg_accuracy": scores["average"],
         "eval_limit": scores.get("limit"),
+        "eval_max_length": scores["max_length"],
+        # items passed over because an answer alone is longer than the context the model was trained at
+        "eval_too_long": {task: s["too_long"] for task, s in scores["tasks"].items()},
     }
 
 
-def decide(models: list[dict]) -> tuple[dict, str]:
-    """The paper's last step: of the top-k, release the best downstream accuracy (ties: the faster)."""
-    top = [m for m in models if m["role"] != "baseline"]
-    best = max(top, key=lambda m: (m["avg_accuracy"], -m["latency"]["median_s"]))
-    others = ", ".join(f"{m['run_id']} {m['avg_accuracy']:.4f}" for m in top if m is not best)
-    why = (
-        f"highest average accuracy ({best['avg_accuracy']:.4f}) among the top-{len(top)} shapes ranked by "
-        f"predicted loss that meet the latency budget" + (f" (others: {others})" if others else "")
-        + f"; {best['speedup_vs_baseline']:.2f}x the baseline's decode speed"
-    )
-    return best, why
+def read_curve(path: Path) -> tuple[list[int], list[float]]:
+    """(steps, training loss) from a run's CSV log."""
+    if not path.is_file():
+        raise MorphError(f"{path}: loss curve not found; re-run `morph train` for this run")
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train_loss")]
+    return [int(r["step"]) for r in rows], [float(r["train_loss"]) for r in rows]
 
 
-def plot(models: list[dict], figures: Path) -> list[Path]:
+def plot(models: list[dict], curves: dict[str, Path], figures: Path) -> list[Path]:
     plt = pyplot()
 
     lat = [m["latency"]["median_s"] for m in models]
     acc = [m["avg_accuracy"] for m in models]
     front = pareto(list(zip(lat, acc)))
-    paths = [figures / "accuracy_vs_latency.png", figures / "loss_vs_accuracy.png"]
+    paths = [figures / f"{name}.png" for name in REPORT_FIGURES]  # in the order drawn below
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m, x, y in zip(models, lat, acc):
-        ax.scatter(x, y, marker="*" if m["role"] == "baseline" else "o", s=90)
+        low, high = m["avg_accuracy_interval"]
+        ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="*" if m["role"] == "baseline" else "o", ms=9, capsize=3)
         ax.annotate(f"{m['run_id']} ({m['role']})", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.plot([lat[i] for i in front], [acc[i] for i in front], "k--", lw=1, label="Pareto frontier")
     ax.set(xlabel="latency, median s (256 new tokens, batch 1)", ylabel="average zero-shot accuracy",
@@ -79,6 +86,14 @@ def plot(models: list[dict], figures: Path) -> list[Path]:
     ax.set(xlabel="held-out loss", ylabel="average zero-shot accuracy", title="Loss against accuracy")
     fig.tight_layout()
     save_png(fig, paths[1])
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for m in models:
+        ax.plot(*read_curve(curves[m["role"]]), lw=1.2, label=f"{m['run_id']} ({m['role']})")
+    ax.set(xlabel="step", ylabel="training loss", title="Training loss of the evaluated models")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, paths[2])
     return paths
 
 
@@ -96,8 +111,11 @@ def law_choice(decision: dict) -> str:
 
 
 def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
-    b, chosen = decision["budgets"], decision["chosen"]
+    b, chosen, rule = decision["budgets"], decision["chosen"], decision["decision_rule"]
+    level = f"{rule['confidence']:.0%}"
     tasks = sorted({t for m in decision["models"] for t in m["accuracy"]})
+    first = decision["models"][0]
+    items = f"a seeded random {first['eval_limit']} items per task" if first["eval_limit"] else "every item"
     lines = [
         "# Shape decision",
         "",
@@ -106,26 +124,40 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         f"law: {decision['law']}{law_choice(decision)}.",
         "",
         f"**Chosen: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, n_layers={chosen['shape']['n_layers']}). "
-        f"Why: {decision['why']}.",
+        f"Decided by the rule **{rule['name']}** ({rule['statement']}). Why: {decision['why']}.",
         "",
-        "| model | role | N | R | predicted loss | held-out loss | latency median [p10, p90] s | speed-up | avg accuracy* |",
+        f"| model | role | N | R | predicted loss | held-out loss | latency median [p10, p90] s | speed-up | "
+        f"avg accuracy* [{level} interval] |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in decision["models"]:
         lat = m["latency"]
         band = f"[{lat['p10_s']:.3f}, {lat['p90_s']:.3f}]" if "p10_s" in lat else "(predicted)"
+        low, high = m["avg_accuracy_interval"]
         lines.append(
             f"| {m['run_id']} | {m['role']} | {m['params']:,} | {m['aspect_ratio']:.1f} | {m['predicted_loss']:.5f} | "
             f"{m['actual_loss']:.4f} | {lat['median_s']:.3f} {band} | {m['speedup_vs_baseline']:.2f}x | "
-            f"{m['avg_accuracy']:.4f} |"
+            f"{m['avg_accuracy']:.4f} [{low:.4f}, {high:.4f}] |"
         )
-    lines += ["", "\\* The mean over tasks of acc_norm, or acc where a task has none (Winogrande), as lm-eval reports them.",
-              "", "Per-task accuracy (acc; lm-eval, zero-shot"
-              + (f", first {decision['models'][0]['eval_limit']} items per task" if decision["models"][0]["eval_limit"] else "")
-              + "):", "", "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    lines += ["", "\\* The mean over tasks of acc_norm, or acc where a task has none (Winogrande), as lm-eval reports "
+              f"them; the interval is a {rule['bootstrap']}-draw bootstrap over the scored items "
+              f"(resampled within each task, the same draws for every model)."]
+    if decision["comparisons"]:
+        lines += ["", f"Accuracy differences between the top-k ({level} paired-bootstrap interval):", "",
+                  "| most accurate | other | difference | interval | within noise |", "|---|---|---|---|---|"]
+        lines += [f"| {c['leader']} | {c['other']} | {c['difference']:+.4f} | "
+                  f"[{c['interval'][0]:+.4f}, {c['interval'][1]:+.4f}] | {'yes' if c['within_noise'] else 'no'} |"
+                  for c in decision["comparisons"]]
+    lines += ["", f"Per-task accuracy (acc ± its standard error; lm-eval, zero-shot, "
+              f"{items}, scored at the trained context of {first['eval_max_length']} tokens):", "",
+              "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     for m in decision["models"]:
-        lines.append(f"| {m['run_id']} | " + " | ".join(f"{m['accuracy'].get(t, float('nan')):.3f}" for t in tasks) + " |")
+        cells = [f"{m['accuracy'][t]:.3f} ± {m['accuracy_stderr'][t]:.3f}" for t in tasks]
+        lines.append(f"| {m['run_id']} | " + " | ".join(cells) + " |")
     caveats = decision["warnings"] + [f"law: {w}" for w in decision["law_warnings"]]
+    caveats += [f"{task}: {n:,} items drawn had an answer longer than the trained context ({first['eval_max_length']} "
+                "tokens), which lm-eval cannot score, and were passed over for others"
+                for task, n in first["eval_too_long"].items() if n]
     if caveats:
         lines += ["", "Caveats:", ""] + [f"- {w}" for w in caveats]
     lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | kept / reason |", "|---|---|---|---|---|---|---|"]
@@ -139,6 +171,19 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         lines.append(f"![{p.stem}]({os.path.relpath(p, md_path.parent)})")
     lines += ["", "Inputs and their sha256 are listed in `morph1b.json` (`inputs`); `morph lineage` walks them back."]
     return "\n".join(lines) + "\n"
+
+
+def summary(decision: dict) -> dict:
+    """One flat mapping of the numbers worth comparing across experiments (`dvc metrics show`, `dvc exp show`)."""
+    flat = {"chosen": decision["chosen"]["role"], "decision_rule": decision["decision_rule"]["name"]}
+    for m in decision["models"]:
+        role = m["role"]
+        flat |= {f"{role}/avg_accuracy": m["avg_accuracy"], f"{role}/avg_accuracy_low": m["avg_accuracy_interval"][0],
+                 f"{role}/avg_accuracy_high": m["avg_accuracy_interval"][1], f"{role}/held_out_loss": m["actual_loss"],
+                 f"{role}/predicted_loss": m["predicted_loss"], f"{role}/latency_s": m["latency"]["median_s"],
+                 f"{role}/speedup_vs_baseline": m["speedup_vs_baseline"]}
+        flat |= {f"{role}/acc/{task}": acc for task, acc in m["accuracy"].items()}
+    return flat
 
 
 def run(args):
@@ -158,27 +203,40 @@ def run(args):
     base_latency = models[-1]["latency"]["median_s"]
     for m in models:
         m["speedup_vs_baseline"] = base_latency / m["latency"]["median_s"]
-    chosen, why = decide(models)
+    ev = cfg.evaluate
+    # Per-item scores from lm-eval's samples (<eval-dir>/<run>/), keyed like the draws by run id.
+    per_item = {m["run_id"]: item_scores(read_json(eval_dir / f"{name}.json"), eval_dir / name)
+                for m, (name, _) in zip(models, roles)}
+    draws = paired_draws(per_item, ev.bootstrap, cfg.seed)
+    for m in models:
+        m["avg_accuracy_interval"] = interval(draws[m["run_id"]], ev.confidence)
+    chosen, rule, why, comparisons = decide(models, draws, ev.confidence)
     if chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
-    inputs = [args.selection] + [p for name, _ in roles for p in (runs_dir / name / "metrics.json", eval_dir / f"{name}.json")]
+    curves = {m["role"]: runs_dir / name / paths.LOSS_CURVE for m, (name, _) in zip(models, roles)}
+    inputs = [args.selection] + [p for name, _ in roles for p in (runs_dir / name / "metrics.json", eval_dir / f"{name}.json",
+                                                                  eval_dir / name, runs_dir / name / paths.LOSS_CURVE)]
     decision = {
         "budgets": selection["budgets"],
         "law": selection["law"],
         **({"law_choice": selection["law_choice"]} if "law_choice" in selection else {}),
         "chosen": chosen,
+        "decision_rule": {"name": rule, "statement": RULES[rule], "confidence": ev.confidence,
+                          "bootstrap": ev.bootstrap, "seed": cfg.seed},
         "why": why,
+        "comparisons": comparisons,
         "models": models,
         "candidates": selection["candidates"],
         "warnings": selection["warnings"],
         "law_warnings": selection["law_warnings"],
         **provenance(inputs),
     }
-    figure_paths = plot(models, Path(args.figures))
+    figure_paths = plot(models, curves, Path(args.figures))
     md_path = Path(args.markdown)
     text = markdown(decision, figure_paths, md_path)
     with atomic_path(md_path) as tmp:
         tmp.write_text(text)
+    write_json(args.summary, summary(decision))
     write_json(args.out, decision)  # last, so a present morph1b.json means a complete report
-    print(f"chosen: {chosen['run_id']} ({why})")
+    print(f"chosen: {chosen['run_id']} by rule {rule} ({why})")
     return 0

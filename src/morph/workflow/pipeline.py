@@ -88,7 +88,7 @@ def tokenize_gather(exp: Experiment, p: str) -> Node:
 
 def _train_outs(run: str) -> dict:
     d = P.run_dir(run)
-    return {"outs": (f"{d}/model", f"{d}/metrics.json"), "directories": (f"{d}/model",),
+    return {"outs": (f"{d}/model", f"{d}/metrics.json", P.loss_curve(run)), "directories": (f"{d}/model",),
             "metrics": (f"{d}/metrics.json",), "params": TRAIN_PARAMS}
 
 
@@ -134,8 +134,8 @@ def laws(exp: Experiment, p: str) -> Node:
                 deps=(*code("laws"), P.RUNS_CSV),
                 outs=(*(P.law_json(law) for law in exp.fit.laws),
                       *((P.law_json(AUTO),) if exp.select.law == AUTO else ()),  # the zoo's winner, fitted
-                      f"{P.LAW_DIR}/ablations.json",
-                      f"{P.LAW_DIR}/ablations.md", f"{P.LAW_DIR}/zoo.json", f"{P.LAW_DIR}/zoo.md", *figures),
+                      f"{P.LAW_DIR}/ablations.json", f"{P.LAW_DIR}/ablations.md", f"{P.LAW_DIR}/zoo.json",
+                      f"{P.LAW_DIR}/zoo.md", f"{P.LAW_DIR}/{P.LAW_PREDICTIONS}", *figures),
                 params=("seed", "tokenizer", "model", "fit", "grid"))
 
 
@@ -155,19 +155,24 @@ def select(exp: Experiment, p: str) -> Node:
 
 
 def evaluate(exp: Experiment, p: str, run: str) -> Node:
-    out = f"{P.EVAL_DIR}/{run}.json"
-    return Node("evaluate", run, f"morph evaluate --params {p} --model {P.run_dir(run)}/model --out {out}",
-                deps=(*code("evaluate"), TASKS, f"{P.run_dir(run)}/model"), outs=(out,),
-                params=("evaluate",), metrics=(out,))
+    out, lm_eval_out = P.eval_json(run), P.lm_eval_out(run)
+    return Node("evaluate", run,
+                f"morph evaluate --params {p} --model {P.run_dir(run)}/model --out {out} --lm-eval-out {lm_eval_out}",
+                deps=(*code("evaluate"), TASKS, f"{P.run_dir(run)}/model"), outs=(out, lm_eval_out),
+                # model: scored at model.seq_len, the context the model was trained at
+                # Its numbers reach `dvc metrics show` through the report's flat summary.
+                params=("seed", "model", "evaluate"), directories=(lm_eval_out,))
 
 
 def report(exp: Experiment, p: str) -> Node:
     runs = exp.evaluated_models
-    return Node("report", "", f"morph report --params {p} --out {P.DECISION}",
+    return Node("report", "", f"morph report --params {p} --out {P.DECISION} --summary {P.SUMMARY}",
                 deps=(*code("report"), P.SELECTION, *(f"{P.run_dir(r)}/metrics.json" for r in runs),
-                      *(f"{P.EVAL_DIR}/{r}.json" for r in runs)),
-                outs=(P.DECISION, P.REPORT_MD, P.figure("accuracy_vs_latency"), P.figure("loss_vs_accuracy")),
-                params=("select",), metrics=(P.DECISION,))
+                      *(P.loss_curve(r) for r in runs), *(P.eval_json(r) for r in runs),
+                      *(P.lm_eval_out(r) for r in runs)),
+                outs=(P.DECISION, P.REPORT_MD, P.SUMMARY, *(P.figure(f) for f in P.REPORT_FIGURES)),
+                # seed, evaluate: the bootstrap that puts intervals on the accuracies and decides ties
+                params=("seed", "select", "evaluate"), metrics=(P.SUMMARY,))
 
 
 def all_nodes(exp: Experiment, p: str = P.PARAMS) -> list[Node]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.strategies import ParallelStrategy
 
 from morph.errors import MorphError
 from morph.train.batches import IGNORE
@@ -73,12 +74,13 @@ class CausalLM(L.LightningModule):
     def training_step(self, batch, batch_idx):
         inputs, targets, count = batch
         opt, sched = self.optimizers(), self.lr_schedulers()
+        strategy = self.trainer.strategy
         world = self.trainer.world_size
         share = torch.zeros((), device=self.device)  # this rank's part of the step's mean loss
         for i in range(len(inputs)):
             # Only the last micro batch's backward all-reduces the accumulated gradients.
-            sync = i == len(inputs) - 1
-            with contextlib.nullcontext() if sync else self.trainer.strategy.block_backward_sync():
+            sync = i == len(inputs) - 1 or not isinstance(strategy, ParallelStrategy)
+            with contextlib.nullcontext() if sync else strategy.block_backward_sync():
                 loss = self._loss_sum(inputs[i], targets[i]) / count
                 self.manual_backward(loss * world)  # DDP averages over ranks; the sum over ranks is wanted
             share += loss.detach()

@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,8 @@ def make_trainer(t: Train, launch: Launch, out: Path, total: int):
 
     from morph.train.checkpointing import AtomicCheckpointIO, StepProgressBar
 
+    # Lightning warns that manual optimisation checkpoints the state after the step: the state a resume needs.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     return L.Trainer(
         accelerator=launch.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=launch.strategy,
         precision=launch.precision, max_steps=total, max_epochs=-1,

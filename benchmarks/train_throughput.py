@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from morph.model import build_model
 from morph.train.batches import IGNORE, TokenData, make_datamodule, steps_for_budget, train_batch
 from morph.train.flops import matmul_peak_flops, train_flops_per_token
+from morph.train.launch import Launch
 from morph.train.lm import CausalLM, Optim, lr_factor
 from morph.train.run import make_trainer
 from morph.workflow import experiment
@@ -33,7 +34,7 @@ from morph.workflow import experiment
 SHAPES = ((64, 2), (128, 2), (256, 2))
 
 
-def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, compile: bool) -> float:
+def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, compile: bool, log_every: int) -> float:
     """Seconds for the steps after `warmup`, in the plainest loop that does the same work."""
     forward = torch.compile(model.forward) if compile else model.forward
     decay = [p for p in model.parameters() if p.ndim >= 2]
@@ -52,7 +53,8 @@ def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, comp
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         sched.step()
-        loss.item()  # the Lightning module reads the loss every step (NaN guard, EMA)
+        if (step + 1) % log_every == 0:
+            loss.item()  # the Lightning module reads the loss every train.log_every steps (NaN guard, EMA)
     return time.perf_counter() - start
 
 
@@ -73,12 +75,12 @@ class StepTimer:
         return _Timer()
 
 
-def lightning_loop(model, optim: Optim, data: TokenData, t: dict, seq_len: int, budget: int, warmup: int,
+def lightning_loop(model, optim: Optim, data: TokenData, t, seq_len: int, budget: int, warmup: int,
                    compile: bool) -> float:
-    module = CausalLM(model, optim, "benchmark", compile=compile)
-    dm = make_datamodule(data, seq_len, t.batch_size, 1, 0, budget)
+    module = CausalLM(model, optim, "benchmark", compile=compile, log_every=t.log_every)
+    dm = make_datamodule(data, seq_len, t, budget, 0)
     with tempfile.TemporaryDirectory() as out:
-        trainer = make_trainer(t, "cpu", "32-true", Path(out), optim.total_steps)
+        trainer = make_trainer(t, Launch("cpu", "32-true", "auto"), Path(out), optim.total_steps)
         timer = StepTimer(warmup)
         trainer.callbacks.append(timer)
         trainer.fit(module, datamodule=dm)
@@ -126,7 +128,7 @@ def main():
             plain = light = 0.0
             for _ in range(args.rounds):
                 plain = max(plain, tokens_timed / plain_loop(copy.deepcopy(model), optim, batches, t.grad_clip,
-                                                             args.warmup, compile))
+                                                             args.warmup, compile, t.log_every))
                 light = max(light, tokens_timed / lightning_loop(copy.deepcopy(model), optim, data, t, seq_len,
                                                                  budget, args.warmup, compile))
             rows.append((shape, compile, plain, light))
@@ -141,7 +143,7 @@ def main():
 
 def grid_table(cfg, data, t, seq_len, budget, optim, args):
     """Lightning tokens/s of every shape the experiment trains, and the serial time its runs would take."""
-    runs = cfg.grid_runs + [cfg.baseline]
+    runs = (*cfg.grid_runs, cfg.baseline)
     rate = {}
     for run in runs:
         if run.shape.shape_id not in rate:

@@ -113,10 +113,9 @@ def save_model(model, tokenizer_dir: Path, dest: Path) -> None:
 def make_trainer(t: Train, launch: Launch, out: Path, total: int):
     """The Lightning Trainer of every run (and of the benchmarks), on t.devices x t.num_nodes ranks."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from morph.train.checkpointing import AtomicCheckpointIO, StepProgressBar
+    from morph.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, StepProgressBar
 
     # Lightning warns that manual optimisation checkpoints the state after the step: the state a resume needs.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
@@ -126,8 +125,8 @@ def make_trainer(t: Train, launch: Launch, out: Path, total: int):
         # Validation is one pass after training (see train); the held-out windows are sharded by rank here.
         limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t.checkpoint_every, save_top_k=0,
-                                   save_last=True, enable_version_counter=False),
+        callbacks=[PeriodicCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t.checkpoint_every, save_top_k=0,
+                                       save_last=True, enable_version_counter=False),
                    StepProgressBar(refresh_rate=max(1, total // 100))],
         plugins=[AtomicCheckpointIO()], enable_model_summary=False, default_root_dir=out,
     )

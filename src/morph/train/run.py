@@ -207,7 +207,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "steps": total,
         "batch_size": batch,
         "micro_batch_size": t.micro_batch,
-        "world_size": t.world_size,
+        "world_size": trainer.world_size,
         "seq_len": seq_len,
         "data_epochs": run.tokens / len(data.train),
         "val_loss": val_loss,

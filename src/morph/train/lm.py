@@ -62,8 +62,11 @@ class CausalLM(L.LightningModule):
         # Bias-corrected EMA of the training loss. Each rank keeps, on its device, the EMA of its share of the
         # loss; the EMA being linear, the ranks' sum is the EMA of the whole loss, read every log_every steps.
         self.ema_sum, self.ema_weight = None, 0.0
+        self.train_loss_ema = math.nan  # the whole EMA as last read
         self.restored_ema = 0.0  # the whole-run EMA sum from a checkpoint, carried by rank 0
-        self.train_s = 0.0  # training-loop seconds over all sessions (restored on resume)
+        # Training-loop seconds over all sessions (restored on resume): wall clock, and CPU time of this process,
+        # which on a shared machine tells the loop's own cost from the time the neighbours held the cores.
+        self.train_s, self.train_cpu_s = 0.0, 0.0
         self.val_sum, self.val_count = 0.0, 0
 
     def _loss_sum(self, inputs, targets):
@@ -114,13 +117,21 @@ class CausalLM(L.LightningModule):
                                      "lr": self.lr_schedulers().get_last_lr()[0]}, step=step)
             self.logger.save()
 
+    def _session(self) -> tuple[float, float]:
+        """(wall, CPU) seconds of this session's training loop so far."""
+        if not hasattr(self, "_session_start"):
+            return 0.0, 0.0
+        wall, cpu = self._session_start
+        return time.perf_counter() - wall, time.process_time() - cpu
+
     def on_train_start(self):
-        self._session_start = time.perf_counter()
+        self._session_start = time.perf_counter(), time.process_time()
         first = self.restored_ema if self.global_rank == 0 else 0.0
         self.ema_sum = torch.tensor(first, dtype=torch.float64, device=self.device)
 
     def on_train_end(self):
-        self.train_s += time.perf_counter() - self._session_start
+        wall, cpu = self._session()
+        self.train_s, self.train_cpu_s = self.train_s + wall, self.train_cpu_s + cpu
         del self._session_start
 
     def on_validation_epoch_start(self):
@@ -154,10 +165,12 @@ class CausalLM(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         # Every rank comes here (the strategy then lets rank 0 write), so the sum over ranks is a collective.
         (ema,) = self._whole(self.ema_sum) if self.ema_sum is not None else (self.restored_ema,)
-        elapsed = time.perf_counter() - self._session_start if hasattr(self, "_session_start") else 0.0
+        wall, cpu = self._session()
         checkpoint["morph"] = {"fingerprint": self.fingerprint, "ema_sum": ema,
-                               "ema_weight": self.ema_weight, "train_s": self.train_s + elapsed}
+                               "ema_weight": self.ema_weight, "train_s": self.train_s + wall,
+                               "train_cpu_s": self.train_cpu_s + cpu}
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint["morph"]
-        self.restored_ema, self.ema_weight, self.train_s = state["ema_sum"], state["ema_weight"], state["train_s"]
+        self.restored_ema, self.ema_weight = state["ema_sum"], state["ema_weight"]
+        self.train_s, self.train_cpu_s = state["train_s"], state["train_cpu_s"]

@@ -216,6 +216,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "resumed_from_step": start,
         "wall_s": time.perf_counter() - started,
         "train_s": module.train_s,
+        "train_cpu_s": module.train_cpu_s,  # rank 0's process
         "tokens_per_s": tokens_per_s,
         "train_flops_per_token": train_flops_per_token(run.shape, seq_len),
         "peak": peak,

@@ -108,7 +108,7 @@ def loops_table(cfg, args, log) -> None:
         model = build_model(shape, cfg.model.max_position_embeddings, 0, seed=0)
         batches = [lambda s=s: train_batch(tokens, s, 0, t.batch_size, seq_len, budget) for s in range(steps)]
         plain = light = 0.0
-        with contextlib.redirect_stderr(log):
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # Lightning's bar writes to stdout
             for _ in range(args.rounds):
                 plain = max(plain, timed / plain_loop(copy.deepcopy(model), optim, batches, t.grad_clip,
                                                       args.warmup, False, t.log_every))

@@ -49,7 +49,7 @@ def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, comp
         if step == warmup:
             start = clock()
         inputs, targets = make()
-        logits = forward(input_ids=inputs).logits
+        logits = forward(input_ids=inputs, use_cache=False).logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()

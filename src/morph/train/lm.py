@@ -56,7 +56,7 @@ class CausalLM(L.LightningModule):
     def __init__(self, model, optim: Optim, fingerprint: str, compile: bool = False, log_every: int = 10):
         super().__init__()
         self.model, self.optim, self.fingerprint, self.log_every = model, optim, fingerprint, log_every
-        self.automatic_optimization = False  # accumulation and clipping are spelled out in training_step
+        self.automatic_optimization = False  # accumulation is spelled out in training_step
         # Compile the bound forward, not the module, so state_dict keys stay those of the HF model.
         self._forward = torch.compile(model.forward) if compile else model.forward
         # Bias-corrected EMA of the training loss. Each rank keeps, on its device, the EMA of its share of the
@@ -70,7 +70,7 @@ class CausalLM(L.LightningModule):
         self.val_sum, self.val_count = 0.0, 0
 
     def _loss_sum(self, inputs, targets):
-        logits = self._forward(input_ids=inputs).logits
+        logits = self._forward(input_ids=inputs, use_cache=False).logits  # training builds no KV cache
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
                                reduction="sum")
 
@@ -87,7 +87,6 @@ class CausalLM(L.LightningModule):
                 loss = self._loss_sum(inputs[i], targets[i]) / count
                 self.manual_backward(loss * world)  # DDP averages over ranks; the sum over ranks is wanted
             share += loss.detach()
-        self.clip_gradients(opt, gradient_clip_val=self.optim.grad_clip or None, gradient_clip_algorithm="norm")
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
@@ -97,6 +96,10 @@ class CausalLM(L.LightningModule):
         step = self.global_step - 1  # the step just taken
         if (step + 1) % self.log_every == 0 or step + 1 == self.optim.total_steps:
             self._log_loss(step, share)
+
+    def on_before_optimizer_step(self, optimizer):
+        # Here, inside the optimiser step, gradients are already unscaled under 16-mixed precision.
+        self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip or None, gradient_clip_algorithm="norm")
 
     def _whole(self, *values) -> list[float]:
         """Sum each rank's shares: the whole-batch values, the same on every rank (one device wait)."""

@@ -103,10 +103,11 @@ def resume_point(ckpt: Path, fp: str) -> int | None:
     return int(state["global_step"])
 
 
-def save_model(model, tokenizer_dir: Path, dest: Path) -> None:
-    """save_pretrained plus the tokenizer, so AutoTokenizer and lm-eval's hf model load the directory."""
+def save_model(model, state: dict, tokenizer_dir: Path, dest: Path) -> None:
+    """save_pretrained of the module's whole `state` plus the tokenizer, so AutoTokenizer and lm-eval's hf model
+    load the directory."""
     with atomic_dir(dest) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
         shutil.copytree(tokenizer_dir, tmp, dirs_exist_ok=True)
 
 
@@ -185,6 +186,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     trainer.limit_val_batches = 1.0  # fit validated nothing; now one pass over every rank's held-out share
     trainer.validate(module, datamodule=dm, verbose=False)
     val_loss = module.val_loss
+    # Gathered from every rank's shard under fsdp (so every rank takes part); the module's own weights elsewhere.
+    state = trainer.strategy.lightning_module_state_dict()
     if not trainer.is_global_zero:
         return None
     join_curve(out / "logs")
@@ -194,7 +197,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     peak = device_peak("cuda" if launch.accelerator == "gpu" else "cpu",
                        "bfloat16" if launch.precision.startswith("bf16") else "float32")
     tokens_per_s = run.tokens / module.train_s
-    save_model(model, data.tokenizer_dir, out / "model")
+    save_model(model, state, data.tokenizer_dir, out / "model")
     metrics = {
         "run_id": run.run_id,
         "slot": slot,

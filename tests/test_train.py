@@ -110,6 +110,17 @@ def test_batches_are_a_function_of_seed_and_step():
     assert torch.equal(y1[:, :-1], x1[:, 1:])  # targets are the inputs shifted by one
 
 
+def test_held_out_windows_are_whole_batches_so_any_rank_count_splits_them():
+    from morph.errors import MorphError
+    from morph.train.batches import val_count
+
+    val = np.arange(32 * 20 + 1, dtype=np.uint16)  # 20 windows of 32
+    assert val_count(val, 32, 8, 8, "val.bin") == 16  # 2 whole batches of 8, not 20 windows
+    assert val_count(val, 32, 1, 8, "val.bin") == 8
+    with pytest.raises(MorphError, match="val.bin holds 641 tokens, less than one batch"):
+        val_count(val, 32, 8, 32, "val.bin")
+
+
 def test_lr_warms_up_then_decays_to_the_floor():
     from morph.train.lm import Optim, lr_factor
 

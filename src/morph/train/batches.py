@@ -86,8 +86,8 @@ def train_batch(tokens: np.ndarray, step: int, seed: int, batch_size: int, seq_l
     rng = np.random.default_rng([seed, step])
     starts = rng.integers(0, len(tokens) - seq_len, size=batch_size)  # all rows drawn: the stream is the same
     picked = range(batch_size)[rows]
-    rows_ = np.stack([tokens[starts[i] : starts[i] + seq_len + 1] for i in picked]).astype(np.int64)
-    inputs, targets = torch.from_numpy(rows_[:, :-1].copy()), torch.from_numpy(rows_[:, 1:].copy())
+    windows = np.stack([tokens[starts[i] : starts[i] + seq_len + 1] for i in picked]).astype(np.int64)
+    inputs, targets = torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())
     first = step * batch_size * seq_len  # index of this batch's first target within the run
     position = first + torch.arange(batch_size * seq_len).view(batch_size, seq_len)[rows]
     targets[position >= budget] = IGNORE
@@ -108,13 +108,14 @@ def val_windows(tokens: np.ndarray, seq_len: int, count: int):
     return torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy())
 
 
-def val_count(tokens: np.ndarray, seq_len: int, val_batches: int, batch_size: int) -> int:
+def val_count(tokens: np.ndarray, seq_len: int, val_batches: int, batch_size: int, what: str) -> int:
     """Held-out windows: val_batches x batch_size, or as many whole batches as val.bin holds, so the same
     windows split evenly over any number of ranks that divides the batch."""
     whole = (len(tokens) - 1) // seq_len // batch_size
     if whole == 0:
-        raise MorphError(f"val.bin holds {len(tokens):,} tokens, less than one batch of held-out windows "
-                         f"(train.batch_size {batch_size} x model.seq_len {seq_len}); tokenize more held-out data")
+        raise MorphError(f"{what} holds {len(tokens):,} tokens, less than one batch of held-out windows "
+                         f"(train.batch_size {batch_size} x model.seq_len {seq_len}); tokenize more held-out data "
+                         "or lower train.batch_size")
     return min(val_batches, whole) * batch_size
 
 
@@ -130,7 +131,7 @@ def make_datamodule(data: TokenData, seq_len: int, t, budget: int, seed: int, st
     check_fits(data.val, seq_len, f"{data.root / 'val.bin'}")
     batch = t.batch_size
     total = steps_for_budget(budget, batch, seq_len)
-    share = val_count(data.val, seq_len, t.val_batches, batch) // t.world_size
+    share = val_count(data.val, seq_len, t.val_batches, batch, f"{data.root / 'val.bin'}") // t.world_size
 
     class TrainSteps(IterableDataset):
         # No __len__ on purpose: Lightning then ends the epoch only when this runs out,

@@ -1,5 +1,7 @@
 # This file's singleton nodes, taken once from the stage table.
 COLLECT = P.collect(CFG, PARAMS)
+# How a training job's ranks start: train.devices x train.num_nodes (one SLURM task each under SLURM).
+RANKS = P.train_ranks(CFG)
 
 
 rule train:
@@ -10,15 +12,17 @@ rule train:
     params:
         cmd=lambda wc: P.train(CFG, PARAMS, wc.run_id).cmd,
         cfg=lambda wc: sliced_params(P.train(CFG, PARAMS, wc.run_id)),
+        launch=RANKS.launch,
     threads: CFG.train.threads
     resources:
         machine=1,
+        **RANKS.resources,
     log:
         "logs/train/{run_id}.log",
     benchmark:
         "logs/benchmarks/train/{run_id}.tsv"
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "{params.launch}{params.cmd} > {log} 2>&1"
 
 
 rule collect:
@@ -46,12 +50,14 @@ rule train_target:
     params:
         cmd=lambda wc: P.train_slot(CFG, PARAMS, wc.slot).cmd,
         cfg=lambda wc: sliced_params(P.train_slot(CFG, PARAMS, wc.slot)),
+        launch=RANKS.launch,
     threads: CFG.train.threads
     resources:
         machine=1,
+        **RANKS.resources,
     log:
         "logs/train/{slot}.log",
     benchmark:
         "logs/benchmarks/train/{slot}.tsv"
     shell:
-        "{params.cmd} > {log} 2>&1"
+        "{params.launch}{params.cmd} > {log} 2>&1"

@@ -61,3 +61,28 @@ def test_snakemake_plans_the_whole_paper_experiment():
     assert counts["train_target"] == 2 and counts["evaluate"] == 3
     sample_cmd = next(cmd for rule, cmd, _ in jobs.values() if rule == "sample")
     assert "--params configs/paper.yaml" in sample_cmd
+
+
+def test_the_paper_training_runs_on_one_node_of_eight_80gb_gpus(cfg):
+    """Nothing in train would be refused at run time on 8 H100s: devices, strategy, precision, batch split and
+    memory per device for every shape it trains (by arithmetic)."""
+    import dataclasses
+
+    from morph.errors import MorphError
+    from morph.train.launch import GIB, Machine, check, resolve, train_bytes_per_device
+
+    t, seq_len = cfg.train, cfg.model.seq_len
+    launch = resolve(t, cuda_available=True)
+    assert (launch.accelerator, launch.precision, launch.strategy) == ("gpu", "bf16-mixed", "ddp")
+    assert t.micro_batch * t.accumulation * t.world_size == t.batch_size == 256
+    h100s = Machine(devices=8, kind="H100 80GB", memory=79 * GIB, ranks_started_outside=False)
+    trained = {r.shape.shape_id: r.shape for r in (*cfg.grid_runs, cfg.baseline)}
+    trained |= {s.shape_id: s for s in cfg.candidate_shapes}  # any of them may be a top-k slot
+    for shape in trained.values():
+        check(t, launch, h100s, shape, seq_len)
+    largest = max(trained.values(), key=lambda s: train_bytes_per_device(s, seq_len, t, launch))
+    assert largest.params() > 1.4e9 and train_bytes_per_device(largest, seq_len, t, launch) < 60 * GIB
+    # the whole per-GPU share in one pass would not fit, and is refused by name
+    whole = dataclasses.replace(t, micro_batch_size=None)
+    with pytest.raises(MorphError, match="train.micro_batch_size: .* GiB per device"):
+        check(whole, launch, h100s, largest, seq_len)

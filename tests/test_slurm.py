@@ -3,6 +3,7 @@ munge on 127.0.0.1), submitted by Snakemake's SLURM executor plugin; daemons are
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 
@@ -49,3 +50,35 @@ def test_snakemake_trains_the_ci_grid_through_slurm(slurm_env, tmp_path):
     assert log.count("has been submitted with SLURM jobid") == 1 + 1 + shards + 1 + 10 + 1, log[-3000:]
     rows = list(csv.DictReader(open(root / "results/runs.csv")))
     assert len(rows) == 10 and all(0 < float(r["loss"]) < 10 for r in rows)
+
+
+def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path):
+    """The train rule's SLURM request and srun prefix start 2 ranks that Lightning picks up from SLURM; the run
+    equals the one-process run."""
+    from test_train import RANKS, close, train_run, write_params
+
+    from morph.workflow import experiment, pipeline
+
+    rid = "d32-l1-t1"
+    params = write_params(tmp_path / "ranks.yaml", **RANKS)
+    cfg = experiment.load(params)
+    ranks = pipeline.train_ranks(cfg)
+    assert ranks.resources == {"mpi": "srun", "nodes": 1, "tasks_per_node": 2}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tokens").symlink_to(ci_tokens)
+    script = tmp_path / "train.sh"
+    script.write_text(f"#!/bin/sh\n{ranks.launch}{pipeline.train(cfg, str(params), rid).cmd}\n")
+    env = slurm_env | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+    out = subprocess.run(["sbatch", "--wait", f"--nodes={ranks.resources['nodes']}",
+                          f"--ntasks-per-node={ranks.resources['tasks_per_node']}", "--cpus-per-task=1",
+                          "-D", str(tmp_path), "-o", str(tmp_path / "job.log"), str(script)],
+                         env=env, capture_output=True, text=True, timeout=900)
+    log = (tmp_path / "job.log").read_text() if (tmp_path / "job.log").exists() else ""
+    assert out.returncode == 0, out.stderr + log[-4000:]
+    m = json.loads((tmp_path / "runs" / rid / "metrics.json").read_text())
+    # two SLURM tasks that Lightning took as its ranks (not ranks it started itself), one writer
+    assert "SLURM auto-requeueing enabled" in log and "MEMBER: 2/2" in log
+    assert m["world_size"] == 2 and log.count("val_loss") == 1
+
+    one = train_run(write_params(tmp_path / "one.yaml"), rid, ci_tokens, tmp_path / "one")
+    assert m["tokens_seen"] == one["tokens_seen"] and close(m["val_loss"], one["val_loss"])

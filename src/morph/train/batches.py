@@ -114,8 +114,10 @@ def check_fits(tokens: TokenStream, seq_len: int) -> None:
         )
 
 
-def train_batch(tokens, step: int, seed: int, batch_size: int, seq_len: int, budget: int):
-    """The batch of optimiser step `step`: a pure function of (seed, step), so a resumed run sees the same data.
+def train_batch(tokens, step: int, seed: int, batch_size: int, seq_len: int, budget: int,
+                rows: slice = slice(None)):
+    """Rows `rows` of optimiser step `step`'s batch: a pure function of (seed, step), so a resumed run sees the
+    same data and each rank, taking its own rows, trains on exactly its share of the one-device batch.
 
     Window starts are drawn uniformly over every shard's starts, so shards are drawn in proportion to their
     lengths (one shard draws exactly as one array would). Targets beyond the token budget are masked, so
@@ -127,15 +129,22 @@ def train_batch(tokens, step: int, seed: int, batch_size: int, seq_len: int, bud
     counts = tokens.window_starts(seq_len)
     ends = np.cumsum(counts)
     rng = np.random.default_rng([seed, step])
-    starts = rng.integers(0, ends[-1], size=batch_size)
+    starts = rng.integers(0, ends[-1], size=batch_size)  # all rows drawn: the stream is the same on every rank
     shards = np.searchsorted(ends, starts, side="right")
-    rows = np.stack([tokens.window(k, s - (ends[k] - counts[k]), seq_len) for k, s in zip(shards, starts)])
-    rows = rows.astype(np.int64)
-    inputs, targets = torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy())
+    picked = range(batch_size)[rows]
+    windows = np.stack([tokens.window(shards[i], starts[i] - (ends[shards[i]] - counts[shards[i]]), seq_len)
+                        for i in picked]).astype(np.int64)
+    inputs, targets = torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())
     first = step * batch_size * seq_len  # index of this batch's first target within the run
-    position = first + torch.arange(batch_size * seq_len).view(batch_size, seq_len)
+    position = first + torch.arange(batch_size * seq_len).view(batch_size, seq_len)[rows]
     targets[position >= budget] = IGNORE
     return inputs, targets
+
+
+def targets_in_step(step: int, batch_size: int, seq_len: int, budget: int) -> int:
+    """Unmasked targets in step `step`'s whole batch, over all ranks: the loss's denominator."""
+    per_step = batch_size * seq_len
+    return min(per_step, max(0, budget - step * per_step))
 
 
 def val_windows(tokens, seq_len: int, count: int):
@@ -152,29 +161,54 @@ def val_windows(tokens, seq_len: int, count: int):
     return torch.from_numpy(rows[:, :-1].copy()), torch.from_numpy(rows[:, 1:].copy())
 
 
-def make_datamodule(data: TokenData, seq_len: int, batch_size: int, val_batches: int, seed: int,
-                    budget: int, start_step: int = 0):
-    """A LightningDataModule: training batches for steps start_step.. of the budget, and the fixed validation set."""
+def val_count(tokens, seq_len: int, val_batches: int, batch_size: int) -> int:
+    """Held-out windows: val_batches x batch_size, or as many whole batches as the val shards hold, so the
+    same windows split evenly over any number of ranks that divides the batch."""
+    tokens = as_stream(tokens)
+    whole = int(sum(max(int(n) - 1, 0) // seq_len for n in tokens.lengths)) // batch_size
+    if whole == 0:
+        raise MorphError(f"{tokens.name} hold {len(tokens):,} tokens, less than one batch of held-out windows "
+                         f"(train.batch_size {batch_size} x model.seq_len {seq_len}); tokenize more held-out data "
+                         "or lower train.batch_size")
+    return min(val_batches, whole) * batch_size
+
+
+def make_datamodule(data: TokenData, seq_len: int, t, budget: int, seed: int, start_step: int = 0):
+    """A LightningDataModule for the rank its trainer runs as, of t.world_size ranks. Each training item is one
+    optimiser step: this rank's rows as t.accumulation micro batches ([accumulation, micro, seq_len]) and the
+    whole batch's target count; the validation set is this rank's contiguous share of the held-out windows."""
     import lightning as L
+    import torch
     from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
     check_fits(data.train, seq_len)
     check_fits(data.val, seq_len)
-    total = steps_for_budget(budget, batch_size, seq_len)
+    batch = t.batch_size
+    total = steps_for_budget(budget, batch, seq_len)
+    share = val_count(data.val, seq_len, t.val_batches, batch) // t.world_size
 
     class TrainSteps(IterableDataset):
         # No __len__ on purpose: Lightning then ends the epoch only when this runs out,
         # which makes a resumed run continue at start_step instead of re-counting an epoch.
+        def __init__(self, rank: int):
+            self.rank = rank
+
         def __iter__(self):
+            mine = slice(self.rank * t.rank_batch, (self.rank + 1) * t.rank_batch)
             for step in range(start_step, total):
-                yield train_batch(data.train, step, seed, batch_size, seq_len, budget)
+                inputs, targets = train_batch(data.train, step, seed, batch, seq_len, budget, mine)
+                shape = (t.accumulation, t.micro_batch, seq_len)
+                yield inputs.view(shape), targets.view(shape), torch.tensor(targets_in_step(step, batch, seq_len,
+                                                                                            budget))
 
     class Tokens(L.LightningDataModule):
         def train_dataloader(self):
-            return DataLoader(TrainSteps(), batch_size=None)
+            return DataLoader(TrainSteps(self.trainer.global_rank), batch_size=None)
 
         def val_dataloader(self):
-            return DataLoader(TensorDataset(*val_windows(data.val, seq_len, val_batches * batch_size)),
-                              batch_size=batch_size, shuffle=False)
+            inputs, targets = val_windows(data.val, seq_len, share * t.world_size)
+            rank = self.trainer.global_rank
+            own = slice(rank * share, (rank + 1) * share)
+            return DataLoader(TensorDataset(inputs[own], targets[own]), batch_size=t.micro_batch, shuffle=False)
 
     return Tokens()

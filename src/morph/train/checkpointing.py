@@ -1,11 +1,11 @@
-"""Lightning plumbing for resumable runs: atomic checkpoints, a progress bar in steps, a loss curve that survives resume."""
+"""Lightning plumbing for resumable runs: atomic periodic checkpoints, a progress bar in steps, a loss curve that survives resume."""
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from morph.io import atomic_path
@@ -20,6 +20,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """Checkpoints every n steps only: not again when training ends, since a finished run writes its model and
+    deletes its checkpoint (at the paper's scale a last checkpoint is tens of GB written for nothing)."""
+
+    def on_train_end(self, trainer, pl_module):
+        pass
 
 
 class StepProgressBar(TQDMProgressBar):

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from morph.errors import MorphError
 from morph.io import atomic_dir, library_versions, provenance, read_json, sha256_file, write_json
@@ -23,8 +26,11 @@ from morph.workflow import code_deps, experiment, paths
 from morph.workflow.experiment import Experiment, Train
 from morph.workflow.grid import Run
 
+if TYPE_CHECKING:
+    from morph.train.launch import Launch
+
 # Settings that do not change the numbers a run produces, so a checkpoint survives them.
-NOT_FINGERPRINTED = ("threads", "checkpoint_every", "val_batches")
+NOT_FINGERPRINTED = ("threads", "checkpoint_every", "val_batches", "log_every")
 
 
 def add_arguments(p):
@@ -97,63 +103,57 @@ def resume_point(ckpt: Path, fp: str) -> int | None:
     return int(state["global_step"])
 
 
-def resolve_device(train: Train) -> tuple[str, str]:
-    import torch
-
-    accelerator = train.accelerator
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    precision = train.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if accelerator == "gpu" else "32-true"
-    return accelerator, precision
-
-
-def save_model(model, tokenizer_dir: Path, dest: Path) -> None:
-    """save_pretrained plus the tokenizer, so AutoTokenizer and lm-eval's hf model load the directory."""
+def save_model(model, state: dict, tokenizer_dir: Path, dest: Path) -> None:
+    """save_pretrained of the module's whole `state` plus the tokenizer, so AutoTokenizer and lm-eval's hf model
+    load the directory."""
     with atomic_dir(dest) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
         shutil.copytree(tokenizer_dir, tmp, dirs_exist_ok=True)
 
 
-def make_trainer(t: Train, accelerator: str, precision: str, out: Path, total: int):
-    """The Lightning Trainer of every run (and of benchmarks/train_throughput.py)."""
+def make_trainer(t: Train, launch: Launch, out: Path, total: int):
+    """The Lightning Trainer of every run (and of the benchmarks), on t.devices x t.num_nodes ranks."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
-    from morph.train.checkpointing import AtomicCheckpointIO, StepProgressBar
+    from morph.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, StepProgressBar
 
+    # Lightning warns that manual optimisation checkpoints the state after the step: the state a resume needs.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     return L.Trainer(
-        accelerator=accelerator, devices=t.devices, strategy=t.strategy, precision=precision,
-        max_steps=total, max_epochs=-1, limit_val_batches=0, num_sanity_val_steps=0,
-        gradient_clip_val=t.grad_clip or None, gradient_clip_algorithm="norm",
+        accelerator=launch.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=launch.strategy,
+        precision=launch.precision, max_steps=total, max_epochs=-1,
+        # Validation is one pass after training (see train); the held-out windows are sharded by rank here.
+        limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[ModelCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t.checkpoint_every, save_top_k=0,
-                                   save_last=True, enable_version_counter=False),
+        callbacks=[PeriodicCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t.checkpoint_every, save_top_k=0,
+                                       save_last=True, enable_version_counter=False),
                    StepProgressBar(refresh_rate=max(1, total // 100))],
         plugins=[AtomicCheckpointIO()], enable_model_summary=False, default_root_dir=out,
     )
 
 
 def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
-          inputs: list[Path] | None = None, params: str = paths.PARAMS) -> dict:
-    """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics."""
-    import lightning as L
+          inputs: list[Path] | None = None, params: str = paths.PARAMS) -> dict | None:
+    """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics on rank 0, None elsewhere.
+
+    With several ranks, Lightning starts the others by running this process's command again (or srun
+    started them all); each trains on its rows of every batch and only rank 0 writes.
+    """
     import torch
 
     from morph.model import build_model
     from morph.train.batches import make_datamodule, open_tokens, steps_for_budget
     from morph.train.checkpointing import join_curve, keep_curve_before
-    from morph.train.flops import matmul_peak_flops, mfu, train_flops_per_token
+    from morph.train.flops import device_peak, mfu, train_flops_per_token
+    from morph.train.launch import check, global_rank, resolve, this_machine
     from morph.train.lm import CausalLM, Optim
 
     started = time.perf_counter()
     out = Path(out)
     t, m, seed = cfg.train, cfg.model, cfg.seed
-    if t.devices > 1:
-        # Every rank would draw the same batches (batches.TrainSteps is not sharded), breaking the budget.
-        raise MorphError(f"train.devices: {t.devices} devices are not supported yet; use 1")
+    launch = resolve(t, torch.cuda.is_available())
+    check(t, launch, this_machine(launch.accelerator), run.shape, m.seq_len)
     data = open_tokens(tokens_dir, params)
     if data.meta["vocab_size"] != run.shape.vocab_size:
         raise MorphError(
@@ -163,37 +163,41 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     seq_len, batch = m.seq_len, t.batch_size
     total = steps_for_budget(run.tokens, batch, seq_len)
     torch.set_num_threads(t.threads)
-    accelerator, precision = resolve_device(t)
+    os.environ["OMP_NUM_THREADS"] = str(t.threads)  # for ranks Lightning starts, which it would otherwise set
     meta_sha = sha256_file(data.root / "meta.json")
     fp = fingerprint(run, cfg, meta_sha)
     ckpt = out / "ckpt" / "last.ckpt"
     start = resume_point(ckpt, fp)
-    if start is not None:
+    # Rank 0 alone writes; here that is the process that starts the others, before it starts them.
+    rank_zero = global_rank(t.devices) == 0
+    if start is not None and rank_zero:
         say(f"resuming {run.run_id} from step {start} of {total} ({ckpt})")
 
     model = build_model(run.shape, m.max_position_embeddings, data.meta["eot_id"], seed)
-    module = CausalLM(model, Optim.from_params(t, total), fp, compile=t.compile, log_every=min(10, total))
-    dm = make_datamodule(data, seq_len, batch, t.val_batches, seed, run.tokens, start or 0)
-
-    (out / "metrics.json").unlink(missing_ok=True)  # present only when model/ and metrics agree
-    keep_curve_before(out / "logs", start)
-    trainer = make_trainer(t, accelerator, precision, out, total)
+    module = CausalLM(model, Optim.from_params(t, total), fp, compile=t.compile, log_every=min(t.log_every, total))
+    dm = make_datamodule(data, seq_len, t, run.tokens, seed, start or 0)
+    if rank_zero:
+        (out / "metrics.json").unlink(missing_ok=True)  # present only when model/ and metrics agree
+        keep_curve_before(out / "logs", start)
+    trainer = make_trainer(t, launch, out, total)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if start is not None else None)
     if trainer.global_step != total:
         raise MorphError(f"training stopped at step {trainer.global_step} of {total}")
-    join_curve(out / "logs")
-
-    L.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
-              enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False
-              ).validate(module, datamodule=dm, verbose=False)
+    trainer.limit_val_batches = 1.0  # fit validated nothing; now one pass over every rank's held-out share
+    trainer.validate(module, datamodule=dm, verbose=False)
     val_loss = module.val_loss
+    # Gathered from every rank's shard under fsdp (so every rank takes part); the module's own weights elsewhere.
+    state = trainer.strategy.lightning_module_state_dict()
+    if not trainer.is_global_zero:
+        return None
+    join_curve(out / "logs")
     if not torch.isfinite(torch.tensor(val_loss)):
         raise MorphError(f"held-out loss of {run.run_id} is {val_loss}; not writing metrics")
 
-    peak_dtype = "bfloat16" if precision.startswith("bf16") else "float32"
-    peak = matmul_peak_flops("cuda" if accelerator == "gpu" else "cpu", peak_dtype)
+    peak = device_peak("cuda" if launch.accelerator == "gpu" else "cpu",
+                       "bfloat16" if launch.precision.startswith("bf16") else "float32")
     tokens_per_s = run.tokens / module.train_s
-    save_model(model, data.tokenizer_dir, out / "model")
+    save_model(model, state, data.tokenizer_dir, out / "model")
     metrics = {
         "run_id": run.run_id,
         "slot": slot,
@@ -205,6 +209,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "tokens_seen": run.tokens,  # the last batch's targets past the budget are masked out
         "steps": total,
         "batch_size": batch,
+        "micro_batch_size": t.micro_batch,
+        "world_size": trainer.world_size,
         "seq_len": seq_len,
         "data_epochs": run.tokens / len(data.train),
         "val_loss": val_loss,
@@ -213,13 +219,16 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "resumed_from_step": start,
         "wall_s": time.perf_counter() - started,
         "train_s": module.train_s,
+        "train_cpu_s": module.train_cpu_s,  # rank 0's process
         "tokens_per_s": tokens_per_s,
         "train_flops_per_token": train_flops_per_token(run.shape, seq_len),
-        "matmul_peak": {"flops": peak, "dtype": peak_dtype, "n": 1024, "threads": torch.get_num_threads()},
-        "mfu": mfu(tokens_per_s, run.shape, seq_len, peak),
+        "peak": peak,
+        # Of all ranks together, against one device's peak times the ranks.
+        "mfu": mfu(tokens_per_s, run.shape, seq_len, peak["flops"] * t.world_size),
         "seed": seed,
-        "precision": precision,
-        "accelerator": accelerator,
+        "precision": launch.precision,
+        "accelerator": launch.accelerator,
+        "strategy": launch.strategy,
         "threads": t.threads,
         "config": {"model": cfg.params("model"), "train": cfg.params("train")},
         "versions": library_versions("torch", "lightning", "transformers", "numpy", "morph"),
@@ -228,7 +237,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     }
     write_json(out / "metrics.json", metrics)
     shutil.rmtree(out / "ckpt", ignore_errors=True)  # a finished run needs no checkpoint
-    say(f"{run.run_id}: val_loss {val_loss:.4f}, {tokens_per_s:,.0f} tokens/s, MFU {metrics['mfu']:.1%}")
+    say(f"{run.run_id}: val_loss {val_loss:.4f}, {tokens_per_s:,.0f} tokens/s, MFU {metrics['mfu']:.1%} "
+        f"({peak['source']})")
     return metrics
 
 

@@ -116,10 +116,33 @@ class Train:
     checkpoint_every: int = rule(50, min=1)
     precision: str = rule("auto", choices=("auto", "32-true", "bf16-mixed", "16-mixed"))
     accelerator: str = rule("auto", choices=("auto", "cpu", "gpu"))
-    devices: int = rule(1, min=1)
+    devices: int = rule(1, min=1)  # per node; the ranks are devices x num_nodes
+    num_nodes: int = rule(1, min=1)
     strategy: str = rule("auto", choices=("auto", "ddp", "fsdp"))
+    # Sequences per forward pass on one rank; batch_size (the global batch) = micro x accumulation x ranks.
+    # Unset: the rank's whole share of the batch in one pass.
+    micro_batch_size: int | None = rule(None, min=1)
     compile: bool = rule(False)
+    fused_adamw: bool = rule(False)
+    log_every: int = rule(10, min=1)  # steps between reads of the loss (each read waits for the device)
     threads: int = rule(1, min=1)
+
+    @property
+    def world_size(self) -> int:
+        return self.devices * self.num_nodes
+
+    @property
+    def rank_batch(self) -> int:
+        return self.batch_size // self.world_size
+
+    @property
+    def micro_batch(self) -> int:
+        return self.micro_batch_size or self.rank_batch
+
+    @property
+    def accumulation(self) -> int:
+        """Micro batches per optimiser step on each rank."""
+        return self.rank_batch // self.micro_batch
 
 
 @dataclass(frozen=True)
@@ -317,6 +340,7 @@ def _cross_checks(exp: Experiment) -> None:
         raise ConfigError("grid: list at least one entry under grid.sizes or grid.shapes")
     if not exp.select.shapes and not exp.select.depths:
         raise ConfigError("select: list candidate depths under select.depths or shapes under select.shapes")
+    _check_batch_split(exp.train)
     fm = exp.fit.fit_multiplier
     if fm is not None and fm not in exp.grid.multipliers:
         raise ConfigError(f"fit.fit_multiplier: {fm} is not one of grid.multipliers {list(exp.grid.multipliers)}")
@@ -374,6 +398,16 @@ def _check_budgets(exp: Experiment) -> None:
         raise ConfigError(f"select.params: no candidate is within {sel.tolerance:.0%} of N_C={sel.params:,}; the "
                           f"closest, {closest}, has {exp.shape(closest).params():,} ({gaps[closest]:+.1%}); "
                           f"raise N_C, widen select.tolerance or change the candidate depths")
+
+
+def _check_batch_split(t: Train) -> None:
+    ranks = f"{t.world_size} ranks (train.devices {t.devices} x train.num_nodes {t.num_nodes})"
+    if t.batch_size % t.world_size:
+        raise ConfigError(f"train.batch_size: {t.batch_size} sequences do not split evenly over {ranks}; "
+                          f"use a multiple of {t.world_size}")
+    if t.rank_batch % t.micro_batch:
+        raise ConfigError(f"train.micro_batch_size: {t.micro_batch} does not divide each rank's share of the batch "
+                          f"({t.batch_size} over {ranks} = {t.rank_batch}); pick a divisor of {t.rank_batch}")
 
 
 def parse(raw: Any) -> Experiment:

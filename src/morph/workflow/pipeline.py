@@ -105,6 +105,28 @@ def train_slot(exp: Experiment, p: str, slot: str) -> Node:
                 deps=(*code("train"), *TOKEN_OUTS, P.SELECTION), **_train_outs(slot))
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """How a training job's ranks start (Snakemake only: DVC runs every command once, on this machine)."""
+    launch: str  # shell prefix before the command
+    resources: dict  # for Snakemake's SLURM executor
+
+
+def train_ranks(exp: Experiment) -> Ranks:
+    """One rank: an ordinary job. Several: on one machine `morph train` starts them (through Lightning); inside
+    a SLURM job srun starts one task per rank, and the job asks for train.num_nodes nodes x train.devices tasks
+    per node (`mpi` makes the executor run the command once and leave the tasks to srun), with train.devices
+    GPUs per node when train.accelerator is gpu."""
+    t = exp.train
+    gpus = {"gres": f"gpu:{t.devices}"} if t.accelerator == "gpu" else {}
+    if t.world_size == 1:
+        return Ranks("", gpus)
+    # The executor's MPI jobs take tasks per node only above 1; one rank per node is then tasks = nodes.
+    tasks = {"tasks_per_node": t.devices} if t.devices > 1 else {"tasks": t.world_size}
+    srun = f"srun --nodes={t.num_nodes} --ntasks-per-node={t.devices} --kill-on-bad-exit=1"
+    return Ranks(f"${{SLURM_JOB_ID:+{srun}}} ", {"mpi": "srun", "nodes": t.num_nodes, **tasks, **gpus})
+
+
 def collect(exp: Experiment, p: str) -> Node:
     return Node("collect", "", f"morph collect --params {p} --runs-dir {P.RUNS} --out {P.RUNS_CSV}",
                 deps=(*code("collect"), *(f"{P.run_dir(r.run_id)}/metrics.json" for r in exp.grid_runs)),

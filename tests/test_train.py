@@ -149,10 +149,10 @@ def test_held_out_windows_are_whole_batches_so_any_rank_count_splits_them():
     from morph.train.batches import val_count
 
     val = np.arange(32 * 20 + 1, dtype=np.uint16)  # 20 windows of 32
-    assert val_count(val, 32, 8, 8, "val.bin") == 16  # 2 whole batches of 8, not 20 windows
-    assert val_count(val, 32, 1, 8, "val.bin") == 8
-    with pytest.raises(MorphError, match="val.bin holds 641 tokens, less than one batch"):
-        val_count(val, 32, 8, 32, "val.bin")
+    assert val_count(val, 32, 8, 8) == 16  # 2 whole batches of 8, not 20 windows
+    assert val_count(val, 32, 1, 8) == 8
+    with pytest.raises(MorphError, match="hold 641 tokens, less than one batch"):
+        val_count(val, 32, 8, 32)
 
 
 def test_lr_warms_up_then_decays_to_the_floor():

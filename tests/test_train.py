@@ -390,6 +390,60 @@ def test_diverging_run_stops_naming_the_step(tmp_path, tokens, capsys):
     assert not (out / "metrics.json").exists() and not (out / "model").exists()
 
 
+def test_a_failed_rerun_keeps_the_old_complete_result(reference, tokens, tmp_path, capsys):
+    import shutil
+
+    from morph.io import sha256_tree
+
+    out = tmp_path / "d32-l1-t1"
+    shutil.copytree(reference[0], out)
+    before = {name: sha256_tree(out / name) for name in ("model", "metrics.json")}
+    diverging = write_params(tmp_path / "p.yaml", lr=1e30, warmup_frac=0.0)
+    err = run_cli(capsys, "train", "--params", str(diverging), "--run", "d32-l1-t1", "--tokens", str(tokens),
+                  "--out", str(out))
+    assert "training loss is" in err
+    assert {name: sha256_tree(out / name) for name in ("model", "metrics.json")} == before
+    assert json.loads((out / "metrics.json").read_text())["model_sha256"] == before["model"]
+
+
+def test_a_second_trainer_on_the_same_run_is_refused_naming_the_first(params, tokens, tmp_path, capsys):
+    import os
+
+    from morph.train import run_lock
+
+    out = tmp_path / "d32-l1-t1"
+    held = run_lock.hold(out)  # as if another trainer were running
+    try:
+        err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(tokens),
+                      "--out", str(out))
+    finally:
+        held.close()
+    assert f"{out}: another `morph train` (pid {os.getpid()}) is training this run" in err
+    assert not (out / "model").exists() and not (out / "ckpt").exists()
+    run_lock.hold(out).close()  # released with its holder, as a killed trainer's is
+
+
+def test_token_ids_past_the_vocabulary_are_named(params, tokens, tmp_path, capsys):
+    import shutil
+
+    from morph.io import sha256_file
+
+    bad = tmp_path / "tokens"
+    shutil.copytree(tokens, bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    for shard in meta["splits"]["train"]["shards"] + meta["splits"]["val"]["shards"]:
+        ids = np.fromfile(bad / shard["file"], dtype=meta["dtype"])
+        ids[::50] = meta["vocab_size"] + 88  # ids a larger tokenizer would write
+        ids.tofile(bad / shard["file"])
+        shard["sha256"] = sha256_file(bad / shard["file"])
+    (bad / "meta.json").write_text(json.dumps(meta))
+    err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(bad),
+                  "--out", str(tmp_path / "out"))
+    assert f"{bad}: token id {meta['vocab_size'] + 88} is not below meta.json's vocab_size" in err
+    assert "rerun `morph tokenize`" in err and "IndexError" not in err
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
 # ---- collect -----------------------------------------------------------------------------------
 
 def test_collect_writes_one_row_per_grid_run(reference, params, tmp_path, capsys):

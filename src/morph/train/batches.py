@@ -173,6 +173,16 @@ def val_count(tokens, seq_len: int, val_batches: int, batch_size: int) -> int:
     return min(val_batches, whole) * batch_size
 
 
+def check_ids(inputs, targets, data: TokenData) -> None:
+    """Token ids must index the embedding; an id past it is a tokenizer/experiment mismatch, named here
+    rather than as an IndexError deep in the model."""
+    top = max(int(inputs.max()), int(targets.max()))
+    if top >= data.meta["vocab_size"]:
+        raise MorphError(f"{data.root}: token id {top} is not below meta.json's vocab_size {data.meta['vocab_size']};"
+                         " the shards were not made by this experiment's tokenizer: rerun `morph tokenize` "
+                         "(or the graph's tokenize stages) with this params file")
+
+
 def make_datamodule(data: TokenData, seq_len: int, t, budget: int, seed: int, start_step: int = 0):
     """A LightningDataModule for the rank its trainer runs as, of t.world_size ranks. Each training item is one
     optimiser step: this rank's rows as t.accumulation micro batches ([accumulation, micro, seq_len]) and the
@@ -197,6 +207,7 @@ def make_datamodule(data: TokenData, seq_len: int, t, budget: int, seed: int, st
             mine = slice(self.rank * t.rank_batch, (self.rank + 1) * t.rank_batch)
             for step in range(start_step, total):
                 inputs, targets = train_batch(data.train, step, seed, batch, seq_len, budget, mine)
+                check_ids(inputs, targets, data)
                 shape = (t.accumulation, t.micro_batch, seq_len)
                 yield inputs.view(shape), targets.view(shape), torch.tensor(targets_in_step(step, batch, seq_len,
                                                                                             budget))
@@ -207,6 +218,7 @@ def make_datamodule(data: TokenData, seq_len: int, t, budget: int, seed: int, st
 
         def val_dataloader(self):
             inputs, targets = val_windows(data.val, seq_len, share * t.world_size)
+            check_ids(inputs, targets, data)
             rank = self.trainer.global_rank
             own = slice(rank * share, (rank + 1) * share)
             return DataLoader(TensorDataset(inputs[own], targets[own]), batch_size=t.micro_batch, shuffle=False)

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from morph.errors import MorphError
-from morph.io import atomic_dir, library_versions, provenance, read_json, sha256_file, write_json
+from morph.io import atomic_dir, library_versions, provenance, read_json, sha256_file, sha256_tree, write_json
 from morph.shape import run_id as make_run_id
+from morph.train import run_lock
 from morph.workflow import code_deps, experiment, paths
 from morph.workflow.experiment import Experiment, Train
 from morph.workflow.grid import Run
@@ -170,6 +171,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     start = resume_point(ckpt, fp)
     # Rank 0 alone writes; here that is the process that starts the others, before it starts them.
     rank_zero = global_rank(t.devices) == 0
+    lock = run_lock.hold(out) if rank_zero else None  # noqa: F841 (held until this process exits)
     if start is not None and rank_zero:
         say(f"resuming {run.run_id} from step {start} of {total} ({ckpt})")
 
@@ -177,7 +179,6 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     module = CausalLM(model, Optim.from_params(t, total), fp, compile=t.compile, log_every=min(t.log_every, total))
     dm = make_datamodule(data, seq_len, t, run.tokens, seed, start or 0)
     if rank_zero:
-        (out / "metrics.json").unlink(missing_ok=True)  # present only when model/ and metrics agree
         keep_curve_before(out / "logs", start)
     trainer = make_trainer(t, launch, out, total)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if start is not None else None)
@@ -197,10 +198,14 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     peak = device_peak("cuda" if launch.accelerator == "gpu" else "cpu",
                        "bfloat16" if launch.precision.startswith("bf16") else "float32")
     tokens_per_s = run.tokens / module.train_s
+    # The old model/ and metrics.json stay whole until the new ones are: a failed rerun leaves the old result,
+    # and a crash between the two writes leaves no metrics.json, never a new model beside old metrics.
+    (out / "metrics.json").unlink(missing_ok=True)
     save_model(model, state, data.tokenizer_dir, out / "model")
     metrics = {
         "run_id": run.run_id,
         "slot": slot,
+        "model_sha256": sha256_tree(out / "model"),  # lineage checks the weights against it
         "shape": run.shape.to_dict(),
         "params": run.shape.params(),
         "non_embedding_params": run.shape.non_embedding_params(),

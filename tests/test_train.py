@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -189,11 +190,20 @@ def test_run_writes_model_and_metrics(reference, tokens):
     assert model.generate(ids, max_new_tokens=4, do_sample=False).shape[1] == ids.shape[1] + 4
 
 
-def test_same_seed_gives_the_same_losses(reference, params, tokens, tmp_path):
+def test_same_seed_gives_the_same_losses_and_tensorboard_logs_the_curve(reference, tokens, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     _, first = reference
-    again = train_run(params, "d32-l1-t1", tokens, tmp_path / "again")
+    # The logger is not part of the result: a TensorBoard run trains to the same numbers.
+    again = train_run(write_params(tmp_path / "tb.yaml", logger="tensorboard"), "d32-l1-t1", tokens, tmp_path / "again")
     assert again["val_loss"] == first["val_loss"]
     assert again["train_loss_ema"] == first["train_loss_ema"]
+    events = EventAccumulator(str(tmp_path / "again" / "tb")).Reload()
+    with open(tmp_path / "again" / "logs" / "metrics.csv", newline="") as f:
+        curve = list(csv.DictReader(f))
+    for tag in ("train_loss", "train_loss_ema", "lr"):
+        logged = [(e.step, e.value) for e in events.Scalars(tag)]
+        assert logged == [(int(r["step"]), pytest.approx(float(r[tag]), rel=1e-6)) for r in curve], tag
 
 
 def test_sigkill_then_restart_resumes_to_the_same_loss(reference, params, tokens, tmp_path, capsys):
@@ -320,8 +330,13 @@ def test_sigkill_of_two_ranks_then_restart_resumes(two_ranks, tokens, tmp_path):
     ({"strategy": "fsdp", "accelerator": "cpu"}, "train.strategy: fsdp needs train.accelerator gpu"),
     ({"devices": "cores + 1", "accelerator": "cpu", "batch_size": 8 * (len(os.sched_getaffinity(0)) + 1)},
      "this machine has"),
+    ({"logger": "tensorboard"}, "train.logger: tensorboard needs the tensorboard package"),
 ])
-def test_refused_by_name_before_training(train, message, tmp_path, tokens, capsys):
+def test_refused_by_name_before_training(train, message, tmp_path, tokens, capsys, monkeypatch):
+    if train.get("logger") == "tensorboard":  # as on a machine without the package
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name.startswith("tensorboard") else real(name, *a))
     if train.get("devices") == "cores + 1":
         train["devices"] = len(os.sched_getaffinity(0)) + 1
     params = write_params(tmp_path / "p.yaml", **train)

@@ -3,6 +3,7 @@ anything trains: a strategy or precision Lightning cannot run there, more device
 micro batch whose training state would not fit a device's memory."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -82,6 +83,9 @@ def train_bytes_per_device(shape: Shape, seq_len: int, t: Train, launch: Launch)
 def check(t: Train, launch: Launch, machine: Machine, shape: Shape, seq_len: int) -> None:
     """Refuse, naming the setting, what Lightning or the machine would stop only after training started."""
     on_cpu = launch.accelerator == "cpu"
+    if t.logger == "tensorboard" and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        raise MorphError("train.logger: tensorboard needs the tensorboard package; "
+                         "pip install 'morph[tensorboard]', or set train.logger: csv")
     if launch.strategy == "fsdp" and on_cpu:
         raise MorphError("train.strategy: fsdp needs train.accelerator gpu (Lightning's FSDP does not run on CPU "
                          "processes); use strategy ddp on CPU")

@@ -114,11 +114,11 @@ class CausalLM(L.LightningModule):
                 f"the run diverged (lower train.lr={self.optim.lr} or raise train.warmup_frac)"
             )
         self.train_loss_ema = ema / self.ema_weight
-        if self.logger is not None:
-            # Written and flushed here, before this step's checkpoint, so a killed run keeps its curve.
-            self.logger.log_metrics({"train_loss": loss, "train_loss_ema": self.train_loss_ema,
-                                     "lr": self.lr_schedulers().get_last_lr()[0]}, step=step)
-            self.logger.save()
+        # Written and flushed here, before this step's checkpoint, so a killed run keeps its curve.
+        for logger in self.loggers:
+            logger.log_metrics({"train_loss": loss, "train_loss_ema": self.train_loss_ema,
+                                "lr": self.lr_schedulers().get_last_lr()[0]}, step=step)
+            logger.save()
 
     def _session(self) -> tuple[float, float]:
         """(wall, CPU) seconds of this session's training loop so far."""

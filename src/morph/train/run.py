@@ -112,10 +112,21 @@ def save_model(model, state: dict, tokenizer_dir: Path, dest: Path) -> None:
         shutil.copytree(tokenizer_dir, tmp, dirs_exist_ok=True)
 
 
+def loggers(t: Train, out: Path) -> list:
+    """The CSV curve that the graph reads, and TensorBoard event files in <out>/tb when train.logger asks."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    chosen = [CSVLogger(out, name="logs", version="")]
+    if t.logger == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        chosen.append(TensorBoardLogger(out, name="tb", version="", default_hp_metric=False))
+    return chosen
+
+
 def make_trainer(t: Train, launch: Launch, out: Path, total: int):
     """The Lightning Trainer of every run (and of the benchmarks), on t.devices x t.num_nodes ranks."""
     import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
 
     from morph.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, StepProgressBar
 
@@ -126,7 +137,7 @@ def make_trainer(t: Train, launch: Launch, out: Path, total: int):
         precision=launch.precision, max_steps=total, max_epochs=-1,
         # Validation is one pass after training (see train); the held-out windows are sharded by rank here.
         limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
-        logger=CSVLogger(out, name="logs", version=""),
+        logger=loggers(t, out),
         callbacks=[PeriodicCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t.checkpoint_every, save_top_k=0,
                                        save_last=True, enable_version_counter=False),
                    StepProgressBar(refresh_rate=max(1, total // 100))],
@@ -180,6 +191,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     dm = make_datamodule(data, seq_len, t, run.tokens, seed, start or 0)
     if rank_zero:
         keep_curve_before(out / "logs", start)
+        if start is None:
+            shutil.rmtree(out / "tb", ignore_errors=True)  # a fresh run's events never mix with an old run's
     trainer = make_trainer(t, launch, out, total)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if start is not None else None)
     if trainer.global_step != total:

@@ -125,6 +125,8 @@ class Train:
     compile: bool = rule(False)
     fused_adamw: bool = rule(False)
     log_every: int = rule(10, min=1)  # steps between reads of the loss (each read waits for the device)
+    # The loss curve's CSV is always written (the graph reads it); tensorboard adds event files beside it.
+    logger: str = rule("csv", choices=("csv", "tensorboard"))
     threads: int = rule(1, min=1)
 
     @property

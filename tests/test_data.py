@@ -287,6 +287,15 @@ def test_corrupt_shard_is_named(make_params, tmp_path, capsys, damage, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_shard_with_no_documents_is_named_in_a_warning(make_params, tmp_path, capsys):
+    good = shard(tmp_path / "shard_0.jsonl.zst", fixture_docs(40))
+    empty = shard(tmp_path / "shard_1.jsonl.zst", [])
+    params = make_params({**TINY, "data.source": "local", "data.paths": [str(good), str(empty)]})
+    assert run_sample(params, tmp_path / "out") == 0
+    err = capsys.readouterr().err
+    assert f"warning: {empty} holds no documents" in err and str(good) not in err
+
+
 @pytest.mark.parametrize("line,message", [
     ({"url": "http://x", "content": "no text field"}, "no string `text` field"),
     ({"text": 42}, "no string `text` field"),

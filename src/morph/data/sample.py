@@ -20,6 +20,7 @@ import glob
 import math
 import os
 import socket
+import sys
 import threading
 from array import array
 from dataclasses import dataclass
@@ -149,6 +150,9 @@ def _index(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
                 lengths.append(len(record["text"]))
                 bar.update()
             per_file.append(len(lengths) - before)
+            if per_file[-1] == 0:  # a readable file with no lines: most likely a failed download or export
+                tqdm.write(f"morph sample: warning: {path} holds no documents; it adds nothing to the sample "
+                           "(check the file, or drop it from data.paths)", file=sys.stderr)
     return np.frombuffer(lengths, dtype=np.int64), np.asarray(per_file, dtype=np.int64)
 
 

@@ -159,3 +159,15 @@ def test_select_reads_the_noise_from_the_law_and_says_so(tmp_path, monkeypatch):
     out = json.loads((tmp_path / "s.json").read_text())
     assert [c["shape_id"] for c in out["top_k"]] == ["wide"] and "tie_break" in out["top_k"][0]
     assert out["noise"]["loss_sd"] == 0.005 and out["noise"]["law_cv_rmse"] == 0.03 and len(out["ties"]) == 1
+
+
+def test_the_report_states_the_spread_the_law_error_and_each_tie():
+    from morph.report.write import noise_floor
+
+    noise = {"loss_sd": 0.0526, "law_cv_rmse": 0.031, "rule": "gaps below the sd are ties",
+             "replicated_runs": [{"run_id": "d40-l1-t1", "seeds": 2, "loss_sd": 0.0533, "loss_range": 0.0754}]}
+    (line,) = noise_floor(noise)
+    assert "run-to-run sd of the held-out loss 0.0526" in line and "d40-l1-t1 over 2 seeds: sd 0.0533, range 0.0754" \
+        in line and "cross-validated RMSE is 0.0310" in line
+    (line,) = noise_floor({**noise, "loss_sd": None, "replicated_runs": [], "rule": "no replicated runs"})
+    assert line.startswith("Noise floor: no replicated runs")

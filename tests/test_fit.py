@@ -350,3 +350,32 @@ def test_degenerate_toy_runs_give_warnings_or_recorded_errors_never_silence(tmp_
     rows = json.loads((tmp_path / "law" / "ablations.json").read_text())["rows"]
     assert all(r.get("error") or r.get("warnings") for r in rows)
     assert any("fewer than the" in (r.get("error") or "") for r in rows)
+
+
+def test_laws_fit_each_replicated_run_once_at_its_mean_and_report_the_spread(tmp_path):
+    params = _experiment(tmp_path)
+    raw = yaml.safe_load(params.read_text())
+    raw["fit"].update({"bootstrap": 0, "ablation_repeats": 1})
+    params.write_text(yaml.safe_dump(raw))
+    plain = _runs_table(params, tmp_path / "plain.csv")
+    rid = plain["run_id"][0]  # in the fit set (multiplier 2)
+    raw["grid"]["replicates"] = [{"run": rid, "seeds": 3}]
+    replicated = tmp_path / "replicated.yaml"
+    replicated.write_text(yaml.safe_dump(raw))
+    # Seeds 1 and 2 land 0.01 either side of seed 0: the mean is seed 0's loss, the sample sd 0.01.
+    reps = plain[plain["run_id"] == rid].iloc[[0, 0]].assign(run_id=[f"{rid}-r1", f"{rid}-r2"], replicate=[1, 2],
+                                                           loss=lambda d: d["loss"] + [0.01, -0.01])
+    table = pd.concat([plain.assign(replicate=0), reps]).assign(replicate_of=lambda d: d["run_id"].str.split("-r").str[0])
+    table.to_csv(tmp_path / "replicated.csv", index=False)
+    fits = {}
+    for name, p in (("plain", params), ("replicated", replicated)):
+        assert morph("laws", "--params", p, "--runs", tmp_path / f"{name}.csv", "--out-dir", tmp_path / name,
+                     "--figures", tmp_path / f"{name}-f") == 0
+        fits[name] = json.loads((tmp_path / name / "inference-aware.json").read_text())
+    assert fits["replicated"]["coefficients"] == pytest.approx(fits["plain"]["coefficients"], rel=1e-6)
+    assert fits["replicated"]["fit_set"]["run_ids"] == fits["plain"]["fit_set"]["run_ids"]
+    floor = fits["replicated"]["noise_floor"]
+    assert floor["run_to_run"]["sd"] == pytest.approx(0.01) and floor["run_to_run"]["dof"] == 2
+    assert floor["cv_error_rmse"] ** 2 == pytest.approx(floor["cv_error_mse"])
+    assert floor["replicates_in_fit"].startswith(f"mean per run: the {len(table)} rows")
+    assert fits["plain"]["noise_floor"]["run_to_run"] is None

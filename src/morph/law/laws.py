@@ -23,7 +23,7 @@ from morph.errors import MorphError
 from morph.law.fitting import evaluate, fit_law, predict_frame, validate
 from morph.law.forms import Law
 from morph.law.names import AUTO, LAWS
-from morph.law.zoo import cluster, cross_validate, markdown
+from morph.law.zoo import cluster, cross_validate, markdown, replicate_noise
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment
 
@@ -55,6 +55,30 @@ def read_runs(path: str | Path):
     df["multiplier"] = pd.to_numeric(df["multiplier"], errors="coerce")
     df["R"] = df["d_model"] / df["n_layers"]
     return df
+
+
+def mean_per_run(df):
+    """One row per run: seed replicates (a `replicate_of` column) averaged into their run's row, so a replicated
+    run weighs as much as any other in a fit and no replicate lands on both sides of a CV fold."""
+    if "replicate_of" not in df.columns:
+        return df
+    key = df["replicate_of"].fillna(df["run_id"]).to_numpy()
+    groups = df.groupby(key, sort=False)
+    out = groups.first()  # shape and budget are the same across replicates
+    out["loss"] = groups["loss"].mean()
+    out["run_id"] = out.index
+    return out.reset_index(drop=True)
+
+
+def noise_floor(runs, zoo: dict, law: Law, source: str) -> dict:
+    """The law's cross-validated error beside the run-to-run spread of the replicated runs (one JSON section)."""
+    spread = [{"run_id": r.run_id, "seeds": int(r.replicates), "loss_sd": r.loss_sd, "loss_range": r.loss_range}
+              for r in runs.itertuples() if getattr(r, "replicate", 0) == 0 and getattr(r, "replicates", 1) > 1]
+    cv = zoo["forms"][law.name]["cv_error"]
+    return {"run_to_run": zoo["noise"], "replicated_runs": spread,
+            "cv_error_mse": cv, "cv_error_rmse": float(np.sqrt(cv)) if cv is not None else None,
+            "replicates_in_fit": f"mean per run: the {len(runs)} rows of {source} are {zoo['n_runs']} runs, each "
+                                 f"fitted and cross-validated once at its seeds' mean loss"}
 
 
 def size_labels(cfg: Experiment, df) -> np.ndarray:
@@ -235,11 +259,12 @@ def run(args):
     from morph.law.figures import write_figures
 
     cfg = experiment.load(args.params)
-    df = read_runs(args.runs)
+    runs = read_runs(args.runs)
+    df = mean_per_run(runs)
     df["size"] = size_labels(cfg, df)
     df["group"] = group_labels(df)
     fit_mask, extra, notes = fit_set(cfg, df)
-    missing = sorted({r.run_id for r in cfg.grid_runs} - set(df["run_id"]))
+    missing = sorted({r.run_id for r in cfg.grid_runs} - set(runs["run_id"]))
     if missing:
         notes.append(f"{args.runs} lacks {len(missing)} grid run(s): {', '.join(missing[:5])}"
                      + (" ..." if len(missing) > 5 else ""))
@@ -263,7 +288,10 @@ def run(args):
     rows = ablations(cfg, df, fit_mask, extra, main)
     # The zoo scores every form on every run, whichever forms fit.laws fits for the later stages.
     zoo = cross_validate(df, [Law(name, fc.tie) for name in LAWS], fc.solver, str(args.runs), sizes=df["size"])
+    zoo["noise"] = replicate_noise(runs)  # the replicates were averaged away before cross-validation
     auto = zoo_winner(cfg, df, fit_mask, zoo, main, meta) if cfg.select.law == AUTO else None
+    for result in (*main.values(), *([auto] if auto else [])):
+        result["noise_floor"] = noise_floor(runs, zoo, Law(result["law"], fc.tie), str(args.runs))
     for name, result in main.items():
         for w in result["warnings"]:
             print(f"morph laws: warning: {name}: {w}", file=sys.stderr)

@@ -161,7 +161,8 @@ def replicate_noise(df) -> dict | None:
     if dof == 0:
         return None
     ss = float(groups.apply(lambda s: ((s - s.mean()) ** 2).sum()).sum())
-    return {"mse": ss / dof, "replicated_points": int((groups.count() > 1).sum()), "dof": dof}
+    return {"mse": ss / dof, "sd": float(np.sqrt(ss / dof)), "replicated_points": int((groups.count() > 1).sum()),
+            "dof": dof}
 
 
 def cross_validate(df, laws, solver: str, source: str, sizes=None, max_iter: int = 1000) -> dict:

@@ -110,6 +110,18 @@ def law_choice(decision: dict) -> str:
     return out
 
 
+def noise_floor(noise: dict) -> list[str]:
+    """The run-to-run spread, the law's held-out error beside it, and the ranks it turned into ties."""
+    cv = f"the law's cross-validated RMSE is {noise['law_cv_rmse']:.4f}" if noise["law_cv_rmse"] is not None else \
+        "the law has no cross-validated error"
+    if noise["loss_sd"] is None:
+        return [f"Noise floor: {noise['rule']}; {cv}."]
+    runs = ", ".join(f"{r['run_id']} over {r['seeds']} seeds: sd {r['loss_sd']:.4f}, range {r['loss_range']:.4f}"
+                     for r in noise["replicated_runs"])
+    return [f"Noise floor: run-to-run sd of the held-out loss {noise['loss_sd']:.4f} ({runs}); {cv}. "
+            f"Rule: {noise['rule']}."]
+
+
 def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     b, chosen, rule = decision["budgets"], decision["chosen"], decision["decision_rule"]
     level = f"{rule['confidence']:.0%}"
@@ -122,6 +134,9 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         f"Budgets: N_C = {b['params']:,} parameters (±{b['tolerance']:.0%}), D_C = {b['tokens']:,} tokens, "
         f"T_C = {b['latency_s']:.3f} s ({b['latency_rule']}); top-k = {b['k']}; "
         f"law: {decision['law']}{law_choice(decision)}.",
+        "",
+        *noise_floor(decision["noise"]),
+        *(f"- Tie: {t}." for t in decision["ties"]),
         "",
         f"**Chosen: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, n_layers={chosen['shape']['n_layers']}). "
         f"Decided by the rule **{rule['name']}** ({rule['statement']}). Why: {decision['why']}.",
@@ -160,11 +175,13 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
                 for task, n in first["eval_too_long"].items() if n]
     if caveats:
         lines += ["", "Caveats:", ""] + [f"- {w}" for w in caveats]
-    lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | kept / reason |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | within noise of "
+              "| kept / reason |", "|---|---|---|---|---|---|---|---|"]
     for c in decision["candidates"]:
         lines.append(
             f"| {c['shape_id']} | {c['params']:,} | {c['aspect_ratio']:.1f} | {c['predicted_loss']:.5f} | "
-            f"{c['latency']['median_s']:.3f} | {c.get('rank', '-')} | {'kept' if c['kept'] else c['reason']} |"
+            f"{c['latency']['median_s']:.3f} | {c.get('rank', '-')} | {', '.join(c.get('within_noise_of', [])) or '-'} "
+            f"| {'kept' if c['kept'] else c['reason']} |"
         )
     lines += ["", "## Figures", ""]
     for p in figure_paths:
@@ -226,6 +243,8 @@ def run(args):
         "why": why,
         "comparisons": comparisons,
         "models": models,
+        "noise": selection["noise"],
+        "ties": selection["ties"],
         "candidates": selection["candidates"],
         "warnings": selection["warnings"],
         "law_warnings": selection["law_warnings"],

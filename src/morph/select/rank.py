@@ -53,8 +53,33 @@ def drop_reason(c: dict, sel: Select, t_c: float) -> str | None:
     return "; ".join(reasons) or None
 
 
-def choose(cands: list[dict], sel: Select, t_c: float) -> tuple[list[dict], list[str]]:
-    """Mark each candidate kept or dropped, rank the kept by predicted loss; return (top-k, warnings)."""
+def order(kept: list[dict], noise: float | None) -> list[dict]:
+    """The kept candidates by predicted loss. Where the next candidates' predicted losses lie within `noise` of the
+    lowest, the law cannot tell them apart: the cheapest of them (lowest latency) takes the rank and says so, and
+    every candidate records which others it is within noise of."""
+    left = sorted(kept, key=lambda c: (c["predicted_loss"], c["latency"]["median_s"]))
+    for c in left:
+        c["within_noise_of"] = [o["shape_id"] for o in left
+                                if o is not c and noise and abs(o["predicted_loss"] - c["predicted_loss"]) < noise]
+    ranked = []
+    while left:
+        lead = left[0]
+        tied = [c for c in left if noise and c["predicted_loss"] - lead["predicted_loss"] < noise] or [lead]
+        pick = min(tied, key=lambda c: c["latency"]["median_s"])
+        if pick is not lead:
+            pick["tie_break"] = (
+                f"{pick['shape_id']} ranks above {lead['shape_id']}: its predicted loss is "
+                f"{pick['predicted_loss'] - lead['predicted_loss']:+.4f} from it, within the run-to-run noise "
+                f"{noise:.4f}, and it is faster ({pick['latency']['median_s']:.3f} s against "
+                f"{lead['latency']['median_s']:.3f} s)")
+        ranked.append(pick)
+        left.remove(pick)
+    return ranked
+
+
+def choose(cands: list[dict], sel: Select, t_c: float, noise: float | None = None) -> tuple[list[dict], list[str]]:
+    """Mark each candidate kept or dropped, rank the kept by predicted loss (ties within `noise`, the run-to-run
+    sd of the loss, broken by latency); return (top-k, warnings)."""
     kept = []
     for c in cands:
         reason = drop_reason(c, sel, t_c)
@@ -69,7 +94,7 @@ def choose(cands: list[dict], sel: Select, t_c: float) -> tuple[list[dict], list
             f"no candidate meets the budgets N_C={sel.params:,} (±{sel.tolerance:.0%}) and "
             f"T_C={t_c:.3f} s:\n{listing}"
         )
-    kept.sort(key=lambda c: (c["predicted_loss"], c["latency"]["median_s"]))
+    kept = order(kept, noise)
     for rank, c in enumerate(kept, 1):
         c["rank"] = rank
     warnings = []
@@ -103,7 +128,9 @@ def run(args):
     for c in cands["candidates"] + [cands["baseline"]]:
         c["predicted_loss"] = float(predict_loss(law, c["params"], sel.tokens, c["d_model"], c["n_layers"]))
     t_c, t_c_rule = latency_budget(sel, cands["baseline"])
-    top, warnings = choose(cands["candidates"], sel, t_c)
+    floor = law.get("noise_floor") or {}
+    noise = (floor.get("run_to_run") or {}).get("sd")
+    top, warnings = choose(cands["candidates"], sel, t_c, noise)
     for w in warnings:
         print(f"morph select: warning: {w}", file=sys.stderr)
     out = {
@@ -115,8 +142,15 @@ def run(args):
         "warnings": warnings,
         # A degenerate fit (e.g. no shape effect found) must travel with the decision it informed.
         "law_warnings": law.get("warnings", []),
+        "noise": {"loss_sd": noise, "replicated_runs": floor.get("replicated_runs", []),
+                  "law_cv_rmse": floor.get("cv_error_rmse"),
+                  "rule": "a predicted-loss gap below the run-to-run sd of the loss (grid.replicates) is a tie, "
+                          "broken by the lower latency" if noise else
+                          "no replicated runs (grid.replicates), so no noise floor: ranked by predicted loss alone"},
+        "ties": [c["tie_break"] for c in sorted(cands["candidates"], key=lambda c: c.get("rank", 0)) if "tie_break" in c],
         "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "params",
-                                        "predicted_loss")}
+                                        "predicted_loss", "within_noise_of")}
+                  | ({"tie_break": c["tie_break"]} if "tie_break" in c else {})
                   for c in top],
         "candidates": cands["candidates"],
         "baseline": cands["baseline"],
@@ -125,4 +159,6 @@ def run(args):
     write_json(args.out, out)
     plot_pareto(out, args.figure)
     print("top-k: " + ", ".join(f"{c['slot']}={c['shape_id']} (L̂={c['predicted_loss']:.4f})" for c in top))
+    for tie in out["ties"]:
+        print(f"morph select: tie: {tie}")
     return 0

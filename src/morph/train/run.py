@@ -79,7 +79,7 @@ def fingerprint(run: Run, cfg: Experiment, tokens_meta_sha: str) -> str:
         "tokens": run.tokens,
         "model": cfg.params("model"),
         "train": {k: v for k, v in cfg.params("train").items() if k not in NOT_FINGERPRINTED},
-        "seed": cfg.seed,
+        "seed": run.seed(cfg.seed),
         "tokens_meta": tokens_meta_sha,
         # The same derived list both orchestrators track for this stage.
         "code": {path: sha256_file(code_deps.REPO / path) for path in code_deps.files(__name__)},
@@ -163,7 +163,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
 
     started = time.perf_counter()
     out = Path(out)
-    t, m, seed = cfg.train, cfg.model, cfg.seed
+    t, m, seed = cfg.train, cfg.model, run.seed(cfg.seed)
     launch = resolve(t, torch.cuda.is_available())
     check(t, launch, this_machine(launch.accelerator), run.shape, m.seq_len)
     data = open_tokens(tokens_dir, params)
@@ -244,6 +244,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         # Of all ranks together, against one device's peak times the ranks.
         "mfu": mfu(tokens_per_s, run.shape, seq_len, peak["flops"] * t.world_size),
         "seed": seed,
+        "replicate": run.replicate,
+        "replicate_of": run.original,
         "precision": launch.precision,
         "accelerator": launch.accelerator,
         "strategy": launch.strategy,

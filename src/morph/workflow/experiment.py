@@ -95,10 +95,19 @@ class Model:
 
 
 @dataclass(frozen=True)
+class ReplicateSpec:
+    """A grid run trained `seeds` times: its own seed is replicate 0, the others change init and data order."""
+    run: str = rule()
+    seeds: int = rule(check=lambda v: None if v >= 2 else
+                      "must be at least 2: the run itself is the first seed, so 2 trains one replicate beside it")
+
+
+@dataclass(frozen=True)
 class Grid:
     multipliers: tuple[float, ...] = rule([20, 40, 160], min_len=1, each={"min": 0.0})
     sizes: tuple[SizeSpec, ...] = rule(())
     shapes: tuple[ShapeSpec, ...] = rule(())
+    replicates: tuple[ReplicateSpec, ...] = rule(())
 
 
 @dataclass(frozen=True)
@@ -270,11 +279,14 @@ class Experiment:
 
     @cached_property
     def expansion(self) -> grid.Expansion:
-        return grid.expand(self.grid, self.select, self.rules)
+        try:
+            return grid.expand(self.grid, self.select, self.rules)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     @property
     def grid_runs(self) -> tuple[grid.Run, ...]:
-        """The runs trained for the law, in params order."""
+        """The runs trained for the law, in params order, each run's seed replicates after it."""
         return self.expansion.grid_runs
 
     @property

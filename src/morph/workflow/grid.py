@@ -2,7 +2,7 @@
 token budgets. `Experiment.expansion` calls `expand` once; everything else reads its result."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from morph.shape import Shape, ShapeRules, run_id
 
@@ -13,9 +13,25 @@ class Run:
     shape: Shape
     tokens: int
     multiplier: float | None  # tokens per parameter; None for a fixed-budget (target) run
+    replicate: int = 0  # seed replicate (grid.replicates); 0 is the run itself, under its plain id
+    replicate_of: str = ""  # replicate 0's run id, for r >= 1
+
+    @property
+    def original(self) -> str:
+        """The run id its replicates share: replicate 0's."""
+        return self.replicate_of or self.run_id
+
+    def seed(self, base: int) -> int:
+        """The seed of weight init and data order: the experiment's, offset by the replicate index."""
+        return base + self.replicate
 
     def to_dict(self) -> dict:
-        return {"run_id": self.run_id, "tokens": self.tokens, "multiplier": self.multiplier, **self.shape.to_dict()}
+        return {"run_id": self.run_id, "tokens": self.tokens, "multiplier": self.multiplier,
+                "replicate": self.replicate, "replicate_of": self.original, **self.shape.to_dict()}
+
+
+def replicate_id(run_id: str, replicate: int) -> str:
+    return f"{run_id}-r{replicate}"
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,26 @@ def _unique(shapes) -> tuple[Shape, ...]:
     return tuple(seen.values())
 
 
+def _with_replicates(runs: dict[str, Run], specs) -> dict[str, Run]:
+    """The grid runs with each replicated run's seed replicates right after it (same shape and budget).
+    A bad entry is a ValueError naming its key, which the experiment loader reports as a config error."""
+    counts: dict[str, int] = {}
+    for i, spec in enumerate(specs):
+        if spec.run not in runs:
+            raise ValueError(f"grid.replicates[{i}].run: {spec.run!r} is not a grid run; name one that `morph grid` "
+                              f"lists (e.g. {next(iter(runs))})")
+        if spec.run in counts:
+            raise ValueError(f"grid.replicates[{i}].run: {spec.run!r} is listed twice; give it one entry with the "
+                              f"total number of seeds")
+        counts[spec.run] = spec.seeds
+    out: dict[str, Run] = {}
+    for rid, run in runs.items():
+        out[rid] = run
+        for r in range(1, counts.get(rid, 1)):
+            out[replicate_id(rid, r)] = replace(run, run_id=replicate_id(rid, r), replicate=r, replicate_of=rid)
+    return out
+
+
 def expand(grid, select, rules: ShapeRules) -> Expansion:
     """One pass over the grid and selection sections (typed sections from the experiment)."""
     proposed = [(size, rules.propose(size.params, depth)) for size in grid.sizes for depth in size.depths]
@@ -51,6 +87,7 @@ def expand(grid, select, rules: ShapeRules) -> Expansion:
         for m in multipliers:
             rid = run_id(shape, multiplier=m)
             runs.setdefault(rid, Run(rid, shape, round(m * shape.params()), m))
+    runs = _with_replicates(runs, grid.replicates)
     base_shape = rules.build(select.baseline.d_model, select.baseline.n_layers)
     baseline = Run(run_id(base_shape, tokens=select.tokens), base_shape, select.tokens, None)
 

@@ -115,8 +115,8 @@ def run(args):
         "warnings": warnings,
         # A degenerate fit (e.g. no shape effect found) must travel with the decision it informed.
         "law_warnings": law.get("warnings", []),
-        "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "params",
-                                        "predicted_loss")}
+        "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "ffn_ratio", "n_kv_heads",
+                                        "params", "predicted_loss")}
                   for c in top],
         "candidates": cands["candidates"],
         "baseline": cands["baseline"],

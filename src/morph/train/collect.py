@@ -10,7 +10,9 @@ from morph.workflow import experiment, grid, paths
 from morph.workflow.experiment import Experiment
 
 COLUMNS = ("run_id", "d_model", "n_layers", "n_heads", "params", "non_embedding_params", "tokens", "multiplier",
-           "aspect_ratio", "loss", "train_loss_ema", "wall_s", "tokens_per_s", "mfu")
+           "aspect_ratio", "loss", "train_loss_ema", "wall_s", "tokens_per_s", "mfu",
+           # the architecture knobs as built: the conditional law and the report's knob table read them
+           "shape_id", "n_kv_heads", "ffn", "mlp_attention_ratio")
 
 
 def add_arguments(p):
@@ -30,7 +32,8 @@ def row(run: grid.Run, metrics: dict, path: Path) -> dict:
             "params": s.params(), "non_embedding_params": s.non_embedding_params(), "tokens": run.tokens,
             "multiplier": run.multiplier, "aspect_ratio": s.aspect_ratio, "loss": metrics["val_loss"],
             "train_loss_ema": metrics["train_loss_ema"], "wall_s": metrics["wall_s"],
-            "tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"]}
+            "tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"],
+            "shape_id": s.shape_id, "n_kv_heads": s.n_kv_heads, "ffn": s.ffn, "mlp_attention_ratio": s.mlp_attention_ratio}
 
 
 def collect(cfg: Experiment, runs_dir: str | Path, out: str | Path) -> list[dict]:

@@ -40,9 +40,9 @@ if "machine" not in workflow.global_resources:
     workflow.register_resource("machine", MACHINE)
 
 wildcard_constraints:
-    run_id=r"d\d+-l\d+-[tD][^/]+",
+    run_id=r"d\d+-l\d+(?:-f[\d.]+)?(?:-kv\d+)?-[tD][^/]+",
     slot=r"top-\d+",
-    shape_id=r"d\d+-l\d+",
+    shape_id=r"d\d+-l\d+(?:-f[\d.]+)?(?:-kv\d+)?",  # Shape.shape_id
     model=r"[^/]+",
     shard=r"(train|val)-\d{5}",
 

@@ -237,7 +237,8 @@ def _experiment(tmp_path) -> Path:
 def _runs_table(params: Path, path: Path) -> pd.DataFrame:
     """The training stage's runs.csv for the grid, with losses drawn from a known inference-aware law."""
     cfg, rng = experiment.load(params), np.random.default_rng(0)
-    rows = [{"run_id": r.run_id, **r.shape.to_dict(), "tokens": r.tokens, "multiplier": r.multiplier}
+    rows = [{"run_id": r.run_id, "shape_id": r.shape.shape_id, **r.shape.to_dict(), "tokens": r.tokens,
+             "multiplier": r.multiplier}
             for r in cfg.grid_runs]
     df = pd.DataFrame(rows)
     coeffs = {"E": 1.5, "A": 60.0, "B": 300.0, "alpha": 0.3, "beta": 0.3, "eps": 0.02, "gamma": 0.3}

@@ -112,8 +112,9 @@ def test_the_fit_sees_each_replicated_run_once_at_its_mean_and_reports_the_sprea
 # ---- the tie-break --------------------------------------------------------------------------------------
 def cand(shape_id, loss, latency):
     return {"shape_id": shape_id, "d_model": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 2, "ffn": 176,
-            "vocab_size": 512, "tie_embeddings": False, "params": 100_000, "params_gap": 0.0,
-            "within_tolerance": True, "latency": {"median_s": latency}, "serving": {}, "predicted_loss": loss}
+            "vocab_size": 512, "tie_embeddings": False, "ffn_ratio": None, "kv_knob": False, "params": 100_000,
+            "params_gap": 0.0, "within_tolerance": True, "latency": {"median_s": latency}, "serving": {},
+            "predicted_loss": loss}
 
 
 SEL = build(Select, {"params": 100_000, "tokens": 1_000_000, "depths": [1], "k": 2, "latency_budget_s": 1.0,

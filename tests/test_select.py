@@ -76,7 +76,7 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
                             "latency_rule": "select.latency_budget_s", "k": 1},
                 "law": "inference-aware", "chosen": model, "why": "best", "models": [model], "candidates": [],
                 "decision_rule": {"name": "sole-candidate", "statement": "only one", "confidence": 0.95, "bootstrap": 10},
-                "comparisons": [], "warnings": [], "law_warnings": [], "ties": [],
+                "comparisons": [], "warnings": [], "law_warnings": [], "ties": [], "knobs": [],
                 "noise": {"loss_sd": None, "replicated_runs": [], "law_cv_rmse": None, "rule": "no replicated runs"}}
     page = tmp_path / "results" / "report.md"
     figs = [tmp_path / "results" / "figures" / "a.png", tmp_path / "elsewhere" / "b.png"]

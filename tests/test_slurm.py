@@ -1,4 +1,4 @@
-"""The CI graph's training half through a real single-node SLURM cluster (Debian slurm-wlm with
+"""The graph's data and training half through a real single-node SLURM cluster (Debian slurm-wlm with
 munge on 127.0.0.1), submitted by Snakemake's SLURM executor plugin; daemons are shut down after."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 import slurm_cluster
+from conftest import write_params as write_ci_params
 from test_end_to_end import BIN, CI, fresh_copy
 
 from morph.workflow import experiment
@@ -35,8 +36,12 @@ def test_sbatch_runs_a_job(slurm_env, tmp_path):
     assert (tmp_path / "out.txt").read_text().startswith("ran as ")
 
 
-def test_snakemake_trains_the_ci_grid_through_slurm(slurm_env, tmp_path):
+def test_snakemake_trains_a_grid_through_slurm(slurm_env, tmp_path):
+    """Every rule from the raw shards to runs.csv as its own sbatch job, on the CI experiment cut to a
+    two-run grid (the whole CI grid is the end-to-end test's; here only the executor differs)."""
     root = fresh_copy(tmp_path)
+    write_ci_params(root / CI, {"data.train_tokens": 200_000, "data.val_tokens": 4000, "grid.multipliers": [2],
+                                "grid.sizes": [{"params": 60000, "depths": [1, 2]}], "select.tokens": 100_000})
     env = slurm_env | {"PATH": f"{BIN}:{os.environ['PATH']}"}
     args = [str(BIN / "snakemake"), "results/runs.csv", "--configfile", CI,
             "--executor", "slurm", "--jobs", "4", "--latency-wait", "30",
@@ -45,11 +50,11 @@ def test_snakemake_trains_the_ci_grid_through_slurm(slurm_env, tmp_path):
     out = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     log = out.stdout + out.stderr
-    # sample, tokenizer, one tokenize job per sample shard, the gather, 10 runs, collect
+    # sample, tokenizer, one tokenize job per sample shard, the gather, 2 runs (depths 1 and 2), collect
     shards = len(experiment.load(root / CI).sample_shards)
-    assert log.count("has been submitted with SLURM jobid") == 1 + 1 + shards + 1 + 10 + 1, log[-3000:]
+    assert log.count("has been submitted with SLURM jobid") == 1 + 1 + shards + 1 + 2 + 1, log[-3000:]
     rows = list(csv.DictReader(open(root / "results/runs.csv")))
-    assert len(rows) == 10 and all(0 < float(r["loss"]) < 10 for r in rows)
+    assert sorted(int(r["n_layers"]) for r in rows) == [1, 2] and all(0 < float(r["loss"]) < 10 for r in rows)
 
 
 def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path):

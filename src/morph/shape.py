@@ -26,6 +26,9 @@ class Shape:
     ffn: int
     vocab_size: int
     tie_embeddings: bool = False
+    # Grid knobs set away from the model defaults name themselves in the id; default shapes keep theirs.
+    ffn_ratio: float | None = None  # the MLP-to-attention ratio ffn was set from; None: the SwiGLU default
+    kv_knob: bool = False  # n_kv_heads came from a grid knob, not the model default
 
     def __post_init__(self):
         for name in ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn", "vocab_size"):
@@ -34,7 +37,10 @@ class Shape:
         if self.d_model % self.n_heads:
             raise ShapeError(f"d_model: {self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.n_heads % self.n_kv_heads:
-            raise ShapeError(f"n_kv_heads: {self.n_kv_heads} does not divide n_heads={self.n_heads}")
+            raise ShapeError(f"n_kv_heads: {self.n_kv_heads} does not divide n_heads={self.n_heads}; "
+                             f"use a divisor of {self.n_heads}")
+        if self.ffn_ratio is not None and not self.ffn_ratio > 0:
+            raise ShapeError(f"ffn_ratio: {self.ffn_ratio} must be above 0")
         if self.head_dim % 2:
             raise ShapeError(
                 f"d_model: head dimension {self.d_model}/{self.n_heads}={self.head_dim} is odd; rotary needs it even"
@@ -51,12 +57,22 @@ class Shape:
 
     @property
     def shape_id(self) -> str:
-        return f"d{self.d_model}-l{self.n_layers}"
+        """d64-l2, with -f<ratio> and -kv<heads> for the knobs a grid set: d64-l2-f1.5-kv1."""
+        ffn = f"-f{self.ffn_ratio:g}" if self.ffn_ratio is not None else ""
+        kv = f"-kv{self.n_kv_heads}" if self.kv_knob else ""
+        return f"d{self.d_model}-l{self.n_layers}{ffn}{kv}"
+
+    def attention_params(self) -> int:
+        """One layer's q, o and (possibly grouped) k, v projections."""
+        return attention_params(self.d_model, self.n_heads, self.n_kv_heads)
+
+    @property
+    def mlp_attention_ratio(self) -> float:
+        """The SwiGLU MLP's parameters over attention's, per layer (Bian et al., 2025), as built."""
+        return 3 * self.d_model * self.ffn / self.attention_params()
 
     def layer_params(self) -> int:
-        d, kv = self.d_model, self.n_kv_heads * self.head_dim
-        attention = 2 * d * d + 2 * d * kv  # q, o and the (possibly grouped) k, v
-        return attention + 3 * d * self.ffn + 2 * d  # SwiGLU + two RMSNorm gains
+        return self.attention_params() + 3 * self.d_model * self.ffn + 2 * self.d_model  # + two RMSNorm gains
 
     def non_embedding_params(self) -> int:
         return self.n_layers * self.layer_params() + self.d_model  # + final norm
@@ -102,15 +118,21 @@ class Shape:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Shape":
-        """Rebuild a Shape from to_dict() output (derived keys are ignored)."""
-        return cls(**{f: d[f] for f in cls.__dataclass_fields__})
+        """Rebuild a Shape from to_dict() output (derived keys are ignored; absent knobs are the defaults)."""
+        return cls(**{f: d[f] for f in cls.__dataclass_fields__ if f in d})
 
     def to_dict(self) -> dict:
         return asdict(self) | {
             "params": self.params(),
             "non_embedding_params": self.non_embedding_params(),
             "aspect_ratio": self.aspect_ratio,
+            "mlp_attention_ratio": self.mlp_attention_ratio,
         }
+
+
+def attention_params(d_model: int, n_heads: int, n_kv_heads: int) -> int:
+    """q and o are d x d; k and v are d x (n_kv_heads x head_dim), grouped under GQA."""
+    return 2 * d_model * d_model + 2 * d_model * n_kv_heads * (d_model // n_heads)
 
 
 @dataclass(frozen=True)
@@ -131,29 +153,41 @@ class ShapeRules:
             raise ShapeError(f"d_model: {d_model} is not divisible by head_dim={self.head_dim}")
         return d_model // self.head_dim
 
-    def build(self, d_model: int, n_layers: int) -> Shape:
+    def build(self, d_model: int, n_layers: int, ffn_ratio: float | None = None,
+              n_kv_heads: int | None = None) -> Shape:
+        """The shape of this width and depth; a knob left None (or at the model default) is the default."""
         heads = self.heads_for(d_model)
+        kv_default = self.n_kv_heads or heads
+        kv = n_kv_heads or kv_default
+        if ffn_ratio is None:
+            ffn = swiglu_ffn(d_model, self.ffn_multiple)
+        else:  # the nearest whole multiple of ffn_multiple, at least one
+            mlp = ffn_ratio * attention_params(d_model, heads, kv) / (3 * d_model)
+            ffn = self.ffn_multiple * max(1, round(mlp / self.ffn_multiple))
         return Shape(
             d_model=d_model,
             n_layers=n_layers,
             n_heads=heads,
-            n_kv_heads=self.n_kv_heads or heads,
-            ffn=swiglu_ffn(d_model, self.ffn_multiple),
+            n_kv_heads=kv,
+            ffn=ffn,
             vocab_size=self.vocab_size,
             tie_embeddings=self.tie_embeddings,
+            ffn_ratio=ffn_ratio,
+            kv_knob=kv != kv_default,
         )
 
     def width_step(self) -> int:
         """d_model must be a multiple of this (whole, even-sized heads)."""
         return 2 * self.n_heads if self.n_heads is not None else self.head_dim
 
-    def propose(self, target_params: int, n_layers: int) -> Shape:
-        """The shape of depth n_layers whose N is closest to target_params."""
+    def propose(self, target_params: int, n_layers: int, ffn_ratio: float | None = None,
+                n_kv_heads: int | None = None) -> Shape:
+        """The shape of depth n_layers (and these knobs) whose N is closest to target_params."""
         step = self.width_step()
         best = None
         d = step
         while True:
-            shape = self.build(d, n_layers)
+            shape = self.build(d, n_layers, ffn_ratio, n_kv_heads)
             gap = abs(shape.params() - target_params)
             if best is None or gap < best[0]:
                 best = (gap, shape)

@@ -35,26 +35,27 @@ def _row_name(df, i: int) -> str:
     return label
 
 
-def validate(df, law: Law, source: str, min_rows: int | None = None):
-    """Check and normalise a runs table for `law`: the needed columns, positive finite values, and enough
-    rows and distinct values to identify the coefficients. Returns a copy with numeric columns."""
+def validate(df, law: Law, source: str, min_rows: int | None = None, also: tuple[str, ...] = ()):
+    """Check and normalise a runs table for `law`: the needed columns (and `also` these), positive finite
+    values, and enough rows and distinct values to identify the coefficients. Returns a copy with numeric columns."""
     import pandas as pd
 
-    missing = [c for c in needed_columns(law) if c not in df.columns]
+    needed = (*needed_columns(law), *also)
+    missing = [c for c in needed if c not in df.columns]
     if missing:
         raise MorphError(f"{source}: missing column {missing[0]!r}; the {law.name} law needs columns "
-                         f"{', '.join(needed_columns(law))} (found: {', '.join(map(str, df.columns)) or 'none'})")
+                         f"{', '.join(needed)} (found: {', '.join(map(str, df.columns)) or 'none'})")
     if len(df) == 0:
         raise MorphError(f"{source}: no rows")
     df = df.reset_index(drop=True).copy()
-    for col in needed_columns(law):
+    for col in needed:
         raw = df[col]
         values = pd.to_numeric(raw, errors="coerce")
         bad = ~(np.isfinite(values) & (values > 0))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise MorphError(f"{source}: {_row_name(df, i)}: column {col!r} is {raw.iloc[i]!r}; "
-                             f"{', '.join(needed_columns(law))} must all be positive numbers "
+                             f"{', '.join(needed)} must all be positive numbers "
                              f"({int(bad.sum())} bad row(s) in this column)")
         df[col] = values.astype(float)
     if "group" in df.columns:

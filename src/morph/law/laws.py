@@ -27,7 +27,8 @@ from morph.law.zoo import cluster, cross_validate, markdown, replicate_noise
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment
 
-RUN_COLUMNS = ("run_id", "d_model", "n_layers", "params", "tokens", "multiplier", "loss")
+RUN_COLUMNS = ("run_id", "shape_id", "d_model", "n_layers", "params", "tokens", "multiplier", "loss")
+KNOB_COLUMNS = ("n_kv_heads", "ffn", "mlp_attention_ratio")  # the architecture knobs as built
 ABLATION_TIES = ("all", "alpha-beta", "none")
 
 
@@ -46,12 +47,12 @@ def read_runs(path: str | Path):
     if not path.exists():
         raise MorphError(f"{path}: runs table not found (has `morph collect` run?)")
     df = pd.read_csv(path)
-    missing = [c for c in RUN_COLUMNS if c not in df.columns]
+    missing = [c for c in (*RUN_COLUMNS, *KNOB_COLUMNS) if c not in df.columns]
     if missing:
         raise MorphError(f"{path}: missing column {missing[0]!r} (a runs table from `morph collect` has "
-                         f"{', '.join(RUN_COLUMNS)})")
+                         f"{', '.join((*RUN_COLUMNS, *KNOB_COLUMNS))}); re-run `morph collect`")
     # Every law's columns are checked here, once, so a bad row names the file and line.
-    df = validate(df, Law("inference-aware"), str(path))
+    df = validate(df, Law("inference-aware"), str(path), also=KNOB_COLUMNS)
     df["multiplier"] = pd.to_numeric(df["multiplier"], errors="coerce")
     df["R"] = df["d_model"] / df["n_layers"]
     return df
@@ -84,7 +85,8 @@ def noise_floor(runs, zoo: dict, law: Law, source: str) -> dict:
 def size_labels(cfg: Experiment, df) -> np.ndarray:
     """Each run's size: its grid.sizes target N, or a 10%-of-N cluster label (see the module docstring)."""
     target = cfg.size_targets
-    shape_ids = [f"d{int(d)}-l{int(n)}" for d, n in zip(df["d_model"], df["n_layers"])]
+    shape_ids = (df["shape_id"] if "shape_id" in df.columns
+                 else [f"d{int(d)}-l{int(n)}" for d, n in zip(df["d_model"], df["n_layers"])])
     labels = np.array([target.get(s, 0) for s in shape_ids], dtype=np.int64)
     loose = labels == 0
     labels[loose] = cluster(df["params"].to_numpy()[loose]).astype(np.int64)
@@ -169,7 +171,7 @@ def ablations(cfg: Experiment, df, fit_mask: np.ndarray, extra: np.ndarray, main
     for law in both:
         add("without over-trained runs", law, **_attempt(df, fit_mask & ~extra, law, solver))
     # One random shape per size, from the fit set's shapes, with all of that shape's fit-set runs.
-    shape_of = (df["d_model"].astype(int).astype(str) + "x" + df["n_layers"].astype(int).astype(str)).to_numpy()
+    shape_of = df["shape_id"].astype(str).to_numpy()
     sizes = sorted(set(df["size"][fit_mask]))
     repeats = []
     for r in tqdm(range(fc.ablation_repeats), desc="one shape per size", disable=not sys.stderr.isatty()):

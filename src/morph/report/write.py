@@ -9,6 +9,7 @@ from pathlib import Path
 from morph.errors import MorphError
 from morph.figures import pareto, pyplot, save_png
 from morph.io import atomic_path, provenance, read_json, write_json
+from morph.latency.cost_model import MODEL_SETTING
 from morph.report.decide import RULES, decide
 from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.workflow import experiment, paths
@@ -24,6 +25,8 @@ def add_arguments(p):
     p.add_argument("--markdown", default=paths.REPORT_MD)
     p.add_argument("--figures", default=paths.FIGURES)
     p.add_argument("--summary", default=paths.SUMMARY)
+    p.add_argument("--runs", default=paths.RUNS_CSV, help="the grid's runs (morph collect), for the knob table")
+    p.add_argument("--latency", default=paths.LATENCY_CSV, help="measured latencies, for the knob table")
 
 
 def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
@@ -95,6 +98,34 @@ def plot(models: list[dict], curves: dict[str, Path], figures: Path) -> list[Pat
     fig.tight_layout()
     save_png(fig, paths[2])
     return paths
+
+
+def knob_effects(cfg, runs_csv: Path, latency_csv: Path) -> list[dict]:
+    """Each trained knob variant beside the default shape of its size and depth at the same budget."""
+    if not runs_csv.is_file():
+        raise MorphError(f"{runs_csv}: runs table not found (run `morph collect`)")
+    with open(runs_csv, newline="") as f:
+        loss = {r["run_id"]: float(r["loss"]) for r in csv.DictReader(f)}
+    if not latency_csv.is_file():
+        raise MorphError(f"{latency_csv}: latency table not found (run `morph latency-collect`)")
+    with open(latency_csv, newline="") as f:
+        latency = {r["shape_id"]: float(r["median"]) for r in csv.DictReader(f)
+                   if r["backend"] == cfg.select.latency_metric and r["setting"] == MODEL_SETTING}
+    key = lambda r: (cfg.size_targets[r.shape.shape_id], r.shape.n_layers, r.multiplier)  # noqa: E731
+    knobbed = [r for r in cfg.grid_runs if r.shape.ffn_ratio is not None or r.shape.kv_knob]
+    default = {key(r): r for r in cfg.grid_runs if r not in knobbed}
+    out = []
+    for r in knobbed:
+        base = default.get(key(r))
+        if base is None:
+            continue  # no default shape at this size, depth and budget to compare with
+        lat, base_lat = (latency[x.shape.shape_id] for x in (r, base))
+        out.append({"run_id": r.run_id, "default": base.run_id, "mlp_attention_ratio": r.shape.mlp_attention_ratio,
+                    "default_mlp_attention_ratio": base.shape.mlp_attention_ratio, "n_kv_heads": r.shape.n_kv_heads,
+                    "default_n_kv_heads": base.shape.n_kv_heads, "params": r.shape.params(),
+                    "loss": loss[r.run_id], "loss_change": loss[r.run_id] - loss[base.run_id],
+                    "latency_s": lat, "latency_ratio": lat / base_lat})
+    return out
 
 
 def law_choice(decision: dict) -> str:
@@ -183,6 +214,16 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
             f"{c['latency']['median_s']:.3f} | {c.get('rank', '-')} | {', '.join(c.get('within_noise_of', [])) or '-'} "
             f"| {'kept' if c['kept'] else c['reason']} |"
         )
+    if decision["knobs"]:
+        lines += ["", "## Architecture knobs", "",
+                  "Each grid run with an ffn ratio or grouped-query knob against the default shape of its size and "
+                  "depth at the same budget (the law sees these runs only through N, D and R):", "",
+                  "| run | default | MLP:attention | kv heads | N | held-out loss | Δ loss | latency s | × default |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {k['run_id']} | {k['default']} | {k['mlp_attention_ratio']:.2f} (default "
+                  f"{k['default_mlp_attention_ratio']:.2f}) | {k['n_kv_heads']} (default {k['default_n_kv_heads']}) | "
+                  f"{k['params']:,} | {k['loss']:.4f} | {k['loss_change']:+.4f} | {k['latency_s']:.3f} | "
+                  f"{k['latency_ratio']:.2f} |" for k in decision["knobs"]]
     lines += ["", "## Figures", ""]
     for p in figure_paths:
         lines.append(f"![{p.stem}]({os.path.relpath(p, md_path.parent)})")
@@ -231,7 +272,7 @@ def run(args):
     if chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
     curves = {m["role"]: runs_dir / name / paths.LOSS_CURVE for m, (name, _) in zip(models, roles)}
-    inputs = [args.selection] + [p for name, _ in roles for p in (runs_dir / name / "metrics.json", eval_dir / f"{name}.json",
+    inputs = [args.selection, args.runs, args.latency] + [p for name, _ in roles for p in (runs_dir / name / "metrics.json", eval_dir / f"{name}.json",
                                                                   eval_dir / name, runs_dir / name / paths.LOSS_CURVE)]
     decision = {
         "budgets": selection["budgets"],
@@ -246,6 +287,7 @@ def run(args):
         "noise": selection["noise"],
         "ties": selection["ties"],
         "candidates": selection["candidates"],
+        "knobs": knob_effects(cfg, Path(args.runs), Path(args.latency)),
         "warnings": selection["warnings"],
         "law_warnings": selection["law_warnings"],
         **provenance(inputs),

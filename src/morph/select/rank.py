@@ -148,8 +148,8 @@ def run(args):
                           "broken by the lower latency" if noise else
                           "no replicated runs (grid.replicates), so no noise floor: ranked by predicted loss alone"},
         "ties": [c["tie_break"] for c in sorted(cands["candidates"], key=lambda c: c.get("rank", 0)) if "tie_break" in c],
-        "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "params",
-                                        "predicted_loss", "within_noise_of")}
+        "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "ffn_ratio", "n_kv_heads",
+                                        "params", "predicted_loss", "within_noise_of")}
                   | ({"tie_break": c["tie_break"]} if "tie_break" in c else {})
                   for c in top],
         "candidates": cands["candidates"],

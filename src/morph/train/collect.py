@@ -16,7 +16,9 @@ from morph.workflow.experiment import Experiment
 
 COLUMNS = ("run_id", "d_model", "n_layers", "n_heads", "params", "non_embedding_params", "tokens", "multiplier",
            "aspect_ratio", "loss", "train_loss_ema", "wall_s", "tokens_per_s", "mfu", "replicate", "replicate_of",
-           "seed", "replicates", "loss_sd", "loss_range")
+           "seed", "replicates", "loss_sd", "loss_range",
+           # the architecture knobs as built: the conditional law and the report's knob table read them
+           "shape_id", "n_kv_heads", "ffn", "mlp_attention_ratio")
 
 
 def add_arguments(p):
@@ -37,7 +39,8 @@ def row(run: grid.Run, metrics: dict, path: Path) -> dict:
             "multiplier": run.multiplier, "aspect_ratio": s.aspect_ratio, "loss": metrics["val_loss"],
             "train_loss_ema": metrics["train_loss_ema"], "wall_s": metrics["wall_s"],
             "tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"], "replicate": run.replicate,
-            "replicate_of": run.original, "seed": metrics["seed"]}
+            "replicate_of": run.original, "seed": metrics["seed"],
+            "shape_id": s.shape_id, "n_kv_heads": s.n_kv_heads, "ffn": s.ffn, "mlp_attention_ratio": s.mlp_attention_ratio}
 
 
 def add_spread(rows: list[dict]) -> None:

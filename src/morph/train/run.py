@@ -67,7 +67,9 @@ def resolve_run(cfg: Experiment, args) -> tuple[Run, str | None]:
     if not isinstance(tokens, int) or tokens < 1:
         raise MorphError(f"{args.selection}: 'tokens' must be a positive integer token budget, got {tokens!r}")
     try:
-        shape = cfg.rules.build(int(entry["d_model"]), int(entry["n_layers"]))
+        # knobs absent from an entry are the defaults
+        shape = cfg.rules.build(int(entry["d_model"]), int(entry["n_layers"]), entry.get("ffn_ratio"),
+                                entry.get("n_kv_heads"))
     except KeyError as err:
         raise MorphError(f"{args.selection}: slot {args.slot!r} lacks {err.args[0]!r}") from None
     return Run(entry.get("run_id") or make_run_id(shape, tokens=tokens), shape, tokens, None), args.slot

@@ -49,8 +49,19 @@ class ShapeSpec:
     n_layers: int = rule(min=1)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Knobs:
+    """Architecture knobs beside the depths: each value, and each combination of them, is built at every depth
+    beside the default shape (grid.sizes entries and select alike; see grid.variants)."""
+    # The SwiGLU MLP's parameters over attention's, per layer; the default width gives about 2 (8/3 x 3/4).
+    # Bounded so that the id's -f<ratio> stays plain decimals.
+    ffn_ratios: tuple[float, ...] = rule((), each={"check": lambda v: None if 0.01 <= v <= 100 else
+                                                   "must be between 0.01 and 100 (MLP over attention parameters)"})
+    n_kv_heads: tuple[int, ...] = rule((), each={"min": 1})  # grouped-query attention: divisors of the heads
+
+
 @dataclass(frozen=True)
-class SizeSpec:
+class SizeSpec(Knobs):
     params: int = rule(min=1)
     depths: tuple[int, ...] = rule(min_len=1, each={"min": 1})
     # Optional per-size multipliers, as in the paper where only the smallest size is over-trained.
@@ -202,7 +213,7 @@ class MaxKVCache:
 
 
 @dataclass(frozen=True)
-class Select:
+class Select(Knobs):
     params: int = rule(min=1)
     tokens: int = rule(min=1)
     # Serving budgets, each optional and checked per candidate; T_C is absolute or relative.
@@ -350,6 +361,13 @@ def _cross_checks(exp: Experiment) -> None:
             exp.rules.build(s.d_model, s.n_layers)
         except ShapeError as err:
             raise ConfigError(f"{path}.{err}") from None
+    knobbed = [(f"grid.sizes[{i}]", size.params, size) for i, size in enumerate(exp.grid.sizes)]
+    for path, target, knobs in [*knobbed, ("select", exp.select.params, exp.select)]:
+        for depth in knobs.depths:
+            try:
+                grid.variants(exp.rules, target, depth, knobs)
+            except ShapeError as err:
+                raise ConfigError(f"{path}.{err}") from None
     if not exp.grid.shapes and not exp.grid.sizes:
         raise ConfigError("grid: list at least one entry under grid.sizes or grid.shapes")
     if not exp.select.shapes and not exp.select.depths:

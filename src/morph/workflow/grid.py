@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from morph.shape import Shape, ShapeRules, run_id
+from morph.shape import Shape, ShapeError, ShapeRules, run_id
 
 
 @dataclass(frozen=True)
@@ -73,9 +73,28 @@ def _with_replicates(runs: dict[str, Run], specs) -> dict[str, Run]:
     return out
 
 
+def variants(rules: ShapeRules, target: int, depth: int, knobs) -> list[Shape]:
+    """The default shape of this depth nearest `target` N, then every combination of the knobs (a grid.sizes
+    entry's or select's ffn_ratios and n_kv_heads) with the default, each re-proposed to stay near N.
+    A ShapeError names the knob whose value builds no new model."""
+    shapes = [rules.propose(target, depth, f, kv) for f in (None, *knobs.ffn_ratios) for kv in (None, *knobs.n_kv_heads)]
+    seen: dict[Shape, Shape] = {}
+    for s in shapes:
+        twin = seen.setdefault(replace(s, ffn_ratio=None, kv_knob=False), s)
+        if twin is s:
+            continue
+        if s.ffn_ratio != twin.ffn_ratio:
+            raise ShapeError(f"ffn_ratios: {s.ffn_ratio:g} builds {s.shape_id} with ffn={s.ffn}, the same model as "
+                             f"{twin.shape_id}; space the ratios further apart or lower model.ffn_multiple")
+        raise ShapeError(f"n_kv_heads: {s.n_kv_heads} is listed twice or is the model default "
+                         f"({twin.n_kv_heads} at {twin.shape_id}); drop it")
+    return shapes
+
+
 def expand(grid, select, rules: ShapeRules) -> Expansion:
     """One pass over the grid and selection sections (typed sections from the experiment)."""
-    proposed = [(size, rules.propose(size.params, depth)) for size in grid.sizes for depth in size.depths]
+    proposed = [(size, shape) for size in grid.sizes for depth in size.depths
+                for shape in variants(rules, size.params, depth, size)]
     with_multipliers = [(shape, size.multipliers or grid.multipliers) for size, shape in proposed]
     with_multipliers += [(rules.build(s.d_model, s.n_layers), grid.multipliers) for s in grid.shapes]
     size_targets: dict[str, int] = {}
@@ -92,7 +111,7 @@ def expand(grid, select, rules: ShapeRules) -> Expansion:
     baseline = Run(run_id(base_shape, tokens=select.tokens), base_shape, select.tokens, None)
 
     grid_shapes = _unique(shape for shape, _ in with_multipliers)
-    candidates = _unique([rules.propose(select.params, depth) for depth in select.depths]
+    candidates = _unique([shape for depth in select.depths for shape in variants(rules, select.params, depth, select)]
                          + [rules.build(s.d_model, s.n_layers) for s in select.shapes])
     latency_shapes = _unique((*grid_shapes, *candidates, base_shape))
     return Expansion(

@@ -23,9 +23,10 @@ def run(args):
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{'run':<18}{'params':>16}{'tokens':>18}{'R':>8}")
+    print(f"{'run':<22}{'params':>14}{'tokens':>18}{'R':>8}{'MLP:attn':>10}{'kv':>4}")
     for r in out["runs"] + [out["baseline"]]:
-        print(f"{r['run_id']:<18}{r['params']:>16,}{r['tokens']:>18,}{r['aspect_ratio']:>8.1f}")
+        print(f"{r['run_id']:<22}{r['params']:>14,}{r['tokens']:>18,}{r['aspect_ratio']:>8.1f}"
+              f"{r['mlp_attention_ratio']:>10.2f}{r['n_kv_heads']:>4}")
     print(f"latency shapes: {', '.join(out['latency_shapes'])}")
     print(f"target slots: {', '.join(out['target_slots'])}; sample target: {out['sample_token_target']:,} tokens")
     return 0

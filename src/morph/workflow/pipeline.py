@@ -188,13 +188,16 @@ def evaluate(exp: Experiment, p: str, run: str) -> Node:
 
 def report(exp: Experiment, p: str) -> Node:
     runs = exp.evaluated_models
-    return Node("report", "", f"morph report --params {p} --out {P.DECISION} --summary {P.SUMMARY}",
-                deps=(*code("report"), P.SELECTION, *(f"{P.run_dir(r)}/metrics.json" for r in runs),
+    return Node("report", "", f"morph report --params {p} --out {P.DECISION} --summary {P.SUMMARY} "
+                f"--runs {P.RUNS_CSV} --latency {P.LATENCY_CSV}",
+                deps=(*code("report"), P.SELECTION, P.RUNS_CSV, P.LATENCY_CSV,
+                      *(f"{P.run_dir(r)}/metrics.json" for r in runs),
                       *(P.loss_curve(r) for r in runs), *(P.eval_json(r) for r in runs),
                       *(P.lm_eval_out(r) for r in runs)),
                 outs=(P.DECISION, P.REPORT_MD, P.SUMMARY, *(P.figure(f) for f in P.REPORT_FIGURES)),
                 # seed, evaluate: the bootstrap that puts intervals on the accuracies and decides ties
-                params=("seed", "select", "evaluate"), metrics=(P.SUMMARY,))
+                # grid: which runs are knob variants of which default (the knob table)
+                params=("seed", "grid", "select", "evaluate"), metrics=(P.SUMMARY,))
 
 
 def all_nodes(exp: Experiment, p: str = P.PARAMS) -> list[Node]:

@@ -149,7 +149,7 @@ def measured(cmd: str, cwd: Path) -> tuple[float, float, float]:
 
 def workdir(dest: Path) -> Path:
     """A directory where the graph's commands run on this checkout's code, linked, not copied."""
-    for name in ("Snakefile", "rules", "src"):
+    for name in ("Snakefile", "rules", "src", "report"):  # report/: the figure captions the rules read
         (dest / name).symlink_to(ROOT / name)
     return dest
 
@@ -176,8 +176,10 @@ def snakemake_wall(jobs: int, cwd: Path, params: str) -> float:
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src")}
     start = time.perf_counter()
     # The target first: --forcerun takes every name after it.
-    subprocess.run([str(BIN / "snakemake"), "data/tokens/meta.json", f"-j{jobs}", "--configfile", params,
-                    "--forcerun", "tokenize_shard"], cwd=cwd, env=env, check=True, capture_output=True)
+    done = subprocess.run([str(BIN / "snakemake"), "data/tokens/meta.json", f"-j{jobs}", "--configfile", params,
+                           "--forcerun", "tokenize_shard"], cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"snakemake -j{jobs} failed in {cwd}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return time.perf_counter() - start
 
 

@@ -7,6 +7,7 @@ copied in), breaks one thing, runs one `morph` command there, and then runs the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -229,3 +230,53 @@ def test_lineage_walks_the_experiment_the_decision_recorded(tmp_path, capsys):
     code, err = run_morph(["lineage", "results/morph1b.json", "--params", "params.yaml"], root, capsys)
     assert code == 0
     assert "warning: results/morph1b.json was made with configs/ci.yaml, not params.yaml" in err
+
+
+# ---- training on a tree the graph's data commands built ------------------------------------------
+
+@pytest.fixture(scope="module")
+def tokens_tree(tmp_path_factory) -> Path:
+    """The small tree with data/sample and data/tokens made by the commands the graph runs."""
+    root = tree(tmp_path_factory.mktemp("tokens") / "tree")
+    with contextlib.chdir(root):
+        assert cli.main(["sample", "--params", "params.yaml", "--out", "data/sample"]) == 0
+        assert cli.main(["tokenize", "--params", "params.yaml", "--sample", "data/sample", "--out", "data/tokens"]) == 0
+    return root
+
+
+def first_run(root: Path) -> tuple[str, list[str]]:
+    from morph.workflow import experiment
+
+    rid = experiment.load(root / "params.yaml").grid_runs[0].run_id
+    return rid, ["train", "--params", "params.yaml", "--run", rid, "--out", f"runs/{rid}"]
+
+
+def test_tokens_for_another_vocabulary_are_refused_and_the_named_command_rebuilds_them(tokens_tree, tmp_path, capsys):
+    root = Path(shutil.copytree(tokens_tree, tmp_path / "tree"))
+    untouched = snapshot(root)
+    meta = root / "data/tokens/meta.json"
+    meta.write_text(meta.read_text().replace('"vocab_size": 512', '"vocab_size": 4096'))
+    broken = snapshot(root)
+    assert broken != untouched
+    _, argv = first_run(root)
+    code, err = run_morph(argv, root, capsys)
+    fix = "morph tokenize --params params.yaml --out data/tokens"
+    assert code == 2 and "data/tokens/meta.json: vocab_size 4096 differs" in err and fix in err, err
+    assert snapshot(root) == broken and not (root / "runs").exists()
+    code, err = run_morph(fix.split()[1:], root, capsys)
+    assert code == 0, err
+    assert snapshot(root) == untouched
+
+
+def test_an_unreadable_checkpoint_is_named_and_the_run_starts_afresh(tokens_tree, tmp_path, capsys):
+    root = Path(shutil.copytree(tokens_tree, tmp_path / "tree"))
+    rid, argv = first_run(root)
+    ckpt = root / f"runs/{rid}/ckpt/last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(os.urandom(4096))  # e.g. from a disk that filled while it was written
+    code, err = run_morph(argv, root, capsys)
+    assert code == 0 and f"ignoring unreadable checkpoint runs/{rid}/ckpt/last.ckpt" in err, err
+    code, err = run_morph(argv[:-1] + ["runs/clean"], root, capsys)
+    assert code == 0, err
+    afresh, clean = (json.loads((root / d / "metrics.json").read_text()) for d in (f"runs/{rid}", "runs/clean"))
+    assert afresh["val_loss"] == clean["val_loss"] and afresh["resumed_from_step"] is None

@@ -172,7 +172,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     if data.meta["vocab_size"] != run.shape.vocab_size:
         raise MorphError(
             f"{data.root / 'meta.json'}: vocab_size {data.meta['vocab_size']} differs from the experiment's "
-            f"tokenizer ({run.shape.vocab_size}); re-run `morph tokenize` with this params file"
+            f"tokenizer ({run.shape.vocab_size}); rebuild the tokens for this experiment: "
+            f"morph tokenize --params {params} --out {data.root}"
         )
     seq_len, batch = m.seq_len, t.batch_size
     total = steps_for_budget(run.tokens, batch, seq_len)

@@ -28,9 +28,9 @@ import numpy as np
 import yaml
 from train_throughput import lightning_loop, plain_loop
 
-from morph.io import write_json
+from morph.io import sha256_file, write_json
 from morph.model import build_model
-from morph.train.batches import TokenData, train_batch
+from morph.train.batches import TokenData, TokenStream, train_batch
 from morph.train.lm import Optim
 from morph.workflow import experiment
 
@@ -40,13 +40,16 @@ LOOP_SHAPES = ((64, 2), (128, 2))
 
 
 def token_dir(root: Path, vocab: int, n: int) -> Path:
-    """A tokens directory `morph train` accepts: random ids, an empty tokenizer folder."""
+    """A tokens directory `morph train` accepts: one random-id shard per split, an empty tokenizer folder."""
     ids = np.random.default_rng(0).integers(0, vocab, size=n).astype(np.uint16)
-    ids.tofile(root / "train.bin")
-    ids[: n // 10].tofile(root / "val.bin")
+    splits = {}
+    for split, part in (("train", ids), ("val", ids[: n // 10])):
+        shard = root / f"{split}-00000.bin"
+        part.tofile(shard)
+        entry = {"file": shard.name, "tokens": len(part), "sha256": sha256_file(shard)}
+        splits[split] = {"tokens": len(part), "shards": [entry]}
     (root / "tokenizer").mkdir()
-    write_json(root / "meta.json", {"vocab_size": vocab, "eot_id": 0, "dtype": "uint16",
-                                    "splits": {"train": {"tokens": n}, "val": {"tokens": n // 10}}})
+    write_json(root / "meta.json", {"vocab_size": vocab, "eot_id": 0, "dtype": "uint16", "splits": splits})
     return root
 
 
@@ -96,7 +99,8 @@ def loops_table(cfg, args, log) -> None:
     steps = args.warmup + args.steps
     budget = steps * t.batch_size * seq_len
     tokens = np.random.default_rng(0).integers(0, rules.vocab_size, size=200_000).astype(np.uint32)
-    data = TokenData(Path("."), {}, tokens, tokens[:20_000])
+    data = TokenData(Path("."), {"vocab_size": rules.vocab_size}, TokenStream([tokens]),
+                     TokenStream([tokens[:20_000]]))
     optim = Optim.from_params(t, steps)
     timed = args.steps * t.batch_size * seq_len
     smallest = sorted({r.shape.shape_id: r.shape for r in cfg.grid_runs}.values(), key=lambda s: s.params())[:2]

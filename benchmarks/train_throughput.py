@@ -14,7 +14,10 @@ Token ids are drawn uniformly from the vocabulary: throughput does not depend on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,11 +85,15 @@ def lightning_loop(model, optim: Optim, data: TokenData, t, seq_len: int, budget
                    compile: bool) -> float:
     module = CausalLM(model, optim, "benchmark", compile=compile, log_every=t.log_every)
     dm = make_datamodule(data, seq_len, t, budget, 0)
+    # Lightning's notes (devices found, tips, why fit stopped) would land between the table's rows.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as out:
         trainer = make_trainer(t, Launch("cpu", "32-true", "auto"), Path(out), optim.total_steps)
         timer = StepTimer(warmup)
         trainer.callbacks.append(timer)
-        trainer.fit(module, datamodule=dm)
+        with contextlib.redirect_stdout(sys.stderr):  # Lightning's progress bar writes to stdout
+            trainer.fit(module, datamodule=dm)
     return timer.seconds
 
 
@@ -108,7 +115,7 @@ def main():
     rules = cfg.rules
     vocab = rules.vocab_size
     tokens = np.random.default_rng(0).integers(0, vocab, size=200_000).astype(np.uint32)
-    data = TokenData(Path("."), {}, TokenStream([tokens]), TokenStream([tokens[:10_000]]))
+    data = TokenData(Path("."), {"vocab_size": vocab}, TokenStream([tokens]), TokenStream([tokens[:10_000]]))
     steps = args.warmup + args.steps
     budget = steps * t.batch_size * seq_len
     assert steps_for_budget(budget, t.batch_size, seq_len) == steps

@@ -54,7 +54,7 @@ def validate(df, law: Law, source: str, min_rows: int | None = None, also: tuple
         bad = ~(np.isfinite(values) & (values > 0))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise MorphError(f"{source}: {_row_name(df, i)}: column {col!r} is {raw.iloc[i]!r}; "
+            raise MorphError(f"{source}: {_row_name(df, i)}: column {col!r} is {str(raw.iloc[i])!r}; "
                              f"{', '.join(needed)} must all be positive numbers "
                              f"({int(bad.sum())} bad row(s) in this column)")
         df[col] = values.astype(float)

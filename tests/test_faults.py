@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +18,6 @@ from typing import Callable
 import pytest
 import zstandard
 from conftest import CI_PARAMS, ROOT, write_params
-from test_end_to_end import BIN, CI, fresh_copy
 
 from morph import cli
 from morph.io import sha256_file, write_json
@@ -282,27 +280,3 @@ def test_an_unreadable_checkpoint_is_named_and_the_run_starts_afresh(tokens_tree
     assert code == 0, err
     afresh, clean = (json.loads((root / d / "metrics.json").read_text()) for d in (f"runs/{rid}", "runs/clean"))
     assert afresh["val_loss"] == clean["val_loss"] and afresh["resumed_from_step"] is None
-
-
-@pytest.mark.slow
-def test_a_second_snakemake_on_a_working_tree_is_refused_and_the_first_finishes(tmp_path):
-    """Snakemake's own directory lock: the second run is refused, naming --unlock for a stale lock, and
-    changes nothing the first is writing."""
-    root = fresh_copy(tmp_path / "tree")
-    write_params(root / CI, {"data.train_tokens": 200_000, "data.val_tokens": 4000, "grid.multipliers": [2],
-                             "grid.sizes": [{"params": 60000, "depths": [1, 2]}], "select.tokens": 100_000})
-    argv = [str(BIN / "snakemake"), "-j1", "data/tokens/meta.json", "--configfile", CI]
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    log = open(tmp_path / "first.log", "w")  # a file, not a pipe: a full pipe would stall the first run
-    first = subprocess.Popen(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    locks = root / ".snakemake/locks"
-    while first.poll() is None and not (locks.is_dir() and any(locks.iterdir())):
-        time.sleep(0.05)
-    assert first.poll() is None, "the first run ended before its lock could be seen"
-    second = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True)
-    assert second.returncode != 0
-    assert "Directory cannot be locked" in second.stderr and "--unlock" in second.stderr, second.stderr
-    assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
-    log.close()
-    done = subprocess.run(argv + ["-n"], cwd=root, env=env, capture_output=True, text=True)
-    assert done.returncode == 0 and "Nothing to be done" in done.stdout + done.stderr

@@ -181,10 +181,11 @@ def test_knob_table_compares_each_variant_with_its_size_and_depths_default(knobb
     rows = {r["run_id"]: r for r in _runs_csv(knobbed, runs)}
     latency = tmp_path / "latency.csv"
     with open(latency, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["shape_id", "backend", "setting", "median"])
+        writer = csv.DictWriter(f, fieldnames=["shape_id", "backend", "setting", "median", "p10", "p90", "cv"])
         writer.writeheader()
-        for i, s in enumerate(knobbed.latency_shapes):
-            writer.writerow({"shape_id": s.shape_id, "backend": "hf", "setting": "full", "median": 1.0 + i})
+        for i, s in enumerate(knobbed.latency_shapes):  # the columns latency-collect writes
+            writer.writerow({"shape_id": s.shape_id, "backend": "hf", "setting": "full", "median": 1.0 + i,
+                             "p10": 1.0 + i, "p90": 1.0 + i, "cv": ""})
     effects = knob_effects(knobbed, runs, latency)
     knobbed_runs = [r for r in knobbed.grid_runs if not is_default(knobbed, r.shape)]
     assert sorted(e["run_id"] for e in effects) == sorted(r.run_id for r in knobbed_runs)

@@ -10,6 +10,7 @@ from morph.errors import MorphError
 from morph.figures import pareto, pyplot, save_png
 from morph.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING
+from morph.latency.table import measured_settings
 from morph.report.decide import RULES, decide
 from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.workflow import experiment, paths
@@ -106,11 +107,9 @@ def knob_effects(cfg, runs_csv: Path, latency_csv: Path) -> list[dict]:
         raise MorphError(f"{runs_csv}: runs table not found (run `morph collect`)")
     with open(runs_csv, newline="") as f:
         loss = {r["run_id"]: float(r["loss"]) for r in csv.DictReader(f)}
-    if not latency_csv.is_file():
-        raise MorphError(f"{latency_csv}: latency table not found (run `morph latency-collect`)")
-    with open(latency_csv, newline="") as f:
-        latency = {r["shape_id"]: float(r["median"]) for r in csv.DictReader(f)
-                   if r["backend"] == cfg.select.latency_metric and r["setting"] == MODEL_SETTING}
+    latency = {shape_id: settings[MODEL_SETTING]["median"]
+               for shape_id, settings in measured_settings(latency_csv, cfg.select.latency_metric).items()
+               if MODEL_SETTING in settings}
     key = lambda r: (cfg.size_targets[r.shape.shape_id], r.shape.n_layers, r.multiplier)  # noqa: E731
     knobbed = [r for r in cfg.grid_runs if r.shape.ffn_ratio is not None or r.shape.kv_knob]
     default = {key(r): r for r in cfg.grid_runs if r not in knobbed}

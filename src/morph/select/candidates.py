@@ -1,12 +1,12 @@
 """List the candidate shapes near the parameter target N_C, each with its latency (measured or predicted)."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING, predict_latency
+from morph.latency.table import measured_settings
 from morph.shape import Shape
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment, kv_cache_mib
@@ -17,19 +17,6 @@ def add_arguments(p):
     p.add_argument("--latency", default=paths.LATENCY_CSV, help="measured latencies (latency-collect)")
     p.add_argument("--latency-model", default=paths.LATENCY_MODEL, help="fitted latency model")
     p.add_argument("--out", default=paths.CANDIDATES)
-
-
-def measured_settings(latency_csv: Path, backend: str) -> dict[str, dict[str, dict]]:
-    """shape_id -> setting -> {median, p10, p90, cv} for one backend, every timed setting."""
-    if not latency_csv.exists():
-        raise MorphError(f"{latency_csv}: missing latency table (run `morph latency-collect`)")
-    found: dict[str, dict[str, dict]] = {}
-    with open(latency_csv) as f:
-        for row in csv.DictReader(f):
-            if row["backend"] == backend:
-                found.setdefault(row["shape_id"], {})[row["setting"]] = {
-                    **{k: float(row[k]) for k in ("median", "p10", "p90")}, "cv": float(row["cv"]) if row["cv"] else None}
-    return found
 
 
 def serving_costs(shape: Shape, cfg: Experiment, settings: dict[str, dict]) -> dict:

@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+from morph import process_lock
 from morph.errors import MorphError
 from morph.workflow import experiment as morph_experiment
 from morph.workflow import pipeline as P
@@ -21,6 +22,15 @@ if config != (morph_experiment.read_raw(PARAMS) if workflow.overwrite_configfile
         "and run with `--configfile <copy>` (the target first: snakemake results/morph1b.json --configfile <copy>)"
     )
 CFG = morph_experiment.load(PARAMS)
+
+# One Snakemake per working tree. Snakemake locks the tree only after planning, so a second run would
+# first meet the outputs the first is writing, be told to pass --rerun-incomplete, and then write them too.
+if workflow.is_main_process:
+    TREE_LOCK = process_lock.hold(
+        Path(".snakemake/morph.lock"),
+        lambda pid: f".snakemake/morph.lock: another Snakemake (pid {pid}) is running in this tree; wait for it "
+                    f"to finish, or stop it (kill {pid}) and rerun. Do not pass --unlock or --rerun-incomplete "
+                    "while it runs: both runs would write the same outputs")
 
 
 def _newest(folder):

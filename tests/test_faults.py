@@ -6,18 +6,21 @@ Each row builds its own small tree in a temporary folder (the shipped fixture an
 copied in), breaks one thing, runs one `morph` command there, and then runs the recovery."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
 import zstandard
-from conftest import CI_PARAMS, ROOT, write_params
+from conftest import CI_PARAMS, ROOT, TWO_RUNS, write_params
+from test_end_to_end import CI, fresh_copy, planned_jobs, sh
 
 from morph import cli
 from morph.io import sha256_file, write_json
@@ -40,9 +43,7 @@ def tree(root: Path) -> Path:
     """A small working tree: the CI experiment as params.yaml and the fixture's first shard."""
     (root / "data/raw/fixture").mkdir(parents=True)
     shutil.copy2(FIXTURE[0], root / "data/raw/fixture" / FIXTURE[0].name)
-    write_params(root / "params.yaml", {"data.train_tokens": 200_000, "data.val_tokens": 4000,
-                                        "grid.sizes": [{"params": 60000, "depths": [1, 2]}],
-                                        "grid.multipliers": [2], "select.tokens": 100_000})
+    write_params(root / "params.yaml", TWO_RUNS)
     return root
 
 
@@ -280,3 +281,79 @@ def test_an_unreadable_checkpoint_is_named_and_the_run_starts_afresh(tokens_tree
     assert code == 0, err
     afresh, clean = (json.loads((root / d / "metrics.json").read_text()) for d in (f"runs/{rid}", "runs/clean"))
     assert afresh["val_loss"] == clean["val_loss"] and afresh["resumed_from_step"] is None
+
+
+# ---- the graph's tools on a fresh copy of the repository -----------------------------------------
+
+def two_run_copy(dest: Path) -> Path:
+    root = fresh_copy(dest)
+    write_params(root / CI, TWO_RUNS)
+    return root
+
+
+@pytest.mark.slow
+def test_a_second_snakemake_in_a_working_tree_is_refused_and_the_first_finishes(tmp_path):
+    """While the first run has a job in flight (outputs marked incomplete), the second is refused before it
+    plans, naming the first's pid, not advised to pass --rerun-incomplete; the first then finishes whole."""
+    root = two_run_copy(tmp_path / "tree")
+    target = ["results/runs.csv", "--configfile", CI]
+    log = open(tmp_path / "first.log", "w")  # a file, not a pipe: a full pipe would stall the first run
+    first = subprocess.Popen(["snakemake", "-j1", *target], cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                             env=os.environ | {"PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"})
+    incomplete = root / ".snakemake/incomplete"
+    while first.poll() is None and not (incomplete.is_dir() and any(incomplete.iterdir())):
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before a job of it could be seen in flight"
+    for second in (["snakemake", "-j1", *target], ["snakemake", "-j1", "--rerun-incomplete", *target],
+                   ["snakemake", "--unlock", *target]):
+        out = sh(second, root, check=False)
+        assert out.returncode != 0, second
+        said = out.stdout + out.stderr
+        assert f".snakemake/morph.lock: another Snakemake (pid {first.pid}) is running in this tree" in said, said
+        assert f"kill {first.pid}" in said and "Traceback" not in said
+    assert first.wait(timeout=900) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    log.close()
+    assert planned_jobs(root, target="results/runs.csv") == {}
+
+
+@pytest.mark.slow
+def test_snakemake_after_a_fresh_clones_dvc_repro_prints_the_command_that_adopts_the_tree(tmp_path):
+    """A fresh clone built by `dvc repro` has no Snakemake records, so Snakemake would retrain; it prints the
+    one command that adopts DVC's outputs, which runs nothing, and then plans nothing, and DVC stays clean."""
+    root = two_run_copy(tmp_path / "tree")
+    stages = ["collect", "latency_collect"]
+    targets = ["results/runs.csv", "results/latency.csv"]
+    sh(["morph", "dvc-yaml", "--params", CI], root)
+    sh(["dvc", "repro", *stages], root, timeout=900)
+    built = {p: sha256_file(root / p) for p in targets + ["runs/d40-l1-t2/metrics.json"]}
+    out = sh(["snakemake", "-n", *targets, "--configfile", CI], root)
+    assert "Nothing to be done" not in out.stdout, "the retrain this test guards against did not show"
+    hint = f"snakemake --touch -j1 results/morph1b.json --configfile {CI}"
+    assert hint in out.stderr, out.stderr[-2000:]
+    sh(hint.split(), root)
+    assert "Nothing to be done" in sh(["snakemake", "-n", *targets, "--configfile", CI], root).stdout
+    assert {p: sha256_file(root / p) for p in built} == built
+    assert "up to date" in sh(["dvc", "status", *stages], root).stdout
+
+
+# Rows that need a tree another file builds (a trained run, the whole CI graph) live beside that tree;
+# this index keeps the suite's rows in one place.
+ELSEWHERE = {
+    "kill -9 then resume": "test_train.py::test_sigkill_then_restart_resumes_to_the_same_loss",
+    "kill -9 of two ranks then resume": "test_train.py::test_sigkill_of_two_ranks_then_restart_resumes",
+    "a diverging rerun of a finished run": "test_train.py::test_a_failed_rerun_keeps_the_old_complete_result",
+    "two trainers on one run": "test_train.py::test_a_second_trainer_on_the_same_run_is_refused_naming_the_first",
+    "token ids past the vocabulary": "test_train.py::test_token_ids_past_the_vocabulary_are_named",
+    "a zstd shard with no documents": "test_data.py::test_a_shard_with_no_documents_is_named_in_a_warning",
+    "a truncated token shard under the graph":
+        "test_end_to_end.py::test_a_truncated_token_shard_keeps_finished_runs_and_its_named_command_rebuilds_it",
+    "Snakemake on a tree DVC adopted": "test_end_to_end.py::test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree",
+}
+
+
+@pytest.mark.parametrize("row", ELSEWHERE)
+def test_each_row_kept_elsewhere_exists(row):
+    file, name = ELSEWHERE[row].split("::")
+    defined = {n.name for n in ast.parse((Path(__file__).parent / file).read_text()).body
+               if isinstance(n, ast.FunctionDef)}
+    assert name in defined, f"{row}: {ELSEWHERE[row]} is gone; move the row here or point at its new place"

@@ -63,5 +63,5 @@ def test_families_import_only_each_others_public_modules():
 
 def test_each_family_is_a_folder_and_the_root_holds_only_shared_modules():
     root = sorted(p.stem for p in code_deps.PACKAGE_DIR.glob("*.py"))
-    assert root == ["__init__", "cli", "errors", "figures", "io", "model", "shape"], root
+    assert root == ["__init__", "cli", "errors", "figures", "io", "model", "process_lock", "shape"], root
     assert all((code_deps.PACKAGE_DIR / f / "__init__.py").is_file() for f in FAMILIES)

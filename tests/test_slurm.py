@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 import slurm_cluster
+from conftest import TWO_RUNS
 from conftest import write_params as write_ci_params
 from test_end_to_end import BIN, CI, fresh_copy
 
@@ -40,8 +41,7 @@ def test_snakemake_trains_a_grid_through_slurm(slurm_env, tmp_path):
     """Every rule from the raw shards to runs.csv as its own sbatch job, on the CI experiment cut to a
     two-run grid (the whole CI grid is the end-to-end test's; here only the executor differs)."""
     root = fresh_copy(tmp_path)
-    write_ci_params(root / CI, {"data.train_tokens": 200_000, "data.val_tokens": 4000, "grid.multipliers": [2],
-                                "grid.sizes": [{"params": 60000, "depths": [1, 2]}], "select.tokens": 100_000})
+    write_ci_params(root / CI, TWO_RUNS)
     env = slurm_env | {"PATH": f"{BIN}:{os.environ['PATH']}"}
     args = [str(BIN / "snakemake"), "results/runs.csv", "--configfile", CI,
             "--executor", "slurm", "--jobs", "4", "--latency-wait", "30",

@@ -153,3 +153,113 @@ def test_a_quadratic_shape_factor_needs_three_distinct_shapes():
     with pytest.raises(MorphError, match="only 2 distinct values of R = d_model/n_layers; the kaplan law's kappa "
                                          "and rho are unidentifiable from fewer than 3"):
         validate(two, Law("kaplan"), "two shapes", min_rows=4)
+
+
+# -- the conditional law's MLP-to-attention ratio factor ------------------------------------------------
+RATIO_TRUE = BASE | {"kappa": 0.05, "mu": -2.4, "kappa_r": 0.04, "nu": np.log(1.5)}  # optimal ratio 1.5
+RATIOS = (0.75, 2.0, 4.0)
+
+
+def conditional_loss(t: dict, n, d, d_model, r):
+    """Bian et al.'s conditional form, written here apart from the code under test."""
+    l0 = t["E"] + t["A"] * n ** -t["alpha"] + t["B"] * d ** -t["beta"]
+    width = 1 + t["kappa"] * (np.log(d_model / np.sqrt(n)) - t["mu"]) ** 2
+    return l0 * width * (1 + t["kappa_r"] * (np.log(r) - t["nu"]) ** 2)
+
+
+def ratio_runs() -> pd.DataFrame:
+    """runs()'s design with an mlp_attention_ratio per run, cycled over size and depth so every depth meets
+    every ratio, in and out of any one held-out size."""
+    df = runs("chinchilla").drop(columns="loss")
+    size, depth = np.searchsorted(SIZES, df["params"]), np.searchsorted((4, 12, 36), df["n_layers"])
+    df["mlp_attention_ratio"] = np.array(RATIOS)[(size + depth) % len(RATIOS)]
+    return df.assign(loss=conditional_loss(RATIO_TRUE, df["params"], df["tokens"], df["d_model"],
+                                           df["mlp_attention_ratio"]))
+
+
+def test_the_conditional_law_recovers_its_ratio_factor():
+    law = Law("conditional", "none")
+    result = fit_law(validate(ratio_runs(), law, "synthetic", law.n_free), law, "lm", progress=False)
+    assert result["dropped_terms"] == {} and "kappa_r*(ln r - nu)^2" in result["form"]
+    assert set(result["coefficients"]) == set(RATIO_TRUE)
+    for k, v in result["coefficients"].items():
+        assert v == pytest.approx(RATIO_TRUE[k], rel=1e-3, abs=1e-6), k
+
+
+def test_the_conditional_law_wins_its_own_cross_validation_with_a_varying_ratio():
+    zoo = cross_validate(ratio_runs(), [Law(n, "none") for n in LAWS], "lm", "synthetic")
+    assert zoo["winner"] == "conditional", {n: f["cv_error"] for n, f in zoo["forms"].items()}
+    assert zoo["forms"]["conditional"]["cv_error"] < 1e-8 and zoo["margin"] > 100
+    assert not any("conditional" in note for note in zoo["notes"])  # the factor is kept
+
+
+def test_the_ratio_factor_ranks_candidates_by_their_distance_from_its_optimum(tmp_path, monkeypatch):
+    from conftest import write_params
+
+    from morph.select import rank
+
+    law = Law("conditional", "none")
+    fitted = fit_law(validate(ratio_runs(), law, "synthetic", law.n_free), law, "lm", progress=False)
+    params = write_params(tmp_path / "p.yaml", {"fit.laws": ["chinchilla", "conditional"],
+                                                 "select.law": "conditional", "select.k": 3})
+    n = 150000  # configs/ci.yaml's select.params
+    cand = {"d_model": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 2, "ffn": 176, "vocab_size": 512,
+            "tie_embeddings": False, "ffn_ratio": None, "kv_knob": False, "params": n, "params_gap": 0.0,
+            "within_tolerance": True, "latency": {"median_s": 0.1}, "serving": {}}
+    ratios = {"far": 6.0, "near": 1.6, "off": 0.5}  # |ln r - ln 1.5|: 1.39, 0.06, 1.10
+    cands = {"candidates": [cand | {"shape_id": s, "mlp_attention_ratio": r} for s, r in ratios.items()],
+             "baseline": cand | {"shape_id": "base", "mlp_attention_ratio": 2.0}}
+    (tmp_path / "c.json").write_text(json.dumps(cands))
+    (tmp_path / "law.json").write_text(json.dumps(fitted))
+    monkeypatch.setattr(rank, "plot_pareto", lambda out, path: None)
+    assert morph("select", "--params", params, "--candidates", tmp_path / "c.json", "--law", tmp_path / "law.json",
+                 "--out", tmp_path / "s.json") == 0
+    top = json.loads((tmp_path / "s.json").read_text())["top_k"]
+    assert [c["shape_id"] for c in top] == ["near", "off", "far"]
+    def factor(r):  # the same N, D and width: only the ratio factor differs between candidates
+        return 1 + RATIO_TRUE["kappa_r"] * (np.log(r) - RATIO_TRUE["nu"]) ** 2
+
+    for c in top:
+        assert c["predicted_loss"] / top[0]["predicted_loss"] == pytest.approx(
+            factor(ratios[c["shape_id"]]) / factor(ratios["near"]), rel=1e-4)
+
+
+@pytest.mark.parametrize("ratios,why", [
+    (None, "the runs table has no mlp_attention_ratio column"),
+    ((2.0, 2.1, 2.2), "only 1 distinct mlp_attention_ratio value(s) (within 10%)"),  # ffn rounding, one design
+    ((1.0, 2.0, 1.0), "only 2 distinct mlp_attention_ratio value(s) (within 10%)"),
+])
+def test_the_ratio_factor_drops_out_where_the_runs_cannot_place_its_u(ratios, why):
+    df = runs("conditional")  # drawn without a ratio factor: the width-only law is the truth
+    if ratios is not None:
+        df["mlp_attention_ratio"] = np.array(ratios)[np.searchsorted((4, 12, 36), df["n_layers"])]
+    law = Law("conditional", "none")
+    result = fit_law(validate(df, law, "synthetic", law.n_free), law, "lm", progress=False)
+    assert why in result["dropped_terms"]["ratio"] and "kappa_r" not in result["form"]
+    assert set(result["coefficients"]) == set(TRUE["conditional"])
+    zoo = cross_validate(df, [Law("chinchilla", "none"), law], "lm", "synthetic")
+    assert any(note.startswith(f"conditional: {why}") for note in zoo["notes"])
+    assert zoo["winner"] == "conditional"
+
+
+@pytest.mark.parametrize("value,shown", [(0.0, "0.0"), (-1.5, "-1.5"), (np.nan, "nan"), ("inf", "inf")])
+def test_a_bad_mlp_attention_ratio_is_named_with_file_line_and_column(tmp_path, capsys, value, shown):
+    csv = tmp_path / "runs.csv"
+    df = ratio_runs().astype({"mlp_attention_ratio": object})
+    df.loc[7, "mlp_attention_ratio"] = value
+    df.to_csv(csv, index=False)
+    for argv in (("--law", "conditional"), ("--cv",)):
+        assert morph("fit", "--runs", csv, *argv, "--out", tmp_path / "out.json") == 2
+        err = capsys.readouterr().err
+        assert f"{csv}: line 9: column 'mlp_attention_ratio' is '{shown}'" in err and "positive numbers" in err
+    assert morph("fit", "--runs", csv, "--law", "kaplan", "--out", tmp_path / "out.json") == 0  # not read by kaplan
+
+
+def test_a_law_fitted_with_its_ratio_factor_needs_the_ratio_to_predict():
+    from morph.law.fitting import predict_loss
+
+    law = Law("conditional", "all")
+    fitted = fit_law(validate(ratio_runs(), law, "synthetic", law.n_free), law, "lm", progress=False)
+    with pytest.raises(MorphError, match="the conditional law needs mlp_attention_ratio"):
+        predict_loss(fitted, 1e9, 2e10, 2048, 16)
+    assert predict_loss(fitted, 1e9, 2e10, 2048, 16, 2.0) > 0

@@ -149,7 +149,7 @@ def test_select_reads_the_noise_from_the_law_and_says_so(tmp_path, monkeypatch):
     cands = {"candidates": [cand("deep", 0, 0.5) | {"n_layers": 4}, cand("wide", 0, 0.2)],
              "baseline": cand("base", 0, 0.9) | {"n_layers": 8}}
     by_depth = {4: 3.000, 2: 3.003, 8: 3.2}  # deep leads wide by 0.003, under the noise 0.005
-    monkeypatch.setattr(fitting, "predict_loss", lambda law, n, d, d_model, n_layers: by_depth[n_layers])
+    monkeypatch.setattr(fitting, "predict_loss", lambda law, n, d, d_model, n_layers, ratio: by_depth[n_layers])
     monkeypatch.setattr(rank, "plot_pareto", lambda out, path: None)
     (tmp_path / "c.json").write_text(json.dumps(cands))
     law = {"law": experiment.load(params).select.law,

@@ -8,7 +8,7 @@ import numpy as np
 
 from morph.figures import pyplot, save_png
 from morph.law.fitting import predict_frame
-from morph.law.forms import predict
+from morph.law.forms import RATIO_COLUMN, predict
 
 MARKERS = "osD^v<>ph*"
 STYLES = {"inference-aware": "-", "chinchilla": "--"}
@@ -35,7 +35,8 @@ def _budget_markers(df) -> dict:
 
 
 def loss_vs_r(df, fits: dict, path: Path) -> None:
-    """Each (size, budget) as points over R, with each law's curve at that size's mean N and budget."""
+    """Each (size, budget) as points over R, with each law's curve at that size's mean N and budget (and its
+    median MLP-to-attention ratio, for a conditional law fitted with that factor)."""
     plt = pyplot()
 
     colors, markers = _size_colors(df), _budget_markers(df)
@@ -47,8 +48,8 @@ def loss_vs_r(df, fits: dict, path: Path) -> None:
                    label=f"N≈{size:.3g}, {budget}")
         n, d = g["params"].mean(), g["tokens"].mean()
         for name, res in fits.items():
-            ax.plot(r_grid, predict(res["coefficients"], n, d, *_shape_at(n, r_grid)) * np.ones_like(r_grid),
-                    STYLES.get(name, ":"), color=colors[size], lw=1)
+            curve = predict(res["coefficients"], n, d, *_shape_at(n, r_grid), g[RATIO_COLUMN].median())
+            ax.plot(r_grid, curve * np.ones_like(r_grid), STYLES.get(name, ":"), color=colors[size], lw=1)
     for name in fits:
         ax.plot([], [], STYLES.get(name, ":"), color="grey", label=f"{name} fit")
     ax.set(xscale="log", xlabel="aspect ratio R = d_model / n_layers", ylabel="loss",
@@ -80,7 +81,8 @@ def predicted_vs_actual(df, fit_mask: np.ndarray, fits: dict, path: Path) -> Non
 
 
 def loss_vs_compute(df, fits: dict, path: Path) -> None:
-    """Runs over C = 6ND, with each law's prediction per budget along N (shape-aware forms at the median R)."""
+    """Runs over C = 6ND, with each law's prediction per budget along N (shape-aware forms at the median R and
+    MLP-to-attention ratio)."""
     plt = pyplot()
 
     colors, markers = _size_colors(df), _budget_markers(df)
@@ -96,7 +98,8 @@ def loss_vs_compute(df, fits: dict, path: Path) -> None:
         for k, ratio in enumerate(ratios):
             d = ratio * n_grid
             shape = _shape_at(n_grid, df["R"].median())
-            ax.plot(6.0 * n_grid * d, predict(res["coefficients"], n_grid, d, *shape), STYLES.get(name, ":"),
+            ax.plot(6.0 * n_grid * d, predict(res["coefficients"], n_grid, d, *shape, df[RATIO_COLUMN].median()),
+                    STYLES.get(name, ":"),
                     color="grey", lw=1, label=f"{name} fit (D/N fixed)" if k == 0 else None)
     ax.set(xscale="log", xlabel="training compute C = 6·N·D (FLOP)", ylabel="loss",
            title="Loss against compute", xlim=(compute.min() / 3, compute.max() * 3))

@@ -9,14 +9,15 @@ import sys
 
 from morph.errors import MorphError
 from morph.io import library_versions, provenance, write_json
-from morph.law.fitting import evaluate, fit_law, read_csv, read_runs
+from morph.law.fitting import evaluate, fit_law, read_csv, read_runs, settle, validate
 from morph.law.forms import LAWS, TIES, Law
 from morph.law.solvers import SOLVERS
 from morph.law.zoo import cross_validate, markdown
 
 
 def add_arguments(p):
-    p.add_argument("--runs", required=True, help="CSV of runs to fit: params,tokens,[d_model,n_layers,]loss")
+    p.add_argument("--runs", required=True,
+                   help="CSV of runs to fit: params,tokens,[d_model,n_layers,mlp_attention_ratio,]loss")
     p.add_argument("--eval", help="CSV of runs to evaluate on (same columns, optional group)")
     p.add_argument("--law", choices=LAWS, help="the form to fit (required unless --cv)")
     p.add_argument("--cv", action="store_true",
@@ -40,8 +41,9 @@ def run(args):
         raise MorphError("--law: required unless --cv (choose one of " + ", ".join(LAWS) + ")")
     if args.bootstrap < 0:
         raise MorphError(f"--bootstrap: {args.bootstrap} must be 0 or more")
-    law = Law(args.law, args.tie)
-    df = read_runs(args.runs, law, min_rows=law.n_free)
+    raw = read_csv(args.runs)
+    law = settle(raw, Law(args.law, args.tie))
+    df = validate(raw, law, args.runs, min_rows=law.n_free)
     result = fit_law(df, law, args.solver, args.bootstrap, args.seed, args.max_iter, progress=sys.stderr.isatty())
     result["metrics"] = {"fit": evaluate(result, df, by_group=False)}
     inputs = [args.runs]

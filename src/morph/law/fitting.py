@@ -4,27 +4,79 @@
             --tie {none,alpha-beta,all} --solver {lm,huber-log} [--bootstrap B] [--seed S] --out OUT.json
 
 RUNS.csv and EVAL.csv hold columns params,tokens,d_model,n_layers,loss (d_model and n_layers only for the
-shape-aware forms) and an optional `group`; other columns are ignored. `predict_loss` reads OUT.json
-back for the stages that rank shapes by predicted loss.
+shape-aware forms), mlp_attention_ratio where the conditional law's ratio factor is to be fitted (without
+it, or with fewer than 3 distinct ratios, the factor drops out and the fit's `dropped_terms` says why; see
+forms.py) and an optional `group`; other columns are ignored. `predict_loss` reads OUT.json back for the
+stages that rank shapes by predicted loss.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from morph.errors import MorphError
-from morph.law.forms import COEFFICIENTS, EXPONENTS, FEATURES, LAWS, Law, features, predict, shape_feature
+from morph.law.forms import (COEFFICIENTS, EXPONENTS, FEATURES, FORMS, LAWS, RATIO_COLUMN, Law, ShapeTerm, droppable,
+                             features, law_of, predict, term_feature)
 from morph.law.solvers import POLISH, FitError, serial_blas, solve
 
 OBJECTIVES = {"lm": "sum of squared loss residuals",
               "huber-log": "summed Huber loss (delta=1e-3) on log-loss residuals"}
 CI_LEVEL = 0.95
+_SAME = 1e-9  # feature values closer than this (relative) are one value: float noise, not another shape
 
 
 # -- input ------------------------------------------------------------------------------------------
 def needed_columns(law: Law) -> tuple[str, ...]:
-    return ("params", "tokens", "d_model", "n_layers", "loss") if law.shape_aware else ("params", "tokens", "loss")
+    shape = ("d_model", "n_layers") if any(t.feature != "ratio" for t in law.terms) else ()
+    ratio = (RATIO_COLUMN,) if any(t.feature == "ratio" for t in law.terms) else ()
+    return ("params", "tokens", *shape, "loss", *ratio)
+
+
+def cluster(values, tolerance: float) -> np.ndarray:
+    """Group labels for positive values: in sorted order, a value joins the current group while it is within
+    `tolerance` (relative) of the group's smallest, which labels the group."""
+    values = np.asarray(values, dtype=float)
+    labels = np.empty(len(values))
+    start = None
+    for i in np.argsort(values, kind="stable"):
+        if start is None or values[i] > start * (1 + tolerance):
+            start = values[i]
+        labels[i] = start
+    return labels
+
+
+def distinct(values, term: ShapeTerm) -> int:
+    """How many distinct values of a term's (positive) feature, told apart at the term's tolerance."""
+    return len(np.unique(cluster(values, max(term.tolerance, _SAME))))
+
+
+def why_dropped(df, term: ShapeTerm) -> str | None:
+    """Why the runs cannot identify an optional term, or None if they can."""
+    import pandas as pd
+
+    column, left_out = FEATURES[term.feature], f"so the term `{term.clause.removeprefix(' * ')}` is left out"
+    if column not in df.columns:
+        return f"the runs table has no {column} column, {left_out}"
+    values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=float)
+    n = distinct(values[np.isfinite(values) & (values > 0)], term)
+    if n < term.min_distinct:
+        return (f"only {n} distinct {column} value(s) (within {term.tolerance:.0%}), and its U needs "
+                f"{term.min_distinct} to place both curvature and optimum, {left_out}")
+    return None
+
+
+def settle(df, law: Law) -> Law:
+    """The law with every optional term these runs cannot identify dropped (why_dropped says why)."""
+    gone = tuple(t.feature for t in law.terms if t.optional and why_dropped(df, t))
+    return replace(law, dropped=law.dropped + gone)
+
+
+def dropped_terms(df, law: Law) -> dict[str, str]:
+    """{feature: why} for each optional term of the form that `law` leaves out, as the fit records it."""
+    return {t.feature: why_dropped(df, t) or "left out by the caller"
+            for t in FORMS[law.name].terms if t.feature in law.dropped}
 
 
 def _row_name(df, i: int) -> str:
@@ -37,10 +89,14 @@ def _row_name(df, i: int) -> str:
 
 def validate(df, law: Law, source: str, min_rows: int | None = None, also: tuple[str, ...] = ()):
     """Check and normalise a runs table for `law`: the needed columns (and `also` these), positive finite
-    values, and enough rows and distinct values to identify the coefficients. Returns a copy with numeric columns."""
+    values, and enough rows and distinct values to identify the coefficients. Returns a copy with numeric columns.
+    An optional term's column (mlp_attention_ratio) is never missing, since `settle` drops the term without it,
+    and is checked wherever the table has it, so a bad ratio is named rather than silently left out."""
     import pandas as pd
 
-    needed = (*needed_columns(law), *also)
+    optional = {FEATURES[t.feature] for t in FORMS[law.name].terms if t.optional}
+    needed = tuple(c for c in dict.fromkeys((*needed_columns(law), *optional, *also))
+                   if c in df.columns or c not in optional)
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise MorphError(f"{source}: missing column {missing[0]!r}; the {law.name} law needs columns "
@@ -69,9 +125,9 @@ def validate(df, law: Law, source: str, min_rows: int | None = None, also: tuple
     return df
 
 
-def _feature(df, law: Law) -> np.ndarray:
-    """The shape feature x of a shape-aware law's term, per row."""
-    return shape_feature(law, *(df[c].to_numpy() for c in ("params", "d_model", "n_layers")))
+def _feature(df, law: Law, term: ShapeTerm) -> np.ndarray:
+    """The shape feature x that one of the law's terms reads, per row."""
+    return term_feature(law, term, *_columns(df, ("params", "d_model", "n_layers", RATIO_COLUMN)))
 
 
 def _check_identifiable(df, law: Law, source: str) -> None:
@@ -81,16 +137,16 @@ def _check_identifiable(df, law: Law, source: str) -> None:
         if df[col].nunique() == 1:
             raise MorphError(f"{source}: every row has {col} = {df[col].iloc[0]:g}; {why}. "
                              f"Add runs with other {col} values")
-    if law.shape_aware:
-        x = _feature(df, law)
-        distinct = len(np.unique(np.round(x, 9)))
-        if distinct < law.term.min_distinct:
-            feature = FEATURES[law.term.feature]
-            seen = (f"every row has the same {feature} = {np.exp(x[0]):g}" if distinct == 1
-                    else f"only {distinct} distinct values of {feature}")
-            p, q = law.term_names
+    for term in (t for t in law.terms if not t.optional):  # an optional term is dropped (settle), never refused
+        x = _feature(df, law, term)
+        n = distinct(np.exp(x), term)
+        if n < term.min_distinct:
+            feature = FEATURES[term.feature] + (f" (within {term.tolerance:.0%})" if term.tolerance else "")
+            seen = (f"every row has the same {feature} = {np.exp(x[0]):g}" if n == 1
+                    else f"only {n} distinct values of {feature}")
+            p, q = law.term_names(term)
             raise MorphError(f"{source}: {seen}; the {law.name} law's {p} and {q} are unidentifiable from fewer "
-                             f"than {law.term.min_distinct}. Add runs of other shapes, or fit --law chinchilla")
+                             f"than {term.min_distinct}. Add runs of other shapes, or fit --law chinchilla")
 
 
 def read_csv(path: str | Path):
@@ -110,22 +166,28 @@ def read_runs(path: str | Path, law: Law, min_rows: int | None = None):
     return validate(read_csv(path), law, str(path), min_rows)
 
 
-def _shape_columns(df) -> tuple:
-    return tuple(df[c].to_numpy() if c in df.columns else None for c in ("d_model", "n_layers"))
+def _columns(df, names: tuple[str, ...]) -> tuple:
+    """The named columns as arrays; None for any the table lacks."""
+    return tuple(df[c].to_numpy() if c in df.columns else None for c in names)
+
+
+_SHAPE = ("d_model", "n_layers", RATIO_COLUMN)
 
 
 def design(df, law: Law) -> np.ndarray:
-    return features(law, df["params"].to_numpy(), df["tokens"].to_numpy(), *_shape_columns(df))
+    return features(law, df["params"].to_numpy(), df["tokens"].to_numpy(), *_columns(df, _SHAPE))
 
 
 def predict_frame(coeffs: dict, df) -> np.ndarray:
-    return predict(coeffs, df["params"].to_numpy(), df["tokens"].to_numpy(), *_shape_columns(df))
+    return predict(coeffs, df["params"].to_numpy(), df["tokens"].to_numpy(), *_columns(df, _SHAPE))
 
 
 # -- fitting ----------------------------------------------------------------------------------------
 def fit_law(df, law: Law, solver: str, bootstrap: int = 0, seed: int = 0, max_iter: int = 1000,
             polish: int = POLISH, progress: bool = True) -> dict:
-    """Fit `law` to a validated table; returns coefficients, solver details, CIs and warnings."""
+    """Fit `law` to a validated table, less any optional term the table cannot identify (settle); returns
+    coefficients, solver details, CIs and warnings."""
+    law = settle(df, law)
     X, y = design(df, law), df["loss"].to_numpy()
     with serial_blas():
         sol = solve(law, solver, X, y, polish=polish, max_iter=max_iter)
@@ -142,6 +204,8 @@ def fit_law(df, law: Law, solver: str, bootstrap: int = 0, seed: int = 0, max_it
             "starts": {"grid": sol.grid_size, "polished": sol.tried, "converged": sol.converged},
             "warnings": diagnose(law, coeffs, df),
         }
+        if droppable(law.name) != [()]:  # a form with optional terms says which were left out, and why
+            out["dropped_terms"] = dropped_terms(df, law)
         if bootstrap:
             out.update(_bootstrap(law, solver, X, y, sol.theta, bootstrap, seed, max_iter, progress, out["warnings"]))
     return out
@@ -200,16 +264,16 @@ def diagnose(law: Law, coeffs: dict, df) -> list[str]:
             base = predict({k: coeffs[k] for k in COEFFICIENTS["chinchilla"]}, df["params"], df["tokens"])
             effect = np.abs(predict_frame(coeffs, df) / base - 1.0)
         if effect.max() < 1e-4:
-            out.append(f"the shape term changes the loss by less than 1e-4 (relative) on every fitted row "
+            out.append(f"the shape terms change the loss by less than 1e-4 (relative) on every fitted row "
                        f"(max {effect.max():.2g}): the fit found no effect of shape, and the law reduces to "
                        "Chinchilla")
-        if law.term.kind == "factor-u":  # a U whose bottom lies off the data is fitted on one side only
-            x = _feature(df, law)
-            name = law.term_names[1]
-            if not x.min() <= coeffs[name] <= x.max():
-                out.append(f"{name} = {coeffs[name]:.3g}: the U-shaped factor's optimum {FEATURES[law.term.feature]} = "
-                           f"{np.exp(coeffs[name]):.3g} lies outside the fitted shapes ({np.exp(x.min()):.3g} to "
-                           f"{np.exp(x.max()):.3g}); only one side of the U is fitted, so do not trust that optimum")
+    for term in (t for t in law.terms if t.kind == "factor-u"):  # a U with its bottom off the data is one-sided
+        x = _feature(df, law, term)
+        name = law.term_names(term)[1]
+        if not x.min() <= coeffs[name] <= x.max():
+            out.append(f"{name} = {coeffs[name]:.3g}: the U-shaped factor's optimum {FEATURES[term.feature]} = "
+                       f"{np.exp(coeffs[name]):.3g} lies outside the fitted shapes ({np.exp(x.min()):.3g} to "
+                       f"{np.exp(x.max()):.3g}); only one side of the U is fitted, so do not trust that optimum")
     return out
 
 
@@ -270,17 +334,21 @@ def load_law(law_json, expect_law: str | None = None) -> dict:
                          "write one with `morph fit`)")
     if expect_law is not None and data["law"] != expect_law:
         raise MorphError(f"{src}: holds the {data['law']} law, but {expect_law} was expected")
-    want = COEFFICIENTS[data["law"]]
-    if set(data["coefficients"]) != set(want):
+    if not any(set(data["coefficients"]) == set(Law(data["law"], dropped=d).names) for d in droppable(data["law"])):
+        optional = " (less any optional term's)" if droppable(data["law"]) != [()] else ""
         raise MorphError(f"{src}: coefficients {sorted(data['coefficients'])} do not match the {data['law']} law's "
-                         f"{list(want)}")
+                         f"{list(COEFFICIENTS[data['law']])}{optional}")
     return data
 
 
-def predict_loss(law_json, params, tokens, d_model=None, n_layers=None, expect_law: str | None = None):
-    """Predicted loss from a fitted-law JSON (path or dict) for arrays or scalars of N, D and shape."""
+def predict_loss(law_json, params, tokens, d_model=None, n_layers=None, ratio=None, expect_law: str | None = None):
+    """Predicted loss from a fitted-law JSON (path or dict) for arrays or scalars of N, D and shape; `ratio`
+    (mlp_attention_ratio) is needed only by a conditional law fitted with its ratio factor."""
     data = load_law(law_json, expect_law)
-    if Law(data["law"]).shape_aware and (d_model is None or n_layers is None):
-        raise MorphError(f"predict_loss: the {data['law']} law needs d_model and n_layers")
-    out = predict(data["coefficients"], params, tokens, d_model, n_layers)
+    law = law_of(data["coefficients"])
+    given = {"d_model": d_model, "n_layers": n_layers, RATIO_COLUMN: ratio}
+    lacking = [c for c in needed_columns(law) if c in given and given[c] is None]
+    if lacking:
+        raise MorphError(f"predict_loss: the {data['law']} law needs {' and '.join(lacking)}")
+    out = predict(data["coefficients"], params, tokens, d_model, n_layers, ratio)
     return float(out) if np.ndim(out) == 0 else out

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
-from morph.law.fitting import evaluate, fit_law, predict_frame, validate
+from morph.law.fitting import cluster, evaluate, fit_law, predict_frame, settle, validate
 from morph.law.forms import Law
 from morph.law.names import AUTO, LAWS
-from morph.law.zoo import cluster, cross_validate, markdown, replicate_noise
+from morph.law.zoo import SIZE_TOLERANCE, cross_validate, markdown, replicate_noise
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment
 
@@ -89,7 +89,7 @@ def size_labels(cfg: Experiment, df) -> np.ndarray:
                  else [f"d{int(d)}-l{int(n)}" for d, n in zip(df["d_model"], df["n_layers"])])
     labels = np.array([target.get(s, 0) for s in shape_ids], dtype=np.int64)
     loose = labels == 0
-    labels[loose] = cluster(df["params"].to_numpy()[loose]).astype(np.int64)
+    labels[loose] = cluster(df["params"].to_numpy()[loose], SIZE_TOLERANCE).astype(np.int64)
     return labels
 
 
@@ -121,7 +121,9 @@ def fit_set(cfg: Experiment, df) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 # -- fitting and scoring ------------------------------------------------------------------------------
 def fit_and_score(df, mask: np.ndarray, law: Law, solver: str, bootstrap: int = 0, seed: int = 0) -> dict:
-    """Fit on df[mask]; metrics on the fit rows, on every run, and on the held-out ones."""
+    """Fit on df[mask] (dropping an optional term the fit set cannot identify); metrics on the fit rows, on every
+    run, and on the held-out ones."""
+    law = settle(df[mask], law)
     fit_rows = validate(df[mask], law, "the fit set", min_rows=law.n_free)
     result = fit_law(fit_rows, law, solver, bootstrap, seed, progress=sys.stderr.isatty())
     result["metrics"] = {"fit": evaluate(result, fit_rows, by_group=False),

@@ -50,10 +50,11 @@ class Solution:
 
 
 def grid_values(law: Law, p: str) -> tuple[float, ...]:
-    """Start values of free parameter p: Besiroglu et al.'s, or the law's shape term's."""
+    """Start values of free parameter p: Besiroglu et al.'s, or its shape term's."""
     if p in GRID:
         return GRID[p]
-    return law.term.grid[law.term.params.index(p)]
+    term = next(t for t in law.terms if p in t.params)
+    return term.grid[term.params.index(p)]
 
 
 def grid_points(law: Law, index: np.ndarray) -> np.ndarray:
@@ -66,6 +67,13 @@ def grid_points(law: Law, index: np.ndarray) -> np.ndarray:
 
 def start_grid(law: Law) -> np.ndarray:
     return grid_points(law, np.arange(np.prod([len(grid_values(law, p)) for p in law.free])))
+
+
+def _pick(arr, idx: tuple) -> np.ndarray:
+    """arr's slice at the leading grid indices idx, keeping axes it broadcasts along (length 1)."""
+    if np.ndim(arr) == 0:
+        return arr
+    return arr[tuple(slice(i, i + 1) if n > 1 else slice(None) for i, n in zip(idx, arr.shape))]
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
@@ -117,30 +125,33 @@ class Objective:
             return np.array(grid_values(self.law, q)).reshape(shape)
 
         log_n, log_d = self.X[:, 0], self.X[:, 1]
-        size = np.exp(value("a") - value("alpha") * log_n)
-        data = np.exp(value("b") - value("beta") * log_d)
-        added, factor = self._shape_term(value)
-        floor = np.exp(value("e"))
-        # One slice of the first free axis at a time bounds memory at grid/len(axis) x rows.
-        first = len(grid_values(self.law, free[0]))
+        parts = [np.exp(value("e")), np.exp(value("a") - value("alpha") * log_n),
+                 np.exp(value("b") - value("beta") * log_d)]
+        added, factor = self._shape_terms(value)
+        parts.append(added)
         out = np.empty([len(grid_values(self.law, p)) for p in free])
-        for i in range(first):
-            pick = lambda arr: arr if np.ndim(arr) == 0 or arr.shape[0] == 1 else arr[i:i + 1]  # noqa: E731
-            base = (pick(floor) + pick(size) + pick(data) + pick(added)) * pick(factor)
-            out[i] = self._score(np.broadcast_to(base, (1, *out.shape[1:], rows)))[0]
+        # One slice of the leading free axes at a time, each at most ~_CHUNK grid points x rows, bounds memory.
+        lead = 1
+        while lead < len(free) and np.prod(out.shape[lead:]) * rows > _CHUNK:
+            lead += 1
+        for idx in np.ndindex(*out.shape[:lead]):
+            base = sum(_pick(v, idx) for v in parts) * _pick(factor, idx)
+            out[idx] = self._score(np.broadcast_to(base, (*(1,) * lead, *out.shape[lead:], rows))).reshape(
+                out.shape[lead:])
         return out.reshape(-1)
 
-    def _shape_term(self, value) -> tuple:
+    def _shape_terms(self, value) -> tuple:
         """(added to L0, factor on it) over the grid, as log_predict defines each kind of term."""
-        term = self.law.term
-        if term is None:
-            return 0.0, 1.0
-        p, q, x = value(term.params[0]), value(term.params[1]), self.X[:, 2]
-        if term.kind == "additive-power":
-            return np.exp(p + q * x), 1.0
-        if term.kind == "factor-power":
-            return 0.0, 1.0 + np.exp(p + q * x)
-        return 0.0, 1.0 + np.exp(p) * (x - q) ** 2
+        added, factor = 0.0, 1.0
+        for j, term in enumerate(self.law.terms):
+            p, q, x = value(term.params[0]), value(term.params[1]), self.X[:, 2 + j]
+            if term.kind == "additive-power":
+                added = added + np.exp(p + q * x)
+            elif term.kind == "factor-power":
+                factor = factor * (1.0 + np.exp(p + q * x))
+            else:
+                factor = factor * (1.0 + np.exp(p) * (x - q) ** 2)
+        return added, factor
 
     def rms(self, theta: np.ndarray) -> float:
         with np.errstate(over="ignore", invalid="ignore"):

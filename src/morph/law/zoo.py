@@ -11,14 +11,18 @@ them), so all forms face the same folds. A form's error for one kind is the MSE 
 run of that kind; its CV error is the mean over the kinds the data has. A form whose solver fails on a used
 fold has no CV error and ranks last, so no form wins by skipping the folds it fails. Data with a single
 tokens-per-parameter ratio (D = r*N on every run) cannot separate N's exponent from D's, so there the
-untied forms are fitted with beta tied to alpha, and the notes say so.
+untied forms are fitted with beta tied to alpha, and the notes say so. An optional term (the conditional
+law's ratio factor) is kept or dropped once, on the whole table (fitting.settle), so a form is the same law on
+every fold; a fold whose training runs cannot identify a kept term is skipped like any other.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
 from morph.errors import MorphError
-from morph.law.fitting import design, predict_frame, validate
+from morph.law.fitting import cluster, design, dropped_terms, needed_columns, predict_frame, settle, validate
 from morph.law.forms import Law
 from morph.law.solvers import serial_blas, solve
 
@@ -27,19 +31,6 @@ SIZE_TOLERANCE = 0.10
 # on noise-free data every form that nests the truth reaches it, and the one with fewer coefficients ranks first.
 EXACT_MSE = 1e-12
 KINDS = {"size": "leave-one-size-out", "multiplier": "leave-one-multiplier-out"}
-
-
-def cluster(values) -> np.ndarray:
-    """Group labels for positive values: in sorted order, a value joins the current group while it is within
-    SIZE_TOLERANCE of the group's smallest, which labels the group."""
-    values = np.asarray(values, dtype=float)
-    labels = np.empty(len(values))
-    start = None
-    for i in np.argsort(values, kind="stable"):
-        if start is None or values[i] > start * (1 + SIZE_TOLERANCE):
-            start = values[i]
-        labels[i] = start
-    return labels
 
 
 def multipliers(df, source: str) -> np.ndarray:
@@ -59,7 +50,7 @@ def multipliers(df, source: str) -> np.ndarray:
 
 def fold_labels(df, source: str, sizes=None) -> tuple[dict[str, np.ndarray], list[str]]:
     """{kind: each run's held-out group (NaN: never held out)} for the kinds the data has, and notes on the rest."""
-    folds = {"size": np.asarray(sizes, dtype=float) if sizes is not None else cluster(df["params"])}
+    folds = {"size": np.asarray(sizes, dtype=float) if sizes is not None else cluster(df["params"], SIZE_TOLERANCE)}
     notes = []
     if "multiplier" not in df.columns:
         notes.append("no `multiplier` column: leave-one-multiplier-out skipped")
@@ -102,6 +93,9 @@ def _unidentifiable(df, held: np.ndarray, sizes: np.ndarray, laws) -> str | None
             validate(train, law, "the training runs", min_rows=law.n_free)
         except MorphError as err:
             return str(err)
+        lost = {f: why for f, why in dropped_terms(train, settle(train, law)).items() if f not in law.dropped}
+        if lost:
+            return f"the training runs cannot identify the {law.name} law's terms: " + "; ".join(lost.values())
     return None
 
 
@@ -167,16 +161,19 @@ def replicate_noise(df) -> dict | None:
 
 def cross_validate(df, laws, solver: str, source: str, sizes=None, max_iter: int = 1000) -> dict:
     """Score every law in `laws` on the runs table df (checked here against each form's columns)."""
+    laws = [settle(df, law) for law in laws]
     tables = {law.name: validate(df, law, source) for law in laws}  # bad input fails before any fitting
-    checked = tables[max(laws, key=lambda law: law.shape_aware).name]  # the one with every column checked
+    checked = tables[max(laws, key=lambda law: len(needed_columns(law))).name]  # the one with most columns checked
     labels, notes = fold_labels(checked, source, sizes)
     ratio = (checked["tokens"] / checked["params"]).to_numpy()
     if ratio.max() <= ratio.min() * (1 + SIZE_TOLERANCE) and any(law.tie == "none" for law in laws):
         # D = r*N on every run: beta is then a second exponent of N, and untied the solvers crawl along the
         # A-B ridge until they give up, so the zoo ties it (every form alike) and says so.
-        laws = [Law(law.name, "alpha-beta") if law.tie == "none" else law for law in laws]
+        laws = [replace(law, tie="alpha-beta") if law.tie == "none" else law for law in laws]
         notes.append(f"every run has about {np.median(ratio):.3g} tokens per parameter, so N's and D's exponents "
                      "cannot be told apart: beta is tied to alpha (tie alpha-beta) in every untied form")
+    for law in laws:
+        notes += [f"{law.name}: {why}" for why in dropped_terms(checked, law).values()]
     folds, skipped = usable_folds(checked, laws, labels)
     notes += [f"{KINDS[s['kind']]}: {s['kind']} {s['held_out']} held out: skipped, {s['why']}" for s in skipped]
     if "size" not in folds:

@@ -126,7 +126,9 @@ def run(args):
         raise MorphError(f"{args.law}: holds a {law.get('law')!r} fit, but select.law is {sel.law!r}")
     cands = read_json(args.candidates)
     for c in cands["candidates"] + [cands["baseline"]]:
-        c["predicted_loss"] = float(predict_loss(law, c["params"], sel.tokens, c["d_model"], c["n_layers"]))
+        # A conditional law fitted with its ratio factor reads each candidate's MLP-to-attention ratio as built.
+        c["predicted_loss"] = float(predict_loss(law, c["params"], sel.tokens, c["d_model"], c["n_layers"],
+                                                 c.get("mlp_attention_ratio")))
     t_c, t_c_rule = latency_budget(sel, cands["baseline"])
     floor = law.get("noise_floor") or {}
     noise = (floor.get("run_to_run") or {}).get("sd")

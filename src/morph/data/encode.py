@@ -65,10 +65,8 @@ class _Cache:
         self.index: dict[str, int] = {}
         self.flat = self.starts = self.lengths = np.zeros(0, dtype=np.int64)
 
-    def _add(self, strings) -> None:
-        new = [s for s in strings if s not in self.index]
-        if not new:
-            return
+    def _add(self, new: list[str]) -> None:
+        """Learn strings not in the cache yet."""
         order, flat, lengths = self.learn(new)
         self.index.update(zip(order, range(len(self.index), len(self.index) + len(order))))
         self.flat = np.concatenate([self.flat, flat])
@@ -78,11 +76,12 @@ class _Cache:
     def encode(self, parts: list[str], per_text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Texts given as their parts in order and the number of parts of each; returns
         (all ids in order, ids per text)."""
-        import pandas as pd
-
-        codes, uniques = pd.factorize(np.fromiter(parts, dtype=object, count=len(parts)))
-        self._add(uniques)
-        keys = np.fromiter(map(self.index.__getitem__, uniques), dtype=np.int64, count=len(uniques))[codes]
+        # dict.fromkeys finds the distinct strings as fast as pandas.factorize did, without pandas'
+        # import: half a CPU-second in every encode job.
+        new = [s for s in dict.fromkeys(parts) if s not in self.index]
+        if new:
+            self._add(new)
+        keys = np.fromiter(map(self.index.__getitem__, parts), dtype=np.int64, count=len(parts))
         lens = self.lengths[keys]
         # Position j of string k reads flat[starts[k] + j]: one gather for the whole batch.
         shift = np.repeat(self.starts[keys] - (np.cumsum(lens) - lens), lens)

@@ -4,11 +4,13 @@
 Writes --out, raw token ids (uint16, or uint32 above 65,536 ids) for np.memmap with every document
 followed by <|endoftext|>, and --summary: its tokens, documents, characters and sha256, and the sha256
 of the sample shard it read, which `morph tokenize-gather` checks against the sample's manifest.
-Memory holds one batch of text and the encoder's cache, whatever the shard's size.
+Memory holds one batch of text and the encoder's cache, whatever the shard's size. One thread,
+unless RAYON_NUM_THREADS says otherwise: the jobs are the parallelism.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -19,7 +21,7 @@ from morph.data.shards import read_docs
 from morph.io import atomic_path, sha256_file, write_json
 from morph.workflow import experiment, paths
 
-BATCH_CHARS = 4_000_000  # text per encoder call: large enough to keep every core busy, small in memory
+BATCH_CHARS = 4_000_000  # text per encoder call: few calls, small in memory (1M is slower)
 
 
 def add_arguments(p):
@@ -30,12 +32,12 @@ def add_arguments(p):
     p.add_argument("--summary", required=True, help="its summary JSON, e.g. data/tokens/train-00000.json")
 
 
-def batches(path: Path) -> Iterator[list[str]]:
-    """The shard's texts, about BATCH_CHARS at a time, in order."""
+def batches(texts: Iterable[str]) -> Iterator[list[str]]:
+    """The texts, about BATCH_CHARS at a time, in order."""
     batch, size = [], 0
-    for _, record in read_docs(path):
-        batch.append(record["text"])
-        size += len(record["text"])
+    for text in texts:
+        batch.append(text)
+        size += len(text)
         if size >= BATCH_CHARS:
             yield batch
             batch, size = [], 0
@@ -48,7 +50,7 @@ def encode_shard(tok, dtype, shard: Path, out: Path) -> dict:
     encoder, eot_id = encoder_for(tok), tok.token_to_id(EOT)
     tokens = docs = chars = 0
     with atomic_path(out) as tmp, open(tmp, "wb") as f, tqdm(desc=f"tokenize {shard.name}", unit="doc") as bar:
-        for batch in batches(shard):
+        for batch in batches(record["text"] for _, record in read_docs(shard)):
             arr = encoder.encode(batch, eot_id, dtype)
             f.write(arr.tobytes())
             tokens, docs, chars = tokens + len(arr), docs + len(batch), chars + sum(map(len, batch))
@@ -58,6 +60,10 @@ def encode_shard(tok, dtype, shard: Path, out: Path) -> dict:
 
 
 def run(args):
+    # One thread for the tokenizers library's pool, read when it starts: the parallelism is across jobs,
+    # one core each (the rule, the SLURM profile); the pool would take every core in every job, so -j1
+    # would use several and -jN oversubscribe.
+    os.environ.setdefault("RAYON_NUM_THREADS", "1")
     cfg = experiment.load(args.params)
     summary = encode_shard(load_saved(args.tokenizer), token_dtype(cfg), Path(args.shard), Path(args.out))
     write_json(args.summary, summary)

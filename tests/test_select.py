@@ -85,20 +85,20 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
     assert markdown(decision, [Path("results/figures/a.png")], Path("results/report.md")).count("(figures/a.png)") == 1
 
 
-def _model(role, run_id, correct, latency):
+def _model(role, run_id, correct, latency, loss=4.7):
     """A model entry and its per-item scores on 60 items of one task (1 where `correct` holds the id)."""
     items = {i: float(i in correct) for i in range(60)}
     entry = {"role": role, "run_id": run_id, "avg_accuracy": sum(items.values()) / 60,
-             "latency": {"median_s": latency}, "speedup_vs_baseline": 1.0}
+             "latency": {"median_s": latency}, "speedup_vs_baseline": 1.0, "actual_loss": loss}
     return entry, {"copa": items}
 
 
-def _decide(*models, confidence=0.95):
+def _decide(*models, confidence=0.95, loss_sd=0.05):
     from morph.report.decide import decide
     from morph.report.uncertainty import paired_draws
 
     draws = paired_draws({m["run_id"]: items for m, items in models}, draws=2000, seed=0)
-    return decide([m for m, _ in models], draws, confidence)
+    return decide([m for m, _ in models], draws, confidence, loss_sd)
 
 
 def test_a_lead_within_noise_releases_the_faster_shape_and_says_why():
@@ -113,6 +113,21 @@ def test_a_lead_within_noise_releases_the_faster_shape_and_says_why():
     assert c["leader"] == "d64-l6" and c["other"] == "d72-l4" and c["within_noise"]
     assert c["difference"] == pytest.approx(1 / 60)
     assert c["interval"][0] < 0 < c["interval"][1]
+
+
+# Two runs' losses, each with sd 0.05, differ by more than 1.96 * 0.05 * sqrt(2) = 0.1386 one time in 20.
+@pytest.mark.parametrize("fast_loss, loss_sd, chosen_id, says", [
+    (4.70 + 0.15, 0.05, "d64-l6", "d72-l4 is left out: its held-out loss 4.8500 is 0.1500 above d64-l6's 4.7000"),
+    (4.70 + 0.13, 0.05, "d72-l4", "the fastest, d72-l4"),
+    (4.70 + 0.50, None, "d72-l4", "held-out losses are not compared: no replicated runs"),
+])
+def test_a_shape_tied_in_accuracy_but_behind_in_held_out_loss_beyond_noise_is_not_released(fast_loss, loss_sd,
+                                                                                           chosen_id, says):
+    slow = _model("top-1", "d64-l6", set(range(30)), latency=0.9, loss=4.70)
+    fast = _model("top-2", "d72-l4", set(range(2, 31)), latency=0.6, loss=fast_loss)
+    chosen, rule, why, [c] = _decide(slow, fast, loss_sd=loss_sd)
+    assert c["within_noise"] and rule == "fastest-within-noise"
+    assert chosen["run_id"] == chosen_id and says in why, why
 
 
 def test_a_lead_beyond_noise_releases_the_more_accurate_shape():

@@ -267,7 +267,7 @@ def run(args):
     draws = paired_draws(per_item, ev.bootstrap, cfg.seed)
     for m in models:
         m["avg_accuracy_interval"] = interval(draws[m["run_id"]], ev.confidence)
-    chosen, rule, why, comparisons = decide(models, draws, ev.confidence)
+    chosen, rule, why, comparisons = decide(models, draws, ev.confidence, selection["noise"]["loss_sd"])
     if chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
     curves = {m["role"]: runs_dir / name / paths.LOSS_CURVE for m, (name, _) in zip(models, roles)}

@@ -15,9 +15,9 @@ M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 INT_MAX = 2 ** (8 * ctypes.sizeof(ctypes.c_int) - 1) - 1
 
 
-def keep_freed_memory() -> bool:
-    """On glibc: every block from the heap, which is never trimmed. Elsewhere nothing. Whether it applied."""
+def keep_freed_memory() -> None:
+    """On glibc: every block from the heap, which is never trimmed. Elsewhere nothing."""
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return False
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, INT_MAX))
+    if mallopt is not None:
+        mallopt(M_MMAP_MAX, 0)
+        mallopt(M_TRIM_THRESHOLD, INT_MAX)

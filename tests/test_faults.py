@@ -20,7 +20,7 @@ from typing import Callable
 import pytest
 import zstandard
 from conftest import CI_PARAMS, ROOT, TWO_RUNS, write_params
-from test_end_to_end import CI, fresh_copy, planned_jobs, sh
+from test_end_to_end import BIN, CI, fresh_copy, planned_jobs, sh
 
 from morph import cli
 from morph.io import sha256_file, write_json
@@ -299,7 +299,7 @@ def test_a_second_snakemake_in_a_working_tree_is_refused_and_the_first_finishes(
     target = ["results/runs.csv", "--configfile", CI]
     log = open(tmp_path / "first.log", "w")  # a file, not a pipe: a full pipe would stall the first run
     first = subprocess.Popen(["snakemake", "-j1", *target], cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                             env=os.environ | {"PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"})
+                             env=os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"})
     incomplete = root / ".snakemake/incomplete"
     while first.poll() is None and not (incomplete.is_dir() and any(incomplete.iterdir())):
         time.sleep(0.05)

@@ -264,10 +264,11 @@ def close(a: float, b: float) -> bool:
 
 
 def morph_train(params: Path, rid: str, tokens: Path, out: Path) -> subprocess.Popen:
-    """`morph train` in its own process group (Lightning starts rank 1 by running the command again)."""
+    """`morph train` in its own process group (Lightning starts rank 1 by running the command again). Both ranks
+    share the pipe, so a split multi-byte character is replaced rather than fatal."""
     return subprocess.Popen([str(BIN / "morph"), "train", "--params", str(params), "--run", rid, "--tokens",
                              str(tokens), "--out", str(out)], start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, errors="replace")
 
 
 @pytest.fixture(scope="session")

@@ -131,11 +131,12 @@ def make_trainer(t: Train, launch: Launch, out: Path, total: int):
     import lightning as L
 
     from morph.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, StepProgressBar
+    from morph.train.launch import lightning_strategy
 
     # Lightning warns that manual optimisation checkpoints the state after the step: the state a resume needs.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     return L.Trainer(
-        accelerator=launch.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=launch.strategy,
+        accelerator=launch.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=lightning_strategy(launch),
         precision=launch.precision, max_steps=total, max_epochs=-1,
         # Validation is one pass after training (see train); the held-out windows are sharded by rank here.
         limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,

@@ -288,8 +288,6 @@ def scale(args) -> int:
 
 
 def encode_cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

@@ -8,6 +8,7 @@ from morph import process_lock
 from morph.errors import MorphError
 from morph.workflow import experiment as morph_experiment
 from morph.workflow import pipeline as P
+from morph.workflow import snakemake_timers
 from morph.workflow.paths import CAPTIONS, FIGURES
 
 # `--configfile X` picks the experiment file; its path is passed to every command, and the same
@@ -43,6 +44,14 @@ if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > _newest(".s
     print(f"morph: dvc.lock is newer than Snakemake's records. If `dvc status` is clean, adopt DVC's outputs "
           f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {PARAMS}",
           file=sys.stderr)
+
+# Snakemake would wait up to a second for its rate limiter's last timer before exiting (snakemake_timers).
+onsuccess:
+    snakemake_timers.cancel_pending()
+
+onerror:
+    snakemake_timers.cancel_pending()
+
 
 # Timing must not share the machine: a latency job takes the whole pool, every other job one unit.
 MACHINE = 100

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TWO_RUNS, write_params
 from graphs import REPO, dvc_stages, edges, snakemake_jobs
 
 from morph.workflow import dvc_yaml, experiment, pipeline
@@ -134,3 +135,33 @@ def test_every_figure_has_a_caption_for_the_snakemake_report():
     assert "results/figures/loss_curves.png" in figures
     for fig in figures:
         assert (REPO / "report" / "captions" / f"{Path(fig).stem}.rst").read_text().strip(), fig
+
+
+# Snakemake's own CLI, run in-process; afterwards, the timers that would hold the interpreter's exit.
+UNTIL_EXIT = """
+import sys, threading
+from snakemake.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as end:
+    code = end.code
+pending = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.finished.is_set()]
+print(f"pending timers: {len(pending)}")
+sys.exit(code)
+"""
+
+
+def test_snakemake_ends_with_no_timer_holding_its_exit(tmp_path):
+    """The rate limiter arms a 1 s non-daemon timer whenever Snakemake starts jobs. The last job here, the gather,
+    takes well under a second, so without the rules' onsuccess hook its timer is still pending at the end."""
+    for name in ("Snakefile", "rules", "src", "report"):
+        (tmp_path / name).symlink_to(REPO / name)
+    fixture = sorted((REPO / "data/raw/fixture").glob("*.jsonl.zst"))[0]
+    (tmp_path / "data/raw/fixture").mkdir(parents=True)
+    (tmp_path / "data/raw/fixture" / fixture.name).symlink_to(fixture)
+    write_params(tmp_path / "params.yaml", TWO_RUNS)
+    out = subprocess.run([sys.executable, "-c", UNTIL_EXIT, "data/tokens/meta.json", "-j1"], cwd=tmp_path,
+                         capture_output=True, text=True, env=os.environ | {"PATH": f"{Path(SNAKEMAKE).parent}:{os.environ['PATH']}"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "data/tokens/meta.json").is_file()
+    assert "pending timers: 0" in out.stdout, out.stdout[-500:]

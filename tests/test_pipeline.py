@@ -160,8 +160,9 @@ def test_snakemake_ends_with_no_timer_holding_its_exit(tmp_path):
     (tmp_path / "data/raw/fixture").mkdir(parents=True)
     (tmp_path / "data/raw/fixture" / fixture.name).symlink_to(fixture)
     write_params(tmp_path / "params.yaml", TWO_RUNS)
+    env = os.environ | {"PATH": f"{Path(SNAKEMAKE).parent}:{os.environ['PATH']}"}  # the jobs' `morph`
     out = subprocess.run([sys.executable, "-c", UNTIL_EXIT, "data/tokens/meta.json", "-j1"], cwd=tmp_path,
-                         capture_output=True, text=True, env=os.environ | {"PATH": f"{Path(SNAKEMAKE).parent}:{os.environ['PATH']}"})
+                         capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "data/tokens/meta.json").is_file()
     assert "pending timers: 0" in out.stdout, out.stdout[-500:]

@@ -8,9 +8,8 @@ from __future__ import annotations
 import threading
 
 
-def cancel_pending() -> int:
-    """Cancel every threading.Timer of this process that has not fired; returns how many."""
-    pending = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and not t.finished.is_set()]
-    for timer in pending:
-        timer.cancel()
-    return len(pending)
+def cancel_pending() -> None:
+    """Cancel every threading.Timer of this process that has not fired."""
+    for t in threading.enumerate():
+        if isinstance(t, threading.Timer) and not t.finished.is_set():
+            t.cancel()

@@ -64,7 +64,7 @@ def test_each_serving_budget_drops_exactly_the_candidates_over_it(budget, costs,
     (kind, values), = costs.items()
     cands = [cand(f"l{i}", i, 0.1, **{kind: v}) for i, v in enumerate(values, 1)]
     sel = build(Select, {**SELECT, "latency_budget_s": 1.0, **budget})
-    chosen, _ = choose(cands, sel, 1.0)
+    chosen, _, _ = choose(cands, sel, 1.0)
     assert {c["shape_id"] for c in cands if not c["kept"]} == dropped
     assert any(reason in c["reason"] for c in cands if not c["kept"])
     assert [c["shape_id"] for c in chosen] == top

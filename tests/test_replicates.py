@@ -109,7 +109,7 @@ def test_the_fit_sees_each_replicated_run_once_at_its_mean_and_reports_the_sprea
         base.drop(columns=["replicate", "replicate_of"]))
 
 
-# ---- the tie-break --------------------------------------------------------------------------------------
+# ---- ranking under noise --------------------------------------------------------------------------------------
 def cand(shape_id, loss, latency):
     return {"shape_id": shape_id, "d_model": 64, "n_layers": 2, "n_heads": 2, "n_kv_heads": 2, "ffn": 176,
             "vocab_size": 512, "tie_embeddings": False, "ffn_ratio": None, "kv_knob": False, "params": 100_000,
@@ -121,22 +121,24 @@ SEL = build(Select, {"params": 100_000, "tokens": 1_000_000, "depths": [1], "k":
                      "baseline": {"d_model": 32, "n_layers": 6}})
 
 
-def test_a_gap_below_the_noise_is_a_tie_that_the_faster_shape_wins():
-    deep, wide, far = cand("deep", 3.000, 0.8), cand("wide", 3.004, 0.3), cand("far", 3.2, 0.1)
-    top, _ = choose([deep, wide, far], SEL, 1.0, noise=0.01)
-    assert [c["shape_id"] for c in top] == ["wide", "deep"]
-    assert "within the run-to-run noise 0.0100" in wide["tie_break"] and "faster" in wide["tie_break"]
-    assert wide["within_noise_of"] == ["deep"] and deep["within_noise_of"] == ["wide"]
-    assert far["within_noise_of"] == [] and "tie_break" not in far
+def test_a_gap_below_the_noise_is_no_evidence_and_favours_no_latency():
+    # Without bootstrap refits the run-to-run sd stands in: gaps below it do not order the candidates.
+    deep, mid, wide = cand("deep", 3.000, 0.8), cand("mid", 3.003, 0.5), cand("wide", 3.004, 0.3)
+    far = cand("far", 3.2, 0.1)
+    top, _, ranking = choose([deep, mid, wide, far], SEL, 1.0, loss_sd=0.01)
+    assert not ranking["informative"] and sorted(ranking["indistinguishable"]) == ["deep", "mid", "wide"]
+    assert [c["shape_id"] for c in top] == ["wide", "deep"]  # the tied set's fastest and slowest: a bracket
+    assert far["indistinguishable_from"] == [] and deep["indistinguishable_from"] == ["mid", "wide"]
 
 
 def test_a_gap_above_the_noise_keeps_the_lower_predicted_loss_first():
     deep, wide = cand("deep", 3.000, 0.8), cand("wide", 3.004, 0.3)
-    top, _ = choose([deep, wide], SEL, 1.0, noise=0.001)
-    assert [c["shape_id"] for c in top] == ["deep", "wide"]
-    assert not deep["within_noise_of"] and not any("tie_break" in c for c in top)
-    top, _ = choose([cand("deep", 3.000, 0.8), cand("wide", 3.004, 0.3)], SEL, 1.0, noise=None)
-    assert [c["shape_id"] for c in top] == ["deep", "wide"]
+    top, _, ranking = choose([deep, wide], SEL, 1.0, loss_sd=0.001)
+    assert [c["shape_id"] for c in top] == ["deep", "wide"] and ranking["informative"]
+    assert not deep["indistinguishable_from"]
+    # Tied but no more than k: the predicted order stands, not the faster shape.
+    top, _, ranking = choose([cand("deep", 3.000, 0.8), cand("wide", 3.004, 0.3)], SEL, 1.0, loss_sd=0.01)
+    assert [c["shape_id"] for c in top] == ["deep", "wide"] and ranking["informative"]
 
 
 def test_select_reads_the_noise_from_the_law_and_says_so(tmp_path, monkeypatch):
@@ -158,17 +160,19 @@ def test_select_reads_the_noise_from_the_law_and_says_so(tmp_path, monkeypatch):
     assert cli.main(["select", "--params", str(params), "--candidates", str(tmp_path / "c.json"),
                      "--law", str(tmp_path / "law.json"), "--out", str(tmp_path / "s.json")]) == 0
     out = json.loads((tmp_path / "s.json").read_text())
-    assert [c["shape_id"] for c in out["top_k"]] == ["wide"] and "tie_break" in out["top_k"][0]
-    assert out["noise"]["loss_sd"] == 0.005 and out["noise"]["law_cv_rmse"] == 0.03 and len(out["ties"]) == 1
+    # k = 1 cannot bracket: the point leader stands, and the ranking says it is not evidence.
+    assert [c["shape_id"] for c in out["top_k"]] == ["deep"] and not out["ranking"]["informative"]
+    assert "run-to-run sd 0.0050" in out["ranking"]["basis"]
+    assert out["noise"]["loss_sd"] == 0.005 and out["noise"]["law_cv_rmse"] == 0.03
 
 
 def test_the_report_states_the_spread_the_law_error_and_each_tie():
     from morph.report.write import noise_floor
 
-    noise = {"loss_sd": 0.0526, "law_cv_rmse": 0.031, "rule": "gaps below the sd are ties",
+    noise = {"loss_sd": 0.0526, "law_cv_rmse": 0.031,
              "replicated_runs": [{"run_id": "d40-l1-t1", "seeds": 2, "loss_sd": 0.0533, "loss_range": 0.0754}]}
     (line,) = noise_floor(noise)
     assert "run-to-run sd of the held-out loss 0.0526" in line and "d40-l1-t1 over 2 seeds: sd 0.0533, range 0.0754" \
         in line and "cross-validated RMSE is 0.0310" in line
-    (line,) = noise_floor({**noise, "loss_sd": None, "replicated_runs": [], "rule": "no replicated runs"})
+    (line,) = noise_floor({**noise, "loss_sd": None, "replicated_runs": []})
     assert line.startswith("Noise floor: no replicated runs")

@@ -28,8 +28,8 @@ def test_ranks_feasible_by_predicted_loss_and_gives_every_drop_a_reason():
         cand("d300-l1", 1_500_000, 0.3, 2.50, 300, 1),  # over the parameter cap
         cand("d104-l4", 960_000, 0.7, 3.05, 104, 4),
     ]
-    top, warnings = choose(cands, SEL, SEL.latency_budget_s)
-    assert [c["shape_id"] for c in top] == ["d120-l3", "d104-l4"]
+    top, warnings, ranking = choose(cands, SEL, SEL.latency_budget_s)
+    assert [c["shape_id"] for c in top] == ["d120-l3", "d104-l4"] and ranking["informative"]
     assert [c["slot"] for c in top] == ["top-1", "top-2"]
     assert top[0]["run_id"] == "d120-l3-D2M"
     assert warnings == []
@@ -41,7 +41,7 @@ def test_ranks_feasible_by_predicted_loss_and_gives_every_drop_a_reason():
 
 def test_k_above_feasible_warns_and_takes_all_feasible():
     cands = [cand("d160-l1", 1_000_000, 0.2, 3.1, 160, 1), cand("d88-l6", 990_000, 5.0, 2.9, 88, 6)]
-    top, warnings = choose(cands, SEL, SEL.latency_budget_s)
+    top, warnings, _ = choose(cands, SEL, SEL.latency_budget_s)
     assert [c["shape_id"] for c in top] == ["d160-l1"]
     assert warnings and "only 1 candidate(s) are feasible" in warnings[0]
 
@@ -74,10 +74,13 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
              "shape": {"d_model": 64, "n_layers": 2}}
     decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0,
                             "latency_rule": "select.latency_budget_s", "k": 1},
-                "law": "inference-aware", "chosen": model, "why": "best", "models": [model], "candidates": [],
-                "decision_rule": {"name": "sole-candidate", "statement": "only one", "confidence": 0.95, "bootstrap": 10},
-                "comparisons": [], "warnings": [], "law_warnings": [], "ties": [], "knobs": [],
-                "noise": {"loss_sd": None, "replicated_runs": [], "law_cv_rmse": None, "rule": "no replicated runs"}}
+                "law": "inference-aware", "chosen": model, "models": [model], "candidates": [],
+                "verdict": {"kind": "matches", "statement": "it matches", "versus_baseline": []},
+                "decision_rule": {"name": "matches-baseline", "statement": "fastest", "confidence": 0.95,
+                                  "bootstrap": 10},
+                "ranking": {"informative": True, "basis": "point predictions", "statement": "one candidate"},
+                "hindsight": None, "warnings": [], "law_warnings": [], "knobs": [],
+                "noise": {"loss_sd": None, "replicated_runs": [], "law_cv_rmse": None}}
     page = tmp_path / "results" / "report.md"
     figs = [tmp_path / "results" / "figures" / "a.png", tmp_path / "elsewhere" / "b.png"]
     text = markdown(decision, figs, page)
@@ -85,57 +88,73 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
     assert markdown(decision, [Path("results/figures/a.png")], Path("results/report.md")).count("(figures/a.png)") == 1
 
 
-def _model(role, run_id, correct, latency, loss=4.7):
+def _model(role, run_id, correct, latency, loss=4.7, base_latency=1.2):
     """A model entry and its per-item scores on 60 items of one task (1 where `correct` holds the id)."""
     items = {i: float(i in correct) for i in range(60)}
     entry = {"role": role, "run_id": run_id, "avg_accuracy": sum(items.values()) / 60,
-             "latency": {"median_s": latency}, "speedup_vs_baseline": 1.0, "actual_loss": loss}
+             "latency": {"median_s": latency}, "speedup_vs_baseline": base_latency / latency, "actual_loss": loss}
     return entry, {"copa": items}
 
 
-def _decide(*models, confidence=0.95, loss_sd=0.05):
+def _decide(*models, confidence=0.95, loss_sd=0.05, hindsight=None):
     from morph.report.decide import decide
     from morph.report.uncertainty import paired_draws
 
     draws = paired_draws({m["run_id"]: items for m, items in models}, draws=2000, seed=0)
-    return decide([m for m, _ in models], draws, confidence, loss_sd)
+    return decide([m for m, _ in models], draws, confidence, loss_sd, hindsight)
 
 
-def test_a_lead_within_noise_releases_the_faster_shape_and_says_why():
-    # One item apart (30 vs 29 of 60, disagreeing on 3 items): noise at any usual confidence.
-    slow = _model("top-1", "d64-l6", set(range(30)), latency=0.9)
-    fast = _model("top-2", "d72-l4", set(range(2, 31)), latency=0.6)
-    base = _model("baseline", "d56-l8", set(range(60)), latency=1.2)  # never a candidate, however accurate
-    chosen, rule, why, comparisons = _decide(slow, fast, base)
-    assert rule == "fastest-within-noise" and chosen["run_id"] == "d72-l4"
-    assert "within noise" in why and "d72-l4" in why
-    [c] = comparisons
-    assert c["leader"] == "d64-l6" and c["other"] == "d72-l4" and c["within_noise"]
-    assert c["difference"] == pytest.approx(1 / 60)
-    assert c["interval"][0] < 0 < c["interval"][1]
+BASE = _model("baseline", "d56-l8", set(range(30)), latency=1.2, loss=4.70)
 
 
 # Two runs' losses, each with sd 0.05, differ by more than 1.96 * 0.05 * sqrt(2) = 0.1386 one time in 20.
-@pytest.mark.parametrize("fast_loss, loss_sd, chosen_id, says", [
-    (4.70 + 0.15, 0.05, "d64-l6", "d72-l4 is left out: its held-out loss 4.8500 is 0.1500 above d64-l6's 4.7000"),
-    (4.70 + 0.13, 0.05, "d72-l4", "the fastest, d72-l4"),
-    (4.70 + 0.50, None, "d72-l4", "held-out losses are not compared: no replicated runs"),
-])
-def test_a_shape_tied_in_accuracy_but_behind_in_held_out_loss_beyond_noise_is_not_released(fast_loss, loss_sd,
-                                                                                           chosen_id, says):
-    slow = _model("top-1", "d64-l6", set(range(30)), latency=0.9, loss=4.70)
-    fast = _model("top-2", "d72-l4", set(range(2, 31)), latency=0.6, loss=fast_loss)
-    chosen, rule, why, [c] = _decide(slow, fast, loss_sd=loss_sd)
-    assert c["within_noise"] and rule == "fastest-within-noise"
-    assert chosen["run_id"] == chosen_id and says in why, why
+def test_the_fastest_shape_within_noise_of_the_baseline_is_released_with_its_cost():
+    deep = _model("top-1", "d64-l6", set(range(30)), latency=0.9, loss=4.75)
+    fast = _model("top-2", "d72-l4", set(range(2, 31)), latency=0.6, loss=4.83)  # 0.13 behind: within noise
+    d = _decide(deep, fast, BASE)
+    assert d["verdict"] == "matches" and d["rule"] == "matches-baseline" and d["released"]["run_id"] == "d72-l4"
+    assert "2.00x" in d["statement"] and "+0.1300" in d["statement"] and "+2.6 sd" in d["statement"]
 
 
-def test_a_lead_beyond_noise_releases_the_more_accurate_shape():
-    strong = _model("top-1", "d64-l6", set(range(50)), latency=0.9)
-    weak = _model("top-2", "d72-l4", set(range(10)), latency=0.6)
-    chosen, rule, why, [c] = _decide(strong, weak)
-    assert rule == "most-accurate" and chosen["run_id"] == "d64-l6"
-    assert not c["within_noise"] and c["interval"][0] > 0
+def test_a_faster_shape_behind_the_baseline_beyond_noise_does_not_match():
+    deep = _model("top-1", "d64-l6", set(range(30)), latency=0.9, loss=4.75)
+    fast = _model("top-2", "d72-l4", set(range(30)), latency=0.3, loss=4.85)  # 0.15 behind: beyond 0.1386
+    d = _decide(deep, fast, BASE)
+    assert d["verdict"] == "matches" and d["released"]["run_id"] == "d64-l6"
+    [_, f] = d["versus_baseline"]
+    assert not f["loss_within_noise"] and f["delta_loss_sd"] == pytest.approx(3.0)
+
+
+def test_no_match_releases_the_lowest_loss_and_states_the_trade():
+    a = _model("top-1", "d72-l4", set(range(30)), latency=0.6, loss=4.95)
+    b = _model("top-2", "d104-l1", set(range(30)), latency=0.3, loss=5.10)
+    d = _decide(a, b, BASE)
+    assert d["verdict"] == "trades" and d["rule"] == "lowest-loss" and d["released"]["run_id"] == "d72-l4"
+    assert "trades Δ held-out loss +0.2500 (+5.0 sd)" in d["statement"] and "2.00x" in d["statement"]
+    every = {"top_k_has_best": True, "all_feasible_trained": True}
+    assert _decide(a, b, BASE, hindsight=every)["verdict"] == "none-matches"
+
+
+def test_accuracy_below_the_baseline_beyond_noise_is_no_match():
+    weak = _model("top-1", "d72-l4", set(range(5)), latency=0.6, loss=4.70)  # 5 of 60 against 30 of 60
+    d = _decide(weak, BASE)
+    [c] = d["versus_baseline"]
+    assert c["loss_within_noise"] and c["accuracy_below_beyond_noise"] and d["verdict"] == "trades"
+
+
+def test_without_replicates_only_a_loss_at_or_below_the_baseline_matches():
+    close = _model("top-1", "d72-l4", set(range(30)), latency=0.6, loss=4.71)
+    d = _decide(close, BASE, loss_sd=None)
+    assert d["verdict"] == "trades" and "noise unknown" in d["statement"]
+
+
+def test_a_better_shape_outside_the_top_k_means_no_decision():
+    a = _model("top-1", "d72-l4", set(range(30)), latency=0.6, loss=4.70)
+    missed = {"top_k_has_best": False, "all_feasible_trained": True,
+              "best": {"shape_id": "d48-l6", "run_id": "d48-l6-D1M", "measured_loss": 4.40},
+              "regret": {"top_k_best": "d72-l4", "top_k_loss": 0.30}}
+    d = _decide(a, BASE, hindsight=missed)
+    assert d["verdict"] == "no-decision" and d["released"] is None and "d48-l6" in d["statement"]
 
 
 def test_paired_bootstrap_of_constant_scores_has_no_spread():

@@ -240,6 +240,8 @@ def _bootstrap(law, solver, X, y, theta, samples, seed, max_iter, progress, warn
         warnings.append("bootstrap: fewer than 2 resamples fitted; no confidence intervals")
         return info
     named = [law.coefficients(t) for t in draws]
+    # Kept whole: select reads the law's predictive uncertainty for each candidate from these refits.
+    info["bootstrap"]["draws"] = named
     tail = 100 * (1 - CI_LEVEL) / 2
     info["ci"] = {k: [float(np.percentile([c[k] for c in named], tail)),
                       float(np.percentile([c[k] for c in named], 100 - tail))] for k in named[0]}

@@ -22,7 +22,7 @@ import numpy as np
 from morph.errors import MorphError
 from morph.law.fitting import cluster, evaluate, fit_law, predict_frame, settle, validate
 from morph.law.forms import Law
-from morph.law.names import AUTO, LAWS
+from morph.law.names import AUTO, LAWS, PARAMS_COUNTS
 from morph.law.zoo import SIZE_TOLERANCE, cross_validate, markdown, replicate_noise
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Experiment
@@ -56,6 +56,31 @@ def read_runs(path: str | Path):
     df["multiplier"] = pd.to_numeric(df["multiplier"], errors="coerce")
     df["R"] = df["d_model"] / df["n_layers"]
     return df
+
+
+def with_count(df, count: str):
+    """The runs table with N counted as `count` says (every parameter, or the non-embedding ones)."""
+    column = PARAMS_COUNTS[count]
+    if column not in df.columns:
+        raise MorphError(f"runs table: no {column!r} column for fit.params_count {count!r}; re-run `morph collect`")
+    return df.assign(params=df[column])
+
+
+def choose_count(zoos: dict[str, dict], law: str) -> tuple[str, str]:
+    """(the count of N whose law zoo gives `law` (or, for auto, the zoo's winner) the lower cross-validated
+    error, why). One count is simply used."""
+    if len(zoos) == 1:
+        (count,) = zoos
+        return count, f"fit.params_count: {count}"
+    def error(count: str) -> float:
+        zoo = zoos[count]
+        form = zoo["winner"] if law == AUTO else law
+        cv = zoo["forms"][form]["cv_error"] if form else None
+        return float("inf") if cv is None else cv
+    errors = {c: error(c) for c in zoos}
+    count = min(errors, key=lambda c: (errors[c], list(PARAMS_COUNTS).index(c)))
+    shown = ", ".join(f"{c}: {e:.4g}" if np.isfinite(e) else f"{c}: none" for c, e in errors.items())
+    return count, f"the lower cross-validated error of the {'zoo winner' if law == AUTO else law} law ({shown})"
 
 
 def mean_per_run(df):
@@ -267,12 +292,22 @@ def run(args):
     df = mean_per_run(runs)
     df["size"] = size_labels(cfg, df)
     df["group"] = group_labels(df)
+    fc = cfg.fit
+    # The zoo scores every form on every run, whichever forms fit.laws fits for the later stages, once per count
+    # of N in question; every fit below then counts N the way that cross-validates better.
+    counts = tuple(PARAMS_COUNTS) if fc.params_count == AUTO else (fc.params_count,)
+    zoos = {c: cross_validate(with_count(df, c), [Law(name, fc.tie) for name in LAWS], fc.solver, str(args.runs),
+                              sizes=df["size"]) for c in counts}
+    count, count_rule = choose_count(zoos, cfg.select.law)
+    df = with_count(df, count)
+    zoo = zoos[count]
+    zoo["params_count"] = {"chosen": count, "rule": count_rule,
+                           "cv_error": {c: {n: z["forms"][n]["cv_error"] for n in LAWS} for c, z in zoos.items()}}
     fit_mask, extra, notes = fit_set(cfg, df)
     missing = sorted({r.run_id for r in cfg.grid_runs} - set(runs["run_id"]))
     if missing:
         notes.append(f"{args.runs} lacks {len(missing)} grid run(s): {', '.join(missing[:5])}"
                      + (" ..." if len(missing) > 5 else ""))
-    fc = cfg.fit
     rule = f"multiplier {fc.fit_multiplier or min(cfg.grid.multipliers):g}"
     if fc.include_smallest_at_max:
         rule += " + the smallest size at the largest multiplier"
@@ -280,7 +315,7 @@ def run(args):
                         "run_ids": df["run_id"][fit_mask].tolist()},
             "heldout_run_ids": df["run_id"][~fit_mask].tolist(),
             "sizes": {rid: int(s) for rid, s in zip(df["run_id"], df["size"])},
-            "config": cfg.params("fit"), **provenance([args.runs, args.params]),
+            "params_count": count, "config": cfg.params("fit"), **provenance([args.runs, args.params]),
             "versions": library_versions("numpy", "scipy", "pandas", "matplotlib")}
     out_dir = Path(args.out_dir)
     main = {}
@@ -290,8 +325,6 @@ def run(args):
         result["warnings"] = notes + result["warnings"]
         main[name] = result | meta
     rows = ablations(cfg, df, fit_mask, extra, main)
-    # The zoo scores every form on every run, whichever forms fit.laws fits for the later stages.
-    zoo = cross_validate(df, [Law(name, fc.tie) for name in LAWS], fc.solver, str(args.runs), sizes=df["size"])
     zoo["noise"] = replicate_noise(runs)  # the replicates were averaged away before cross-validation
     auto = zoo_winner(cfg, df, fit_mask, zoo, main, meta) if cfg.select.law == AUTO else None
     for result in (*main.values(), *([auto] if auto else [])):

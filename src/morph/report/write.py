@@ -11,10 +11,11 @@ from morph.figures import pareto, pyplot, save_png
 from morph.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING
 from morph.latency.table import measured_settings
+from morph.report import hindsight
 from morph.report.decide import RULES, decide
 from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.workflow import experiment, paths
-from morph.workflow.paths import REPORT_FIGURES
+from morph.workflow.paths import HINDSIGHT_FIGURE, REPORT_FIGURES
 
 
 def add_arguments(p):
@@ -31,7 +32,7 @@ def add_arguments(p):
 
 
 def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
-    metrics, scores = read_json(run_dir / "metrics.json"), read_json(eval_path)
+    metrics, scores = read_json(run_dir / paths.RUN_METRICS), read_json(eval_path)
     return {
         "role": role,
         "run_id": metrics["run_id"],
@@ -68,7 +69,7 @@ def plot(models: list[dict], curves: dict[str, Path], figures: Path) -> list[Pat
     lat = [m["latency"]["median_s"] for m in models]
     acc = [m["avg_accuracy"] for m in models]
     front = pareto(list(zip(lat, acc)))
-    paths = [figures / f"{name}.png" for name in REPORT_FIGURES]  # in the order drawn below
+    paths = [figures / f"{name}.png" for name in REPORT_FIGURES if name != HINDSIGHT_FIGURE]  # in the order drawn below
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m, x, y in zip(models, lat, acc):
@@ -141,35 +142,90 @@ def law_choice(decision: dict) -> str:
 
 
 def noise_floor(noise: dict) -> list[str]:
-    """The run-to-run spread, the law's held-out error beside it, and the ranks it turned into ties."""
+    """The run-to-run spread and the law's held-out error beside it."""
     cv = f"the law's cross-validated RMSE is {noise['law_cv_rmse']:.4f}" if noise["law_cv_rmse"] is not None else \
         "the law has no cross-validated error"
     if noise["loss_sd"] is None:
-        return [f"Noise floor: {noise['rule']}; {cv}."]
+        return [f"Noise floor: no replicated runs (grid.replicates), so no run-to-run sd; {cv}."]
     runs = ", ".join(f"{r['run_id']} over {r['seeds']} seeds: sd {r['loss_sd']:.4f}, range {r['loss_range']:.4f}"
                      for r in noise["replicated_runs"])
-    return [f"Noise floor: run-to-run sd of the held-out loss {noise['loss_sd']:.4f} ({runs}); {cv}. "
-            f"Rule: {noise['rule']}."]
+    return [f"Noise floor: run-to-run sd of the held-out loss {noise['loss_sd']:.4f} ({runs}); {cv}."]
+
+
+def hindsight_lines(h: dict | None) -> list[str]:
+    """The law's ranking against the candidates trained at D_C."""
+    if h is None:
+        return ["No candidate beyond the top-k was trained (select.validate: none), so the law's ranking is not "
+                "checked against measured losses here."]
+    sp, err, reg = h["spearman"], h["law_error"], h["regret"]
+    rho = (f"Spearman ρ(predicted, measured) = {sp['rho']:+.2f}" + (
+        f" [{sp['interval'][0]:+.2f}, {sp['interval'][1]:+.2f}] ({sp['confidence']:.0%} bootstrap over candidates)"
+        if sp["interval"] else "") if sp["rho"] is not None else "Spearman ρ undefined (fewer than 3 distinct values)")
+    out = [f"Validation ({h['validate']}): {h['n_feasible_trained']} of {h['n_feasible']} feasible candidates "
+           f"trained at D_C. {rho} over n = {sp['n']}.",
+           ""]
+    if err["rmse"] is not None:
+        cv = f"{h['law_cv_rmse']:.4f}" if h["law_cv_rmse"] is not None else "n/a"
+        sd = f"{h['loss_sd']:.4f}" if h["loss_sd"] is not None else "n/a"
+        out += [f"The law's error on them: RMSE {err['rmse']:.4f} (bias {err['bias']:+.4f}), beside its "
+                f"cross-validated RMSE {cv} and the run-to-run sd {sd}.", ""]
+    if reg is not None:
+        in_sd = f" ({reg['sd']:+.1f} sd)" if reg["sd"] is not None else ""
+        out += [f"Regret of the law's top-1 {reg['top_1']}: {reg['loss']:+.4f}{in_sd} against the best trained "
+                f"feasible candidate {h['best']['shape_id']} ({h['best']['measured_loss']:.4f}); the top-k's best "
+                f"({reg['top_k_best']}) is {reg['top_k_loss']:+.4f} from it: "
+                + ("within noise." if h["top_k_has_best"] else "beyond noise."), ""]
+    out += ["| candidate | run | feasible | rank | R | latency s | predicted loss [interval] | measured loss |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(h["trained"], key=lambda r: r["latency_s"]):
+        band = (f" [{r['predicted_interval'][0]:.4f}, {r['predicted_interval'][1]:.4f}]"
+                if r["predicted_interval"] else "")
+        out.append(f"| {r['shape_id']} | {r['run_id']} | {'yes' if r['feasible'] else 'no'} | {r['rank'] or '-'} | "
+                   f"{r['aspect_ratio']:.1f} | {r['latency_s']:.3f} | {r['predicted_loss']:.4f}{band} | "
+                   f"{r['measured_loss']:.4f} |")
+    return out
 
 
 def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
-    b, chosen, rule = decision["budgets"], decision["chosen"], decision["decision_rule"]
+    b, chosen, rule, v = decision["budgets"], decision["chosen"], decision["decision_rule"], decision["verdict"]
     level = f"{rule['confidence']:.0%}"
     tasks = sorted({t for m in decision["models"] for t in m["accuracy"]})
     first = decision["models"][0]
     items = f"a seeded random {first['eval_limit']} items per task" if first["eval_limit"] else "every item"
+    ranking = decision["ranking"]
+    released = (f"**Released: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, "
+                f"n_layers={chosen['shape']['n_layers']})" if chosen else "**Nothing released.**")
     lines = [
         "# Shape decision",
+        "",
+        f"**Verdict: {v['kind']}.** {v['statement']}.",
+        "",
+        f"{released} Rule **{rule['name']}**: {rule['statement']}.",
         "",
         f"Budgets: N_C = {b['params']:,} parameters (±{b['tolerance']:.0%}), D_C = {b['tokens']:,} tokens, "
         f"T_C = {b['latency_s']:.3f} s ({b['latency_rule']}); top-k = {b['k']}; "
         f"law: {decision['law']}{law_choice(decision)}.",
         "",
-        *noise_floor(decision["noise"]),
-        *(f"- Tie: {t}." for t in decision["ties"]),
+        f"Ranking ({'informative' if ranking['informative'] else 'not informative'}, judged on {ranking['basis']}): "
+        f"{ranking['statement']}.",
         "",
-        f"**Chosen: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, n_layers={chosen['shape']['n_layers']}). "
-        f"Decided by the rule **{rule['name']}** ({rule['statement']}). Why: {decision['why']}.",
+        *noise_floor(decision["noise"]),
+        "",
+        "## Against the baseline",
+        "",
+        f"| model | Δ held-out loss | in sd | within noise | Δ accuracy [{level} interval] | speed-up | matches |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {c['run_id']} | {c['delta_loss']:+.4f} | "
+          + (f"{c['delta_loss_sd']:+.1f}" if c["delta_loss_sd"] is not None else "—")
+          + f" | {'yes' if c['loss_within_noise'] else 'no'} | {c['delta_accuracy']:+.4f} "
+            f"[{c['accuracy_interval'][0]:+.4f}, {c['accuracy_interval'][1]:+.4f}] | {c['speedup']:.2f}x | "
+            f"{'yes' if c['matches'] else 'no'} |" for c in v["versus_baseline"]),
+        "",
+        "## Hindsight: the law against trained candidates",
+        "",
+        *hindsight_lines(decision["hindsight"]),
+        "",
+        "## Evaluated models",
         "",
         f"| model | role | N | R | predicted loss | held-out loss | latency median [p10, p90] s | speed-up | "
         f"avg accuracy* [{level} interval] |",
@@ -187,12 +243,6 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     lines += ["", "\\* The mean over tasks of acc_norm, or acc where a task has none (Winogrande), as lm-eval reports "
               f"them; the interval is a {rule['bootstrap']}-draw bootstrap over the scored items "
               f"(resampled within each task, the same draws for every model)."]
-    if decision["comparisons"]:
-        lines += ["", f"Accuracy differences between the top-k ({level} paired-bootstrap interval):", "",
-                  "| most accurate | other | difference | interval | within noise |", "|---|---|---|---|---|"]
-        lines += [f"| {c['leader']} | {c['other']} | {c['difference']:+.4f} | "
-                  f"[{c['interval'][0]:+.4f}, {c['interval'][1]:+.4f}] | {'yes' if c['within_noise'] else 'no'} |"
-                  for c in decision["comparisons"]]
     lines += ["", f"Per-task accuracy (acc ± its standard error; lm-eval, zero-shot, "
               f"{items}, scored at the trained context of {first['eval_max_length']} tokens):", "",
               "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
@@ -205,13 +255,13 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
                 for task, n in first["eval_too_long"].items() if n]
     if caveats:
         lines += ["", "Caveats:", ""] + [f"- {w}" for w in caveats]
-    lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | within noise of "
-              "| kept / reason |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | law cannot separate it "
+              "from | kept / reason |", "|---|---|---|---|---|---|---|---|"]
     for c in decision["candidates"]:
         lines.append(
             f"| {c['shape_id']} | {c['params']:,} | {c['aspect_ratio']:.1f} | {c['predicted_loss']:.5f} | "
-            f"{c['latency']['median_s']:.3f} | {c.get('rank', '-')} | {', '.join(c.get('within_noise_of', [])) or '-'} "
-            f"| {'kept' if c['kept'] else c['reason']} |"
+            f"{c['latency']['median_s']:.3f} | {c.get('rank', '-')} | "
+            f"{', '.join(c.get('indistinguishable_from', [])) or '-'} | {'kept' if c['kept'] else c['reason']} |"
         )
     if decision["knobs"]:
         lines += ["", "## Architecture knobs", "",
@@ -232,7 +282,17 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
 
 def summary(decision: dict) -> dict:
     """One flat mapping of the numbers worth comparing across experiments (`dvc metrics show`, `dvc exp show`)."""
-    flat = {"chosen": decision["chosen"]["role"], "decision_rule": decision["decision_rule"]["name"]}
+    v, h = decision["verdict"], decision["hindsight"] or {}
+    released = next((c for c in v["versus_baseline"] if c["run_id"] == v["released"]), None)
+    flat = {"chosen": decision["chosen"]["role"] if decision["chosen"] else "none",
+            "decision_rule": decision["decision_rule"]["name"], "verdict": v["kind"],
+            "released/delta_loss": released["delta_loss"] if released else None,
+            "released/delta_loss_sd": released["delta_loss_sd"] if released else None,
+            "released/speedup": v["speedup"],
+            "hindsight/spearman": (h.get("spearman") or {}).get("rho"),
+            "hindsight/regret": (h.get("regret") or {}).get("loss"),
+            "hindsight/regret_sd": (h.get("regret") or {}).get("sd")}
+    flat = {k: x for k, x in flat.items() if x is not None}
     for m in decision["models"]:
         role = m["role"]
         flat |= {f"{role}/avg_accuracy": m["avg_accuracy"], f"{role}/avg_accuracy_low": m["avg_accuracy_interval"][0],
@@ -267,24 +327,38 @@ def run(args):
     draws = paired_draws(per_item, ev.bootstrap, cfg.seed)
     for m in models:
         m["avg_accuracy_interval"] = interval(draws[m["run_id"]], ev.confidence)
-    chosen, rule, why, comparisons = decide(models, draws, ev.confidence, selection["noise"]["loss_sd"])
-    if chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
+    hind = None
+    if cfg.validation_runs:
+        measured = {c["shape_id"]: {"run_id": m["run_id"], "loss": m["actual_loss"]}
+                    for c in by_slot.values() for m in models if m["role"] == c["slot"]}
+        for r in cfg.validation_runs:
+            metrics = read_json(runs_dir / r.run_id / paths.RUN_METRICS)
+            measured.setdefault(r.shape.shape_id, {"run_id": r.run_id, "loss": metrics["val_loss"]})
+        hind = hindsight.check(selection, measured, selection["noise"]["loss_sd"], cfg.select.validate,
+                               ev.confidence, ev.bootstrap, cfg.seed)
+    verdict = decide(models, draws, ev.confidence, selection["noise"]["loss_sd"], hind)
+    chosen = verdict.pop("released")
+    if chosen is not None and chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
     curves = {m["role"]: runs_dir / name / paths.LOSS_CURVE for m, (name, _) in zip(models, roles)}
-    inputs = [args.selection, args.runs, args.latency] + [p for name, _ in roles for p in (runs_dir / name / "metrics.json", eval_dir / f"{name}.json",
-                                                                  eval_dir / name, runs_dir / name / paths.LOSS_CURVE)]
+    inputs = [args.selection, args.runs, args.latency] + [p for name, _ in roles for p in (
+        runs_dir / name / paths.RUN_METRICS, eval_dir / f"{name}.json", eval_dir / name, runs_dir / name / paths.LOSS_CURVE)]
+    inputs += [runs_dir / r.run_id / paths.RUN_METRICS for r in cfg.validation_runs]
     decision = {
+        "verdict": {"kind": verdict["verdict"], "statement": verdict["statement"],
+                    "released": chosen["run_id"] if chosen else None,
+                    "speedup": chosen["speedup_vs_baseline"] if chosen else None,
+                    "versus_baseline": verdict["versus_baseline"], "noise": verdict["noise"]},
         "budgets": selection["budgets"],
         "law": selection["law"],
         **({"law_choice": selection["law_choice"]} if "law_choice" in selection else {}),
         "chosen": chosen,
-        "decision_rule": {"name": rule, "statement": RULES[rule], "confidence": ev.confidence,
+        "decision_rule": {"name": verdict["rule"], "statement": RULES[verdict["rule"]], "confidence": ev.confidence,
                           "bootstrap": ev.bootstrap, "seed": cfg.seed},
-        "why": why,
-        "comparisons": comparisons,
+        "hindsight": hind,
         "models": models,
         "noise": selection["noise"],
-        "ties": selection["ties"],
+        "ranking": selection["ranking"],
         "candidates": selection["candidates"],
         "knobs": knob_effects(cfg, Path(args.runs), Path(args.latency)),
         "warnings": selection["warnings"],
@@ -292,11 +366,14 @@ def run(args):
         **provenance(inputs),
     }
     figure_paths = plot(models, curves, Path(args.figures))
+    figure_paths.append(Path(args.figures) / f"{HINDSIGHT_FIGURE}.png")
+    hindsight.plot(hind or {"trained": [], "spearman": {"rho": None}}, models[-1], selection["noise"]["loss_sd"],
+                   ev.confidence, figure_paths[-1])
     md_path = Path(args.markdown)
     text = markdown(decision, figure_paths, md_path)
     with atomic_path(md_path) as tmp:
         tmp.write_text(text)
     write_json(args.summary, summary(decision))
     write_json(args.out, decision)  # last, so a present morph1b.json means a complete report
-    print(f"chosen: {chosen['run_id']} by rule {rule} ({why})")
+    print(f"verdict: {verdict['verdict']}: {verdict['statement']}")
     return 0

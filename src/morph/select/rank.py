@@ -4,10 +4,13 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, is_dataclass
 
+import numpy as np
+
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
 from morph.law.names import AUTO
 from morph.select.pareto_figure import plot_pareto
+from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, separated
 from morph.shape import Shape, run_id
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Select
@@ -53,35 +56,42 @@ def drop_reason(c: dict, sel: Select, t_c: float) -> str | None:
     return "; ".join(reasons) or None
 
 
-def order(kept: list[dict], noise: float | None) -> list[dict]:
-    """The kept candidates by predicted loss. Where the next candidates' predicted losses lie within `noise` of the
-    lowest, the law cannot tell them apart: the cheapest of them (lowest latency) takes the rank and says so, and
-    every candidate records which others it is within noise of."""
-    left = sorted(kept, key=lambda c: (c["predicted_loss"], c["latency"]["median_s"]))
-    for c in left:
-        c["within_noise_of"] = [o["shape_id"] for o in left
-                                if o is not c and noise and abs(o["predicted_loss"] - c["predicted_loss"]) < noise]
-    ranked = []
-    while left:
-        lead = left[0]
-        tied = [c for c in left if noise and c["predicted_loss"] - lead["predicted_loss"] < noise] or [lead]
-        pick = min(tied, key=lambda c: c["latency"]["median_s"])
-        if pick is not lead:
-            pick["tie_break"] = (
-                f"{pick['shape_id']} ranks above {lead['shape_id']}: its predicted loss is "
-                f"{pick['predicted_loss'] - lead['predicted_loss']:+.4f} from it, within the run-to-run noise "
-                f"{noise:.4f}, and it is faster ({pick['latency']['median_s']:.3f} s against "
-                f"{lead['latency']['median_s']:.3f} s)")
-        ranked.append(pick)
-        left.remove(pick)
-    return ranked
+def order(kept: list[dict], draws, loss_sd: float | None, k: int) -> tuple[list[dict], dict]:
+    """(the kept candidates ranked, how informative that ranking is). The order is the law's point prediction;
+    where the law cannot separate more than k candidates from the leader (separation.py), that order says
+    nothing, so the top-k is instead spread over those candidates' latency range: no end of it is favoured."""
+    ranked = sorted(kept, key=lambda c: (c["predicted_loss"], c["shape_id"]))
+    apart = separated(ranked, draws, loss_sd)
+    tied = [c for c, sep in zip(ranked, apart) if not sep]
+    names = [c["shape_id"] for c in tied]
+    for c in ranked:
+        c["indistinguishable_from"] = [n for n in names if n != c["shape_id"]] if c in tied else []
+    basis = (f"{len(draws)} bootstrap refits of the law ({LEVEL:.0%} paired intervals)" if draws is not None
+             else f"the run-to-run sd {loss_sd:.4f} (no bootstrap refits)" if loss_sd is not None
+             else "the point predictions alone (no bootstrap refits, no replicated runs)")
+    if len(tied) <= k:
+        return ranked, {"informative": True, "basis": basis, "indistinguishable": names,
+                        "statement": f"the law separates its leader {ranked[0]['shape_id']} from every candidate "
+                                     f"outside the top-{k}" if len(ranked) > k else
+                                     "every feasible candidate is in the top-k"}
+    top = bracket(tied, k)
+    rest = [c for c in ranked if c not in top]
+    lat = sorted(c["latency"]["median_s"] for c in tied)
+    return top + rest, {
+        "informative": False, "basis": basis, "indistinguishable": names,
+        "statement": f"the law cannot separate {len(tied)} candidates ({', '.join(names)}) from its leader, more than "
+                     f"k={k}: their predicted order is not evidence, so the top-{k} brackets their latency range "
+                     f"({lat[0]:.3f} s to {lat[-1]:.3f} s) and the measured held-out losses decide",
+        "brackets": [c["shape_id"] for c in top]}
 
 
-def choose(cands: list[dict], sel: Select, t_c: float, noise: float | None = None) -> tuple[list[dict], list[str]]:
-    """Mark each candidate kept or dropped, rank the kept by predicted loss (ties within `noise`, the run-to-run
-    sd of the loss, broken by latency); return (top-k, warnings)."""
+def choose(cands: list[dict], sel: Select, t_c: float, draws=None, loss_sd: float | None = None
+           ) -> tuple[list[dict], list[str], dict]:
+    """Mark each candidate kept or dropped, rank the kept (order), and return (top-k, warnings, ranking).
+    `draws` holds the law's bootstrap predictions (refits x candidates, in `cands` order)."""
     kept = []
-    for c in cands:
+    for col, c in enumerate(cands):
+        c["_col"] = col
         reason = drop_reason(c, sel, t_c)
         c["kept"], c["reason"] = reason is None, reason
         if reason is None:
@@ -94,17 +104,21 @@ def choose(cands: list[dict], sel: Select, t_c: float, noise: float | None = Non
             f"no candidate meets the budgets N_C={sel.params:,} (±{sel.tolerance:.0%}) and "
             f"T_C={t_c:.3f} s:\n{listing}"
         )
-    kept = order(kept, noise)
+    kept, ranking = order(kept, draws, loss_sd, sel.k)
+    for c in cands:
+        del c["_col"]
     for rank, c in enumerate(kept, 1):
         c["rank"] = rank
     warnings = []
     if sel.k > len(kept):
         warnings.append(f"k={sel.k} but only {len(kept)} candidate(s) are feasible; all feasible are taken")
+    if not ranking["informative"]:
+        warnings.append(f"ranking not informative: {ranking['statement']}")
     top = kept[: sel.k]
     for i, c in enumerate(top, 1):
         c["slot"] = f"top-{i}"
         c["run_id"] = run_id(Shape.from_dict(c), tokens=sel.tokens)
-    return top, warnings
+    return top, warnings, ranking
 
 
 def serving_budgets(sel: Select) -> dict:
@@ -127,33 +141,35 @@ def run(args):
     cands = read_json(args.candidates)
     for c in cands["candidates"] + [cands["baseline"]]:
         # A conditional law fitted with its ratio factor reads each candidate's MLP-to-attention ratio as built.
-        c["predicted_loss"] = float(predict_loss(law, c["params"], sel.tokens, c["d_model"], c["n_layers"],
+        c["predicted_loss"] = float(predict_loss(law, c[n_column(law)], sel.tokens, c["d_model"], c["n_layers"],
                                                  c.get("mlp_attention_ratio")))
     t_c, t_c_rule = latency_budget(sel, cands["baseline"])
     floor = law.get("noise_floor") or {}
     noise = (floor.get("run_to_run") or {}).get("sd")
-    top, warnings = choose(cands["candidates"], sel, t_c, noise)
+    draws = prediction_draws(law, cands["candidates"], sel.tokens)
+    if draws is not None:  # each candidate's predicted loss with the law's own uncertainty
+        tail = 100 * (1 - LEVEL) / 2
+        for col, c in enumerate(cands["candidates"]):
+            c["predicted_interval"] = [float(np.percentile(draws[:, col], tail)),
+                                       float(np.percentile(draws[:, col], 100 - tail))]
+    top, warnings, ranking = choose(cands["candidates"], sel, t_c, draws, noise)
     for w in warnings:
         print(f"morph select: warning: {w}", file=sys.stderr)
     out = {
         "budgets": {"params": sel.params, "tokens": sel.tokens, "latency_s": t_c, "latency_rule": t_c_rule,
                     "tolerance": sel.tolerance, "k": sel.k, **serving_budgets(sel)},
         "law": sel.law,
+        "params_count": law.get("params_count", "total"),
         **({"law_choice": {"form": law["law"], **law["chosen_by"]}} if sel.law == AUTO else {}),
         "tokens": sel.tokens,
         "warnings": warnings,
         # A degenerate fit (e.g. no shape effect found) must travel with the decision it informed.
         "law_warnings": law.get("warnings", []),
         "noise": {"loss_sd": noise, "replicated_runs": floor.get("replicated_runs", []),
-                  "law_cv_rmse": floor.get("cv_error_rmse"),
-                  "rule": "a predicted-loss gap below the run-to-run sd of the loss (grid.replicates) is a tie, "
-                          "broken by the lower latency" if noise else
-                          "no replicated runs (grid.replicates), so no noise floor: ranked by predicted loss alone"},
-        "ties": [c["tie_break"] for c in sorted(cands["candidates"], key=lambda c: c.get("rank", 0)) if "tie_break" in c],
+                  "law_cv_rmse": floor.get("cv_error_rmse")},
+        "ranking": ranking,
         "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "ffn_ratio", "n_kv_heads",
-                                        "params", "predicted_loss", "within_noise_of")}
-                  | ({"tie_break": c["tie_break"]} if "tie_break" in c else {})
-                  for c in top],
+                                        "params", "predicted_loss", "indistinguishable_from")} for c in top],
         "candidates": cands["candidates"],
         "baseline": cands["baseline"],
         **provenance([args.candidates, args.law]),
@@ -161,6 +177,4 @@ def run(args):
     write_json(args.out, out)
     plot_pareto(out, args.figure)
     print("top-k: " + ", ".join(f"{c['slot']}={c['shape_id']} (L̂={c['predicted_loss']:.4f})" for c in top))
-    for tie in out["ties"]:
-        print(f"morph select: tie: {tie}")
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from morph.latency.names import BACKENDS as LATENCY_BACKENDS
-from morph.law.names import AUTO, LAWS, PAPER_LAWS, SOLVERS, TIES
+from morph.law.names import AUTO, LAWS, PAPER_LAWS, PARAMS_COUNTS, SOLVERS, TIES
 from morph.shape import Shape, ShapeError, ShapeRules
 from morph.workflow import grid
 from morph.workflow.schema import ConfigError, build, rule, section
@@ -25,6 +25,7 @@ TOKENIZER_PATTERN = re.compile(r"^(bpe:(\d+)|gpt-neox-20b)$")
 # GPT-NeoX-20B has 50277 tokens; open_lm pads the embedding to 50432, as the paper counts N.
 NEOX_PADDED_VOCAB = 50432
 TASKS_DIR = Path(__file__).resolve().parents[1] / "evaluate" / "tasks"
+VALIDATE_WORDS = ("all", "none")
 DEFAULT_TASKS = ("arc_easy", "arc_challenge", "boolq", "copa", "hellaswag", "piqa", "winogrande", "sciq", "openbookqa")
 
 
@@ -41,6 +42,12 @@ def _task_rule(value: str) -> str | None:
     # Each task is one YAML named after it; read as files so the experiment imports no stage code.
     known = sorted(p.stem for p in TASKS_DIR.glob("*.yaml") if not p.stem.startswith("_"))
     return None if value in known else f"is not a known task; known tasks: {', '.join(known)}"
+
+
+def _validate_rule(value: int | str) -> str | None:
+    if isinstance(value, int):
+        return None if value >= 1 else "must be at least 1 (or \"none\")"
+    return None if value in VALIDATE_WORDS else f"must be a count or one of {', '.join(VALIDATE_WORDS)}"
 
 
 @dataclass(frozen=True)
@@ -190,6 +197,8 @@ class Fit:
     fit_multiplier: float | None = rule(None, min=0.0)
     include_smallest_at_max: bool = rule(True)
     ablation_repeats: int = rule(5, min=1)
+    # N in the law: every parameter, the non-embedding ones, or auto (the law zoo's lower cross-validated error).
+    params_count: str = rule("total", choices=(*PARAMS_COUNTS, AUTO))
 
 
 @dataclass(frozen=True)
@@ -230,6 +239,10 @@ class Select(Knobs):
     latency_metric: str = rule("hf", choices=LATENCY_BACKENDS)
     latency_source: str = rule("measured", choices=("measured", "model"))
     k: int = rule(2, min=1)
+    # Hindsight: candidates within the parameter tolerance also trained at D_C, so the law's ranking is checked
+    # against measured losses it did not see: "all", "none", or a count spread over the depths (at one N,
+    # decode latency rises with depth, so this spreads them over the latency range).
+    validate: int | str = rule("none", check=_validate_rule)
 
 
 @dataclass(frozen=True)
@@ -316,6 +329,11 @@ class Experiment:
     @property
     def candidate_shapes(self) -> tuple[Shape, ...]:
         return self.expansion.candidate_shapes
+
+    @property
+    def validation_runs(self) -> tuple[grid.Run, ...]:
+        """Candidates trained at D_C beside the top-k, to check the law's ranking in hindsight (select.validate)."""
+        return self.expansion.validation_runs
 
     @property
     def size_targets(self) -> dict[str, int]:

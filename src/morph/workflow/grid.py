@@ -40,6 +40,7 @@ class Expansion:
     baseline: Run
     grid_shapes: tuple[Shape, ...]
     candidate_shapes: tuple[Shape, ...]  # every proposed candidate near N_C, before the tolerance filter
+    validation_runs: tuple[Run, ...]  # candidates trained at D_C beside the top-k (select.validate)
     latency_shapes: tuple[Shape, ...]
     size_targets: dict[str, int]  # shape_id -> the grid.sizes target N it was proposed for (the first)
     runs_by_id: dict[str, Run] = field(repr=False)
@@ -91,6 +92,20 @@ def variants(rules: ShapeRules, target: int, depth: int, knobs) -> list[Shape]:
     return shapes
 
 
+def validation_shapes(candidates: tuple[Shape, ...], select) -> list[Shape]:
+    """The candidates within the parameter tolerance that select.validate trains at D_C: all, none, or a count
+    spread evenly over them in depth order (at one N, decode latency rises with depth)."""
+    within = sorted((s for s in candidates if abs(s.params() / select.params - 1) <= select.tolerance),
+                    key=lambda s: (s.n_layers, s.d_model, s.shape_id))
+    if select.validate == "none":
+        return []
+    if select.validate == "all" or select.validate >= len(within):
+        return within
+    m = select.validate
+    picks = [round(i * (len(within) - 1) / (m - 1)) for i in range(m)] if m > 1 else [0]
+    return [within[i] for i in dict.fromkeys(picks)]
+
+
 def expand(grid, select, rules: ShapeRules) -> Expansion:
     """One pass over the grid and selection sections (typed sections from the experiment)."""
     proposed = [(size, shape) for size in grid.sizes for depth in size.depths
@@ -114,8 +129,12 @@ def expand(grid, select, rules: ShapeRules) -> Expansion:
     candidates = _unique([shape for depth in select.depths for shape in variants(rules, select.params, depth, select)]
                          + [rules.build(s.d_model, s.n_layers) for s in select.shapes])
     latency_shapes = _unique((*grid_shapes, *candidates, base_shape))
+    # A candidate with the baseline's shape is the baseline run itself.
+    validation = tuple(Run(run_id(s, tokens=select.tokens), s, select.tokens, None)
+                       for s in validation_shapes(candidates, select) if s.shape_id != base_shape.shape_id)
     return Expansion(
         grid_runs=tuple(runs.values()), baseline=baseline, grid_shapes=grid_shapes, candidate_shapes=candidates,
-        latency_shapes=latency_shapes, size_targets=size_targets,
-        runs_by_id={**runs, baseline.run_id: baseline}, shapes_by_id={s.shape_id: s for s in latency_shapes},
+        validation_runs=validation, latency_shapes=latency_shapes, size_targets=size_targets,
+        runs_by_id={**runs, baseline.run_id: baseline, **{r.run_id: r for r in validation}},
+        shapes_by_id={s.shape_id: s for s in latency_shapes},
     )

@@ -9,6 +9,7 @@ TOKENS = "data/tokens"
 TOKENIZER = f"{TOKENS}/tokenizer"
 TOKENS_META = f"{TOKENS}/meta.json"
 RUNS = "runs"
+RUN_METRICS = "metrics.json"  # in a run directory: held-out loss and the run's numbers
 LOSS_CURVE = "logs/metrics.csv"  # in a run directory: what Lightning's CSVLogger(out, name="logs", version="") writes
 RUNS_CSV = "results/runs.csv"
 LATENCY_DIR = "latency"
@@ -23,7 +24,8 @@ EVAL_DIR = "results/eval"
 DECISION = "results/morph1b.json"
 REPORT_MD = "results/report.md"
 SUMMARY = "results/summary.json"  # flat numbers for `dvc metrics show`
-REPORT_FIGURES = ("accuracy_vs_latency", "loss_vs_accuracy", "loss_curves")  # drawn by `morph report`
+HINDSIGHT_FIGURE = "hindsight"  # predicted against measured loss of the candidates trained at D_C
+REPORT_FIGURES = ("accuracy_vs_latency", "loss_vs_accuracy", "loss_curves", HINDSIGHT_FIGURE)  # drawn by `morph report`
 CAPTIONS = "report/captions"  # <figure name>.rst: each figure's caption in `snakemake --report`
 
 

@@ -188,10 +188,11 @@ def evaluate(exp: Experiment, p: str, run: str) -> Node:
 
 def report(exp: Experiment, p: str) -> Node:
     runs = exp.evaluated_models
+    validated = tuple(r.run_id for r in exp.validation_runs)
     return Node("report", "", f"morph report --params {p} --out {P.DECISION} --summary {P.SUMMARY} "
                 f"--runs {P.RUNS_CSV} --latency {P.LATENCY_CSV}",
                 deps=(*code("report"), P.SELECTION, P.RUNS_CSV, P.LATENCY_CSV,
-                      *(f"{P.run_dir(r)}/metrics.json" for r in runs),
+                      *(f"{P.run_dir(r)}/metrics.json" for r in (*runs, *validated)),
                       *(P.loss_curve(r) for r in runs), *(P.eval_json(r) for r in runs),
                       *(P.lm_eval_out(r) for r in runs)),
                 outs=(P.DECISION, P.REPORT_MD, P.SUMMARY, *(P.figure(f) for f in P.REPORT_FIGURES)),
@@ -203,7 +204,7 @@ def report(exp: Experiment, p: str) -> Node:
 def all_nodes(exp: Experiment, p: str = P.PARAMS) -> list[Node]:
     nodes = [sample(exp, p), tokenizer(exp, p), *(tokenize_shard(exp, p, s) for s in exp.sample_shards),
              tokenize_gather(exp, p)]
-    nodes += [train(exp, p, r.run_id) for r in (*exp.grid_runs, exp.baseline)]
+    nodes += [train(exp, p, r.run_id) for r in (*exp.grid_runs, exp.baseline, *exp.validation_runs)]
     nodes += [collect(exp, p)]
     nodes += [latency(exp, p, s.shape_id) for s in exp.latency_shapes]
     nodes += [latency_collect(exp, p), laws(exp, p), candidates(exp, p), select(exp, p)]

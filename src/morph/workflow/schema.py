@@ -80,8 +80,11 @@ def _scalar(path: str, value: Any, kinds: tuple, nullable: bool, r: Rule) -> Any
 def _value(path: str, value: Any, hint: Any, r: Rule) -> Any:
     args = typing.get_args(hint)
     nullable = isinstance(hint, types.UnionType) and type(None) in args
-    if nullable:
-        (hint,) = [a for a in args if a is not type(None)]
+    if isinstance(hint, types.UnionType):
+        kinds = tuple(a for a in args if a is not type(None))
+        if len(kinds) > 1:  # a scalar of several types, e.g. `int | str` for "all" or a count
+            return _scalar(path, value, kinds, nullable, r)
+        (hint,) = kinds
         args = typing.get_args(hint)
         if value is None:
             return None

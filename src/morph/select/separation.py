@@ -1,0 +1,80 @@
+"""Which candidates the fitted law can tell apart, from its own predictive uncertainty.
+
+The law's bootstrap refits (`fit.bootstrap`, kept in its JSON) each predict every candidate's loss; a
+candidate is separated from the leader when the interval of its paired predicted-loss difference lies
+above 0. Without refits the run-to-run sd of the loss stands in: a predicted gap below it is not a
+separation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from morph.law.names import PARAMS_COUNTS
+
+LEVEL = 0.95  # the two-sided level of a paired difference's interval
+
+
+def n_column(law: dict) -> str:
+    """The candidates' column that holds N as the law counts it."""
+    return PARAMS_COUNTS[law.get("params_count", "total")]
+
+
+def prediction_draws(law: dict, cands: list[dict], tokens: int) -> np.ndarray | None:
+    """(refits x candidates) predicted losses at D_C, one row per bootstrap refit of the law; None without refits."""
+    from morph.law.fitting import predict_loss
+
+    draws = (law.get("bootstrap") or {}).get("draws")
+    if not draws or not cands:
+        return None
+    params = np.array([c[n_column(law)] for c in cands], dtype=float)
+    d_model = np.array([c["d_model"] for c in cands], dtype=float)
+    n_layers = np.array([c["n_layers"] for c in cands], dtype=float)
+    ratios = [c.get("mlp_attention_ratio") for c in cands]
+    ratio = np.array(ratios, dtype=float) if all(r is not None for r in ratios) else None
+    rows = [predict_loss({"law": law["law"], "coefficients": coeffs}, params, tokens, d_model, n_layers, ratio)
+            for coeffs in draws]
+    out = np.asarray(rows, dtype=float).reshape(len(draws), len(cands))
+    return out[np.isfinite(out).all(axis=1)]  # a degenerate refit that predicts inf says nothing about the order
+
+
+def gap_interval(draws: np.ndarray, i: int, j: int) -> tuple[float, float]:
+    """The LEVEL interval of candidate i's predicted loss minus candidate j's, paired over the refits."""
+    diff = draws[:, i] - draws[:, j]
+    tail = 100 * (1 - LEVEL) / 2
+    return float(np.percentile(diff, tail)), float(np.percentile(diff, 100 - tail))
+
+
+def separated(ranked: list[dict], draws: np.ndarray | None, loss_sd: float | None) -> list[bool]:
+    """For each candidate (ranked by point prediction, leader first): is its predicted loss above the leader's
+    beyond the law's uncertainty? Each candidate also records the interval (or gap) it was judged on."""
+    lead = ranked[0]
+    out = []
+    for i, c in enumerate(ranked):
+        if i == 0:
+            out.append(False)
+            continue
+        if draws is not None:
+            low, high = gap_interval(draws, c["_col"], lead["_col"])
+            c["gap_to_leader"] = {"point": c["predicted_loss"] - lead["predicted_loss"], "interval": [low, high],
+                                  "from": f"{len(draws)} bootstrap refits of the law, {LEVEL:.0%} paired interval"}
+            out.append(low > 0)
+        elif loss_sd is not None:
+            gap = c["predicted_loss"] - lead["predicted_loss"]
+            c["gap_to_leader"] = {"point": gap, "from": f"no bootstrap refits; the run-to-run sd {loss_sd:.4f}"}
+            out.append(gap >= loss_sd)
+        else:
+            c["gap_to_leader"] = {"point": c["predicted_loss"] - lead["predicted_loss"],
+                                  "from": "no bootstrap refits and no replicated runs: every gap taken at face value"}
+            out.append(c["predicted_loss"] > lead["predicted_loss"])
+    return out
+
+
+def bracket(tied: list[dict], k: int) -> list[dict]:
+    """k of the candidates the law cannot order (`tied`, in predicted order), spread evenly over their latency
+    range, fastest and slowest first, so that training them measures the whole range instead of betting on one
+    end. With k = 1 nothing can be bracketed: the law's point leader stands, as unfavoured by latency as any."""
+    if k == 1:
+        return tied[:1]
+    by_latency = sorted(tied, key=lambda c: (c["latency"]["median_s"], c["shape_id"]))
+    picks = dict.fromkeys(round(i * (len(by_latency) - 1) / (k - 1)) for i in range(k))
+    return [by_latency[i] for i in picks]

@@ -1,0 +1,122 @@
+"""The decision checked against measured outcomes it did not see: a law that carries no information must not
+turn into a release of the fastest shape, and hindsight over trained candidates is computed as defined."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from morph import cli
+from morph.report import hindsight
+from morph.report.decide import decide
+from morph.report.uncertainty import paired_draws
+from tests.conftest import write_params
+
+# Five candidates at one N: shallow ones are fast, and (as measured) worse. R = d_model / n_layers.
+SHAPES = [(48, 8, 0.80), (56, 6, 0.62), (64, 4, 0.45), (80, 2, 0.28), (104, 1, 0.16)]  # d_model, layers, latency s
+MEASURED_LOSS = {6.0: 4.70, 9.3: 4.72, 16.0: 4.78, 40.0: 4.90, 104.0: 5.05}  # rises with R
+LOSS_SD = 0.03
+
+
+def cand(d_model, n_layers, latency):
+    return {"shape_id": f"d{d_model}-l{n_layers}", "d_model": d_model, "n_layers": n_layers, "n_heads": 2,
+            "n_kv_heads": 2, "ffn": 4 * d_model, "vocab_size": 512, "tie_embeddings": False, "ffn_ratio": None,
+            "kv_knob": False, "params": 150_000, "params_gap": 0.0, "within_tolerance": True,
+            "aspect_ratio": d_model / n_layers, "mlp_attention_ratio": 2.0,
+            "latency": {"median_s": latency}, "serving": {}}
+
+
+def flat_law(draws: int) -> dict:
+    """An inference-aware fit with no shape effect (eps = 0): every candidate at one N predicts the same loss,
+    in the point fit and in every bootstrap refit."""
+    coeffs = {"E": 2.0, "A": 400.0, "alpha": 0.34, "B": 400.0, "beta": 0.28, "eps": 0.0, "gamma": 0.5}
+    return {"law": "inference-aware", "coefficients": coeffs,
+            "bootstrap": {"draws": [dict(coeffs, E=2.0 + 0.01 * i) for i in range(draws)]},
+            "noise_floor": {"run_to_run": {"sd": LOSS_SD}, "cv_error_rmse": 0.2, "replicated_runs": []}}
+
+
+def run_select(tmp_path, law: dict, k: int = 2) -> dict:
+    params = write_params(tmp_path / "p.yaml", {"select.k": k, "select.law": "inference-aware"})
+    (tmp_path / "c.json").write_text(json.dumps({"candidates": [cand(*s) for s in SHAPES],
+                                                 "baseline": cand(32, 12, 1.0)}))
+    (tmp_path / "law.json").write_text(json.dumps(law))
+    assert cli.main(["select", "--params", str(params), "--candidates", str(tmp_path / "c.json"),
+                     "--law", str(tmp_path / "law.json"), "--out", str(tmp_path / "s.json"),
+                     "--figure", str(tmp_path / "pareto.png")]) == 0
+    return json.loads((tmp_path / "s.json").read_text())
+
+
+def measured(selection: dict) -> dict:
+    return {c["shape_id"]: {"run_id": f"{c['shape_id']}-D1M", "loss": MEASURED_LOSS[round(c["aspect_ratio"], 1)]}
+            for c in selection["candidates"]}
+
+
+def model(role: str, c: dict, correct: int, base_latency: float) -> tuple[dict, dict]:
+    """An evaluated model: every model answers the same 60 items, `correct` of them right."""
+    entry = {"role": role, "run_id": f"{c['shape_id']}-D1M", "latency": c["latency"],
+             "actual_loss": MEASURED_LOSS.get(round(c["aspect_ratio"], 1), 4.70),
+             "speedup_vs_baseline": base_latency / c["latency"]["median_s"], "avg_accuracy": correct / 60}
+    return entry, {"copa": {i: float(i < correct) for i in range(60)}}
+
+
+def test_a_flat_law_never_releases_the_shallowest_shape_as_matching_the_baseline(tmp_path):
+    selection = run_select(tmp_path, flat_law(draws=50))
+    preds = {c["predicted_loss"] for c in selection["candidates"]}
+    assert len(preds) == 1  # the law carries no information about shape
+    assert not selection["ranking"]["informative"]
+    top = [c["shape_id"] for c in selection["top_k"]]
+    assert top != ["d104-l1", "d80-l2"]  # not the two fastest: a bracket of the range
+    assert "d104-l1" in top and "d48-l8" in top
+
+    base_c = cand(32, 12, 1.0)
+    models = [model(c["slot"], c, 30, 1.0) for c in selection["candidates"] if c.get("slot")]
+    models.append(model("baseline", base_c, 30, 1.0))
+    draws = paired_draws({m["run_id"]: items for m, items in models}, draws=500, seed=0)
+    hind = hindsight.check(selection, measured(selection), LOSS_SD, "all", 0.95, 500, 0)
+    d = decide([m for m, _ in models], draws, 0.95, LOSS_SD, hind)
+    assert d["released"]["run_id"] != "d104-l1-D1M" or d["verdict"] != "matches"
+    assert d["released"]["run_id"] == "d48-l8-D1M" and d["verdict"] == "matches"
+
+
+def test_an_informative_law_ranks_by_prediction_and_says_so(tmp_path):
+    law = flat_law(draws=50)
+    law["coefficients"]["eps"] = 0.01  # loss rises with R, by more than any refit moves it
+    for i, c in enumerate(law["bootstrap"]["draws"]):
+        c["eps"] = 0.01 * (1 + 0.01 * (i % 5))
+    selection = run_select(tmp_path, law)
+    assert selection["ranking"]["informative"]
+    assert [c["shape_id"] for c in selection["top_k"]] == ["d48-l8", "d56-l6"]
+    gap = next(c for c in selection["candidates"] if c["shape_id"] == "d104-l1")["gap_to_leader"]
+    assert gap["interval"][0] > 0
+
+
+def test_the_bracket_mirrors_when_latencies_are_reversed(tmp_path):
+    """No end of the latency range is favoured: reversing which shapes are fast reverses nothing else."""
+    from morph.select.separation import bracket
+
+    tied = [{"shape_id": f"s{i}", "latency": {"median_s": 0.1 * (i + 1)}} for i in range(5)]
+    picked = {c["shape_id"] for c in bracket(tied, 2)}
+    mirrored = [{"shape_id": c["shape_id"], "latency": {"median_s": 0.6 - c["latency"]["median_s"]}} for c in tied]
+    assert picked == {c["shape_id"] for c in bracket(mirrored, 2)} == {"s0", "s4"}
+    assert [c["shape_id"] for c in bracket(tied, 3)] == ["s0", "s2", "s4"]
+
+
+def test_hindsight_numbers_follow_their_definitions(tmp_path):
+    selection = run_select(tmp_path, flat_law(draws=20))
+    got = measured(selection)
+    h = hindsight.check(selection, got, LOSS_SD, "all", 0.95, 300, 0)
+    feasible = [c for c in selection["candidates"] if c["kept"]]
+    losses = {c["shape_id"]: got[c["shape_id"]]["loss"] for c in feasible}
+    top1 = selection["top_k"][0]["shape_id"]
+    assert h["regret"]["loss"] == pytest.approx(losses[top1] - min(losses.values()))
+    assert h["regret"]["sd"] == pytest.approx(h["regret"]["loss"] / LOSS_SD)
+    pred = np.array([c["predicted_loss"] for c in feasible])
+    assert h["law_error"]["rmse"] == pytest.approx(np.sqrt(np.mean((pred - np.array(list(losses.values()))) ** 2)))
+    assert h["spearman"]["rho"] is None  # constant predictions have no rank order
+    assert h["top_k_has_best"] and h["best"]["shape_id"] == "d48-l8" and h["all_feasible_trained"]
+    # A law whose order is the measured one: rho = 1, and the bootstrap interval sits at the top.
+    for c in selection["candidates"]:
+        c["predicted_loss"] = got[c["shape_id"]]["loss"] + 0.1
+    h = hindsight.check(selection, got, LOSS_SD, "all", 0.95, 300, 0)
+    assert h["spearman"]["rho"] == pytest.approx(1.0) and h["spearman"]["interval"][1] == pytest.approx(1.0)

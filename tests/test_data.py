@@ -21,6 +21,7 @@ FIXTURE = sorted((ROOT / "data/raw/fixture").glob("shard_*.jsonl.zst"))
 TINY = {
     "grid.multipliers": [1],
     "grid.sizes": [{"params": 20000, "depths": [1]}],
+    "grid.replicates": [],
     "select.tokens": 2000,
     "data.train_tokens": 30000,
     "data.val_tokens": 1000,

@@ -106,6 +106,27 @@ def resume_point(ckpt: Path, fp: str) -> int | None:
     return int(state["global_step"])
 
 
+def reuse_twin(run: Run, fp: str, out: Path, slot: str) -> dict | None:
+    """A top-k slot whose run was already trained (as a select.validate run, same shape, budget, seed, settings,
+    data and code: the same fingerprint) is that run: its model and curve are copied instead of retrained, which
+    gives the same bytes. None when there is no such finished twin."""
+    twin = Path(paths.run_dir(run.run_id))
+    metrics_path = twin / paths.RUN_METRICS
+    if twin.resolve() == out.resolve() or not metrics_path.is_file():
+        return None
+    metrics = read_json(metrics_path)
+    if metrics.get("fingerprint") != fp or sha256_tree(twin / "model") != metrics.get("model_sha256"):
+        return None
+    (out / paths.RUN_METRICS).unlink(missing_ok=True)
+    for part in ("model", "logs"):
+        with atomic_dir(out / part) as tmp:
+            shutil.copytree(twin / part, tmp, dirs_exist_ok=True)
+    metrics |= {"slot": slot, "reused_from": str(twin)}
+    write_json(out / paths.RUN_METRICS, metrics)
+    say(f"{slot}: {run.run_id} is already trained in {twin} with the same fingerprint; copied")
+    return metrics
+
+
 def save_model(model, state: dict, tokenizer_dir: Path, dest: Path) -> None:
     """save_pretrained of the module's whole `state` plus the tokenizer, so AutoTokenizer and lm-eval's hf model
     load the directory."""
@@ -184,6 +205,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     os.environ["OMP_NUM_THREADS"] = str(t.threads)  # for ranks Lightning starts, which it would otherwise set
     meta_sha = sha256_file(data.root / "meta.json")
     fp = fingerprint(run, cfg, meta_sha)
+    if slot is not None and (done := reuse_twin(run, fp, out, slot)) is not None:
+        return done
     ckpt = out / "ckpt" / "last.ckpt"
     start = resume_point(ckpt, fp)
     # Rank 0 alone writes; here that is the process that starts the others, before it starts them.
@@ -224,6 +247,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     metrics = {
         "run_id": run.run_id,
         "slot": slot,
+        "fingerprint": fp,  # a slot whose run this is already trained reuses it (reuse_twin)
         "model_sha256": sha256_tree(out / "model"),  # lineage checks the weights against it
         "shape": run.shape.to_dict(),
         "params": run.shape.params(),

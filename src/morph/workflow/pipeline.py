@@ -99,10 +99,12 @@ def train(exp: Experiment, p: str, run_id: str) -> Node:
 
 
 def train_slot(exp: Experiment, p: str, slot: str) -> Node:
+    # After the validation runs: a slot whose shape one of them trained copies it (train/run.py reuse_twin).
+    validated = tuple(f"{P.run_dir(r.run_id)}/{P.RUN_METRICS}" for r in exp.validation_runs)
     return Node("train_target", slot,
                 f"morph train --params {p} --selection {P.SELECTION} --slot {slot} --tokens {P.TOKENS} "
                 f"--out {P.run_dir(slot)}",
-                deps=(*code("train"), *TOKEN_OUTS, P.SELECTION), **_train_outs(slot))
+                deps=(*code("train"), *TOKEN_OUTS, P.SELECTION, *validated), **_train_outs(slot))
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,18 @@ def test_an_informative_law_ranks_by_prediction_and_says_so(tmp_path):
     assert [c["shape_id"] for c in selection["top_k"]] == ["d48-l8", "d56-l6"]
     gap = next(c for c in selection["candidates"] if c["shape_id"] == "d104-l1")["gap_to_leader"]
     assert gap["interval"][0] > 0
+    effect = selection["r_effect"]
+    assert effect["identified"] and effect["high_R"] == "d104-l1" and effect["low_R"] == "d48-l8"
+    assert effect["interval"][0] > 0 and "from 0" in effect["statement"]
+
+
+def test_a_flat_law_says_its_r_effect_is_not_identified(tmp_path):
+    law = flat_law(draws=50)
+    for i, c in enumerate(law["bootstrap"]["draws"]):  # refits that disagree on the sign of the effect
+        c["eps"] = 0.01 * (i % 2)
+        c["gamma"] = 0.5 if i % 4 < 2 else -0.5
+    effect = run_select(tmp_path, law)["r_effect"]
+    assert effect["identified"] is False and "not identified" in effect["statement"]
 
 
 def test_the_bracket_mirrors_when_latencies_are_reversed(tmp_path):

@@ -79,6 +79,7 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
                 "decision_rule": {"name": "matches-baseline", "statement": "fastest", "confidence": 0.95,
                                   "bootstrap": 10},
                 "ranking": {"informative": True, "basis": "point predictions", "statement": "one candidate"},
+                "r_effect": {"statement": "no bootstrap refits", "gamma": None},
                 "hindsight": None, "warnings": [], "law_warnings": [], "knobs": [],
                 "noise": {"loss_sd": None, "replicated_runs": [], "law_cv_rmse": None}}
     page = tmp_path / "results" / "report.md"

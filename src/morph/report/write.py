@@ -209,6 +209,12 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         f"Ranking ({'informative' if ranking['informative'] else 'not informative'}, judged on {ranking['basis']}): "
         f"{ranking['statement']}.",
         "",
+        f"R effect: {decision['r_effect']['statement']}" + (
+            f"; γ = {decision['r_effect']['gamma']:.3g}" + (
+                f" [{decision['r_effect']['gamma_ci'][0]:.3g}, {decision['r_effect']['gamma_ci'][1]:.3g}]"
+                if decision["r_effect"]["gamma_ci"] else "") if decision["r_effect"]["gamma"] is not None else "")
+        + ".",
+        "",
         *noise_floor(decision["noise"]),
         "",
         "## Against the baseline",
@@ -359,6 +365,7 @@ def run(args):
         "models": models,
         "noise": selection["noise"],
         "ranking": selection["ranking"],
+        "r_effect": selection["r_effect"],
         "candidates": selection["candidates"],
         "knobs": knob_effects(cfg, Path(args.runs), Path(args.latency)),
         "warnings": selection["warnings"],

@@ -10,7 +10,7 @@ from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
 from morph.law.names import AUTO
 from morph.select.pareto_figure import plot_pareto
-from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, separated
+from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, r_effect, separated
 from morph.shape import Shape, run_id
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Select
@@ -168,6 +168,7 @@ def run(args):
         "noise": {"loss_sd": noise, "replicated_runs": floor.get("replicated_runs", []),
                   "law_cv_rmse": floor.get("cv_error_rmse")},
         "ranking": ranking,
+        "r_effect": r_effect(law, cands["candidates"], sel.tokens),
         "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "ffn_ratio", "n_kv_heads",
                                         "params", "predicted_loss", "indistinguishable_from")} for c in top],
         "candidates": cands["candidates"],

@@ -78,3 +78,34 @@ def bracket(tied: list[dict], k: int) -> list[dict]:
     by_latency = sorted(tied, key=lambda c: (c["latency"]["median_s"], c["shape_id"]))
     picks = dict.fromkeys(round(i * (len(by_latency) - 1) / (k - 1)) for i in range(k))
     return [by_latency[i] for i in picks]
+
+
+def r_effect(law: dict, cands: list[dict], tokens: int) -> dict:
+    """The shape effect the law found, as the predicted loss of the candidate with the highest R (d_model/n_layers)
+    minus that of the lowest, both at one N (the candidates' median, as the law counts it) and D_C, so only the
+    shape terms differ; with its interval over the refits. Not identified when that interval includes 0."""
+    from morph.law.fitting import predict_loss
+
+    low, high = (min(cands, key=lambda c: c["aspect_ratio"]), max(cands, key=lambda c: c["aspect_ratio"]))
+    n = float(np.median([c[n_column(law)] for c in cands]))
+
+    def gap(fit: dict) -> float:
+        ends = [float(predict_loss(fit, n, tokens, c["d_model"], c["n_layers"], c.get("mlp_attention_ratio")))
+                for c in (high, low)]
+        return ends[0] - ends[1]
+
+    out = {"high_R": high["shape_id"], "low_R": low["shape_id"], "at_params": n, "point": gap(law),
+           "gamma": law["coefficients"].get("gamma"), "gamma_ci": (law.get("ci") or {}).get("gamma")}
+    refits = [gap({"law": law["law"], "coefficients": c}) for c in (law.get("bootstrap") or {}).get("draws", [])]
+    refits = [g for g in refits if np.isfinite(g)]
+    if len(refits) < 2:
+        return out | {"interval": None, "identified": None,
+                      "statement": "no bootstrap refits of the law: the R effect has no interval"}
+    tail = 100 * (1 - LEVEL) / 2
+    lo, hi = float(np.percentile(refits, tail)), float(np.percentile(refits, 100 - tail))
+    identified = lo > 0 or hi < 0
+    distance = min(abs(lo), abs(hi)) if identified else 0.0
+    return out | {"interval": [lo, hi], "identified": identified, "statement": (
+        f"R {high['aspect_ratio']:.1f} ({high['shape_id']}) against R {low['aspect_ratio']:.1f} ({low['shape_id']}) "
+        f"at equal N and D_C: predicted loss {out['point']:+.4f}, {LEVEL:.0%} interval [{lo:+.4f}, {hi:+.4f}]"
+        + (f", {distance:.4f} from 0" if identified else ": includes 0, so the R effect is not identified"))}

@@ -1,0 +1,54 @@
+"""morph: choose an inference-efficient model shape; one subcommand per workflow stage.
+
+Stage modules are imported lazily, so `morph --help` and light stages do not pay for torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from morph.errors import MorphError
+from morph.workflow.commands import COMMANDS
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="morph", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=f"(see `morph {name} --help`)")
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            continue  # a stage not built in this checkout
+        p = sub.add_parser(name, help=module.__doc__.strip().split("\n")[0], description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Import only the chosen stage's module; listing all of them is for `morph --help`.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(argv)
+    try:
+        if "DVC_STAGE" in os.environ and getattr(args, "params", None):
+            from morph.workflow.dvc_yaml import refuse_if_stale
+
+            refuse_if_stale(args.params, os.environ["DVC_ROOT"])
+        return args._module.run(args) or 0
+    except MorphError as err:
+        print(f"morph {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

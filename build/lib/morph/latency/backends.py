@@ -1,0 +1,157 @@
+"""Generation backends that `morph latency` times: each generates exactly n new tokens, greedily.
+
+- hf: plain `generate` with the default dynamic KV cache, as the paper timed it.
+- static: `generate` with a static KV cache and a `torch.compile`d decode step
+  (mode reduce-overhead on CUDA, i.e. CUDA graphs; inductor's default mode on CPU).
+  Hugging Face compiles only the one-token decode step; the prefill runs eager.
+- vllm: vLLM's offline engine on a CUDA device, fed token ids (no tokenizer).
+"""
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from pathlib import Path
+
+from morph.errors import MorphError
+from morph.latency.names import BACKENDS
+
+
+def _generation_config(new_tokens: int, **extra):
+    from transformers import GenerationConfig
+
+    # No EOS id at all, and min = max: generation can only stop after exactly new_tokens.
+    return GenerationConfig(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=None,
+        pad_token_id=0,
+        **extra,
+    )
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model):
+        self.model = model
+        self._configs: dict[int, object] = {}
+
+    def details(self) -> dict:
+        return {"cache": "dynamic", "compiled": False, "attn_implementation": self.model.config._attn_implementation}
+
+    def _config(self, new_tokens: int):
+        if new_tokens not in self._configs:
+            self._configs[new_tokens] = _generation_config(new_tokens, **self._extra())
+        return self._configs[new_tokens]
+
+    def _extra(self) -> dict:
+        return {}
+
+    def generate(self, prompt, new_tokens: int):
+        import torch
+
+        mask = torch.ones_like(prompt)
+        return self.model.generate(prompt, attention_mask=mask, generation_config=self._config(new_tokens))
+
+    def check_ready(self) -> None:
+        """Called after warm-up: raise if the backend did not run the way it claims."""
+
+
+class StaticBackend(HFBackend):
+    name = "static"
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.cuda = model.device.type == "cuda"
+
+    def _compile_config(self):
+        from transformers.generation.configuration_utils import CompileConfig
+
+        # reduce-overhead captures CUDA graphs; on CPU there are none, so inductor's default mode.
+        config = CompileConfig(fullgraph=True, dynamic=False, mode="reduce-overhead" if self.cuda else "default")
+        if not self.cuda:
+            # transformers auto-compiles only on accelerators unless told to compile on every device.
+            config._compile_all_devices = True
+        return config
+
+    def _extra(self) -> dict:
+        return {"cache_implementation": "static", "compile_config": self._compile_config()}
+
+    def details(self) -> dict:
+        config = self._compile_config()
+        return {
+            "cache": "static",
+            "compiled": True,
+            "compile": {"mode": config.mode, "fullgraph": config.fullgraph, "dynamic": config.dynamic},
+            "cuda_graphs": self.cuda,
+            "compiled_steps": "decode (prefill runs eager)",
+            "attn_implementation": self.model.config._attn_implementation,
+        }
+
+    def check_ready(self) -> None:
+        # transformers keeps the compiled forward here once generate has used it; without it we would
+        # be timing an eager static cache and calling it compiled.
+        if getattr(self.model, "_compiled_call", None) is None:
+            raise MorphError(
+                "static backend: transformers did not compile the decode step during warm-up "
+                "(its auto-compile rules may have changed); refusing to report eager timings as 'static'"
+            )
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, model, max_len: int, seed: int):
+        import torch
+        from vllm import LLM
+
+        self._dir = tempfile.TemporaryDirectory(prefix="morph-vllm-")
+        model.save_pretrained(Path(self._dir.name))  # vLLM loads weights from disk; these are the same random ones
+        dtype = {torch.bfloat16: "bfloat16", torch.float16: "float16", torch.float32: "float32"}[model.dtype]
+        self.llm = LLM(model=self._dir.name, skip_tokenizer_init=True, dtype=dtype, seed=seed, max_model_len=max_len)
+        self._version = importlib.import_module("vllm").__version__
+
+    def details(self) -> dict:
+        return {"engine": "vllm", "vllm": self._version, "cuda_graphs": True}
+
+    def generate(self, prompt, new_tokens: int):
+        import torch
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            max_tokens=new_tokens, min_tokens=new_tokens, ignore_eos=True, temperature=0.0, detokenize=False
+        )
+        rows = prompt.tolist()
+        outs = self.llm.generate([{"prompt_token_ids": r} for r in rows], params, use_tqdm=False)
+        return torch.tensor([r + list(o.outputs[0].token_ids) for r, o in zip(rows, outs)])
+
+    def check_ready(self) -> None:
+        pass
+
+
+def check_available(name: str, device: str) -> None:
+    """Refuse a backend that cannot run here, before anything is measured."""
+    if name not in BACKENDS:
+        raise MorphError(f"latency.backends: unknown backend {name!r}; choose from {list(BACKENDS)}")
+    if name == "vllm":
+        missing = []
+        if device != "cuda":
+            missing.append(f"latency.device is {device!r}")
+        if importlib.util.find_spec("vllm") is None:
+            missing.append("the vllm package is not installed")
+        if missing:
+            raise MorphError(
+                "vllm backend needs a CUDA device and the vllm package; " + " and ".join(missing)
+                + ". Remove 'vllm' from latency.backends or run on a GPU machine with vllm installed"
+            )
+
+
+def make(name: str, model, max_len: int, seed: int):
+    check_available(name, model.device.type)
+    if name == "hf":
+        return HFBackend(model)
+    if name == "static":
+        return StaticBackend(model)
+    return VLLMBackend(model, max_len, seed)

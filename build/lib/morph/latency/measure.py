@@ -1,0 +1,252 @@
+"""Time inference of one shape: a random-weight Llama, greedy generation of exactly new_tokens, per backend.
+
+Settings (each repetition runs them back to back, so drift hits all alike):
+  full               batch 1, prompt_len -> new_tokens (the paper's setting)
+  ttft               batch 1, prompt_len -> 1 token (when latency.ttft)
+  decode_per_token   (full - ttft) / (new_tokens - 1), paired within a repetition
+  full_b<B>          batch B, prompt_len -> new_tokens, for each B in latency.batch_sizes other than 1
+  throughput_b<B>    B * new_tokens / full time, tokens/s
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from morph.errors import MorphError
+from morph.io import library_versions, provenance, write_json
+from morph.latency.stats import summarize
+from morph.model import build_model
+from morph.workflow import experiment, paths
+from morph.workflow.experiment import Experiment
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_arguments(p):
+    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--shape", required=True, help="shape id, e.g. d64-l2 (see `morph grid`)")
+    p.add_argument("--out", required=True, help="output JSON, e.g. latency/d64-l2.json")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def cpu_model_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_device_dtype(lat: dict):
+    """The torch device and dtype to time, or a MorphError saying why this machine cannot run them."""
+    import torch
+
+    device = lat.device
+    if device == "cuda" and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA (a CPU-only build)"
+        raise MorphError(
+            f"latency.device: 'cuda' but torch sees no CUDA device (torch {torch.__version__}, built with {build}); "
+            "set latency.device: cpu or run on a GPU machine"
+        )
+    name = lat.dtype
+    if name == "auto":
+        name = "bfloat16" if device == "cuda" else "float32"
+    if name not in DTYPES:
+        raise MorphError(f"latency.dtype: {name!r} is not one of {list(DTYPES)}")
+    if device == "cpu" and name == "float16":
+        raise MorphError(
+            "latency.dtype: float16 on cpu is refused: CPUs have no native float16 matmul, PyTorch emulates it, "
+            "so the timing would describe the emulation, not the model; use float32 (or auto)"
+        )
+    if device == "cpu" and name == "bfloat16" and not _cpu_has_native_bf16():
+        raise MorphError(
+            f"latency.dtype: bfloat16 on this cpu ({cpu_model_name()}) has no native support (no avx512_bf16/amx_bf16) "
+            "and would be emulated; use float32 (or auto)"
+        )
+    if device == "cuda" and name == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise MorphError(
+            f"latency.dtype: bfloat16 is not supported on {torch.cuda.get_device_name()}; use float16 or float32"
+        )
+    return torch.device(device), getattr(torch, name)
+
+
+def check_lengths(cfg: Experiment) -> None:
+    lat, max_pos = cfg.latency, cfg.model.max_position_embeddings
+    total = lat.prompt_len + lat.new_tokens
+    if total > max_pos:
+        raise MorphError(
+            f"latency.prompt_len + latency.new_tokens = {lat.prompt_len} + {lat.new_tokens} = {total} "
+            f"exceeds model.max_position_embeddings = {max_pos}; raise model.max_position_embeddings "
+            "or shorten latency.prompt_len / latency.new_tokens"
+        )
+
+
+def timed_model(shape, cfg: Experiment, device, dtype):
+    """Random weights, seeded: latency does not depend on their values, only on the shape."""
+    model = build_model(shape, cfg.model.max_position_embeddings, None, cfg.seed)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _settings(lat: dict) -> list[tuple[str, int, int]]:
+    """(name, batch, new tokens) of every timed call in one repetition."""
+    plan = [("full", 1, lat.new_tokens)]
+    if lat.ttft:
+        plan.append(("ttft", 1, 1))
+    plan += [(f"full_b{b}", b, lat.new_tokens) for b in sorted(set(lat.batch_sizes) - {1})]
+    return plan
+
+
+def _timer(device):
+    import torch
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def timed(call):
+        sync()  # nothing queued from before may land inside the interval
+        start, cpu_start = time.perf_counter(), time.process_time()
+        out = call()
+        sync()  # the clock is read only once the device has finished
+        return time.perf_counter() - start, time.process_time() - cpu_start, out
+
+    return timed
+
+
+def _check_output(out, batch: int, prompt_len: int, new_tokens: int, backend: str) -> None:
+    expected = (batch, prompt_len + new_tokens)
+    if tuple(out.shape) != expected:
+        raise MorphError(
+            f"{backend} backend returned token ids of shape {tuple(out.shape)}, expected {expected} "
+            f"(batch {batch}, {prompt_len} prompt + exactly {new_tokens} new tokens)"
+        )
+
+
+def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    timed, plan = _timer(device), _settings(lat)
+    prompt_len = lat.prompt_len
+
+    def once(name, batch, new):
+        seconds, cpu, out = timed(lambda: backend.generate(prompts[batch], new))
+        _check_output(out, batch, prompt_len, new, backend.name)
+        return seconds, cpu, out
+
+    # A compiling backend compiles on its first call per shape; that call is never a sample.
+    first_call = {}
+    for i in range(max(lat.warmup, 1 if backend.name == "static" else 0)):
+        for name, batch, new in plan:
+            seconds, _, _ = once(name, batch, new)
+            if i == 0:
+                first_call[name] = seconds
+    backend.check_ready()
+
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in plan}
+    cpu_samples: dict[str, list[float]] = {name: [] for name, _, _ in plan}
+    tokens = None
+    for _ in tqdm(range(lat.repeats), desc=desc, unit="rep", disable=not progress, file=sys.stderr):
+        for name, batch, new in plan:
+            seconds, cpu, out = once(name, batch, new)
+            samples[name].append(seconds)
+            cpu_samples[name].append(cpu)
+            if name == "full" and tokens is None:
+                tokens = out[0, prompt_len:].tolist()
+
+    settings = {}
+    for name, batch, new in plan:
+        cpu = summarize(cpu_samples[name])
+        settings[name] = {"unit": "s", "batch": batch, "new_tokens": new, "samples": samples[name],
+                          **summarize(samples[name]),
+                          # Process CPU seconds beside the wall clock: with one thread, wall - cpu is time
+                          # spent waiting for a core, i.e. what other work on the machine cost this sample.
+                          "cpu_samples": cpu_samples[name], "cpu_median": cpu["median"], "cpu_cv": cpu["cv"],
+                          "cpu_share": sum(cpu_samples[name]) / sum(samples[name])}
+    n = lat.new_tokens
+    if lat.ttft and n > 1:
+        per_token = [(f - t) / (n - 1) for f, t in zip(samples["full"], samples["ttft"])]
+        settings["decode_per_token"] = {"unit": "s/token", "batch": 1,
+                                        "derived_from": "(full - ttft) / (new_tokens - 1)",
+                                        "samples": per_token, **summarize(per_token)}
+    for name, batch, _ in plan:
+        if name == "full" or name.startswith("full_b"):
+            rate = [batch * n / s for s in samples[name]]
+            settings[f"throughput_b{batch}"] = {"unit": "tokens/s", "batch": batch,
+                                                "derived_from": f"{batch} * new_tokens / {name}",
+                                                "samples": rate, **summarize(rate)}
+    return {"details": backend.details(), "first_call_s": first_call, "generated_tokens": tokens, "settings": settings}
+
+
+def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = True) -> dict:
+    """Time every backend in latency.backends on one shape; all checks come before any timing."""
+    import torch
+
+    from morph.latency import backends as latency_backends
+
+    lat = cfg.latency
+    check_lengths(cfg)
+    device, dtype = resolve_device_dtype(lat)
+    for name in lat.backends:
+        latency_backends.check_available(name, device.type)
+
+    torch.set_num_threads(lat.threads)
+    load_before = os.getloadavg()
+    model = timed_model(shape, cfg, device, dtype)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    batches = sorted({1, *lat.batch_sizes})
+    prompts = {
+        b: torch.randint(0, shape.vocab_size, (b, lat.prompt_len), generator=rng).to(device) for b in batches
+    }
+    backends = {}
+    with torch.inference_mode():
+        for name in lat.backends:
+            backend = latency_backends.make(name, model, lat.prompt_len + lat.new_tokens, cfg.seed)
+            backends[name] = time_backend(backend, prompts, lat, device, f"{shape.shape_id} {name}", progress)
+    load_after = os.getloadavg()
+
+    bytes_per_value = torch.tensor([], dtype=dtype).element_size()
+    context = lat.prompt_len + lat.new_tokens
+    return {
+        "shape_id": shape.shape_id,
+        "shape": shape.to_dict() | {
+            "weight_bytes": shape.weight_bytes(bytes_per_value),
+            "kv_cache_bytes": shape.kv_cache_bytes(context, 1, bytes_per_value),
+        },
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model_name(),
+        "dtype": str(dtype).removeprefix("torch."),
+        "bytes_per_value": bytes_per_value,
+        "threads": torch.get_num_threads(),
+        "setting": {k: getattr(lat, k) for k in ("prompt_len", "new_tokens", "warmup", "repeats", "ttft", "batch_sizes")}
+        | {"seed": cfg.seed, "max_position_embeddings": cfg.model.max_position_embeddings},
+        "backends": backends,
+        # What else was running: the 1/5/15-minute load averages around the whole measurement.
+        "load_average": {"before": list(load_before), "after": list(load_after), "cpu_count": os.cpu_count()},
+        "platform": platform.platform(),
+        "versions": {"python": platform.python_version(), **library_versions("torch", "transformers", "vllm")},
+        "provenance": provenance(list(inputs)),
+    }
+
+
+def run(args):
+    cfg = experiment.load(args.params)
+    try:
+        shape = cfg.shape(args.shape)
+    except KeyError as err:
+        raise MorphError(f"--shape: {err.args[0]}") from None
+    record = measure(cfg, shape, inputs=[args.params], progress=not args.no_progress)
+    write_json(args.out, record)
+    full = {name: b["settings"]["full"]["median"] for name, b in record["backends"].items()}
+    print(f"{shape.shape_id}: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in full.items()) + f" -> {args.out}")
+    return 0

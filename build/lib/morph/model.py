@@ -1,0 +1,18 @@
+"""The model: a Hugging Face LlamaForCausalLM built from a Shape (RMSNorm, SwiGLU, rotary)."""
+from __future__ import annotations
+
+from morph.shape import Shape
+
+
+def build_model(shape: Shape, max_position_embeddings: int, eos_token_id: int | None, seed: int):
+    """A freshly initialised model; the same seed gives the same weights."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    config = shape.llama_config(max_position_embeddings, eos_token_id)
+    # The weights are drawn from the global generator inside the constructor; fork it so
+    # building a model neither depends on nor disturbs the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model

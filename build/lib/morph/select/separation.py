@@ -1,0 +1,111 @@
+"""Which candidates the fitted law can tell apart, from its own predictive uncertainty.
+
+The law's bootstrap refits (`fit.bootstrap`, kept in its JSON) each predict every candidate's loss; a
+candidate is separated from the leader when the interval of its paired predicted-loss difference lies
+above 0. Without refits the run-to-run sd of the loss stands in: a predicted gap below it is not a
+separation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from morph.law.names import PARAMS_COUNTS
+
+LEVEL = 0.95  # the two-sided level of a paired difference's interval
+
+
+def n_column(law: dict) -> str:
+    """The candidates' column that holds N as the law counts it."""
+    return PARAMS_COUNTS[law.get("params_count", "total")]
+
+
+def prediction_draws(law: dict, cands: list[dict], tokens: int) -> np.ndarray | None:
+    """(refits x candidates) predicted losses at D_C, one row per bootstrap refit of the law; None without refits."""
+    from morph.law.fitting import predict_loss
+
+    draws = (law.get("bootstrap") or {}).get("draws")
+    if not draws or not cands:
+        return None
+    params = np.array([c[n_column(law)] for c in cands], dtype=float)
+    d_model = np.array([c["d_model"] for c in cands], dtype=float)
+    n_layers = np.array([c["n_layers"] for c in cands], dtype=float)
+    ratios = [c.get("mlp_attention_ratio") for c in cands]
+    ratio = np.array(ratios, dtype=float) if all(r is not None for r in ratios) else None
+    rows = [predict_loss({"law": law["law"], "coefficients": coeffs}, params, tokens, d_model, n_layers, ratio)
+            for coeffs in draws]
+    out = np.asarray(rows, dtype=float).reshape(len(draws), len(cands))
+    return out[np.isfinite(out).all(axis=1)]  # a degenerate refit that predicts inf says nothing about the order
+
+
+def gap_interval(draws: np.ndarray, i: int, j: int) -> tuple[float, float]:
+    """The LEVEL interval of candidate i's predicted loss minus candidate j's, paired over the refits."""
+    diff = draws[:, i] - draws[:, j]
+    tail = 100 * (1 - LEVEL) / 2
+    return float(np.percentile(diff, tail)), float(np.percentile(diff, 100 - tail))
+
+
+def separated(ranked: list[dict], draws: np.ndarray | None, loss_sd: float | None) -> list[bool]:
+    """For each candidate (ranked by point prediction, leader first): is its predicted loss above the leader's
+    beyond the law's uncertainty? Each candidate also records the interval (or gap) it was judged on."""
+    lead = ranked[0]
+    out = []
+    for i, c in enumerate(ranked):
+        if i == 0:
+            out.append(False)
+            continue
+        if draws is not None:
+            low, high = gap_interval(draws, c["_col"], lead["_col"])
+            c["gap_to_leader"] = {"point": c["predicted_loss"] - lead["predicted_loss"], "interval": [low, high],
+                                  "from": f"{len(draws)} bootstrap refits of the law, {LEVEL:.0%} paired interval"}
+            out.append(low > 0)
+        elif loss_sd is not None:
+            gap = c["predicted_loss"] - lead["predicted_loss"]
+            c["gap_to_leader"] = {"point": gap, "from": f"no bootstrap refits; the run-to-run sd {loss_sd:.4f}"}
+            out.append(gap >= loss_sd)
+        else:
+            c["gap_to_leader"] = {"point": c["predicted_loss"] - lead["predicted_loss"],
+                                  "from": "no bootstrap refits and no replicated runs: every gap taken at face value"}
+            out.append(c["predicted_loss"] > lead["predicted_loss"])
+    return out
+
+
+def bracket(tied: list[dict], k: int) -> list[dict]:
+    """k of the candidates the law cannot order (`tied`, in predicted order), spread evenly over their latency
+    range, fastest and slowest first, so that training them measures the whole range instead of betting on one
+    end. With k = 1 nothing can be bracketed: the law's point leader stands, as unfavoured by latency as any."""
+    if k == 1:
+        return tied[:1]
+    by_latency = sorted(tied, key=lambda c: (c["latency"]["median_s"], c["shape_id"]))
+    picks = dict.fromkeys(round(i * (len(by_latency) - 1) / (k - 1)) for i in range(k))
+    return [by_latency[i] for i in picks]
+
+
+def r_effect(law: dict, cands: list[dict], tokens: int) -> dict:
+    """The shape effect the law found, as the predicted loss of the candidate with the highest R (d_model/n_layers)
+    minus that of the lowest, both at one N (the candidates' median, as the law counts it) and D_C, so only the
+    shape terms differ; with its interval over the refits. Not identified when that interval includes 0."""
+    from morph.law.fitting import predict_loss
+
+    low, high = (min(cands, key=lambda c: c["aspect_ratio"]), max(cands, key=lambda c: c["aspect_ratio"]))
+    n = float(np.median([c[n_column(law)] for c in cands]))
+
+    def gap(fit: dict) -> float:
+        ends = [float(predict_loss(fit, n, tokens, c["d_model"], c["n_layers"], c.get("mlp_attention_ratio")))
+                for c in (high, low)]
+        return ends[0] - ends[1]
+
+    out = {"high_R": high["shape_id"], "low_R": low["shape_id"], "at_params": n, "point": gap(law),
+           "gamma": law["coefficients"].get("gamma"), "gamma_ci": (law.get("ci") or {}).get("gamma")}
+    refits = [gap({"law": law["law"], "coefficients": c}) for c in (law.get("bootstrap") or {}).get("draws", [])]
+    refits = [g for g in refits if np.isfinite(g)]
+    if len(refits) < 2:
+        return out | {"interval": None, "identified": None,
+                      "statement": "no bootstrap refits of the law: the R effect has no interval"}
+    tail = 100 * (1 - LEVEL) / 2
+    lo, hi = float(np.percentile(refits, tail)), float(np.percentile(refits, 100 - tail))
+    identified = lo > 0 or hi < 0
+    distance = min(abs(lo), abs(hi)) if identified else 0.0
+    return out | {"interval": [lo, hi], "identified": identified, "statement": (
+        f"R {high['aspect_ratio']:.1f} ({high['shape_id']}) against R {low['aspect_ratio']:.1f} ({low['shape_id']}) "
+        f"at equal N and D_C: predicted loss {out['point']:+.4f}, {LEVEL:.0%} interval [{lo:+.4f}, {hi:+.4f}]"
+        + (f", {distance:.4f} from 0" if identified else ": includes 0, so the R effect is not identified"))}

@@ -1,0 +1,83 @@
+"""Collect every grid run's metrics.json into results/runs.csv, one row per run (the law's fit data).
+
+Seed replicates (grid.replicates) are rows of their own; every row of a replicated run carries the spread of
+its replicates' losses (sample standard deviation and range), so the run-to-run noise sits beside the losses.
+"""
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+from morph.errors import MorphError
+from morph.io import atomic_path, read_json
+from morph.workflow import experiment, grid, paths
+from morph.workflow.experiment import Experiment
+
+COLUMNS = ("run_id", "d_model", "n_layers", "n_heads", "params", "non_embedding_params", "tokens", "multiplier",
+           "aspect_ratio", "loss", "train_loss_ema", "wall_s", "tokens_per_s", "mfu", "replicate", "replicate_of",
+           "seed", "replicates", "loss_sd", "loss_range",
+           # the architecture knobs as built: the conditional law and the report's knob table read them
+           "shape_id", "n_kv_heads", "ffn", "mlp_attention_ratio")
+
+
+def add_arguments(p):
+    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--runs-dir", default=paths.RUNS, help="directory holding runs/<run_id>/metrics.json (default: %(default)s)")
+    p.add_argument("--out", default=paths.RUNS_CSV, help="CSV to write (default: %(default)s)")
+
+
+def row(run: grid.Run, metrics: dict, path: Path) -> dict:
+    if metrics.get("run_id") != run.run_id or metrics.get("tokens") != run.tokens:
+        raise MorphError(
+            f"{path}: holds run {metrics.get('run_id')!r} at {metrics.get('tokens')} tokens, but the experiment "
+            f"expects {run.run_id!r} at {run.tokens}; retrain it"
+        )
+    s = run.shape
+    return {"run_id": run.run_id, "d_model": s.d_model, "n_layers": s.n_layers, "n_heads": s.n_heads,
+            "params": s.params(), "non_embedding_params": s.non_embedding_params(), "tokens": run.tokens,
+            "multiplier": run.multiplier, "aspect_ratio": s.aspect_ratio, "loss": metrics["val_loss"],
+            "train_loss_ema": metrics["train_loss_ema"], "wall_s": metrics["wall_s"],
+            "tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"], "replicate": run.replicate,
+            "replicate_of": run.original, "seed": metrics["seed"],
+            "shape_id": s.shape_id, "n_kv_heads": s.n_kv_heads, "ffn": s.ffn, "mlp_attention_ratio": s.mlp_attention_ratio}
+
+
+def add_spread(rows: list[dict]) -> None:
+    """Each row's replicate count and, for replicated runs, the loss's sample sd and range over the seeds."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["replicate_of"], []).append(r)
+    for members in groups.values():
+        losses = [m["loss"] for m in members]
+        sd, span = (statistics.stdev(losses), max(losses) - min(losses)) if len(losses) > 1 else (None, None)
+        for m in members:
+            m.update(replicates=len(members), loss_sd=sd, loss_range=span)
+
+
+def collect(cfg: Experiment, runs_dir: str | Path, out: str | Path) -> list[dict]:
+    runs_dir = Path(runs_dir)
+    rows = []
+    for run in cfg.grid_runs:
+        path = runs_dir / run.run_id / "metrics.json"
+        if not path.exists():
+            raise MorphError(f"{path}: missing; train it with `morph train --run {run.run_id}`")
+        rows.append(row(run, read_json(path), path))
+    add_spread(rows)
+    with atomic_path(out) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
+
+
+def run(args):
+    cfg = experiment.load(args.params)
+    rows = collect(cfg, args.runs_dir, args.out)
+    print(f"morph collect: {len(rows)} runs -> {args.out}")
+    for r in rows:
+        if r["replicate"] == 0 and r["loss_sd"] is not None:
+            print(f"morph collect: {r['run_id']} over {r['replicates']} seeds: loss sd {r['loss_sd']:.4g}, "
+                  f"range {r['loss_range']:.4g}")
+    return 0

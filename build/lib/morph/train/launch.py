@@ -1,0 +1,115 @@
+"""Where a run's ranks go (Lightning accelerator, precision and strategy) and what is refused by name before
+anything trains: a strategy or precision Lightning cannot run there, more devices than the machine has, and a
+micro batch whose training state would not fit a device's memory."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+
+from morph.errors import MorphError
+from morph.shape import Shape
+from morph.workflow.experiment import Train
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Launch:
+    accelerator: str  # cpu | gpu
+    precision: str
+    strategy: str  # Lightning's strategy name
+
+
+@dataclass(frozen=True)
+class Machine:
+    devices: int  # on this node
+    kind: str  # what a device is here, for messages
+    memory: int | None  # bytes per device, where known
+    ranks_started_outside: bool  # by srun or torchrun: they count and place the ranks, not morph
+
+
+def resolve(t: Train, cuda_available: bool) -> Launch:
+    accelerator = t.accelerator if t.accelerator != "auto" else ("gpu" if cuda_available else "cpu")
+    precision = t.precision if t.precision != "auto" else ("bf16-mixed" if accelerator == "gpu" else "32-true")
+    strategy = t.strategy if t.strategy != "auto" or t.world_size == 1 else "ddp"
+    return Launch(accelerator, precision, strategy)
+
+
+def lightning_strategy(launch: Launch):
+    """The strategy handed to Lightning. Under DDP each gradient is a view into its all-reduce bucket: the same
+    numbers with one copy fewer each way a step and the gradients held once (4-8% of a 2-rank CPU step at d128)."""
+    if launch.strategy != "ddp":
+        return launch.strategy
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(gradient_as_bucket_view=True)
+
+
+def _started_by() -> str | None:
+    """"slurm" or "torchrun" where they started this process as one of the ranks; None where morph starts them."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    return "slurm" if SLURMEnvironment.detect() else "torchrun" if TorchElasticEnvironment.detect() else None
+
+
+def global_rank(devices_per_node: int) -> int:
+    """This process's rank, read from its environment as Lightning will read it: srun's, torchrun's, or for
+    ranks Lightning starts itself NODE_RANK and LOCAL_RANK; 0 for the process that starts the others."""
+    started_by = _started_by()
+    if started_by == "slurm":
+        return int(os.environ["SLURM_PROCID"])
+    if started_by == "torchrun":
+        return int(os.environ["RANK"])
+    return int(os.environ.get("NODE_RANK", 0)) * devices_per_node + int(os.environ.get("LOCAL_RANK", 0))
+
+
+def this_machine(accelerator: str) -> Machine:
+    import torch
+
+    outside = _started_by() is not None
+    if accelerator == "gpu":
+        count = torch.cuda.device_count()
+        memory = torch.cuda.get_device_properties(0).total_memory if count else None
+        return Machine(count, "CUDA GPUs", memory, outside)
+    return Machine(len(os.sched_getaffinity(0)), "CPU cores", None, outside)
+
+
+def train_bytes_per_device(shape: Shape, seq_len: int, t: Train, launch: Launch) -> int:
+    """An estimate of one rank's peak training memory: fp32 weights, gradients and AdamW moments (sharded over
+    the ranks under fsdp), the micro batch's activations without recomputation (about 34 bytes of 16-bit values
+    per token and d_model per layer with fused attention, Korthikanti et al. 2022) and its logits in 16 and
+    32 bits with their gradient."""
+    states = shape.params() * (4 + 4 + 8)
+    if launch.strategy == "fsdp":
+        states //= t.world_size
+    value = 4 if launch.precision == "32-true" else 2
+    tokens = t.micro_batch * seq_len
+    activations = 17 * value * tokens * shape.d_model * shape.n_layers
+    logits = tokens * shape.vocab_size * (value + 4 + 4)
+    return states + activations + logits
+
+
+def check(t: Train, launch: Launch, machine: Machine, shape: Shape, seq_len: int) -> None:
+    """Refuse, naming the setting, what Lightning or the machine would stop only after training started."""
+    on_cpu = launch.accelerator == "cpu"
+    if t.logger == "tensorboard" and not any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")):
+        raise MorphError("train.logger: tensorboard needs the tensorboard package; "
+                         "pip install 'morph[tensorboard]', or set train.logger: csv")
+    if launch.strategy == "fsdp" and on_cpu:
+        raise MorphError("train.strategy: fsdp needs train.accelerator gpu (Lightning's FSDP does not run on CPU "
+                         "processes); use strategy ddp on CPU")
+    if launch.precision == "16-mixed" and on_cpu:
+        raise MorphError("train.precision: 16-mixed needs a GPU; use bf16-mixed or 32-true on CPU")
+    if launch.accelerator == "gpu" and machine.devices == 0:
+        raise MorphError("train.accelerator: gpu, but torch sees no CUDA device here; use cpu or auto")
+    if not machine.ranks_started_outside and t.devices > machine.devices:
+        raise MorphError(f"train.devices: {t.devices} per node, but this machine has {machine.devices} "
+                         f"{machine.kind}; lower train.devices (and raise train.num_nodes under SLURM)")
+    if machine.memory is not None:
+        need = train_bytes_per_device(shape, seq_len, t, launch)
+        if need > machine.memory:
+            raise MorphError(
+                f"train.micro_batch_size: {shape.shape_id} needs about {need / GIB:.1f} GiB per device at a micro "
+                f"batch of {t.micro_batch} x model.seq_len {seq_len} ({launch.strategy}, {launch.precision}), more "
+                f"than the device's {machine.memory / GIB:.1f} GiB; lower train.micro_batch_size, or use fsdp")

@@ -1,0 +1,300 @@
+"""Pre-train one model (a grid run or a selected top-k slot) on the tokens, with exact token budgets.
+
+A grid or baseline run:   morph train --run d64-l2-t4 --tokens data/tokens --out runs/d64-l2-t4
+A selected slot:          morph train --selection results/selection.json --slot top-1 --tokens data/tokens --out runs/top-1
+
+Writes <out>/model/ (save_pretrained + tokenizer), <out>/metrics.json and a loss curve in
+<out>/logs/metrics.csv. A checkpoint in <out>/ckpt/last.ckpt lets a killed run resume; it is
+used only when its fingerprint (shape, budget, training settings, seed, tokens, code) matches.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from morph.errors import MorphError
+from morph.io import atomic_dir, library_versions, provenance, read_json, sha256_file, sha256_tree, write_json
+from morph.shape import run_id as make_run_id
+from morph.train import run_lock
+from morph.workflow import code_deps, experiment, paths
+from morph.workflow.experiment import Experiment, Train
+from morph.workflow.grid import Run
+
+if TYPE_CHECKING:
+    from morph.train.launch import Launch
+
+# Settings that do not change the numbers a run produces, so a checkpoint survives them.
+NOT_FINGERPRINTED = ("threads", "checkpoint_every", "val_batches", "log_every")
+
+
+def add_arguments(p):
+    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="a grid or baseline run id (see `morph grid`)")
+    which.add_argument("--selection", help="results/selection.json, with --slot")
+    p.add_argument("--slot", help="the target slot to train, e.g. top-1 (with --selection)")
+    p.add_argument("--tokens", default=paths.TOKENS, help="tokens directory (default: %(default)s)")
+    p.add_argument("--out", required=True, help="run directory, e.g. runs/<run_id>")
+
+
+def say(message: str) -> None:
+    print(f"morph train: {message}", file=sys.stderr, flush=True)
+
+
+def resolve_run(cfg: Experiment, args) -> tuple[Run, str | None]:
+    """The Run to train and, for a target slot, its slot name. Both kinds then share one code path."""
+    if args.run:
+        if args.slot:
+            raise MorphError("--slot goes with --selection, not with --run")
+        try:
+            return cfg.run(args.run), None
+        except KeyError as err:
+            raise MorphError(f"{args.params}: {err.args[0]}") from None
+    if not args.slot:
+        raise MorphError("--selection needs --slot (one of " + ", ".join(cfg.slots) + ")")
+    selection = read_json(args.selection)
+    entries = [e for e in selection.get("top_k", []) if e.get("slot") == args.slot]
+    if not entries:
+        raise MorphError(f"{args.selection}: no entry for slot {args.slot!r} under top_k")
+    entry, tokens = entries[0], selection.get("tokens")
+    if not isinstance(tokens, int) or tokens < 1:
+        raise MorphError(f"{args.selection}: 'tokens' must be a positive integer token budget, got {tokens!r}")
+    try:
+        # knobs absent from an entry are the defaults
+        shape = cfg.rules.build(int(entry["d_model"]), int(entry["n_layers"]), entry.get("ffn_ratio"),
+                                entry.get("n_kv_heads"))
+    except KeyError as err:
+        raise MorphError(f"{args.selection}: slot {args.slot!r} lacks {err.args[0]!r}") from None
+    return Run(entry.get("run_id") or make_run_id(shape, tokens=tokens), shape, tokens, None), args.slot
+
+
+def fingerprint(run: Run, cfg: Experiment, tokens_meta_sha: str) -> str:
+    settings = {
+        "shape": run.shape.to_dict(),
+        "tokens": run.tokens,
+        "model": cfg.params("model"),
+        "train": {k: v for k, v in cfg.params("train").items() if k not in NOT_FINGERPRINTED},
+        "seed": run.seed(cfg.seed),
+        "tokens_meta": tokens_meta_sha,
+        # The same derived list both orchestrators track for this stage.
+        "code": {path: sha256_file(code_deps.REPO / path) for path in code_deps.files(__name__)},
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def resume_point(ckpt: Path, fp: str) -> int | None:
+    """The step to resume from, or None to start afresh (saying why)."""
+    import torch
+
+    if not ckpt.exists():
+        return None
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as err:  # a checkpoint from a killed writer or another torch: start over
+        say(f"ignoring unreadable checkpoint {ckpt} ({type(err).__name__})")
+        return None
+    if state.get("morph", {}).get("fingerprint") != fp:
+        say(f"ignoring checkpoint {ckpt}: it was written for a different configuration, data or code")
+        return None
+    return int(state["global_step"])
+
+
+def reuse_twin(run: Run, fp: str, out: Path, slot: str) -> dict | None:
+    """A top-k slot whose run was already trained (as a select.validate run, same shape, budget, seed, settings,
+    data and code: the same fingerprint) is that run: its model and curve are copied instead of retrained, which
+    gives the same bytes. None when there is no such finished twin."""
+    twin = Path(paths.run_dir(run.run_id))
+    metrics_path = twin / paths.RUN_METRICS
+    if twin.resolve() == out.resolve() or not metrics_path.is_file():
+        return None
+    metrics = read_json(metrics_path)
+    if metrics.get("fingerprint") != fp or sha256_tree(twin / "model") != metrics.get("model_sha256"):
+        return None
+    (out / paths.RUN_METRICS).unlink(missing_ok=True)
+    for part in ("model", "logs"):
+        with atomic_dir(out / part) as tmp:
+            shutil.copytree(twin / part, tmp, dirs_exist_ok=True)
+    metrics |= {"slot": slot, "reused_from": str(twin)}
+    write_json(out / paths.RUN_METRICS, metrics)
+    say(f"{slot}: {run.run_id} is already trained in {twin} with the same fingerprint; copied")
+    return metrics
+
+
+def save_model(model, state: dict, tokenizer_dir: Path, dest: Path) -> None:
+    """save_pretrained of the module's whole `state` plus the tokenizer, so AutoTokenizer and lm-eval's hf model
+    load the directory."""
+    with atomic_dir(dest) as tmp:
+        model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
+        shutil.copytree(tokenizer_dir, tmp, dirs_exist_ok=True)
+
+
+def loggers(t: Train, out: Path) -> list:
+    """The CSV curve that the graph reads, and TensorBoard event files in <out>/tb when train.logger asks."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    chosen = [CSVLogger(out, name="logs", version="")]
+    if t.logger == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        chosen.append(TensorBoardLogger(out, name="tb", version="", default_hp_metric=False))
+    return chosen
+
+
+def make_trainer(t: Train, launch: Launch, out: Path, total: int):
+    """The Lightning Trainer of every run (and of the benchmarks), on t.devices x t.num_nodes ranks."""
+    import lightning as L
+
+    from morph.train.checkpointing import AtomicCheckpointIO, PeriodicCheckpoint, StepProgressBar
+    from morph.train.launch import lightning_strategy
+
+    # Lightning warns that manual optimisation checkpoints the state after the step: the state a resume needs.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    return L.Trainer(
+        accelerator=launch.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=lightning_strategy(launch),
+        precision=launch.precision, max_steps=total, max_epochs=-1,
+        # Validation is one pass after training (see train); the held-out windows are sharded by rank here.
+        limit_val_batches=0, num_sanity_val_steps=0, use_distributed_sampler=False,
+        logger=loggers(t, out),
+        callbacks=[PeriodicCheckpoint(dirpath=out / "ckpt", every_n_train_steps=t.checkpoint_every, save_top_k=0,
+                                       save_last=True, enable_version_counter=False),
+                   StepProgressBar(refresh_rate=max(1, total // 100))],
+        plugins=[AtomicCheckpointIO()], enable_model_summary=False, default_root_dir=out,
+    )
+
+
+def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
+          inputs: list[Path] | None = None, params: str = paths.PARAMS) -> dict | None:
+    """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics on rank 0, None elsewhere.
+
+    With several ranks, Lightning starts the others by running this process's command again (or srun
+    started them all); each trains on its rows of every batch and only rank 0 writes.
+    """
+    import torch
+
+    from morph.model import build_model
+    from morph.train.batches import make_datamodule, open_tokens, steps_for_budget
+    from morph.train.checkpointing import join_curve, keep_curve_before
+    from morph.train.flops import device_peak, mfu, train_flops_per_token
+    from morph.train.launch import check, global_rank, resolve, this_machine
+    from morph.train.lm import CausalLM, Optim
+    from morph.train.memory import keep_freed_memory
+
+    started = time.perf_counter()
+    out = Path(out)
+    t, m, seed = cfg.train, cfg.model, run.seed(cfg.seed)
+    launch = resolve(t, torch.cuda.is_available())
+    check(t, launch, this_machine(launch.accelerator), run.shape, m.seq_len)
+    data = open_tokens(tokens_dir, params)
+    if data.meta["vocab_size"] != run.shape.vocab_size:
+        raise MorphError(
+            f"{data.root / 'meta.json'}: vocab_size {data.meta['vocab_size']} differs from the experiment's "
+            f"tokenizer ({run.shape.vocab_size}); rebuild the tokens for this experiment: "
+            f"morph tokenize --params {params} --out {data.root}"
+        )
+    seq_len, batch = m.seq_len, t.batch_size
+    total = steps_for_budget(run.tokens, batch, seq_len)
+    torch.set_num_threads(t.threads)
+    keep_freed_memory()
+    os.environ["OMP_NUM_THREADS"] = str(t.threads)  # for ranks Lightning starts, which it would otherwise set
+    meta_sha = sha256_file(data.root / "meta.json")
+    fp = fingerprint(run, cfg, meta_sha)
+    if slot is not None and (done := reuse_twin(run, fp, out, slot)) is not None:
+        return done
+    ckpt = out / "ckpt" / "last.ckpt"
+    start = resume_point(ckpt, fp)
+    # Rank 0 alone writes; here that is the process that starts the others, before it starts them.
+    rank_zero = global_rank(t.devices) == 0
+    lock = run_lock.hold(out) if rank_zero else None  # noqa: F841 (held until this process exits)
+    if start is not None and rank_zero:
+        say(f"resuming {run.run_id} from step {start} of {total} ({ckpt})")
+
+    model = build_model(run.shape, m.max_position_embeddings, data.meta["eot_id"], seed)
+    module = CausalLM(model, Optim.from_params(t, total), fp, compile=t.compile, log_every=min(t.log_every, total))
+    dm = make_datamodule(data, seq_len, t, run.tokens, seed, start or 0)
+    if rank_zero:
+        keep_curve_before(out / "logs", start)
+        if start is None:
+            shutil.rmtree(out / "tb", ignore_errors=True)  # a fresh run's events never mix with an old run's
+    trainer = make_trainer(t, launch, out, total)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if start is not None else None)
+    if trainer.global_step != total:
+        raise MorphError(f"training stopped at step {trainer.global_step} of {total}")
+    trainer.limit_val_batches = 1.0  # fit validated nothing; now one pass over every rank's held-out share
+    trainer.validate(module, datamodule=dm, verbose=False)
+    val_loss = module.val_loss
+    # Gathered from every rank's shard under fsdp (so every rank takes part); the module's own weights elsewhere.
+    state = trainer.strategy.lightning_module_state_dict()
+    if not trainer.is_global_zero:
+        return None
+    join_curve(out / "logs")
+    if not torch.isfinite(torch.tensor(val_loss)):
+        raise MorphError(f"held-out loss of {run.run_id} is {val_loss}; not writing metrics")
+
+    peak = device_peak("cuda" if launch.accelerator == "gpu" else "cpu",
+                       "bfloat16" if launch.precision.startswith("bf16") else "float32")
+    tokens_per_s = run.tokens / module.train_s
+    # The old model/ and metrics.json stay whole until the new ones are: a failed rerun leaves the old result,
+    # and a crash between the two writes leaves no metrics.json, never a new model beside old metrics.
+    (out / "metrics.json").unlink(missing_ok=True)
+    save_model(model, state, data.tokenizer_dir, out / "model")
+    metrics = {
+        "run_id": run.run_id,
+        "slot": slot,
+        "fingerprint": fp,  # a slot whose run this is already trained reuses it (reuse_twin)
+        "model_sha256": sha256_tree(out / "model"),  # lineage checks the weights against it
+        "shape": run.shape.to_dict(),
+        "params": run.shape.params(),
+        "non_embedding_params": run.shape.non_embedding_params(),
+        "multiplier": run.multiplier,
+        "tokens": run.tokens,
+        "tokens_seen": run.tokens,  # the last batch's targets past the budget are masked out
+        "steps": total,
+        "batch_size": batch,
+        "micro_batch_size": t.micro_batch,
+        "world_size": trainer.world_size,
+        "seq_len": seq_len,
+        "data_epochs": run.tokens / len(data.train),
+        "val_loss": val_loss,
+        "val_tokens": module.val_count,
+        "train_loss_ema": module.train_loss_ema,
+        "resumed_from_step": start,
+        "wall_s": time.perf_counter() - started,
+        "train_s": module.train_s,
+        "train_cpu_s": module.train_cpu_s,  # rank 0's process
+        "tokens_per_s": tokens_per_s,
+        "train_flops_per_token": train_flops_per_token(run.shape, seq_len),
+        "peak": peak,
+        # Of all ranks together, against one device's peak times the ranks.
+        "mfu": mfu(tokens_per_s, run.shape, seq_len, peak["flops"] * t.world_size),
+        "seed": seed,
+        "replicate": run.replicate,
+        "replicate_of": run.original,
+        "precision": launch.precision,
+        "accelerator": launch.accelerator,
+        "strategy": launch.strategy,
+        "threads": t.threads,
+        "config": {"model": cfg.params("model"), "train": cfg.params("train")},
+        "versions": library_versions("torch", "lightning", "transformers", "numpy", "morph"),
+        "provenance": provenance([data.root / "meta.json", *(inputs or [])],
+                                 {"tokens_sha256": data.meta.get("sha256"), "tokenizer": data.meta.get("tokenizer")}),
+    }
+    write_json(out / "metrics.json", metrics)
+    shutil.rmtree(out / "ckpt", ignore_errors=True)  # a finished run needs no checkpoint
+    say(f"{run.run_id}: val_loss {val_loss:.4f}, {tokens_per_s:,.0f} tokens/s, MFU {metrics['mfu']:.1%} "
+        f"({peak['source']})")
+    return metrics
+
+
+def run(args):
+    cfg = experiment.load(args.params)
+    target, slot = resolve_run(cfg, args)
+    train(cfg, target, args.tokens, args.out, slot, inputs=[Path(args.selection)] if args.selection else None,
+          params=args.params)
+    return 0

@@ -1,0 +1,75 @@
+"""A stage's code: the morph source files its entry module imports, transitively, read from the
+source with `ast` (imports inside functions count, since they run). Snakemake, DVC and the
+training checkpoint's fingerprint all take this one list, so no stage's code is listed by hand.
+
+The walk does not pass through the experiment loader: every stage loads the experiment, but what
+it expands to reaches a stage as that node's command, outputs and params, which both tools track
+already. So a change to shape.py reruns the stages that build or count shapes themselves, not the
+data stages that only validate the file."""
+from __future__ import annotations
+
+import ast
+import os
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE = "morph"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+REPO = PACKAGE_DIR.parents[1]
+BOUNDARY = frozenset({"morph.workflow.experiment"})
+
+
+def module_file(name: str) -> Path | None:
+    """The source file of a morph module or package, or None if `name` is not one."""
+    parts = name.split(".")[1:]
+    if not parts:
+        return PACKAGE_DIR / "__init__.py"
+    rel = Path(*parts)
+    for candidate in (PACKAGE_DIR / rel.with_suffix(".py"), PACKAGE_DIR / rel / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+@lru_cache(maxsize=None)
+def direct_imports(name: str) -> frozenset[str]:
+    """The morph modules one module imports anywhere in its body."""
+    path = module_file(name)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                parts = _package_of(name, path).split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}  # `from pkg import module`
+    return frozenset(m for m in found if m.split(".")[0] == PACKAGE and module_file(m))
+
+
+@lru_cache(maxsize=None)
+def closure(entry: str) -> tuple[str, ...]:
+    """Every morph module `entry` loads, itself and the packages around each included, sorted."""
+    seen, todo = set(), [entry]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
+        if name not in BOUNDARY or name == entry:
+            todo += sorted(direct_imports(name))
+    return tuple(sorted(seen))
+
+
+@lru_cache(maxsize=None)
+def files(entry: str) -> tuple[str, ...]:
+    """closure(entry) as repository-relative paths, as both orchestrators track them."""
+    return tuple(sorted(os.path.relpath(module_file(m), REPO) for m in closure(entry)))

@@ -1,0 +1,36 @@
+"""Print the experiment's expanded grid: runs, latency shapes and target slots."""
+from __future__ import annotations
+
+import json
+
+from morph.workflow import experiment, paths
+
+
+def add_arguments(p):
+    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def run(args):
+    cfg = experiment.load(args.params)
+    out = {
+        "runs": [r.to_dict() for r in cfg.grid_runs],
+        "baseline": cfg.baseline.to_dict(),
+        "validation_runs": [r.to_dict() for r in cfg.validation_runs],
+        "latency_shapes": [s.shape_id for s in cfg.latency_shapes],
+        "target_slots": cfg.slots,
+        "sample_token_target": cfg.data.train_tokens,
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{'run':<22}{'params':>14}{'tokens':>18}{'R':>8}{'MLP:attn':>10}{'kv':>4}")
+    for r in out["runs"] + [out["baseline"]] + out["validation_runs"]:
+        print(f"{r['run_id']:<22}{r['params']:>14,}{r['tokens']:>18,}{r['aspect_ratio']:>8.1f}"
+              f"{r['mlp_attention_ratio']:>10.2f}{r['n_kv_heads']:>4}")
+    print(f"latency shapes: {', '.join(out['latency_shapes'])}")
+    print(f"target slots: {', '.join(out['target_slots'])}; sample target: {out['sample_token_target']:,} tokens")
+    if out["validation_runs"]:
+        print(f"validation (select.validate: {cfg.select.validate}): "
+              + ", ".join(r["run_id"] for r in out["validation_runs"]))
+    return 0

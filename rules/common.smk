@@ -1,6 +1,7 @@
 # Shared by every rule file: the validated experiment and the one stage table.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from morph import process_lock
 from morph.errors import MorphError
 from morph.workflow import experiment as morph_experiment
 from morph.workflow import pipeline as P
+from morph.workflow import preflight
 from morph.workflow import snakemake_timers
 from morph.workflow.paths import CAPTIONS, FIGURES
 
@@ -17,12 +19,13 @@ from morph.workflow.paths import CAPTIONS, FIGURES
 if len(workflow.overwrite_configfiles) > 1:
     raise MorphError("--configfile: give one experiment file; morph's commands read that one file")
 PARAMS = os.path.relpath(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles else "params.yaml"
+# Loaded first: a NaN in the file would otherwise read as an override (NaN != NaN).
+CFG = morph_experiment.load(PARAMS)
 if config != (morph_experiment.read_raw(PARAMS) if workflow.overwrite_configfiles else {}):
     raise MorphError(
         f"--config: overrides are not applied to {PARAMS}, which every command reads; copy it, edit the copy "
         "and run with `--configfile <copy>` (the target first: snakemake results/morph1b.json --configfile <copy>)"
     )
-CFG = morph_experiment.load(PARAMS)
 
 # One Snakemake per working tree. Snakemake locks the tree only after planning, so a second run would
 # first meet the outputs the first is writing, be told to pass --rerun-incomplete, and then write them too.
@@ -32,6 +35,10 @@ if workflow.is_main_process:
         lambda pid: f".snakemake/morph.lock: another Snakemake (pid {pid}) is running in this tree; wait for it "
                     f"to finish, or stop it (kill {pid}) and rerun. Do not pass --unlock or --rerun-incomplete "
                     "while it runs: both runs would write the same outputs")
+    # Snakemake deletes a job's outputs as it starts it: what would fail a job is refused before any starts.
+    # A forced run (--force, -R, -F) is how a damaged output is rebuilt, so its outputs are not checked.
+    FORCED = workflow.dag_settings.forcetargets or workflow.dag_settings.forceall or workflow.dag_settings.forcerun
+    preflight.check(CFG, PARAMS, outputs=not FORCED)
 
 
 def _newest(folder):
@@ -42,7 +49,7 @@ def _newest(folder):
 # retrain. Say how to adopt such a tree instead.
 if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > _newest(".snakemake/metadata"):
     print(f"morph: dvc.lock is newer than Snakemake's records. If `dvc status` is clean, adopt DVC's outputs "
-          f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {PARAMS}",
+          f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {shlex.quote(PARAMS)}",
           file=sys.stderr)
 
 # Snakemake would wait up to a second for its rate limiter's last timer before exiting (snakemake_timers).

@@ -93,7 +93,7 @@ CASES = [
     Case("wrong type", edit_params(**{"train.lr": "fast"}), SAMPLE, 2,
          ("train.lr: expected float, got str 'fast'",), restore_params, SAMPLE),
     Case("negative budget", edit_params(**{"select.latency_budget_s": -1}), SAMPLE, 2,
-         ("select.latency_budget_s: -1.0 is below the minimum",), restore_params, SAMPLE),
+         ("select.latency_budget_s: -1.0 must be above 0",), restore_params, SAMPLE),
     Case("depth 0", edit_params(**{"select.depths": [0, 2]}), SAMPLE, 2,
          ("select.depths[0]: 0 is below the minimum 1",), restore_params, SAMPLE),
     Case("d_model not divisible by n_heads", edit_params(**{"grid.shapes": [{"d_model": 33, "n_layers": 2}]}),

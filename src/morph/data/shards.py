@@ -62,9 +62,18 @@ def _parse(path: Path, line_no: int, line: str) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
-        raise MorphError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+        raise MorphError(f"{path}:{line_no}: invalid JSON ({err.msg}); fix or remove the line") from None
+    except RecursionError:
+        raise MorphError(f"{path}:{line_no}: JSON nested too deeply to read; fix or remove the line") from None
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         raise MorphError(f"{path}:{line_no}: no string `text` field (a DCLM line is a JSON object with `text`)")
+    # A \ud800 escape decodes to a lone surrogate, which is no character: no encoder can write or encode it.
+    if "\\u" in line:
+        try:
+            record["text"].encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise MorphError(f"{path}:{line_no}: `text` holds a lone surrogate ({record['text'][err.start]!r} at "
+                             f"character {err.start}), which is not text; fix or remove the line") from None
     return record
 
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from morph.data.encode import encoder_for
 from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 from morph.data.shards import read_docs
-from morph.io import atomic_path, sha256_file, write_json
+from morph.io import atomic_path, sha256_file, sha256_tree, write_json
 from morph.workflow import experiment, paths
 
 BATCH_CHARS = 4_000_000  # text per encoder call: few calls, small in memory (1M is slower)
@@ -59,6 +59,11 @@ def encode_shard(tok, dtype, shard: Path, out: Path) -> dict:
             "sample_file": shard.name, "sample_sha256": sha256_file(shard)}
 
 
+def with_inputs(summary: dict, shard: str | Path, tokenizer: str | Path) -> dict:
+    """The summary with what lineage checks: the sample shard and the tokenizer the shard was encoded from."""
+    return {**summary, "inputs": {str(shard): summary["sample_sha256"], str(tokenizer): sha256_tree(tokenizer)}}
+
+
 def run(args):
     # One thread for the tokenizers library's pool, read when it starts: the parallelism is across jobs,
     # one core each (the rule, the SLURM profile); the pool would take every core in every job, so -j1
@@ -66,6 +71,6 @@ def run(args):
     os.environ.setdefault("RAYON_NUM_THREADS", "1")
     cfg = experiment.load(args.params)
     summary = encode_shard(load_saved(args.tokenizer), token_dtype(cfg), Path(args.shard), Path(args.out))
-    write_json(args.summary, summary)
+    write_json(args.summary, with_inputs(summary, args.shard, args.tokenizer))
     print(f"{args.shard}: {summary['tokens']:,} tokens into {args.out}")
     return 0

@@ -37,8 +37,8 @@ def recorded_inputs(path: str) -> dict[str, str]:
     if p.suffix != ".json" or not p.is_file():
         return {}
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError):  # damaged: the stage that reads it refuses it by name
         return {}
     if not isinstance(data, dict):
         return {}

@@ -1,0 +1,91 @@
+"""What can be known before any job starts, checked when the Snakefile loads and when a command DVC runs starts.
+
+Snakemake deletes a job's outputs as the job starts, so a fault that a stage would refuse only once running
+would cost its previous result. Checked here, cheaply (no file is hashed unless it changed after its record):
+the sources data.paths names, the sample's shards against its manifest, the tokenizer directory's files, and
+every JSON output the graph already holds.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shlex
+from pathlib import Path
+
+from morph.errors import MorphError
+from morph.io import sha256_file
+from morph.workflow import paths, pipeline
+from morph.workflow.experiment import Experiment
+
+def check(exp: Experiment, params: str, outputs: bool = True) -> None:
+    """Refuse, naming the file and the fix, anything that would fail a job after Snakemake deleted its outputs.
+    `outputs` False skips the outputs already built: a forced run is the fix these checks name."""
+    _sources(exp)
+    if outputs:
+        _sample_shards(params)
+        missing_tokenizer_file(Path(paths.TOKENIZER), params, refuse=True)
+        _json_outputs(exp, params)
+
+
+def _sources(exp: Experiment) -> None:
+    if exp.data.source == "hub":
+        return
+    for pattern in exp.data.paths:
+        matches = glob.glob(pattern, recursive=True)
+        if not matches:
+            raise MorphError(f"data.paths: {pattern!r} matches no file (relative to {os.getcwd()}); fix the "
+                             "pattern in the experiment file")
+        if folders := [m for m in matches if not os.path.isfile(m)]:
+            raise MorphError(f"data.paths: {pattern!r} matches {folders[0]}, which is not a file; make the pattern "
+                             "match DCLM shards (*.jsonl.zst) only")
+
+
+def _sample_shards(params: str) -> None:
+    """Each shard the manifest lists still holds the bytes it recorded (only shards written after it are hashed)."""
+    manifest = Path(paths.SAMPLE_MANIFEST)
+    if not manifest.is_file():
+        return
+    try:
+        recorded = [s for split in json.loads(manifest.read_text(encoding="utf-8"))["splits"].values()
+                    for s in split["shards"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return  # a damaged manifest is the JSON check's to name
+    written = manifest.stat().st_mtime
+    fix = (f"rebuild the sample: snakemake -j1 --force {paths.SAMPLE_MANIFEST} --configfile {shlex.quote(params)} "
+           f"(or dvc repro -f -s sample)")
+    for shard in recorded:
+        path = Path(paths.SAMPLE) / shard["file"]
+        if not path.is_file():
+            continue  # the graph rebuilds a missing output
+        if path.stat().st_mtime > written and sha256_file(path) != shard["sha256"]:
+            raise MorphError(f"{path}: changed since {manifest} recorded its sha256 (damaged?); {fix}")
+
+
+def missing_tokenizer_file(directory: Path, params: str, refuse: bool = False) -> str | None:
+    """The first file a saved tokenizer lacks, as a message with the fix (raised when `refuse`), or None."""
+    if not directory.is_dir():
+        return None
+    for name in paths.TOKENIZER_FILES:
+        if not (directory / name).is_file():
+            problem = (f"{directory / name}: missing, so {directory} is incomplete; rebuild it: snakemake -j1 "
+                       f"--force {paths.TOKENIZER} --configfile {shlex.quote(params)} (or dvc repro -f -s tokenizer)")
+            if refuse:
+                raise MorphError(problem)
+            return problem
+    return None
+
+
+def _json_outputs(exp: Experiment, params: str) -> None:
+    """Every JSON output present parses: a damaged one would fail the job reading it after its outputs went."""
+    for node in pipeline.all_nodes(exp, params):
+        for out in node.outs:
+            path = Path(out)
+            if path.suffix != ".json" or not path.is_file():
+                continue
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, RecursionError) as err:
+                raise MorphError(f"{path}: damaged ({type(err).__name__}: {str(err)[:80]}); restore it, or rebuild "
+                                 f"it: snakemake -j1 --force {shlex.quote(out)} --configfile {shlex.quote(params)} "
+                                 f"(or dvc repro -f -s {node.name})") from None

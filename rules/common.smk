@@ -35,10 +35,7 @@ if workflow.is_main_process:
         lambda pid: f".snakemake/morph.lock: another Snakemake (pid {pid}) is running in this tree; wait for it "
                     f"to finish, or stop it (kill {pid}) and rerun. Do not pass --unlock or --rerun-incomplete "
                     "while it runs: both runs would write the same outputs")
-    # Snakemake deletes a job's outputs as it starts it: what would fail a job is refused before any starts.
-    # A forced run (--force, -R, -F) is how a damaged output is rebuilt, so its outputs are not checked.
-    FORCED = workflow.dag_settings.forcetargets or workflow.dag_settings.forceall or workflow.dag_settings.forcerun
-    preflight.check(CFG, PARAMS, outputs=not FORCED)
+    preflight.sources(CFG)
 
 
 def _newest(folder):
@@ -51,6 +48,11 @@ if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > _newest(".s
     print(f"morph: dvc.lock is newer than Snakemake's records. If `dvc status` is clean, adopt DVC's outputs "
           f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {shlex.quote(PARAMS)}",
           file=sys.stderr)
+
+# Snakemake deletes a job's outputs as it starts it, so what would fail a job is refused before any starts,
+# once the plan is known: the outputs the planned jobs rebuild (a forced rebuild is the fix) are not checked.
+onstart:
+    preflight.check(CFG, PARAMS, frozenset(str(f) for job in workflow.dag.needrun_jobs() for f in job.output))
 
 # Snakemake would wait up to a second for its rate limiter's last timer before exiting (snakemake_timers).
 onsuccess:

@@ -82,10 +82,31 @@ def raw_text(text: str):
     return apply
 
 
+def append_to_params(data: bytes):
+    def apply(root: Path) -> None:
+        with open(root / "params.yaml", "ab") as f:
+            f.write(data)
+    return apply
+
+
+def make_dir(rel: str):
+    def apply(root: Path) -> None:
+        (root / rel).mkdir(parents=True)
+        (root / rel / "inside.txt").write_text("a folder where a file belongs")
+    return apply
+
+
+def remove_dir(rel: str):
+    return lambda root: shutil.rmtree(root / rel)
+
+
 # Chinchilla-shaped losses (E=1.7, A=400, alpha=0.34, B=410, beta=0.28) at three sizes and three budgets.
 GOOD_RUNS = "params,tokens,loss\n" + "".join(
     f"{n},{d},{1.7 + 400 * n ** -0.34 + 410 * d ** -0.28}\n" for n in (1e6, 4e6, 1.6e7) for d in (2e7, 8e7, 3.2e8))
 SAMPLE = ["sample", "--params", "params.yaml", "--out", "out/sample"]
+GRID = ["grid", "--params", "params.yaml"]
+FIT = ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]
+NESTED = b'{"text": "deep", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
 CONFIG_SAYS = "params.yaml: "
 CASES = [
     Case("unknown key", edit_params(**{"data.shuffle": True}), SAMPLE, 2,
@@ -125,6 +146,40 @@ CASES = [
          ("runs.csv", "'loss'"),
          lambda root: (root / "runs.csv").write_text(GOOD_RUNS),
          ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]),
+    # Refused when the file loads (the Snakefile loads it before any job starts), naming the key.
+    Case("NaN learning rate", edit_params(**{"train.lr": float("nan")}), SAMPLE, 2,
+         ("train.lr: nan is not a finite number",), restore_params, SAMPLE),
+    Case("NaN tolerance", edit_params(**{"select.tolerance": float("nan")}), SAMPLE, 2,
+         ("select.tolerance: nan is not a finite number",), restore_params, SAMPLE),
+    Case("NaN margin, morph grid", edit_params(**{"data.margin": float("nan")}), GRID, 2,
+         ("data.margin: nan is not a finite number",), restore_params, GRID),
+    Case("infinite characters per token", edit_params(**{"data.chars_per_token": float("inf")}), GRID, 2,
+         ("data.chars_per_token: inf is not a finite number",), restore_params, GRID),
+    Case("a zero multiplier", edit_params(**{"grid.multipliers": [0, 1]}), SAMPLE, 2,
+         ("grid.multipliers[0]: 0.0 must be above 0",), restore_params, SAMPLE),
+    Case("a zero latency budget", edit_params(**{"select.latency_budget_s": 0}), SAMPLE, 2,
+         ("select.latency_budget_s: 0.0 must be above 0",), restore_params, SAMPLE),
+    Case("an absurd N_C", edit_params(**{"select.params": 10**15}), SAMPLE, 2,
+         ("select.params: 1000000000000000 is above the maximum 1000000000000",), restore_params, SAMPLE),
+    Case("a seed past 64 bits", edit_params(**{"seed": 1e30}), SAMPLE, 2,
+         ("seed: 1e+30 does not fit in a 64-bit integer",), restore_params, SAMPLE),
+    Case("a repeated key", append_to_params(b"seed: 3\n"), SAMPLE, 2,
+         (CONFIG_SAYS, "seed: written twice (lines 1 and ", "delete the one you do not mean"), restore_params, SAMPLE),
+    Case("a repeated section", append_to_params(b"train:\n  lr: 0.1\n"), SAMPLE, 2,
+         (CONFIG_SAYS, "train: written twice"), restore_params, SAMPLE),
+    Case("experiment file not UTF-8", append_to_params(b"# caf\xe9\n"), SAMPLE, 2,
+         (CONFIG_SAYS, "not UTF-8 text", "save it as UTF-8"), restore_params, SAMPLE),
+    Case("experiment file is a directory", make_dir("exp"), ["grid", "--params", "exp"], 2,
+         ("exp: is a directory, not an experiment file",)),
+    Case("fit --runs a directory", make_dir("runs.csv"), FIT, 2, ("runs.csv: Is a directory", "check the path"),
+         lambda root: (remove_dir("runs.csv")(root), (root / "runs.csv").write_text(GOOD_RUNS)), FIT),
+    Case("fit --out an existing directory",
+         lambda root: ((root / "runs.csv").write_text(GOOD_RUNS), make_dir("out/fit.json")(root)), FIT, 2, ("out/fit.json: is a directory, where a file is to be written",),
+         remove_dir("out/fit.json"), FIT),
+    Case("a shard line nested 100k deep", write_shard("zz-bad.jsonl.zst", [NESTED]), SAMPLE, 2,
+         ("zz-bad.jsonl.zst:1: JSON nested too deeply", "fix or remove the line"), remove_extra_shards, SAMPLE),
+    Case("a lone surrogate in a document", write_shard("zz-bad.jsonl.zst", [b'{"text": "a\\ud800b"}\n']), SAMPLE, 2,
+         ("zz-bad.jsonl.zst:1: `text` holds a lone surrogate",), remove_extra_shards, SAMPLE),
 ]
 
 
@@ -245,10 +300,11 @@ def tokens_tree(tmp_path_factory) -> Path:
     return root
 
 
-def first_run(root: Path) -> tuple[str, list[str]]:
+def first_run(params: Path) -> tuple[str, list[str]]:
+    """The experiment's first grid run (`params`: the file, or a tree holding params.yaml) and its train argv."""
     from morph.workflow import experiment
 
-    rid = experiment.load(root / "params.yaml").grid_runs[0].run_id
+    rid = experiment.load(params if params.is_file() else params / "params.yaml").grid_runs[0].run_id
     return rid, ["train", "--params", "params.yaml", "--run", rid, "--out", f"runs/{rid}"]
 
 
@@ -334,6 +390,140 @@ def test_snakemake_after_a_fresh_clones_dvc_repro_prints_the_command_that_adopts
     assert "Nothing to be done" in sh(["snakemake", "-n", *targets, "--configfile", CI], root).stdout
     assert {p: sha256_file(root / p) for p in built} == built
     assert "up to date" in sh(["dvc", "status", *stages], root).stdout
+
+
+# ---- a finished result under Snakemake: a bad edit or a damaged file never costs it ------------------------
+# Snakemake deletes a job's outputs as the job starts, so these faults are refused when the Snakefile loads or,
+# once the plan is known, before any job starts; every row checks that no finished file changed.
+
+RUNS = "results/runs.csv"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The two-run experiment built through Snakemake up to results/runs.csv, shared by the rows below (each
+    works on a copy)."""
+    root = two_run_copy(tmp_path_factory.mktemp("finished") / "tree")
+    sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, timeout=900)
+    return root
+
+
+def copy_of(tree: Path, dest: Path) -> Path:
+    return Path(shutil.copytree(tree, dest, symlinks=True))  # modification times kept, as Snakemake judges them
+
+
+def results(root: Path) -> dict[str, str]:
+    """Every file the graph made or read, without Snakemake's logs and records."""
+    return {k: v for k, v in snapshot(root).items() if not k.startswith((".snakemake/", "logs/"))}
+
+
+def refused(out: subprocess.CompletedProcess, *says: str) -> None:
+    said = out.stdout + out.stderr
+    assert out.returncode != 0, said[-3000:]
+    for text in says:
+        assert text in said, (text, said[-3000:])
+    assert "Traceback" not in said
+
+
+def lineage_check(root: Path) -> subprocess.CompletedProcess:
+    return sh(["morph", "lineage", "--check", RUNS, "--params", CI], root, check=False)
+
+
+EDITS = {
+    "a typo in data.paths": (lambda t: t.replace("data/raw/fixture/*", "data/raw/fixtures/*"), RUNS,
+                             "data.paths: 'data/raw/fixtures/*.jsonl.zst' matches no file"),
+    "train.lr: .inf": (lambda t: t.replace("lr: 0.005", "lr: .inf"), "runs/{run}/metrics.json",
+                       "train.lr: inf is not a finite number"),
+    "select.tolerance: .nan": (lambda t: t.replace("tolerance: 0.15", "tolerance: .nan"), RUNS,
+                               "select.tolerance: nan is not a finite number"),
+    "a second seed": (lambda t: t + "seed: 3\n", RUNS, "seed: written twice"),
+    "a second train section": (lambda t: t + "train:\n  lr: 0.1\n", "runs/{run}/metrics.json",
+                               "train: written twice"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_bad_edit_is_refused_before_snakemake_deletes_anything(edit, finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    change, target, says = EDITS[edit]
+    good = (root / CI).read_text()
+    (root / CI).write_text(change(good))
+    assert (root / CI).read_text() != good
+    before = results(root)
+    rid, _ = first_run(finished / CI)
+    refused(sh(["snakemake", "-j1", target.format(run=rid), "--configfile", CI], root, check=False), says)
+    assert results(root) == before
+    (root / CI).write_text(good)
+    assert planned_jobs(root, target=RUNS) == {}
+
+
+@pytest.mark.slow
+def test_an_experiment_file_named_with_spaces_quotes_and_accents_runs(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    name = "my exp's \u00e9t\u00e9.yaml"
+    shutil.copy2(root / CI, root / name)
+    sh(["snakemake", "-j1", "data/tokens/meta.json", "--configfile", name], root)
+    assert planned_jobs(root, params=name, target="data/tokens/meta.json") == {}
+
+
+@pytest.mark.slow
+def test_a_truncated_sample_shard_is_refused_keeping_the_tokenizer_and_flagged_by_lineage(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    truncate("data/sample/train-00000.jsonl.zst", 20_000)(root)
+    before = results(root)
+    fix = f"snakemake -j1 --force data/sample/manifest.json data/tokens/meta.json --configfile {CI}"
+    refused(sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, check=False),
+            "data/sample/train-00000.jsonl.zst: changed since data/sample/manifest.json recorded its sha256", fix)
+    assert results(root) == before
+    check = lineage_check(root)
+    assert check.returncode == 1, check.stderr
+    assert "data/sample/train-00000.jsonl.zst: changed since tokenize_shard-train-00000 read it" in check.stderr
+    sh(fix.split(), root)
+    assert planned_jobs(root, target=RUNS) == {}, "the rebuilt, byte-identical data reran training"
+    assert results(root) == results(finished)
+    assert lineage_check(root).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_corrupt_metrics_file_is_refused_keeping_runs_csv_and_flagged_by_lineage(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    rid, _ = first_run(root / CI)
+    metrics = root / f"runs/{rid}/metrics.json"
+    good = metrics.read_bytes()
+    metrics.write_text('{"val_loss": 3.')
+    before = results(root)
+    fix = f"snakemake -j1 --force runs/{rid}/metrics.json --configfile {CI}"
+    refused(sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, check=False),
+            f"runs/{rid}/metrics.json: damaged", fix)
+    assert results(root) == before
+    check = lineage_check(root)
+    assert check.returncode == 1 and f"runs/{rid}/metrics.json: changed since collect read it" in check.stderr
+    collect = sh(["morph", "collect", "--params", CI], root, check=False)
+    assert collect.returncode == 2 and f"runs/{rid}/metrics.json: corrupt JSON" in collect.stderr
+    assert fix in collect.stderr and "or restore the file" in collect.stderr
+    assert results(root) == before
+    metrics.write_bytes(good)  # restored: Snakemake finds its checksum unchanged
+    assert planned_jobs(root, target=RUNS) == {}
+    assert lineage_check(root).returncode == 0
+
+
+@pytest.mark.slow
+def test_an_incomplete_tokenizer_is_refused_by_training_and_flagged_by_lineage(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    (root / "data/tokens/tokenizer/tokenizer.json").unlink()
+    check = lineage_check(root)
+    assert check.returncode == 1 and "data/tokens/tokenizer: changed since tokenize_gather read it" in check.stderr
+    rid, _ = first_run(root / CI)
+    train = sh(["morph", "train", "--params", CI, "--run", rid, "--out", str(tmp_path / "run")], root, check=False)
+    fix = f"snakemake -j1 --force data/tokens/tokenizer data/tokens/meta.json --configfile {CI}"
+    assert train.returncode == 2, train.stderr[-3000:]
+    assert ("data/tokens/tokenizer: not the tokenizer data/tokens/meta.json was built with (tokenizer.json is "
+            "missing)") in train.stderr and fix in train.stderr and "Traceback" not in train.stderr
+    assert not (tmp_path / "run/model").exists()
+    sh(fix.split(), root)
+    assert planned_jobs(root, target=RUNS) == {}, "the rebuilt, byte-identical tokenizer reran training"
+    assert lineage_check(root).returncode == 0
 
 
 # Rows that need a tree another file builds (a trained run, the whole CI graph) live beside that tree;

@@ -103,7 +103,7 @@ def write_json(path: str | Path, obj: Any, allow_non_finite: bool = False) -> No
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=allow_non_finite) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, fix: str = "rebuild it with the stage that writes it") -> Any:
     path = Path(path)
     if not path.exists():
         raise MorphError(f"{path}: missing input file (has its stage run?)")
@@ -113,7 +113,7 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)[:120]
-        raise MorphError(f"{path}: corrupt JSON ({reason}); rebuild it with the stage that writes it") from None
+        raise MorphError(f"{path}: corrupt JSON ({reason}); {fix}") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

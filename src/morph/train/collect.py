@@ -64,15 +64,13 @@ def read_row(run: grid.Run, path: Path, params: str) -> dict:
            f"(or dvc repro -f -s train-{run.run_id}), or restore the file")
     if not path.exists():
         raise MorphError(f"{path}: missing; {fix}")
+    metrics = read_json(path, fix)
+    if not isinstance(metrics, dict):
+        raise MorphError(f"{path}: holds a {type(metrics).__name__}, not a run's metrics; {fix}")
     try:
-        metrics = read_json(path)
-        if not isinstance(metrics, dict):
-            raise MorphError(f"{path}: holds a {type(metrics).__name__}, not a run's metrics")
         return row(run, metrics, path)
     except KeyError as err:
         raise MorphError(f"{path}: lacks {err.args[0]!r}; {fix}") from None
-    except MorphError as err:
-        raise MorphError(f"{err}; {fix}") from None
 
 
 def collect(cfg: Experiment, runs_dir: str | Path, out: str | Path, inputs_out: str | Path,

@@ -117,8 +117,8 @@ def check_tokenizer(directory: Path, meta: dict, meta_path: Path, params: str) -
         (f"{name} is missing" for name in paths.TOKENIZER_FILES if not (directory / name).is_file()),
         "its files changed")
     raise MorphError(f"{directory}: not the tokenizer {meta_path} was built with ({missing}); rebuild it: "
-                     f"snakemake -j1 --force {directory} --configfile {shlex.quote(params)} (or dvc repro -f -s "
-                     "tokenizer), then train again")
+                     f"snakemake -j1 --force {directory} {meta_path} --configfile {shlex.quote(params)} (or dvc "
+                     "repro -f -s tokenizer), then train again")
 
 
 def save_model(model, state: dict, tokenizer_dir: Path, dest: Path) -> None:

@@ -18,17 +18,19 @@ from morph.io import sha256_file
 from morph.workflow import paths, pipeline
 from morph.workflow.experiment import Experiment
 
-def check(exp: Experiment, params: str, outputs: bool = True) -> None:
+def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset()) -> None:
     """Refuse, naming the file and the fix, anything that would fail a job after Snakemake deleted its outputs.
-    `outputs` False skips the outputs already built: a forced run is the fix these checks name."""
-    _sources(exp)
-    if outputs:
+    Outputs in `rebuilt` (what the planned jobs write) are skipped: a forced rebuild is the fix named here."""
+    sources(exp)
+    if paths.SAMPLE_MANIFEST not in rebuilt:
         _sample_shards(params)
+    if paths.TOKENIZER not in rebuilt:
         missing_tokenizer_file(Path(paths.TOKENIZER), params, refuse=True)
-        _json_outputs(exp, params)
+    _json_outputs(exp, params, rebuilt)
 
 
-def _sources(exp: Experiment) -> None:
+def sources(exp: Experiment) -> None:
+    """Each data.paths glob matches files: checked as the Snakefile loads, even for a dry run."""
     if exp.data.source == "hub":
         return
     for pattern in exp.data.paths:
@@ -52,8 +54,7 @@ def _sample_shards(params: str) -> None:
     except (ValueError, KeyError, TypeError, AttributeError):
         return  # a damaged manifest is the JSON check's to name
     written = manifest.stat().st_mtime
-    fix = (f"rebuild the sample: snakemake -j1 --force {paths.SAMPLE_MANIFEST} --configfile {shlex.quote(params)} "
-           f"(or dvc repro -f -s sample)")
+    fix = f"rebuild the sample: {rebuild_data(paths.SAMPLE_MANIFEST, 'sample', params)}"
     for shard in recorded:
         path = Path(paths.SAMPLE) / shard["file"]
         if not path.is_file():
@@ -62,26 +63,34 @@ def _sample_shards(params: str) -> None:
             raise MorphError(f"{path}: changed since {manifest} recorded its sha256 (damaged?); {fix}")
 
 
+def rebuild_data(output: str, stage: str, params: str) -> str:
+    """The commands that rebuild a data output and the tokens after it in one go. Snakemake then finds meta.json
+    byte-identical by its checksum, so nothing trained on it reruns; within the run that rebuilt the data it would
+    still rerun what follows, hence meta.json as the second target."""
+    return (f"snakemake -j1 --force {output} {paths.TOKENS_META} --configfile {shlex.quote(params)} "
+            f"(or dvc repro -f -s {stage}, then dvc repro)")
+
+
 def missing_tokenizer_file(directory: Path, params: str, refuse: bool = False) -> str | None:
     """The first file a saved tokenizer lacks, as a message with the fix (raised when `refuse`), or None."""
     if not directory.is_dir():
         return None
     for name in paths.TOKENIZER_FILES:
         if not (directory / name).is_file():
-            problem = (f"{directory / name}: missing, so {directory} is incomplete; rebuild it: snakemake -j1 "
-                       f"--force {paths.TOKENIZER} --configfile {shlex.quote(params)} (or dvc repro -f -s tokenizer)")
+            problem = (f"{directory / name}: missing, so {directory} is incomplete; rebuild it: "
+                       f"{rebuild_data(paths.TOKENIZER, 'tokenizer', params)}")
             if refuse:
                 raise MorphError(problem)
             return problem
     return None
 
 
-def _json_outputs(exp: Experiment, params: str) -> None:
+def _json_outputs(exp: Experiment, params: str, rebuilt: frozenset[str]) -> None:
     """Every JSON output present parses: a damaged one would fail the job reading it after its outputs went."""
     for node in pipeline.all_nodes(exp, params):
         for out in node.outs:
             path = Path(out)
-            if path.suffix != ".json" or not path.is_file():
+            if path.suffix != ".json" or out in rebuilt or not path.is_file():
                 continue
             try:
                 json.loads(path.read_text(encoding="utf-8"))

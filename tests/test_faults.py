@@ -526,6 +526,37 @@ def test_an_incomplete_tokenizer_is_refused_by_training_and_flagged_by_lineage(f
     assert lineage_check(root).returncode == 0
 
 
+# The bound the data stages keep at any corpus size holds for any document: one of 50 M characters trains the
+# tokenizer and encodes in parts.
+LONG_DOCUMENT = r"""
+import resource, sys
+from pathlib import Path
+import numpy as np
+from morph.data.shards import read_docs, write_docs
+from morph.data.tokenizer import train_bpe
+from morph.data.tokenize_shard import encode_shard
+text = " ".join(r["text"] for _, r in read_docs(sys.argv[1]))
+text = (text * (50_000_000 // len(text) + 1))[:50_000_000]
+write_docs("long.jsonl.zst", [{"text": text}])
+del text
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tok = train_bpe([r["text"] for _, r in read_docs("long.jsonl.zst")], 512)
+tok.encode_special_tokens = True
+counts = encode_shard(tok, np.uint16, Path("long.jsonl.zst"), Path("long.bin"))
+print(counts["docs"], counts["chars"], base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_a_50_million_character_document_trains_the_tokenizer_and_encodes_under_the_memory_bound(tmp_path):
+    out = subprocess.run([os.sys.executable, "-c", LONG_DOCUMENT, str(FIXTURE[0])], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=os.environ | {"RAYON_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    docs, chars, before, peak = map(int, out.stdout.split())
+    assert (docs, chars) == (1, 50_000_000)
+    assert peak * 1024 < 1.5e9, f"peak RSS {peak / 1e6:.2f} GB (the document alone took {before / 1e6:.2f})"
+
+
 # Rows that need a tree another file builds (a trained run, the whole CI graph) live beside that tree;
 # this index keeps the suite's rows in one place.
 ELSEWHERE = {

@@ -21,23 +21,28 @@ def read_docs(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number from 1, record) for every line of a .jsonl.zst shard."""
     path = Path(path)
     decode = codecs.getincrementaldecoder("utf-8")()
-    pending, line_no = "", 0
+    pending: list[str] = []  # the line read so far, joined once: a long line costs no quadratic copying
+    line_no = 0
     try:
         for chunk in _decompressed(path):
-            lines = (pending + decode.decode(chunk)).split("\n")
-            pending = lines.pop()
+            lines = decode.decode(chunk).split("\n")
+            if len(lines) == 1:
+                pending.append(lines[0])
+                continue
+            lines[0] = "".join([*pending, lines[0]])
+            pending = [lines.pop()]
             for line in lines:
                 line_no += 1
                 yield line_no, _parse(path, line_no, line)
-        pending += decode.decode(b"", final=True)
+        last = "".join([*pending, decode.decode(b"", final=True)])
     except zstandard.ZstdError as err:
         raise MorphError(f"{path}: not a readable zstd shard ({err}); re-download or remove it") from None
     except UnicodeDecodeError as err:
         raise MorphError(f"{path}: not UTF-8 text after decompression ({err})") from None
     except OSError as err:
         raise MorphError(f"{path}: cannot read ({err})") from None
-    if pending.strip():
-        yield line_no + 1, _parse(path, line_no + 1, pending)
+    if last.strip():
+        yield line_no + 1, _parse(path, line_no + 1, last)
 
 
 def _decompressed(path: Path, block: int = 1 << 20) -> Iterator[bytes]:

@@ -339,6 +339,18 @@ def test_an_unreadable_checkpoint_is_named_and_the_run_starts_afresh(tokens_tree
     assert afresh["val_loss"] == clean["val_loss"] and afresh["resumed_from_step"] is None
 
 
+def test_a_file_size_limit_while_checkpointing_names_the_checkpoint(tokens_tree, tmp_path):
+    """`ulimit -f`: torch's writer says only "unexpected pos"; the message names the checkpoint and the cause."""
+    root = Path(shutil.copytree(tokens_tree, tmp_path / "tree"))
+    rid, argv = first_run(root)
+    out = subprocess.run(["bash", "-c", 'ulimit -f 200; exec "$0" "$@"', str(BIN / "morph"), *argv], cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert f"runs/{rid}/ckpt/last.ckpt: the checkpoint could not be written whole" in out.stderr
+    assert "ulimit -f" in out.stderr and "Traceback" not in out.stderr
+    assert not (root / f"runs/{rid}/metrics.json").exists()
+
+
 # ---- the graph's tools on a fresh copy of the repository -----------------------------------------
 
 def two_run_copy(dest: Path) -> Path:
@@ -506,6 +518,19 @@ def test_a_corrupt_metrics_file_is_refused_keeping_runs_csv_and_flagged_by_linea
     metrics.write_bytes(good)  # restored: Snakemake finds its checksum unchanged
     assert planned_jobs(root, target=RUNS) == {}
     assert lineage_check(root).returncode == 0
+
+
+@pytest.mark.slow
+def test_garbage_in_runs_csv_is_refused_before_the_law_fit_starts(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    (root / RUNS).write_bytes(b'params,tokens,loss\n1,"2\n\x00garbage,,,,\n')
+    before = results(root)
+    fix = f"snakemake -j1 --force {RUNS} --configfile {CI}"
+    refused(sh(["snakemake", "-j1", "results/law/chinchilla.json", "--configfile", CI], root, check=False),
+            f"{RUNS}: damaged", fix)
+    assert results(root) == before and not (root / "results/law").exists()
+    sh(fix.split(), root)
+    assert (root / RUNS).read_bytes() == (finished / RUNS).read_bytes()
 
 
 @pytest.mark.slow

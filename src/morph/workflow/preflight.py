@@ -3,11 +3,13 @@
 Snakemake deletes a job's outputs as the job starts, so a fault that a stage would refuse only once running
 would cost its previous result. Checked here, cheaply (no file is hashed unless it changed after its record):
 the sources data.paths names, the sample's shards against its manifest, the tokenizer directory's files, and
-every JSON output the graph already holds.
+every JSON and CSV output the graph already holds.
 """
 from __future__ import annotations
 
+import csv
 import glob
+import io
 import json
 import os
 import shlex
@@ -26,7 +28,7 @@ def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset()) -
         _sample_shards(params)
     if paths.TOKENIZER not in rebuilt:
         missing_tokenizer_file(Path(paths.TOKENIZER), params, refuse=True)
-    _json_outputs(exp, params, rebuilt)
+    _outputs(exp, params, rebuilt)
 
 
 def sources(exp: Experiment) -> None:
@@ -85,16 +87,30 @@ def missing_tokenizer_file(directory: Path, params: str, refuse: bool = False) -
     return None
 
 
-def _json_outputs(exp: Experiment, params: str, rebuilt: frozenset[str]) -> None:
-    """Every JSON output present parses: a damaged one would fail the job reading it after its outputs went."""
+def _readable(path: Path) -> None:
+    """A JSON output parses; a CSV output's rows each have its header's fields. Raises what reading raises."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        json.loads(text)
+        return
+    rows = csv.reader(io.StringIO(text))
+    width = len(next(rows, []))
+    for line, row in enumerate(rows, 2):
+        if len(row) != width:
+            raise ValueError(f"line {line} has {len(row)} fields where the header has {width}")
+
+
+def _outputs(exp: Experiment, params: str, rebuilt: frozenset[str]) -> None:
+    """Every JSON and CSV output present reads: a damaged one would fail the job reading it after its outputs
+    went."""
     for node in pipeline.all_nodes(exp, params):
         for out in node.outs:
             path = Path(out)
-            if path.suffix != ".json" or out in rebuilt or not path.is_file():
+            if path.suffix not in (".json", ".csv") or out in rebuilt or not path.is_file():
                 continue
             try:
-                json.loads(path.read_text(encoding="utf-8"))
-            except (ValueError, RecursionError) as err:
+                _readable(path)
+            except (ValueError, RecursionError, csv.Error) as err:
                 raise MorphError(f"{path}: damaged ({type(err).__name__}: {str(err)[:80]}); restore it, or rebuild "
                                  f"it: snakemake -j1 --force {shlex.quote(out)} --configfile {shlex.quote(params)} "
                                  f"(or dvc repro -f -s {node.name})") from None

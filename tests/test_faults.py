@@ -100,11 +100,35 @@ def remove_dir(rel: str):
     return lambda root: shutil.rmtree(root / rel)
 
 
+def damaged_model(root: Path) -> None:
+    model = root / "runs/top-1/model"
+    model.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json"):
+        (model / name).write_text("{}")
+    (model / "model.safetensors").write_bytes(os.urandom(4096))
+
+
+def latency_records(**timing):
+    """A record for every shape the experiment times, each with the given timings."""
+    def apply(root: Path) -> None:
+        from morph.latency.collect import SHAPE_FIELDS
+        from morph.workflow import experiment
+
+        for shape in experiment.load(root / "params.yaml").latency_shapes:
+            write_json(root / f"latency/{shape.shape_id}.json", {
+                "shape_id": shape.shape_id, "shape": {k: getattr(shape, k) for k in SHAPE_FIELDS},
+                "backends": {"hf": {"settings": {"decode": {"unit": "s", "batch": 1, "n": 3, **timing}}}}})
+    return apply
+
+
 # Chinchilla-shaped losses (E=1.7, A=400, alpha=0.34, B=410, beta=0.28) at three sizes and three budgets.
 GOOD_RUNS = "params,tokens,loss\n" + "".join(
     f"{n},{d},{1.7 + 400 * n ** -0.34 + 410 * d ** -0.28}\n" for n in (1e6, 4e6, 1.6e7) for d in (2e7, 8e7, 3.2e8))
 SAMPLE = ["sample", "--params", "params.yaml", "--out", "out/sample"]
 GRID = ["grid", "--params", "params.yaml"]
+EVALUATE = ["evaluate", "--params", "params.yaml", "--model", "runs/top-1/model", "--out", "out/eval.json"]
+LATENCY_COLLECT = ["latency-collect", "--params", "params.yaml", "--latency-dir", "latency", "--out", "out/latency.csv",
+                   "--model-out", "out/latency_model.json", "--figure", "out/latency.png"]
 FIT = ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]
 NESTED = b'{"text": "deep", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
 CONFIG_SAYS = "params.yaml: "
@@ -146,6 +170,12 @@ CASES = [
          ("runs.csv", "'loss'"),
          lambda root: (root / "runs.csv").write_text(GOOD_RUNS),
          ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]),
+    Case("a latency record without a median", latency_records(p10=0.1, p90=0.2), LATENCY_COLLECT, 2,
+         ("latency/d40-l1.json: backends.hf.settings.decode.median is None, not a number", "morph latency --shape")),
+    Case("a latency record timed as 'fast'", latency_records(median="fast", p10=0.1, p90=0.2), LATENCY_COLLECT, 2,
+         ("latency/d40-l1.json: backends.hf.settings.decode.median is 'fast', not a number",)),
+    Case("random bytes in a model's weights", damaged_model, EVALUATE, 2,
+         ("runs/top-1/model/model.safetensors: not readable weights", "snakemake -j1 --force runs/top-1/metrics.json")),
     # Refused when the file loads (the Snakefile loads it before any job starts), naming the key.
     Case("NaN learning rate", edit_params(**{"train.lr": float("nan")}), SAMPLE, 2,
          ("train.lr: nan is not a finite number",), restore_params, SAMPLE),
@@ -174,7 +204,8 @@ CASES = [
     Case("fit --runs a directory", make_dir("runs.csv"), FIT, 2, ("runs.csv: Is a directory", "check the path"),
          lambda root: (remove_dir("runs.csv")(root), (root / "runs.csv").write_text(GOOD_RUNS)), FIT),
     Case("fit --out an existing directory",
-         lambda root: ((root / "runs.csv").write_text(GOOD_RUNS), make_dir("out/fit.json")(root)), FIT, 2, ("out/fit.json: is a directory, where a file is to be written",),
+         lambda root: ((root / "runs.csv").write_text(GOOD_RUNS), make_dir("out/fit.json")(root)), FIT, 2,
+         ("out/fit.json: is a directory, where a file is to be written",),
          remove_dir("out/fit.json"), FIT),
     Case("a shard line nested 100k deep", write_shard("zz-bad.jsonl.zst", [NESTED]), SAMPLE, 2,
          ("zz-bad.jsonl.zst:1: JSON nested too deeply", "fix or remove the line"), remove_extra_shards, SAMPLE),

@@ -522,6 +522,7 @@ def test_a_truncated_sample_shard_is_refused_keeping_the_tokenizer_and_flagged_b
     check = lineage_check(root)
     assert check.returncode == 1, check.stderr
     assert "data/sample/train-00000.jsonl.zst: changed since tokenize_shard-train-00000 read it" in check.stderr
+    assert "snakemake -j1 --force data/sample/train-00000.jsonl.zst data/tokens/meta.json" in check.stderr
     sh(fix.split(), root)
     assert planned_jobs(root, target=RUNS) == {}, "the rebuilt, byte-identical data reran training"
     assert results(root) == results(finished)
@@ -570,6 +571,7 @@ def test_an_incomplete_tokenizer_is_refused_by_training_and_flagged_by_lineage(f
     (root / "data/tokens/tokenizer/tokenizer.json").unlink()
     check = lineage_check(root)
     assert check.returncode == 1 and "data/tokens/tokenizer: changed since tokenize_gather read it" in check.stderr
+    assert "snakemake -j1 --force data/tokens/tokenizer data/tokens/meta.json" in check.stderr
     rid, _ = first_run(root / CI)
     train = sh(["morph", "train", "--params", CI, "--run", rid, "--out", str(tmp_path / "run")], root, check=False)
     fix = f"snakemake -j1 --force data/tokens/tokenizer data/tokens/meta.json --configfile {CI}"

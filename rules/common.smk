@@ -1,6 +1,7 @@
 # Shared by every rule file: the validated experiment and the one stage table.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from morph import process_lock
 from morph.errors import MorphError
 from morph.workflow import experiment as morph_experiment
 from morph.workflow import pipeline as P
+from morph.workflow import preflight
 from morph.workflow import snakemake_timers
 from morph.workflow.paths import CAPTIONS, FIGURES
 
@@ -17,12 +19,13 @@ from morph.workflow.paths import CAPTIONS, FIGURES
 if len(workflow.overwrite_configfiles) > 1:
     raise MorphError("--configfile: give one experiment file; morph's commands read that one file")
 PARAMS = os.path.relpath(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles else "params.yaml"
+# Loaded first: a NaN in the file would otherwise read as an override (NaN != NaN).
+CFG = morph_experiment.load(PARAMS)
 if config != (morph_experiment.read_raw(PARAMS) if workflow.overwrite_configfiles else {}):
     raise MorphError(
         f"--config: overrides are not applied to {PARAMS}, which every command reads; copy it, edit the copy "
         "and run with `--configfile <copy>` (the target first: snakemake results/morph1b.json --configfile <copy>)"
     )
-CFG = morph_experiment.load(PARAMS)
 
 # One Snakemake per working tree. Snakemake locks the tree only after planning, so a second run would
 # first meet the outputs the first is writing, be told to pass --rerun-incomplete, and then write them too.
@@ -32,6 +35,7 @@ if workflow.is_main_process:
         lambda pid: f".snakemake/morph.lock: another Snakemake (pid {pid}) is running in this tree; wait for it "
                     f"to finish, or stop it (kill {pid}) and rerun. Do not pass --unlock or --rerun-incomplete "
                     "while it runs: both runs would write the same outputs")
+    preflight.sources(CFG)
 
 
 def _newest(folder):
@@ -42,8 +46,13 @@ def _newest(folder):
 # retrain. Say how to adopt such a tree instead.
 if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > _newest(".snakemake/metadata"):
     print(f"morph: dvc.lock is newer than Snakemake's records. If `dvc status` is clean, adopt DVC's outputs "
-          f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {PARAMS}",
+          f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {shlex.quote(PARAMS)}",
           file=sys.stderr)
+
+# Snakemake deletes a job's outputs as it starts it, so what would fail a job is refused before any starts,
+# once the plan is known: the outputs the planned jobs rebuild (a forced rebuild is the fix) are not checked.
+onstart:
+    preflight.check(CFG, PARAMS, frozenset(str(f) for job in workflow.dag.needrun_jobs() for f in job.output))
 
 # Snakemake would wait up to a second for its rate limiter's last timer before exiting (snakemake_timers).
 onsuccess:

@@ -408,3 +408,36 @@ def test_gpt_neox_tokenizer_from_the_wheel(make_params, tmp_path):
     assert tok("Hello world")["input_ids"] == [12092, 1533]
     tokens = split_tokens(tmp_path / "t", "val")
     assert int((tokens == 0).sum()) == meta["splits"]["val"]["docs"]
+
+
+def test_a_long_document_encodes_in_parts_to_the_same_ids(ci_tokens, monkeypatch):
+    """Cut only before a whitespace run that follows text, a document's parts encode, with one end-of-text after
+    the last, to the ids of the whole document, in both encoders."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(ci_tokens / "tokenizer/tokenizer.json"))
+    tok.encode_special_tokens = True
+    texts = ["a  b\t\tc \n\n d it's  x\u2003z" * 40] + [d["text"] for d in fixture_docs(40)]
+    monkeypatch.setattr(encode, "PART_CHARS", 200)
+    cut = [encode.parts(t) for t in texts]
+    assert ["".join(p) for p in cut] == texts and max(len(p) for c in cut for p in c) <= 200
+    assert sum(len(c) > 1 for c in cut) > 10
+    for c in cut:  # every cut falls after text and before whitespace
+        edges = np.cumsum([len(p) for p in c])[:-1]
+        whole = "".join(c)
+        assert all(whole[e - 1] not in encode._WHITE and whole[e] in encode._WHITE for e in edges)
+    flat = [p for c in cut for p in c]
+    ends = np.array([i == len(c) - 1 for c in cut for i in range(len(c))])
+    for encoder in (encode.WordCacheEncoder(tok), encode.BatchEncoder(tok)):
+        assert np.array_equal(encoder.encode(flat, 0, np.uint16, ends), encoder.encode(texts, 0, np.uint16))
+
+
+def test_bpe_learns_the_same_merges_from_a_long_document_in_parts(monkeypatch):
+    from morph.data.tokenizer import train_bpe
+
+    texts = [" ".join(d["text"] for d in fixture_docs(30))]
+    monkeypatch.setattr(encode, "PART_CHARS", len(texts[0]))
+    whole = train_bpe(texts, 400).to_str()
+    monkeypatch.setattr(encode, "PART_CHARS", 500)
+    assert len(encode.parts(texts[0])) > 10
+    assert train_bpe(texts, 400).to_str() == whole

@@ -82,10 +82,55 @@ def raw_text(text: str):
     return apply
 
 
+def append_to_params(data: bytes):
+    def apply(root: Path) -> None:
+        with open(root / "params.yaml", "ab") as f:
+            f.write(data)
+    return apply
+
+
+def make_dir(rel: str):
+    def apply(root: Path) -> None:
+        (root / rel).mkdir(parents=True)
+        (root / rel / "inside.txt").write_text("a folder where a file belongs")
+    return apply
+
+
+def remove_dir(rel: str):
+    return lambda root: shutil.rmtree(root / rel)
+
+
+def damaged_model(root: Path) -> None:
+    model = root / "runs/top-1/model"
+    model.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json"):
+        (model / name).write_text("{}")
+    (model / "model.safetensors").write_bytes(os.urandom(4096))
+
+
+def latency_records(**timing):
+    """A record for every shape the experiment times, each with the given timings."""
+    def apply(root: Path) -> None:
+        from morph.latency.collect import SHAPE_FIELDS
+        from morph.workflow import experiment
+
+        for shape in experiment.load(root / "params.yaml").latency_shapes:
+            write_json(root / f"latency/{shape.shape_id}.json", {
+                "shape_id": shape.shape_id, "shape": {k: getattr(shape, k) for k in SHAPE_FIELDS},
+                "backends": {"hf": {"settings": {"decode": {"unit": "s", "batch": 1, "n": 3, **timing}}}}})
+    return apply
+
+
 # Chinchilla-shaped losses (E=1.7, A=400, alpha=0.34, B=410, beta=0.28) at three sizes and three budgets.
 GOOD_RUNS = "params,tokens,loss\n" + "".join(
     f"{n},{d},{1.7 + 400 * n ** -0.34 + 410 * d ** -0.28}\n" for n in (1e6, 4e6, 1.6e7) for d in (2e7, 8e7, 3.2e8))
 SAMPLE = ["sample", "--params", "params.yaml", "--out", "out/sample"]
+GRID = ["grid", "--params", "params.yaml"]
+EVALUATE = ["evaluate", "--params", "params.yaml", "--model", "runs/top-1/model", "--out", "out/eval.json"]
+LATENCY_COLLECT = ["latency-collect", "--params", "params.yaml", "--latency-dir", "latency", "--out", "out/latency.csv",
+                   "--model-out", "out/latency_model.json", "--figure", "out/latency.png"]
+FIT = ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]
+NESTED = b'{"text": "deep", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
 CONFIG_SAYS = "params.yaml: "
 CASES = [
     Case("unknown key", edit_params(**{"data.shuffle": True}), SAMPLE, 2,
@@ -93,7 +138,7 @@ CASES = [
     Case("wrong type", edit_params(**{"train.lr": "fast"}), SAMPLE, 2,
          ("train.lr: expected float, got str 'fast'",), restore_params, SAMPLE),
     Case("negative budget", edit_params(**{"select.latency_budget_s": -1}), SAMPLE, 2,
-         ("select.latency_budget_s: -1.0 is below the minimum",), restore_params, SAMPLE),
+         ("select.latency_budget_s: -1.0 must be above 0",), restore_params, SAMPLE),
     Case("depth 0", edit_params(**{"select.depths": [0, 2]}), SAMPLE, 2,
          ("select.depths[0]: 0 is below the minimum 1",), restore_params, SAMPLE),
     Case("d_model not divisible by n_heads", edit_params(**{"grid.shapes": [{"d_model": 33, "n_layers": 2}]}),
@@ -125,6 +170,47 @@ CASES = [
          ("runs.csv", "'loss'"),
          lambda root: (root / "runs.csv").write_text(GOOD_RUNS),
          ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]),
+    Case("a latency record without a median", latency_records(p10=0.1, p90=0.2), LATENCY_COLLECT, 2,
+         ("latency/d40-l1.json: backends.hf.settings.decode.median is None, not a number", "morph latency --shape")),
+    Case("a latency record timed as 'fast'", latency_records(median="fast", p10=0.1, p90=0.2), LATENCY_COLLECT, 2,
+         ("latency/d40-l1.json: backends.hf.settings.decode.median is 'fast', not a number",)),
+    Case("random bytes in a model's weights", damaged_model, EVALUATE, 2,
+         ("runs/top-1/model/model.safetensors: not readable weights", "snakemake -j1 --force runs/top-1/metrics.json")),
+    # Refused when the file loads (the Snakefile loads it before any job starts), naming the key.
+    Case("NaN learning rate", edit_params(**{"train.lr": float("nan")}), SAMPLE, 2,
+         ("train.lr: nan is not a finite number",), restore_params, SAMPLE),
+    Case("NaN tolerance", edit_params(**{"select.tolerance": float("nan")}), SAMPLE, 2,
+         ("select.tolerance: nan is not a finite number",), restore_params, SAMPLE),
+    Case("NaN margin, morph grid", edit_params(**{"data.margin": float("nan")}), GRID, 2,
+         ("data.margin: nan is not a finite number",), restore_params, GRID),
+    Case("infinite characters per token", edit_params(**{"data.chars_per_token": float("inf")}), GRID, 2,
+         ("data.chars_per_token: inf is not a finite number",), restore_params, GRID),
+    Case("a zero multiplier", edit_params(**{"grid.multipliers": [0, 1]}), SAMPLE, 2,
+         ("grid.multipliers[0]: 0.0 must be above 0",), restore_params, SAMPLE),
+    Case("a zero latency budget", edit_params(**{"select.latency_budget_s": 0}), SAMPLE, 2,
+         ("select.latency_budget_s: 0.0 must be above 0",), restore_params, SAMPLE),
+    Case("an absurd N_C", edit_params(**{"select.params": 10**15}), SAMPLE, 2,
+         ("select.params: 1000000000000000 is above the maximum 1000000000000",), restore_params, SAMPLE),
+    Case("a seed past 64 bits", edit_params(**{"seed": 1e30}), SAMPLE, 2,
+         ("seed: 1e+30 does not fit in a 64-bit integer",), restore_params, SAMPLE),
+    Case("a repeated key", append_to_params(b"seed: 3\n"), SAMPLE, 2,
+         (CONFIG_SAYS, "seed: written twice (lines 1 and ", "delete the one you do not mean"), restore_params, SAMPLE),
+    Case("a repeated section", append_to_params(b"train:\n  lr: 0.1\n"), SAMPLE, 2,
+         (CONFIG_SAYS, "train: written twice"), restore_params, SAMPLE),
+    Case("experiment file not UTF-8", append_to_params(b"# caf\xe9\n"), SAMPLE, 2,
+         (CONFIG_SAYS, "not UTF-8 text", "save it as UTF-8"), restore_params, SAMPLE),
+    Case("experiment file is a directory", make_dir("exp"), ["grid", "--params", "exp"], 2,
+         ("exp: is a directory, not an experiment file",)),
+    Case("fit --runs a directory", make_dir("runs.csv"), FIT, 2, ("runs.csv: Is a directory", "check the path"),
+         lambda root: (remove_dir("runs.csv")(root), (root / "runs.csv").write_text(GOOD_RUNS)), FIT),
+    Case("fit --out an existing directory",
+         lambda root: ((root / "runs.csv").write_text(GOOD_RUNS), make_dir("out/fit.json")(root)), FIT, 2,
+         ("out/fit.json: is a directory, where a file is to be written",),
+         remove_dir("out/fit.json"), FIT),
+    Case("a shard line nested 100k deep", write_shard("zz-bad.jsonl.zst", [NESTED]), SAMPLE, 2,
+         ("zz-bad.jsonl.zst:1: JSON nested too deeply", "fix or remove the line"), remove_extra_shards, SAMPLE),
+    Case("a lone surrogate in a document", write_shard("zz-bad.jsonl.zst", [b'{"text": "a\\ud800b"}\n']), SAMPLE, 2,
+         ("zz-bad.jsonl.zst:1: `text` holds a lone surrogate",), remove_extra_shards, SAMPLE),
 ]
 
 
@@ -245,10 +331,11 @@ def tokens_tree(tmp_path_factory) -> Path:
     return root
 
 
-def first_run(root: Path) -> tuple[str, list[str]]:
+def first_run(params: Path) -> tuple[str, list[str]]:
+    """The experiment's first grid run (`params`: the file, or a tree holding params.yaml) and its train argv."""
     from morph.workflow import experiment
 
-    rid = experiment.load(root / "params.yaml").grid_runs[0].run_id
+    rid = experiment.load(params if params.is_file() else params / "params.yaml").grid_runs[0].run_id
     return rid, ["train", "--params", "params.yaml", "--run", rid, "--out", f"runs/{rid}"]
 
 
@@ -281,6 +368,18 @@ def test_an_unreadable_checkpoint_is_named_and_the_run_starts_afresh(tokens_tree
     assert code == 0, err
     afresh, clean = (json.loads((root / d / "metrics.json").read_text()) for d in (f"runs/{rid}", "runs/clean"))
     assert afresh["val_loss"] == clean["val_loss"] and afresh["resumed_from_step"] is None
+
+
+def test_a_file_size_limit_while_checkpointing_names_the_checkpoint(tokens_tree, tmp_path):
+    """`ulimit -f`: torch's writer says only "unexpected pos"; the message names the checkpoint and the cause."""
+    root = Path(shutil.copytree(tokens_tree, tmp_path / "tree"))
+    rid, argv = first_run(root)
+    out = subprocess.run(["bash", "-c", 'ulimit -f 200; exec "$0" "$@"', str(BIN / "morph"), *argv], cwd=root,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert f"runs/{rid}/ckpt/last.ckpt: the checkpoint could not be written whole" in out.stderr
+    assert "ulimit -f" in out.stderr and "Traceback" not in out.stderr
+    assert not (root / f"runs/{rid}/metrics.json").exists()
 
 
 # ---- the graph's tools on a fresh copy of the repository -----------------------------------------
@@ -334,6 +433,186 @@ def test_snakemake_after_a_fresh_clones_dvc_repro_prints_the_command_that_adopts
     assert "Nothing to be done" in sh(["snakemake", "-n", *targets, "--configfile", CI], root).stdout
     assert {p: sha256_file(root / p) for p in built} == built
     assert "up to date" in sh(["dvc", "status", *stages], root).stdout
+
+
+# ---- a finished result under Snakemake: a bad edit or a damaged file never costs it ------------------------
+# Snakemake deletes a job's outputs as the job starts, so these faults are refused when the Snakefile loads or,
+# once the plan is known, before any job starts; every row checks that no finished file changed.
+
+RUNS = "results/runs.csv"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The two-run experiment built through Snakemake up to results/runs.csv, shared by the rows below (each
+    works on a copy)."""
+    root = two_run_copy(tmp_path_factory.mktemp("finished") / "tree")
+    sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, timeout=900)
+    return root
+
+
+def copy_of(tree: Path, dest: Path) -> Path:
+    return Path(shutil.copytree(tree, dest, symlinks=True))  # modification times kept, as Snakemake judges them
+
+
+def results(root: Path) -> dict[str, str]:
+    """Every file the graph made or read, without Snakemake's logs and records."""
+    return {k: v for k, v in snapshot(root).items() if not k.startswith((".snakemake/", "logs/"))}
+
+
+def refused(out: subprocess.CompletedProcess, *says: str) -> None:
+    said = out.stdout + out.stderr
+    assert out.returncode != 0, said[-3000:]
+    for text in says:
+        assert text in said, (text, said[-3000:])
+    assert "Traceback" not in said
+
+
+def lineage_check(root: Path) -> subprocess.CompletedProcess:
+    return sh(["morph", "lineage", "--check", RUNS, "--params", CI], root, check=False)
+
+
+EDITS = {
+    "a typo in data.paths": (lambda t: t.replace("data/raw/fixture/*", "data/raw/fixtures/*"), RUNS,
+                             "data.paths: 'data/raw/fixtures/*.jsonl.zst' matches no file"),
+    "train.lr: .inf": (lambda t: t.replace("lr: 0.005", "lr: .inf"), "runs/{run}/metrics.json",
+                       "train.lr: inf is not a finite number"),
+    "select.tolerance: .nan": (lambda t: t.replace("tolerance: 0.15", "tolerance: .nan"), RUNS,
+                               "select.tolerance: nan is not a finite number"),
+    "a second seed": (lambda t: t + "seed: 3\n", RUNS, "seed: written twice"),
+    "a second train section": (lambda t: t + "train:\n  lr: 0.1\n", "runs/{run}/metrics.json",
+                               "train: written twice"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_bad_edit_is_refused_before_snakemake_deletes_anything(edit, finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    change, target, says = EDITS[edit]
+    good = (root / CI).read_text()
+    (root / CI).write_text(change(good))
+    assert (root / CI).read_text() != good
+    before = results(root)
+    rid, _ = first_run(finished / CI)
+    refused(sh(["snakemake", "-j1", target.format(run=rid), "--configfile", CI], root, check=False), says)
+    assert results(root) == before
+    (root / CI).write_text(good)
+    assert planned_jobs(root, target=RUNS) == {}
+
+
+@pytest.mark.slow
+def test_an_experiment_file_named_with_spaces_quotes_and_accents_runs(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    name = "my exp's \u00e9t\u00e9.yaml"
+    shutil.copy2(root / CI, root / name)
+    sh(["snakemake", "-j1", "data/tokens/meta.json", "--configfile", name], root)
+    assert planned_jobs(root, params=name, target="data/tokens/meta.json") == {}
+
+
+@pytest.mark.slow
+def test_a_truncated_sample_shard_is_refused_keeping_the_tokenizer_and_flagged_by_lineage(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    truncate("data/sample/train-00000.jsonl.zst", 20_000)(root)
+    before = results(root)
+    fix = f"snakemake -j1 --force data/sample/manifest.json data/tokens/meta.json --configfile {CI}"
+    refused(sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, check=False),
+            "data/sample/train-00000.jsonl.zst: changed since data/sample/manifest.json recorded its sha256", fix)
+    assert results(root) == before
+    check = lineage_check(root)
+    assert check.returncode == 1, check.stderr
+    assert "data/sample/train-00000.jsonl.zst: changed since tokenize_shard-train-00000 read it" in check.stderr
+    assert "snakemake -j1 --force data/sample/train-00000.jsonl.zst data/tokens/meta.json" in check.stderr
+    sh(fix.split(), root)
+    assert planned_jobs(root, target=RUNS) == {}, "the rebuilt, byte-identical data reran training"
+    assert results(root) == results(finished)
+    assert lineage_check(root).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_corrupt_metrics_file_is_refused_keeping_runs_csv_and_flagged_by_lineage(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    rid, _ = first_run(root / CI)
+    metrics = root / f"runs/{rid}/metrics.json"
+    good = metrics.read_bytes()
+    metrics.write_text('{"val_loss": 3.')
+    before = results(root)
+    fix = f"snakemake -j1 --force runs/{rid}/metrics.json --configfile {CI}"
+    refused(sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, check=False),
+            f"runs/{rid}/metrics.json: damaged", fix)
+    assert results(root) == before
+    check = lineage_check(root)
+    assert check.returncode == 1 and f"runs/{rid}/metrics.json: changed since collect read it" in check.stderr
+    collect = sh(["morph", "collect", "--params", CI], root, check=False)
+    assert collect.returncode == 2 and f"runs/{rid}/metrics.json: corrupt JSON" in collect.stderr
+    assert fix in collect.stderr and "or restore the file" in collect.stderr
+    assert results(root) == before
+    metrics.write_bytes(good)  # restored: Snakemake finds its checksum unchanged
+    assert planned_jobs(root, target=RUNS) == {}
+    assert lineage_check(root).returncode == 0
+
+
+@pytest.mark.slow
+def test_garbage_in_runs_csv_is_refused_before_the_law_fit_starts(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    (root / RUNS).write_bytes(b'params,tokens,loss\n1,"2\n\x00garbage,,,,\n')
+    before = results(root)
+    fix = f"snakemake -j1 --force {RUNS} --configfile {CI}"
+    refused(sh(["snakemake", "-j1", "results/law/chinchilla.json", "--configfile", CI], root, check=False),
+            f"{RUNS}: damaged", fix)
+    assert results(root) == before and not (root / "results/law").exists()
+    sh(fix.split(), root)
+    assert (root / RUNS).read_bytes() == (finished / RUNS).read_bytes()
+
+
+@pytest.mark.slow
+def test_an_incomplete_tokenizer_is_refused_by_training_and_flagged_by_lineage(finished, tmp_path):
+    root = copy_of(finished, tmp_path / "tree")
+    (root / "data/tokens/tokenizer/tokenizer.json").unlink()
+    check = lineage_check(root)
+    assert check.returncode == 1 and "data/tokens/tokenizer: changed since tokenize_gather read it" in check.stderr
+    assert "snakemake -j1 --force data/tokens/tokenizer data/tokens/meta.json" in check.stderr
+    rid, _ = first_run(root / CI)
+    train = sh(["morph", "train", "--params", CI, "--run", rid, "--out", str(tmp_path / "run")], root, check=False)
+    fix = f"snakemake -j1 --force data/tokens/tokenizer data/tokens/meta.json --configfile {CI}"
+    assert train.returncode == 2, train.stderr[-3000:]
+    assert ("data/tokens/tokenizer: not the tokenizer data/tokens/meta.json was built with (tokenizer.json is "
+            "missing)") in train.stderr and fix in train.stderr and "Traceback" not in train.stderr
+    assert not (tmp_path / "run/model").exists()
+    sh(fix.split(), root)
+    assert planned_jobs(root, target=RUNS) == {}, "the rebuilt, byte-identical tokenizer reran training"
+    assert lineage_check(root).returncode == 0
+
+
+# The bound the data stages keep at any corpus size holds for any document: one of 50 M characters trains the
+# tokenizer and encodes in parts.
+LONG_DOCUMENT = r"""
+import resource, sys
+from pathlib import Path
+import numpy as np
+from morph.data.shards import read_docs, write_docs
+from morph.data.tokenizer import train_bpe
+from morph.data.tokenize_shard import encode_shard
+text = " ".join(r["text"] for _, r in read_docs(sys.argv[1]))
+text = (text * (50_000_000 // len(text) + 1))[:50_000_000]
+write_docs("long.jsonl.zst", [{"text": text}])
+del text
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tok = train_bpe([r["text"] for _, r in read_docs("long.jsonl.zst")], 512)
+tok.encode_special_tokens = True
+counts = encode_shard(tok, np.uint16, Path("long.jsonl.zst"), Path("long.bin"))
+print(counts["docs"], counts["chars"], base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_a_50_million_character_document_trains_the_tokenizer_and_encodes_under_the_memory_bound(tmp_path):
+    out = subprocess.run([os.sys.executable, "-c", LONG_DOCUMENT, str(FIXTURE[0])], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600, env=os.environ | {"RAYON_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    docs, chars, before, peak = map(int, out.stdout.split())
+    assert (docs, chars) == (1, 50_000_000)
+    assert peak * 1024 < 1.5e9, f"peak RSS {peak / 1e6:.2f} GB (the document alone took {before / 1e6:.2f})"
 
 
 # Rows that need a tree another file builds (a trained run, the whole CI graph) live beside that tree;

@@ -41,12 +41,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if "DVC_STAGE" in os.environ and getattr(args, "params", None):
+            from morph.workflow import experiment, preflight
             from morph.workflow.dvc_yaml import refuse_if_stale
 
             refuse_if_stale(args.params, os.environ["DVC_ROOT"])
+            preflight.check(experiment.load(args.params), args.params)
         return args._module.run(args) or 0
     except MorphError as err:
         print(f"morph {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    # What a stage did not foresee still names the file, never a traceback.
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"morph {args.command}: error: {where}{err.strerror or err}; check the path (a file where a file "
+              "belongs, readable, space on its disk) and rerun", file=sys.stderr)
+        return 2
+    except UnicodeError as err:
+        print(f"morph {args.command}: error: an input is not UTF-8 text ({err}); save it as UTF-8 and rerun",
+              file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"morph {args.command}: error: an input is nested too deeply to read (a damaged JSON file?); "
+              "check the files this command reads", file=sys.stderr)
         return 2
 
 

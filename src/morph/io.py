@@ -42,6 +42,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     A killed or failing writer leaves the old file (or nothing), never a half file that looks whole.
     """
     path = Path(path)
+    if path.is_dir():
+        raise MorphError(f"{path}: is a directory, where a file is to be written; pass a file path, or move the "
+                         "directory away")
     with _naming_the_path(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -100,14 +103,17 @@ def write_json(path: str | Path, obj: Any, allow_non_finite: bool = False) -> No
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=allow_non_finite) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, fix: str = "rebuild it with the stage that writes it") -> Any:
     path = Path(path)
     if not path.exists():
         raise MorphError(f"{path}: missing input file (has its stage run?)")
+    if not path.is_file():
+        raise MorphError(f"{path}: is a directory, where a JSON file belongs; pass the file")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise MorphError(f"{path}: corrupt JSON ({err})") from None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)[:120]
+        raise MorphError(f"{path}: corrupt JSON ({reason}); {fix}") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

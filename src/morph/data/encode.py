@@ -14,6 +14,10 @@ byte-level BPE (our own `bpe:<V>`) we encode each distinct piece of text once:
 So the ids equal those of encoding whole documents (tests check it on the fixture). Tokenizers with
 a normalizer or non-special added tokens (such as GPT-NeoX-20B's runs of spaces) go through the
 library's own parallel batch path instead.
+
+A very long document is encoded in parts (`parts`), each cut where a whitespace run follows a
+non-whitespace character: no GPT-2 pre-token, added run of spaces or NFC composition crosses such a
+cut, so the ids are unchanged and memory holds one part, whatever the document's length.
 """
 from __future__ import annotations
 
@@ -29,6 +33,27 @@ GPT2_SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s
 WHITESPACE = "\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 PIECE_SPLIT = re.compile(f"[{WHITESPACE}]*[^{WHITESPACE}]+|[{WHITESPACE}]+")
 _WHITE = frozenset(re.findall(f"[{WHITESPACE}]", "".join(map(chr, range(0x3001)))))
+CUT = re.compile(f"[^{WHITESPACE}](?=[{WHITESPACE}])")
+PART_CHARS = 1_000_000  # the most text of one document an encoder call holds
+# How far back from PART_CHARS a cut is looked for; text with no whitespace that long is cut where it stands.
+CUT_WINDOW = 65_536
+
+
+def parts(text: str, limit: int | None = None) -> list[str]:
+    """`text` in parts of at most `limit` (PART_CHARS) characters, cut only before a whitespace run that follows
+    other text (see the module docstring), unless CUT_WINDOW characters hold no such place."""
+    limit = limit or PART_CHARS
+    out, start = [], 0
+    while len(text) - start > limit:
+        end = start + limit
+        cut = None
+        for cut in CUT.finditer(text, max(start, end - CUT_WINDOW), end):
+            pass
+        end = cut.end() if cut else end
+        out.append(text[start:end])
+        start = end
+    out.append(text[start:])
+    return out
 
 
 def word_cache_applies(tok) -> bool:
@@ -40,9 +65,12 @@ def word_cache_applies(tok) -> bool:
     return spec.get("normalizer") is None and plain_split and only_special and spec["model"]["type"] == "BPE"
 
 
-def _with_eot(per_doc: np.ndarray, flat: np.ndarray, eot_id: int, dtype) -> np.ndarray:
-    """Insert eot_id after each document's tokens (documents may be empty)."""
-    return np.insert(flat.astype(dtype, copy=False), np.cumsum(per_doc), np.asarray(eot_id, dtype=dtype))
+def _with_eot(per_doc: np.ndarray, flat: np.ndarray, eot_id: int, dtype, ends: np.ndarray | None) -> np.ndarray:
+    """Insert eot_id after each text's tokens (texts may be empty), or only after those `ends` marks: the last
+    part of a document encoded in parts."""
+    where = np.cumsum(per_doc)
+    return np.insert(flat.astype(dtype, copy=False), where if ends is None else where[ends],
+                     np.asarray(eot_id, dtype=dtype))
 
 
 class BatchEncoder:
@@ -51,10 +79,10 @@ class BatchEncoder:
     def __init__(self, tok):
         self.tok = tok
 
-    def encode(self, texts: list[str], eot_id: int, dtype) -> np.ndarray:
+    def encode(self, texts: list[str], eot_id: int, dtype, ends: np.ndarray | None = None) -> np.ndarray:
         ids = [e.ids for e in self.tok.encode_batch_fast(texts, add_special_tokens=False)]
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=sum(map(len, ids)))
-        return _with_eot(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), flat, eot_id, dtype)
+        return _with_eot(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), flat, eot_id, dtype, ends)
 
 
 class _Cache:
@@ -124,10 +152,10 @@ class WordCacheEncoder:
         ids, per_piece = self.words.encode(words, np.concatenate([np.diff(cut, prepend=0), _counts(split_alone)]))
         return joinable + alone, ids, per_piece
 
-    def encode(self, texts: list[str], eot_id: int, dtype) -> np.ndarray:
-        parts = [PIECE_SPLIT.findall(t) for t in texts]
-        ids, per_doc = self.pieces.encode(list(chain.from_iterable(parts)), _counts(parts))
-        return _with_eot(per_doc, ids, eot_id, dtype)
+    def encode(self, texts: list[str], eot_id: int, dtype, ends: np.ndarray | None = None) -> np.ndarray:
+        pieces = [PIECE_SPLIT.findall(t) for t in texts]
+        ids, per_doc = self.pieces.encode(list(chain.from_iterable(pieces)), _counts(pieces))
+        return _with_eot(per_doc, ids, eot_id, dtype, ends)
 
 
 def encoder_for(tok):

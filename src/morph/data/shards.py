@@ -21,23 +21,28 @@ def read_docs(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number from 1, record) for every line of a .jsonl.zst shard."""
     path = Path(path)
     decode = codecs.getincrementaldecoder("utf-8")()
-    pending, line_no = "", 0
+    pending: list[str] = []  # the line read so far, joined once: a long line costs no quadratic copying
+    line_no = 0
     try:
         for chunk in _decompressed(path):
-            lines = (pending + decode.decode(chunk)).split("\n")
-            pending = lines.pop()
+            lines = decode.decode(chunk).split("\n")
+            if len(lines) == 1:
+                pending.append(lines[0])
+                continue
+            lines[0] = "".join([*pending, lines[0]])
+            pending = [lines.pop()]
             for line in lines:
                 line_no += 1
                 yield line_no, _parse(path, line_no, line)
-        pending += decode.decode(b"", final=True)
+        last = "".join([*pending, decode.decode(b"", final=True)])
     except zstandard.ZstdError as err:
         raise MorphError(f"{path}: not a readable zstd shard ({err}); re-download or remove it") from None
     except UnicodeDecodeError as err:
         raise MorphError(f"{path}: not UTF-8 text after decompression ({err})") from None
     except OSError as err:
         raise MorphError(f"{path}: cannot read ({err})") from None
-    if pending.strip():
-        yield line_no + 1, _parse(path, line_no + 1, pending)
+    if last.strip():
+        yield line_no + 1, _parse(path, line_no + 1, last)
 
 
 def _decompressed(path: Path, block: int = 1 << 20) -> Iterator[bytes]:
@@ -62,9 +67,18 @@ def _parse(path: Path, line_no: int, line: str) -> dict:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
-        raise MorphError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+        raise MorphError(f"{path}:{line_no}: invalid JSON ({err.msg}); fix or remove the line") from None
+    except RecursionError:
+        raise MorphError(f"{path}:{line_no}: JSON nested too deeply to read; fix or remove the line") from None
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         raise MorphError(f"{path}:{line_no}: no string `text` field (a DCLM line is a JSON object with `text`)")
+    # A \ud800 escape decodes to a lone surrogate, which is no character: no encoder can write or encode it.
+    if "\\u" in line:
+        try:
+            record["text"].encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise MorphError(f"{path}:{line_no}: `text` holds a lone surrogate ({record['text'][err.start]!r} at "
+                             f"character {err.start}), which is not text; fix or remove the line") from None
     return record
 
 

@@ -37,9 +37,10 @@ def run(args):
     for split in SPLITS:
         for entry in manifest["splits"][split]["shards"]:
             shard = entry["file"].removesuffix(".jsonl.zst")
-            summary = tokenize_shard.encode_shard(saved, dtype, checked_shard(sample, entry),
-                                                  Path(paths.token_shard(shard, args.out)))
-            write_json(paths.token_shard_summary(shard, args.out), summary)
+            path = checked_shard(sample, entry)
+            summary = tokenize_shard.encode_shard(saved, dtype, path, Path(paths.token_shard(shard, args.out)))
+            write_json(paths.token_shard_summary(shard, args.out),
+                       tokenize_shard.with_inputs(summary, path, out / "tokenizer"))
     meta = tokenize_gather.gather(cfg, args.params, sample, out)
     write_json(out / "meta.json", meta)
     print(f"{name}: {meta['splits']['train']['tokens']:,} train and {meta['splits']['val']['tokens']:,} val tokens "

@@ -67,7 +67,7 @@ def gather(cfg: Experiment, params: str, sample: Path, tokens: Path) -> dict:
         "splits": splits,
         "tokenizer_sha256": sha256_tree(tokens / "tokenizer"),
         "sample": {"seed": manifest["seed"], "repeated": manifest["repeated"]},
-        **provenance([sample / "manifest.json", *summaries]),
+        **provenance([sample / "manifest.json", *summaries, tokens / "tokenizer"]),
         "library_versions": library_versions("tokenizers", "transformers", "numpy"),
     }
 

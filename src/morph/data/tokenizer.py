@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from morph.data.encode import parts
 from morph.data.manifest import checked_shard, read_manifest
 from morph.data.saved_tokenizer import EOT
 from morph.data.shards import read_docs
@@ -63,7 +64,8 @@ def train_bpe(texts: list[str], vocab_size: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodes, seen or not
         show_progress=True,
     )
-    tok.train_from_iterator(texts, trainer, length=len(texts))
+    # A long document in parts cut between pre-tokens: the same word counts, a bounded pre-tokenizer buffer.
+    tok.train_from_iterator((part for text in texts for part in parts(text)), trainer)
     if tok.get_vocab_size() != vocab_size:
         raise MorphError(
             f"tokenizer.name: the training split supports only {tok.get_vocab_size():,} BPE tokens, "

@@ -74,6 +74,15 @@ def check_model_dir(model_dir: str | Path) -> Path:
         missing.append("tokenizer (tokenizer.json or tokenizer_config.json)")
     if missing:
         raise MorphError(f"--model {model_dir}: not a save_pretrained model directory; missing {', '.join(missing)}")
+    from safetensors import SafetensorError, safe_open
+
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), framework="pt"):
+                pass  # the header and the file's length agree
+        except SafetensorError as err:
+            raise MorphError(f"{weights}: not readable weights ({err}); retrain the model (snakemake -j1 --force "
+                             f"{model_dir.parent / 'metrics.json'}) or restore the file") from None
     return model_dir
 
 

@@ -44,8 +44,25 @@ def load_records(cfg: Experiment, latency_dir: str | Path) -> list[tuple[Path, d
                 f"{path}: measured a different model than the experiment's {shape.shape_id} "
                 f"(field: (measured, expected) {diff}); rerun `morph latency --shape {shape.shape_id}`"
             )
+        _check_timings(path, record, shape.shape_id)
         out.append((path, record))
     return out
+
+
+def _check_timings(path: Path, record: dict, shape_id: str) -> None:
+    """Every setting's timings are numbers: a hand edit or a damaged file would surface as a KeyError or a
+    ValueError deep in the fit."""
+    redo = f"rerun it: morph latency --shape {shape_id} --out {path}"
+    try:
+        settings = [(b, s, v) for b, entry in record["backends"].items() for s, v in entry["settings"].items()]
+    except (KeyError, AttributeError, TypeError):
+        raise MorphError(f"{path}: lists no backends with settings, not a `morph latency` record; {redo}") from None
+    for backend, setting, timing in settings:
+        for key in ("median", "p10", "p90"):
+            value = timing.get(key) if isinstance(timing, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise MorphError(f"{path}: backends.{backend}.settings.{setting}.{key} is {value!r}, not a number "
+                                 f"of seconds; {redo}")
 
 
 def csv_rows(records: list[tuple[Path, dict]]) -> list[dict]:

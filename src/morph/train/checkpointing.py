@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from morph.errors import MorphError
 from morph.io import atomic_path
 
 # The loss curve of earlier sessions while a resumed run trains; beside logs/, which CSVLogger clears.
@@ -19,7 +20,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+            try:
+                torch.save(checkpoint, tmp)
+            except RuntimeError as err:  # torch's writer says only "unexpected pos" when a write falls short
+                raise MorphError(f"{path}: the checkpoint could not be written whole ({str(err).splitlines()[0]}); "
+                                 "a full disk or a file-size limit (ulimit -f)? Free space or raise the limit, "
+                                 "then rerun: the run resumes from its last whole checkpoint") from None
 
 
 class PeriodicCheckpoint(ModelCheckpoint):

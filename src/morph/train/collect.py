@@ -6,11 +6,12 @@ its replicates' losses (sample standard deviation and range), so the run-to-run 
 from __future__ import annotations
 
 import csv
+import shlex
 import statistics
 from pathlib import Path
 
 from morph.errors import MorphError
-from morph.io import atomic_path, read_json
+from morph.io import atomic_path, provenance, read_json, write_json
 from morph.workflow import experiment, grid, paths
 from morph.workflow.experiment import Experiment
 
@@ -25,6 +26,8 @@ def add_arguments(p):
     p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--runs-dir", default=paths.RUNS, help="directory holding runs/<run_id>/metrics.json (default: %(default)s)")
     p.add_argument("--out", default=paths.RUNS_CSV, help="CSV to write (default: %(default)s)")
+    p.add_argument("--inputs-out", default=paths.RUNS_INPUTS,
+                   help="JSON recording the sha256 of every metrics.json read (default: %(default)s)")
 
 
 def row(run: grid.Run, metrics: dict, path: Path) -> dict:
@@ -55,26 +58,39 @@ def add_spread(rows: list[dict]) -> None:
             m.update(replicates=len(members), loss_sd=sd, loss_range=span)
 
 
-def collect(cfg: Experiment, runs_dir: str | Path, out: str | Path) -> list[dict]:
+def read_row(run: grid.Run, path: Path, params: str) -> dict:
+    """The run's row, or an error naming its metrics.json and the command that retrains it."""
+    fix = (f"retrain it: snakemake -j1 --force {shlex.quote(str(path))} --configfile {shlex.quote(params)} "
+           f"(or dvc repro -f -s train-{run.run_id}), or restore the file")
+    if not path.exists():
+        raise MorphError(f"{path}: missing; {fix}")
+    metrics = read_json(path, fix)
+    if not isinstance(metrics, dict):
+        raise MorphError(f"{path}: holds a {type(metrics).__name__}, not a run's metrics; {fix}")
+    try:
+        return row(run, metrics, path)
+    except KeyError as err:
+        raise MorphError(f"{path}: lacks {err.args[0]!r}; {fix}") from None
+
+
+def collect(cfg: Experiment, runs_dir: str | Path, out: str | Path, inputs_out: str | Path,
+            params: str = paths.PARAMS) -> list[dict]:
     runs_dir = Path(runs_dir)
-    rows = []
-    for run in cfg.grid_runs:
-        path = runs_dir / run.run_id / "metrics.json"
-        if not path.exists():
-            raise MorphError(f"{path}: missing; train it with `morph train --run {run.run_id}`")
-        rows.append(row(run, read_json(path), path))
+    files = [runs_dir / run.run_id / "metrics.json" for run in cfg.grid_runs]
+    rows = [read_row(run, path, params) for run, path in zip(cfg.grid_runs, files)]
     add_spread(rows)
     with atomic_path(out) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
+    write_json(inputs_out, provenance(files))  # a CSV holds no provenance block; lineage reads this
     return rows
 
 
 def run(args):
     cfg = experiment.load(args.params)
-    rows = collect(cfg, args.runs_dir, args.out)
+    rows = collect(cfg, args.runs_dir, args.out, args.inputs_out, args.params)
     print(f"morph collect: {len(rows)} runs -> {args.out}")
     for r in rows:
         if r["replicate"] == 0 and r["loss_sd"] is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -127,6 +128,20 @@ def reuse_twin(run: Run, fp: str, out: Path, slot: str) -> dict | None:
     return metrics
 
 
+def check_tokenizer(directory: Path, meta: dict, meta_path: Path, params: str) -> None:
+    """The tokenizer copied into the model is the one the tokens were encoded with: meta.json records its sha256,
+    and the graph tracks meta.json, not the directory."""
+    recorded = meta.get("tokenizer_sha256")
+    if recorded is None or (directory.is_dir() and sha256_tree(directory) == recorded):
+        return
+    missing = "it is missing" if not directory.is_dir() else next(
+        (f"{name} is missing" for name in paths.TOKENIZER_FILES if not (directory / name).is_file()),
+        "its files changed")
+    raise MorphError(f"{directory}: not the tokenizer {meta_path} was built with ({missing}); rebuild it: "
+                     f"snakemake -j1 --force {directory} {meta_path} --configfile {shlex.quote(params)} (or dvc "
+                     "repro -f -s tokenizer), then train again")
+
+
 def save_model(model, state: dict, tokenizer_dir: Path, dest: Path) -> None:
     """save_pretrained of the module's whole `state` plus the tokenizer, so AutoTokenizer and lm-eval's hf model
     load the directory."""
@@ -198,6 +213,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
             f"tokenizer ({run.shape.vocab_size}); rebuild the tokens for this experiment: "
             f"morph tokenize --params {params} --out {data.root}"
         )
+    check_tokenizer(data.tokenizer_dir, data.meta, data.root / "meta.json", params)
     seq_len, batch = m.seq_len, t.batch_size
     total = steps_for_budget(run.tokens, batch, seq_len)
     torch.set_num_threads(t.threads)

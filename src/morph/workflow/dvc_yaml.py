@@ -5,6 +5,7 @@ shape from results/selection.json, exactly as the Snakefile's train_target rule 
 """
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def refuse_if_stale(params_path: str, root: str) -> None:
     current = Path(root) / "dvc.yaml"
     if current.is_file() and current.read_text() != render(experiment.load(params_path), params_path)[0]:
         raise MorphError(f"{current} is out of date with {params_path} (the grid or the stages changed); run "
-                         f"`morph dvc-yaml --params {params_path}`, then the same dvc command again")
+                         f"`morph dvc-yaml --params {shlex.quote(params_path)}`, then the same dvc command again")
 
 
 def add_arguments(p):
@@ -75,7 +76,8 @@ def run(args):
     out = Path(args.out)
     if args.check:
         if not out.exists() or out.read_text() != text:
-            raise MorphError(f"{out} is out of date with {args.params}; run `morph dvc-yaml --params {args.params}`")
+            raise MorphError(f"{out} is out of date with {args.params}; run "
+                             f"`morph dvc-yaml --params {shlex.quote(args.params)}`")
         return 0
     with atomic_path(out) as tmp:
         tmp.write_text(text)

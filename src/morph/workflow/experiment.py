@@ -26,6 +26,8 @@ TOKENIZER_PATTERN = re.compile(r"^(bpe:(\d+)|gpt-neox-20b)$")
 NEOX_PADDED_VOCAB = 50432
 TASKS_DIR = Path(__file__).resolve().parents[1] / "evaluate" / "tasks"
 VALIDATE_WORDS = ("all", "none")
+# A model no machine morph runs on could build (4 TB of fp32 weights): a typo, refused before anything runs.
+MAX_PARAMS = 10**12
 DEFAULT_TASKS = ("arc_easy", "arc_challenge", "boolq", "copa", "hellaswag", "piqa", "winogrande", "sciq", "openbookqa")
 
 
@@ -69,10 +71,10 @@ class Knobs:
 
 @dataclass(frozen=True)
 class SizeSpec(Knobs):
-    params: int = rule(min=1)
+    params: int = rule(min=1, max=MAX_PARAMS)
     depths: tuple[int, ...] = rule(min_len=1, each={"min": 1})
     # Optional per-size multipliers, as in the paper where only the smallest size is over-trained.
-    multipliers: tuple[float, ...] = rule((), each={"min": 0.0})
+    multipliers: tuple[float, ...] = rule((), each={"above": 0.0})
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class Data:
     hub_id: str = rule("mlfoundations/dclm-baseline-1.0")
     hub_timeout_s: float = rule(20.0, min=0.0)
     val_tokens: int = rule(20000, min=1)
-    chars_per_token: float = rule(3.0, min=0.0)
+    chars_per_token: float = rule(3.0, above=0.0)
     margin: float = rule(1.2, min=1.0)
     allow_repeat: bool = rule(False)
     # Millions of characters per sample shard. Each shard is one tokenize job, so this sets how many
@@ -122,7 +124,7 @@ class ReplicateSpec:
 
 @dataclass(frozen=True)
 class Grid:
-    multipliers: tuple[float, ...] = rule([20, 40, 160], min_len=1, each={"min": 0.0})
+    multipliers: tuple[float, ...] = rule([20, 40, 160], min_len=1, each={"above": 0.0})
     sizes: tuple[SizeSpec, ...] = rule(())
     shapes: tuple[ShapeSpec, ...] = rule(())
     replicates: tuple[ReplicateSpec, ...] = rule(())
@@ -194,7 +196,7 @@ class Fit:
     tie: str = rule("all", choices=TIES)
     solver: str = rule("lm", choices=SOLVERS)
     bootstrap: int = rule(200, min=0)
-    fit_multiplier: float | None = rule(None, min=0.0)
+    fit_multiplier: float | None = rule(None, above=0.0)
     include_smallest_at_max: bool = rule(True)
     ablation_repeats: int = rule(5, min=1)
     # N in the law: every parameter, the non-embedding ones, or auto (the law zoo's lower cross-validated error).
@@ -211,26 +213,26 @@ class RelativeLatency:
 @dataclass(frozen=True)
 class MinThroughput:
     batch: int = rule(min=1)
-    tokens_per_s: float = rule(min=0.0)
+    tokens_per_s: float = rule(above=0.0)
 
 
 @dataclass(frozen=True)
 class MaxKVCache:
     batch: int = rule(min=1)
     context: int = rule(min=1)  # prompt plus generated tokens
-    mib: float = rule(min=0.0)
+    mib: float = rule(above=0.0)
 
 
 @dataclass(frozen=True)
 class Select(Knobs):
-    params: int = rule(min=1)
+    params: int = rule(min=1, max=MAX_PARAMS)
     tokens: int = rule(min=1)
     # Serving budgets, each optional and checked per candidate; T_C is absolute or relative.
-    latency_budget_s: float | None = rule(None, min=0.0)
+    latency_budget_s: float | None = rule(None, above=0.0)
     latency_budget_relative: RelativeLatency | None = rule(None)
     min_throughput: MinThroughput | None = rule(None)
     max_kv_cache: MaxKVCache | None = rule(None)
-    max_ttft_s: float | None = rule(None, min=0.0)
+    max_ttft_s: float | None = rule(None, above=0.0)
     law: str = rule("inference-aware", choices=(*LAWS, AUTO))
     depths: tuple[int, ...] = rule((), each={"min": 1})
     shapes: tuple[ShapeSpec, ...] = rule(())
@@ -469,13 +471,39 @@ def parse(raw: Any) -> Experiment:
     return exp
 
 
+def _repeated_key(node: yaml.Node, path: str = "") -> str | None:
+    """The first key written twice in one mapping, with its lines: YAML would keep the last silently."""
+    if isinstance(node, yaml.SequenceNode):
+        return next((found for i, item in enumerate(node.value) if (found := _repeated_key(item, f"{path}[{i}]"))),
+                    None)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    lines: dict[str, int] = {}
+    for key, value in node.value:
+        sub = f"{path}.{key.value}" if path else str(key.value)
+        line = key.start_mark.line + 1
+        if key.tag != "tag:yaml.org,2002:merge" and lines.setdefault(str(key.value), line) != line:
+            return (f"{sub}: written twice (lines {lines[str(key.value)]} and {line}); YAML would keep only the "
+                    "last, so delete the one you do not mean")
+        if found := _repeated_key(value, sub):
+            return found
+    return None
+
+
 def read_raw(path: str | Path) -> Any:
     """The experiment file's YAML as written, or a ConfigError naming the file."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: experiment file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: is a directory, not an experiment file; pass a YAML file such as params.yaml")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        if problem := _repeated_key(yaml.compose(text, Loader=yaml.SafeLoader)):
+            raise ConfigError(f"{path}: {problem}")
+        return yaml.safe_load(text)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
 

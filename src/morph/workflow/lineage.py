@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,8 +38,8 @@ def recorded_inputs(path: str) -> dict[str, str]:
     if p.suffix != ".json" or not p.is_file():
         return {}
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError):  # damaged: the stage that reads it refuses it by name
         return {}
     if not isinstance(data, dict):
         return {}
@@ -149,6 +150,10 @@ def mismatches(steps: list[dict]) -> list[str]:
                 now = "missing" if d["sha256"] is None else "changed"
                 if d["produced_by"] == "source":
                     fix = "restore it, or rerun the graph from it"
+                elif d["path"].startswith((f"{paths.SAMPLE}/", f"{paths.TOKENS}/")):
+                    # meta.json as a second target: the rebuilt data, byte-identical, then reruns no training
+                    fix = (f"rebuild it and the tokens: `snakemake -j1 --force {shlex.quote(d['path'])} "
+                           f"{paths.TOKENS_META} --configfile <experiment>` or `dvc repro -f -s {d['produced_by']}`")
                 else:
                     fix = f"rebuild it: `snakemake -R {d['path']} <target>` or `dvc repro -f {d['produced_by']}`"
                 found.append(f"{d['path']}: {now} since {s['stage']} read it; {fix}")

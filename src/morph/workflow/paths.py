@@ -2,16 +2,21 @@
 CLI takes its default paths from them."""
 from __future__ import annotations
 
+import shlex
+
 PARAMS = "params.yaml"
 SAMPLE = "data/sample"
 SAMPLE_MANIFEST = f"{SAMPLE}/manifest.json"
 TOKENS = "data/tokens"
 TOKENIZER = f"{TOKENS}/tokenizer"
 TOKENS_META = f"{TOKENS}/meta.json"
+# What save_pretrained writes for a fast tokenizer; training copies them into every model directory.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 RUNS = "runs"
 RUN_METRICS = "metrics.json"  # in a run directory: held-out loss and the run's numbers
 LOSS_CURVE = "logs/metrics.csv"  # in a run directory: what Lightning's CSVLogger(out, name="logs", version="") writes
 RUNS_CSV = "results/runs.csv"
+RUNS_INPUTS = "results/runs.inputs.json"  # the sha256 of every metrics.json collect read, for lineage
 LATENCY_DIR = "latency"
 LATENCY_CSV = "results/latency.csv"
 LATENCY_MODEL = "results/latency_model.json"
@@ -45,7 +50,7 @@ def token_shard_summary(name: str, root: str = TOKENS) -> str:
 
 def rebuild_token_shard(name: str, params: str) -> str:
     """The commands that re-encode one token shard and nothing downstream of it, in either tool."""
-    return (f"`snakemake -j1 --force {token_shard(name)} --configfile {params}` "
+    return (f"`snakemake -j1 --force {token_shard(name)} --configfile {shlex.quote(params)}` "
             f"or `dvc repro -s tokenize_shard-{name}`")
 
 

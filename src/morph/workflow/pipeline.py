@@ -7,6 +7,7 @@ stage's code inputs are derived from its entry module's imports (`code_deps`), n
 from __future__ import annotations
 
 import glob
+import shlex
 from dataclasses import dataclass, field
 
 from morph.law.names import AUTO
@@ -15,10 +16,10 @@ from morph.workflow import paths as P
 from morph.workflow.commands import COMMANDS
 from morph.workflow.experiment import Experiment
 
-# What training reads: meta.json names every token shard with its sha256, so depending on it (and
-# not on the shards) reruns training when a shard's content changes, but not when a damaged shard
-# is rebuilt to the same bytes.
-TOKEN_OUTS = (P.TOKENS_META, P.TOKENIZER)
+# What training reads: meta.json names every token shard and the tokenizer with their sha256, so depending on
+# it (and not on the shards or the tokenizer directory, which Snakemake judges by modification time alone)
+# reruns training when their content changes, but not when a damaged one is rebuilt to the same bytes.
+TOKEN_OUTS = (P.TOKENS_META,)
 TASKS = "src/morph/evaluate/tasks"  # lm-eval task YAMLs and their helpers: the evaluate stage's data-as-code
 TRAIN_PARAMS = ("seed", "tokenizer", "model", "train")
 
@@ -39,6 +40,12 @@ class Node:
         return f"{self.stage}-{self.key}" if self.key else self.stage
 
 
+def command(*words: str) -> str:
+    """A shell command line with every word quoted where it needs it: paths and experiment files may hold
+    spaces, quotes or any other character, and both tools run the line through a shell."""
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
 def code(command: str) -> tuple[str, ...]:
     """The source files `morph <command>` runs."""
     return code_deps.files(COMMANDS[command])
@@ -51,15 +58,17 @@ def _check(lookup, key: str) -> None:
 
 
 def sample(exp: Experiment, p: str) -> Node:
-    # Globs are expanded: both tools track files. A glob matching nothing is the sample stage's error to report.
+    # Globs are expanded: both tools track files. A glob matching nothing is refused before any job (preflight).
     sources = () if exp.data.source == "hub" else tuple(sorted(f for pat in exp.data.paths for f in glob.glob(pat)))
-    return Node("sample", "", f"morph sample --params {p} --out {P.SAMPLE}", deps=(*code("sample"), *sources),
+    return Node("sample", "", command("morph", "sample", "--params", p, "--out", P.SAMPLE),
+                deps=(*code("sample"), *sources),
                 outs=(P.SAMPLE_MANIFEST, *(P.sample_shard(s) for s in exp.sample_shards)), params=("seed", "data"))
 
 
 def tokenizer(exp: Experiment, p: str) -> Node:
     train_shards = (P.sample_shard(s) for s in exp.sample_shards if s.startswith("train-"))
-    return Node("tokenizer", "", f"morph tokenizer --params {p} --sample {P.SAMPLE} --out {P.TOKENIZER}",
+    return Node("tokenizer", "",
+                command("morph", "tokenizer", "--params", p, "--sample", P.SAMPLE, "--out", P.TOKENIZER),
                 deps=(*code("tokenizer"), P.SAMPLE_MANIFEST, *train_shards), outs=(P.TOKENIZER,),
                 params=("seed", "tokenizer"), directories=(P.TOKENIZER,))
 
@@ -73,14 +82,15 @@ def tokenize_shard(exp: Experiment, p: str, shard: str) -> Node:
     _check(lambda s: _sample_shard(exp, s), shard)
     out, summary = P.token_shard(shard), P.token_shard_summary(shard)
     return Node("tokenize_shard", shard,
-                f"morph tokenize-shard --params {p} --tokenizer {P.TOKENIZER} --shard {P.sample_shard(shard)} "
-                f"--out {out} --summary {summary}",
+                command("morph", "tokenize-shard", "--params", p, "--tokenizer", P.TOKENIZER,
+                        "--shard", P.sample_shard(shard), "--out", out, "--summary", summary),
                 deps=(*code("tokenize-shard"), P.TOKENIZER, P.sample_shard(shard)), outs=(out, summary),
                 params=("tokenizer",))
 
 
 def tokenize_gather(exp: Experiment, p: str) -> Node:
-    return Node("tokenize_gather", "", f"morph tokenize-gather --params {p} --sample {P.SAMPLE} --tokens {P.TOKENS}",
+    return Node("tokenize_gather", "",
+                command("morph", "tokenize-gather", "--params", p, "--sample", P.SAMPLE, "--tokens", P.TOKENS),
                 deps=(*code("tokenize-gather"), P.SAMPLE_MANIFEST, P.TOKENIZER,
                       *(P.token_shard_summary(s) for s in exp.sample_shards)),
                 outs=(P.TOKENS_META,), params=("data", "tokenizer"))
@@ -94,7 +104,9 @@ def _train_outs(run: str) -> dict:
 
 def train(exp: Experiment, p: str, run_id: str) -> Node:
     _check(exp.run, run_id)
-    return Node("train", run_id, f"morph train --params {p} --run {run_id} --tokens {P.TOKENS} --out {P.run_dir(run_id)}",
+    return Node("train", run_id,
+                command("morph", "train", "--params", p, "--run", run_id, "--tokens", P.TOKENS,
+                        "--out", P.run_dir(run_id)),
                 deps=(*code("train"), *TOKEN_OUTS), **_train_outs(run_id))
 
 
@@ -102,8 +114,8 @@ def train_slot(exp: Experiment, p: str, slot: str) -> Node:
     # After the validation runs: a slot whose shape one of them trained copies it (train/run.py reuse_twin).
     validated = tuple(f"{P.run_dir(r.run_id)}/{P.RUN_METRICS}" for r in exp.validation_runs)
     return Node("train_target", slot,
-                f"morph train --params {p} --selection {P.SELECTION} --slot {slot} --tokens {P.TOKENS} "
-                f"--out {P.run_dir(slot)}",
+                command("morph", "train", "--params", p, "--selection", P.SELECTION, "--slot", slot,
+                        "--tokens", P.TOKENS, "--out", P.run_dir(slot)),
                 deps=(*code("train"), *TOKEN_OUTS, P.SELECTION, *validated), **_train_outs(slot))
 
 
@@ -130,23 +142,24 @@ def train_ranks(exp: Experiment) -> Ranks:
 
 
 def collect(exp: Experiment, p: str) -> Node:
-    return Node("collect", "", f"morph collect --params {p} --runs-dir {P.RUNS} --out {P.RUNS_CSV}",
+    return Node("collect", "", command("morph", "collect", "--params", p, "--runs-dir", P.RUNS, "--out", P.RUNS_CSV,
+                                       "--inputs-out", P.RUNS_INPUTS),
                 deps=(*code("collect"), *(f"{P.run_dir(r.run_id)}/metrics.json" for r in exp.grid_runs)),
-                outs=(P.RUNS_CSV,), params=("grid",))
+                outs=(P.RUNS_CSV, P.RUNS_INPUTS), params=("grid",))
 
 
 def latency(exp: Experiment, p: str, shape_id: str) -> Node:
     _check(exp.shape, shape_id)
     out = f"{P.LATENCY_DIR}/{shape_id}.json"
-    return Node("latency", shape_id, f"morph latency --params {p} --shape {shape_id} --out {out}",
+    return Node("latency", shape_id, command("morph", "latency", "--params", p, "--shape", shape_id, "--out", out),
                 deps=code("latency"), outs=(out,), params=("seed", "tokenizer", "model", "latency"))
 
 
 def latency_collect(exp: Experiment, p: str) -> Node:
     fig = P.figure("latency_shape")
     return Node("latency_collect", "",
-                f"morph latency-collect --params {p} --latency-dir {P.LATENCY_DIR} --out {P.LATENCY_CSV} "
-                f"--model-out {P.LATENCY_MODEL} --figure {fig}",
+                command("morph", "latency-collect", "--params", p, "--latency-dir", P.LATENCY_DIR,
+                        "--out", P.LATENCY_CSV, "--model-out", P.LATENCY_MODEL, "--figure", fig),
                 deps=(*code("latency-collect"), *(f"{P.LATENCY_DIR}/{s.shape_id}.json" for s in exp.latency_shapes)),
                 outs=(P.LATENCY_CSV, P.LATENCY_MODEL, fig), params=("latency",))
 
@@ -154,7 +167,8 @@ def latency_collect(exp: Experiment, p: str) -> Node:
 def laws(exp: Experiment, p: str) -> Node:
     figures = [P.figure(f) for f in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo")]
     return Node("laws", "",
-                f"morph laws --params {p} --runs {P.RUNS_CSV} --out-dir {P.LAW_DIR} --figures {P.FIGURES}",
+                command("morph", "laws", "--params", p, "--runs", P.RUNS_CSV, "--out-dir", P.LAW_DIR,
+                        "--figures", P.FIGURES),
                 deps=(*code("laws"), P.RUNS_CSV),
                 outs=(*(P.law_json(law) for law in exp.fit.laws),
                       *((P.law_json(AUTO),) if exp.select.law == AUTO else ()),  # the zoo's winner, fitted
@@ -165,8 +179,8 @@ def laws(exp: Experiment, p: str) -> Node:
 
 def candidates(exp: Experiment, p: str) -> Node:
     return Node("candidates", "",
-                f"morph candidates --params {p} --latency {P.LATENCY_CSV} --latency-model {P.LATENCY_MODEL} "
-                f"--out {P.CANDIDATES}",
+                command("morph", "candidates", "--params", p, "--latency", P.LATENCY_CSV,
+                        "--latency-model", P.LATENCY_MODEL, "--out", P.CANDIDATES),
                 deps=(*code("candidates"), P.LATENCY_CSV, P.LATENCY_MODEL), outs=(P.CANDIDATES,), params=("select",))
 
 
@@ -174,14 +188,16 @@ def select(exp: Experiment, p: str) -> Node:
     law = P.law_json(exp.select.law)
     fig = P.figure("pareto")
     return Node("select", "",
-                f"morph select --params {p} --candidates {P.CANDIDATES} --law {law} --out {P.SELECTION} --figure {fig}",
+                command("morph", "select", "--params", p, "--candidates", P.CANDIDATES, "--law", law,
+                        "--out", P.SELECTION, "--figure", fig),
                 deps=(*code("select"), P.CANDIDATES, law), outs=(P.SELECTION, fig), params=("select",))
 
 
 def evaluate(exp: Experiment, p: str, run: str) -> Node:
     out, lm_eval_out = P.eval_json(run), P.lm_eval_out(run)
     return Node("evaluate", run,
-                f"morph evaluate --params {p} --model {P.run_dir(run)}/model --out {out} --lm-eval-out {lm_eval_out}",
+                command("morph", "evaluate", "--params", p, "--model", f"{P.run_dir(run)}/model", "--out", out,
+                        "--lm-eval-out", lm_eval_out),
                 deps=(*code("evaluate"), TASKS, f"{P.run_dir(run)}/model"), outs=(out, lm_eval_out),
                 # model: scored at model.seq_len, the context the model was trained at
                 # Its numbers reach `dvc metrics show` through the report's flat summary.
@@ -191,8 +207,8 @@ def evaluate(exp: Experiment, p: str, run: str) -> Node:
 def report(exp: Experiment, p: str) -> Node:
     runs = exp.evaluated_models
     validated = tuple(r.run_id for r in exp.validation_runs)
-    return Node("report", "", f"morph report --params {p} --out {P.DECISION} --summary {P.SUMMARY} "
-                f"--runs {P.RUNS_CSV} --latency {P.LATENCY_CSV}",
+    return Node("report", "", command("morph", "report", "--params", p, "--out", P.DECISION, "--summary", P.SUMMARY,
+                                      "--runs", P.RUNS_CSV, "--latency", P.LATENCY_CSV),
                 deps=(*code("report"), P.SELECTION, P.RUNS_CSV, P.LATENCY_CSV,
                       *(f"{P.run_dir(r)}/metrics.json" for r in (*runs, *validated)),
                       *(P.loss_curve(r) for r in runs), *(P.eval_json(r) for r in runs),

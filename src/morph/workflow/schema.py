@@ -7,6 +7,7 @@ jsonschema would give messages like "250 is not a multiple of 16" without the cr
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass
@@ -24,6 +25,7 @@ class Rule:
     choices: tuple | None = None
     min: float | None = None
     max: float | None = None
+    above: float | None = None  # an exclusive minimum: budgets, where zero means nothing can run
     check: Callable[[Any], str | None] | None = None
     min_len: int = 0  # for lists
     each: "Rule | None" = None  # for list items
@@ -41,6 +43,10 @@ def section(*, required: bool = False) -> Any:
     """A nested section; a missing optional one takes every default. (`build` always passes a
     value; the None default only lets sections follow keys that have defaults.)"""
     return dataclasses.field(default=None, metadata={"section": required})
+
+
+# numpy and torch hold integers in 64 bits; a larger one (seed: 1e30) would overflow inside a stage.
+INT_LIMIT = 2**63 - 1
 
 
 def _type_name(kinds: tuple) -> str:
@@ -62,6 +68,10 @@ def _scalar(path: str, value: Any, kinds: tuple, nullable: bool, r: Rule) -> Any
         value = float(value)
     if int in kinds and isinstance(value, float) and value.is_integer():
         value = int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: {value!r} is not a finite number; write a number (.nan and .inf are refused)")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        raise ConfigError(f"{path}: {value:.3g} does not fit in a 64-bit integer; use a smaller value")
     if isinstance(value, bool) and bool not in kinds:
         raise ConfigError(f"{path}: expected {_type_name(kinds)}, got bool {value!r}")
     if not isinstance(value, kinds):
@@ -70,6 +80,8 @@ def _scalar(path: str, value: Any, kinds: tuple, nullable: bool, r: Rule) -> Any
         raise ConfigError(f"{path}: {value!r} is not one of {list(r.choices)}")
     if r.min is not None and value < r.min:
         raise ConfigError(f"{path}: {value!r} is below the minimum {r.min}")
+    if r.above is not None and value <= r.above:
+        raise ConfigError(f"{path}: {value!r} must be above {r.above:g}")
     if r.max is not None and value > r.max:
         raise ConfigError(f"{path}: {value!r} is above the maximum {r.max}")
     if r.check is not None and (problem := r.check(value)):

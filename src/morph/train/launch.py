@@ -38,12 +38,30 @@ def resolve(t: Train, cuda_available: bool) -> Launch:
 
 def lightning_strategy(launch: Launch):
     """The strategy handed to Lightning. Under DDP each gradient is a view into its all-reduce bucket: the same
-    numbers with one copy fewer each way a step and the gradients held once (4-8% of a 2-rank CPU step at d128)."""
+    numbers with one copy fewer each way a step and the gradients held once (4-8% of a 2-rank CPU step at d128).
+    Under FSDP see `fsdp_strategy`."""
+    if launch.strategy == "fsdp":
+        return fsdp_strategy()
     if launch.strategy != "ddp":
         return launch.strategy
     from lightning.pytorch.strategies import DDPStrategy
 
     return DDPStrategy(gradient_as_bucket_view=True)
+
+
+def fsdp_strategy():
+    """FSDP sharded per decoder layer (the embedding and head stay in the root unit), so a rank holds one layer's
+    gathered weights at a time and the training state really splits over the ranks. FSDP's own mixed precision
+    is kept at fp32 for parameters, gradient reduction and buffers: Lightning's bf16 default would reduce
+    gradients and cast the rotary inv_freq buffer in bf16. Autocast alone computes in bf16, as on one device."""
+    import torch
+    from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp import MixedPrecision
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    fp32 = torch.float32
+    return FSDPStrategy(auto_wrap_policy={LlamaDecoderLayer}, use_orig_params=True,
+                        mixed_precision=MixedPrecision(param_dtype=fp32, reduce_dtype=fp32, buffer_dtype=fp32))
 
 
 def _started_by() -> str | None:

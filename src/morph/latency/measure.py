@@ -17,6 +17,7 @@ from pathlib import Path
 
 from morph.errors import MorphError
 from morph.io import library_versions, provenance, write_json
+from morph.latency.names import flash_head_dim_problem
 from morph.latency.stats import summarize
 from morph.model import build_model
 from morph.workflow import experiment, paths
@@ -98,6 +99,20 @@ def timed_model(shape, cfg: Experiment, device, dtype):
     """Random weights, seeded: latency does not depend on their values, only on the shape."""
     model = build_model(shape, cfg.model.max_position_embeddings, None, cfg.seed)
     return model.to(device=device, dtype=dtype).eval()
+
+
+def attention_kernels(shape, device, dtype) -> dict | None:
+    """Which of PyTorch's fused SDPA kernels take this shape's heads on this GPU (None on CPU, which has one)."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    q = torch.empty(1, shape.n_heads, 16, shape.head_dim, device=device, dtype=dtype)
+    kv = torch.empty(1, shape.n_kv_heads, 16, shape.head_dim, device=device, dtype=dtype)
+    params = torch.backends.cuda.SDPAParams(q, kv, kv, None, 0.0, True, shape.n_kv_heads != shape.n_heads)
+    cuda = torch.backends.cuda
+    return {"flash": cuda.can_use_flash_attention(params), "efficient": cuda.can_use_efficient_attention(params),
+            "cudnn": cuda.can_use_cudnn_attention(params)}
 
 
 def _settings(lat: dict) -> list[tuple[str, int, int]]:
@@ -201,6 +216,11 @@ def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = Tru
         latency_backends.check_available(name, device.type)
 
     torch.set_num_threads(lat.threads)
+    kernels = attention_kernels(shape, device, dtype)
+    if kernels is not None and not kernels["flash"]:
+        print(f"morph latency: warning: {shape.shape_id}: {flash_head_dim_problem(shape.head_dim) or 'its heads'} "
+              f"leave the flash attention kernel here; its timings are not comparable with flash-kernel shapes "
+              f"(see model.max_head_dim)", file=sys.stderr)
     load_before = os.getloadavg()
     model = timed_model(shape, cfg, device, dtype)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -228,6 +248,7 @@ def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = Tru
         "dtype": str(dtype).removeprefix("torch."),
         "bytes_per_value": bytes_per_value,
         "threads": torch.get_num_threads(),
+        "attention_kernels": kernels,
         "setting": {k: getattr(lat, k) for k in ("prompt_len", "new_tokens", "warmup", "repeats", "ttft", "batch_sizes")}
         | {"seed": cfg.seed, "max_position_embeddings": cfg.model.max_position_embeddings},
         "backends": backends,

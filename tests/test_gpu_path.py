@@ -227,3 +227,33 @@ def test_paper_candidates_all_time_on_the_fused_attention_kernel(make_params):
                                          r"model.max_head_dim: 256"):
         experiment.load(make_params({"model.max_head_dim": None}, base=paper))
     experiment.load(make_params({"model.max_head_dim": None, "latency.device": "cpu"}, base=paper))  # no kernel to miss
+
+
+def test_the_model_is_built_on_the_device_it_trains_on():
+    """On a GPU each rank builds its model there: no rank holds the fp32 weights in host memory first."""
+    import torch
+
+    from morph.model import build_model
+
+    before = torch.random.get_rng_state()
+    on_meta = build_model(SHAPE, 32, 0, seed=0, device=torch.device("meta"))
+    assert {p.device.type for p in on_meta.parameters()} == {"meta"}
+    assert torch.equal(torch.random.get_rng_state(), before)
+    on_cpu = build_model(SHAPE, 32, 0, seed=0)
+    assert {p.device.type for p in on_cpu.parameters()} == {"cpu"}
+
+
+@pytest.mark.parametrize("env,rank", [
+    ({"LOCAL_RANK": "3", "NODE_RANK": "1"}, 3),
+    ({"SLURM_NTASKS": "16", "SLURM_PROCID": "13", "SLURM_LOCALID": "5", "SLURM_JOB_NAME": "morph",
+      "SLURM_NODELIST": "n1", "SLURM_JOB_ID": "1"}, 5),
+])
+def test_each_rank_builds_on_its_own_gpu(monkeypatch, env, rank):
+    from morph.train.launch import local_rank
+
+    for key in ("LOCAL_RANK", "NODE_RANK", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_JOB_NAME",
+                "SLURM_NODELIST", "SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert local_rank(8) == rank

@@ -15,11 +15,17 @@ EARLIER = "curve-before-resume.csv"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write each checkpoint to a sibling temp file and rename it, so a SIGKILL never leaves half a file."""
+    """Write each checkpoint to a sibling temp file and rename it, so a SIGKILL never leaves half a file; read it
+    mapped from the file."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        # Every rank reads the whole checkpoint on resume: mapped from the file, its tensors are the page cache
+        # the ranks share, each read as its values are copied to the device, not a private copy per rank.
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
 
 
 class PeriodicCheckpoint(ModelCheckpoint):

@@ -82,6 +82,16 @@ def global_rank(devices_per_node: int) -> int:
     return int(os.environ.get("NODE_RANK", 0)) * devices_per_node + int(os.environ.get("LOCAL_RANK", 0))
 
 
+def local_rank(devices_per_node: int) -> int:
+    """This process's rank on its node, which is its device's index there; read as `global_rank` reads the rank."""
+    started_by = _started_by()
+    if started_by == "slurm":
+        return int(os.environ["SLURM_LOCALID"])
+    if started_by == "torchrun":
+        return int(os.environ["LOCAL_RANK"])
+    return global_rank(devices_per_node) % devices_per_node
+
+
 def this_machine(accelerator: str) -> Machine:
     import torch
 

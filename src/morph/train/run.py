@@ -96,7 +96,8 @@ def resume_point(ckpt: Path, fp: str) -> int | None:
     if not ckpt.exists():
         return None
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        # Mapped, not read: only the few values looked at here leave the disk, on every rank.
+        state = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False)
     except Exception as err:  # a checkpoint from a killed writer or another torch: start over
         say(f"ignoring unreadable checkpoint {ckpt} ({type(err).__name__})")
         return None
@@ -174,7 +175,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     from morph.train.batches import make_datamodule, open_tokens, steps_for_budget
     from morph.train.checkpointing import join_curve, keep_curve_before
     from morph.train.flops import ATTENTION_FLOPS, device_peak, mfu, train_flops_per_token
-    from morph.train.launch import check, global_rank, resolve, this_machine
+    from morph.train.launch import check, global_rank, local_rank, resolve, this_machine
     from morph.train.lm import CausalLM, Optim
     from morph.train.memory import keep_freed_memory
 
@@ -193,7 +194,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     seq_len, batch = m.seq_len, t.batch_size
     total = steps_for_budget(run.tokens, batch, seq_len)
     torch.set_num_threads(t.threads)
-    keep_freed_memory()
+    if launch.accelerator == "cpu":  # on a GPU the steps' tensors live on the device; the host's memory goes back
+        keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(t.threads)  # for ranks Lightning starts, which it would otherwise set
     meta_sha = sha256_file(data.root / "meta.json")
     fp = fingerprint(run, cfg, meta_sha)
@@ -205,7 +207,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     if start is not None and rank_zero:
         say(f"resuming {run.run_id} from step {start} of {total} ({ckpt})")
 
-    model = build_model(run.shape, m.max_position_embeddings, data.meta["eot_id"], seed)
+    device = torch.device("cuda", local_rank(t.devices)) if launch.accelerator == "gpu" else None
+    model = build_model(run.shape, m.max_position_embeddings, data.meta["eot_id"], seed, device)
     module = CausalLM(model, Optim.from_params(t, total), fp, compile=t.compile, log_every=min(t.log_every, total))
     dm = make_datamodule(data, seq_len, t, run.tokens, seed, start or 0)
     if rank_zero:

@@ -161,7 +161,7 @@ def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress:
 
     # A compiling backend compiles on its first call per shape; that call is never a sample.
     first_call = {}
-    for i in range(max(lat.warmup, 1 if backend.name == "static" else 0)):
+    for i in range(max(lat.warmup, backend.warmup)):
         for name, batch, new in plan:
             seconds, _, _ = once(name, batch, new)
             if i == 0:
@@ -178,6 +178,7 @@ def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress:
             cpu_samples[name].append(cpu)
             if name == "full" and tokens is None:
                 tokens = out[0, prompt_len:].tolist()
+    backend.check_timed()
 
     settings = {}
     for name, batch, new in plan:

@@ -111,11 +111,13 @@ def evaluate(
     _quiet_custom_dataset_notice()
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    # bf16 where the GPU computes it natively, as the models trained; fp32 on CPU, which would emulate it.
+    dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     manager = TaskManager(
         include_path=str(eval_data.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
     )
     start = time.perf_counter()
-    model_args = {"pretrained": str(model_dir), "dtype": "float32", "max_length": max_length}
+    model_args = {"pretrained": str(model_dir), "dtype": dtype, "max_length": max_length}
     # One model object both measures which items fit the context and scores them.
     lm = HFLM(**model_args, batch_size=batch_size, device=device)
     loaded = manager.load(list(names.values()))["tasks"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import types
+from pathlib import Path
 
 import pytest
 
@@ -257,3 +258,73 @@ def test_each_rank_builds_on_its_own_gpu(monkeypatch, env, rank):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert local_rank(8) == rank
+
+
+# What a GPU machine may lack: train and latency must run without any of it.
+NOT_NEEDED = ("lm_eval", "snakemake", "dvc", "pandas", "scipy", "matplotlib", "datasets", "zstandard",
+              "tensorboard", "accelerate", "threadpoolctl")
+
+
+def python_without(root, names) -> str:
+    """A python command whose packages are this one's but `names` (modules and distributions, as if never
+    installed): site-packages seen through links that leave them out, and the interpreter's own site off."""
+    import re
+    import site
+    import sys
+
+    packages = root / "site-packages"
+    packages.mkdir()
+    for source in site.getsitepackages():
+        for entry in Path(source).iterdir():
+            project = re.split(r"[-.]", entry.name)[0].lower().replace("-", "_")
+            if not project.startswith(names) and not (packages / entry.name).exists():
+                (packages / entry.name).symlink_to(entry)
+    python = root / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="$PYTHONPATH:{packages}" exec {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    return str(python)
+
+
+def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
+    """scripts/gpu_evidence.sh with configs/ci.yaml's shapes on CPU, without the packages train and latency do not
+    need, morph run from the checkout: every step writes its rows, the static step, given 5 s for a compile that takes a minute on CPU, is
+    recorded as timed out, and the steps after it still run."""
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    env = os.environ | {"EVIDENCE_REHEARSAL": "1", "EVIDENCE_OUT": str(tmp_path / "results"),
+                        "PYTHON": python_without(tmp_path, NOT_NEEDED), "MORPH_TOKENS": str(ci_tokens),
+                        "EVIDENCE_STATIC_S": "5"}
+    env.pop("PYTHONPATH", None)
+    start = time.perf_counter()
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_evidence.sh")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr[-3000:]
+    [json_path] = (tmp_path / "results").glob("gpu-cpu-*.json")
+    doc = json.loads(json_path.read_text())
+    statuses = {name: s["status"] for name, s in doc["steps"].items()}
+    assert statuses == {"env": "ok", "train": "ok", "throughput": "ok", "latency": "ok", "static": "timeout",
+                        "speedup": "ok"}, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(json_path.with_suffix(".csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(doc["rows"])
+    assert all(r["device"] == "cpu" and r["torch"] and r["transformers"] and r["lightning"] and r["setting"]
+               for r in rows)
+    got = {(r["step"], r["shape"], r["metric"]): r["value"] for r in rows}
+    assert got[("env", "d60-l2", "attention_kernels")].startswith("cpu")
+    assert float(got[("train", "d32-l1-t0.25", "tokens_per_s")]) > 0
+    for shape in ("d60-l2", "d32-l6"):
+        assert float(got[("throughput", shape, "lightning_tokens_per_s")]) > 0
+        assert float(got[("latency", shape, "full_median")]) > 0
+    assert float(got[("throughput", "d60-l2", "plain_tokens_per_s")]) > 0
+    speedup = float(got[("speedup", "d60-l2", "latency_speedup_over_d32-l6")])
+    assert speedup == pytest.approx(float(got[("latency", "d32-l6", "full_median")])
+                                    / float(got[("latency", "d60-l2", "full_median")]), rel=1e-2)
+    print(f"rehearsal: {seconds:.1f} s")

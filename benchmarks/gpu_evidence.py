@@ -33,26 +33,28 @@ PAPER_SPEEDUP = {"d3072-l12": 1.8}  # the paper's decode speed-up of Morph-1B ov
 PLANS = {
     "gpu": {"params": "configs/paper.yaml", "accelerator": "gpu", "precision": "bf16-mixed", "device": "cuda",
             "dtype": "bfloat16", "micro_batch": 4, "warmup_steps": 2, "timed_steps": 4, "plain_beside": "d3072-l12",
-            "prompt_len": 128, "new_tokens": 256, "repeats": 3, "static": ("d3072-l12", "d2048-l24"), "shapes": None},
+            "prompt_len": 128, "new_tokens": 256, "repeats": 3, "static": ("d3072-l12", "d2048-l24"), "shapes": None,
+            "trained": None},
     "rehearsal": {"params": "configs/ci.yaml", "accelerator": "cpu", "precision": "32-true", "device": "cpu",
                   "dtype": "float32", "micro_batch": 2, "warmup_steps": 1, "timed_steps": 1,
                   "plain_beside": "d60-l2", "prompt_len": 8, "new_tokens": 8, "repeats": 2, "static": ("d60-l2",),
-                  "shapes": ("d60-l2", "d32-l6")},  # one candidate and the baseline
+                  "shapes": ("d60-l2", "d32-l6"), "trained": ("d60-l2",)},  # a candidate and the baseline
 }
 # The few steps of `morph train`: configs/ci.yaml's data and tokenizer, one tiny run of 12 steps.
 TRAIN_GRID = {"multipliers": [0.25], "shapes": [{"d_model": 32, "n_layers": 1}]}
 
 
 def environment() -> dict:
-    """The device and the library versions every row carries."""
-    import lightning
+    """The device and the library versions every row carries (lightning's and transformers' from their metadata:
+    importing them costs seconds)."""
+    from importlib.metadata import version
+
     import torch
-    import transformers
 
     cuda = torch.cuda.is_available()
     return {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-            "cuda": torch.version.cuda or "none", "transformers": transformers.__version__,
-            "lightning": lightning.__version__}
+            "cuda": torch.version.cuda or "none", "transformers": version("transformers"),
+            "lightning": version("lightning")}
 
 
 def device_slug() -> str:
@@ -176,6 +178,8 @@ def step_throughput(res: Results, plan: dict) -> None:
                "warmup_steps": plan["warmup_steps"], "timed_steps": plan["timed_steps"], "peak": peak["source"]}
     device = torch.device(plan["device"])
     for sid, shape in shapes.items():
+        if plan["trained"] is not None and sid not in plan["trained"]:
+            continue
         flops = train_flops_per_token(shape, seq_len)
         loops = {"lightning": lambda m: lightning_loop(m, optim, data, t, seq_len, budget, plan["warmup_steps"],
                                                        False, launch)}

@@ -287,8 +287,8 @@ def python_without(root, names) -> str:
 
 def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
     """scripts/gpu_evidence.sh with configs/ci.yaml's shapes on CPU, without the packages train and latency do not
-    need, morph run from the checkout: every step writes its rows, the static step, given 5 s for a compile that takes a minute on CPU, is
-    recorded as timed out, and the steps after it still run."""
+    need, morph run from the checkout: every step writes its rows; the static step, given 2 s for a compile that
+    takes a minute on CPU, is recorded as timed out, and the steps after it still run."""
     import csv
     import json
     import os
@@ -300,7 +300,7 @@ def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
 
     env = os.environ | {"EVIDENCE_REHEARSAL": "1", "EVIDENCE_OUT": str(tmp_path / "results"),
                         "PYTHON": python_without(tmp_path, NOT_NEEDED), "MORPH_TOKENS": str(ci_tokens),
-                        "EVIDENCE_STATIC_S": "5"}
+                        "EVIDENCE_STATIC_S": "2"}
     env.pop("PYTHONPATH", None)
     start = time.perf_counter()
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_evidence.sh")], env=env, capture_output=True, text=True,
@@ -321,9 +321,9 @@ def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
     assert got[("env", "d60-l2", "attention_kernels")].startswith("cpu")
     assert float(got[("train", "d32-l1-t0.25", "tokens_per_s")]) > 0
     for shape in ("d60-l2", "d32-l6"):
-        assert float(got[("throughput", shape, "lightning_tokens_per_s")]) > 0
         assert float(got[("latency", shape, "full_median")]) > 0
-    assert float(got[("throughput", "d60-l2", "plain_tokens_per_s")]) > 0
+    for loop in ("lightning", "plain"):
+        assert float(got[("throughput", "d60-l2", f"{loop}_tokens_per_s")]) > 0
     speedup = float(got[("speedup", "d60-l2", "latency_speedup_over_d32-l6")])
     assert speedup == pytest.approx(float(got[("latency", "d32-l6", "full_median")])
                                     / float(got[("latency", "d60-l2", "full_median")]), rel=1e-2)

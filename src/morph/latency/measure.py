@@ -109,10 +109,14 @@ def attention_kernels(shape, device, dtype) -> dict | None:
         return None
     q = torch.empty(1, shape.n_heads, 16, shape.head_dim, device=device, dtype=dtype)
     kv = torch.empty(1, shape.n_kv_heads, 16, shape.head_dim, device=device, dtype=dtype)
-    params = torch.backends.cuda.SDPAParams(q, kv, kv, None, 0.0, True, shape.n_kv_heads != shape.n_heads)
     cuda = torch.backends.cuda
-    return {"flash": cuda.can_use_flash_attention(params), "efficient": cuda.can_use_efficient_attention(params),
-            "cudnn": cuda.can_use_cudnn_attention(params)}
+    try:
+        params = cuda.SDPAParams(q, kv, kv, None, 0.0, True, shape.n_kv_heads != shape.n_heads)
+    except TypeError:  # torch before 2.5 has no grouped-query flag
+        params = cuda.SDPAParams(q, kv, kv, None, 0.0, True)
+    checks = {"flash": "can_use_flash_attention", "efficient": "can_use_efficient_attention",
+              "cudnn": "can_use_cudnn_attention"}  # cudnn's check is newer than the others
+    return {kernel: getattr(cuda, check)(params) for kernel, check in checks.items() if hasattr(cuda, check)}
 
 
 def _settings(lat: dict) -> list[tuple[str, int, int]]:

@@ -328,3 +328,15 @@ def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
     assert speedup == pytest.approx(float(got[("latency", "d32-l6", "full_median")])
                                     / float(got[("latency", "d60-l2", "full_median")]), rel=1e-2)
     print(f"rehearsal: {seconds:.1f} s")
+
+
+def test_evaluate_without_the_eval_extra_names_it(monkeypatch, tmp_path):
+    import importlib.util
+
+    from morph.errors import MorphError
+    from morph.evaluate import score
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else found(name, *a))
+    with pytest.raises(MorphError, match=r"needs lm-eval, an extra: pip install -e '.\[eval\]'"):
+        score.evaluate(tmp_path, ["copa"], 64, tmp_path / "out")

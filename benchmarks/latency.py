@@ -39,14 +39,14 @@ def main() -> int:
     args = ap.parse_args()
 
     base = experiment.load(args.params)
-    torch.set_num_threads(base["latency"]["threads"])
+    torch.set_num_threads(base.latency.threads)
     hf_lat = replace(base.latency, backends=("hf",), repeats=args.repeats, ttft=False, batch_sizes=(1,))
     hf_cfg = replace(base, latency=hf_lat)
     static_cfg = replace(base, latency=replace(hf_lat, backends=("static",)))
     static_ids = {s for s in args.static.split(",") if s}
     lat = hf_cfg.latency
-    print(f"# {len(base.latency_shapes)} CI shapes, batch 1, {lat['prompt_len']} -> {lat['new_tokens']} tokens, "
-          f"{args.repeats} reps x {args.runs} runs, {lat['threads']} thread(s), {os.cpu_count()} CPUs", file=sys.stderr)
+    print(f"# {len(base.latency_shapes)} CI shapes, batch 1, {lat.prompt_len} -> {lat.new_tokens} tokens, "
+          f"{args.repeats} reps x {args.runs} runs, {lat.threads} thread(s), {os.cpu_count()} CPUs", file=sys.stderr)
 
     header = (f"{'shape':<8}{'params':>9}{'L':>3}{'measure_s':>10}{'hf_ms':>8}{'cv':>7}{'cv_med':>8}{'cpu_ms':>8}"
               f"{'cpu_cv':>8}{'cpu_share':>10}{'static_ms':>10}{'compile_s':>10}{'hf/static':>10}{'load1':>10}")

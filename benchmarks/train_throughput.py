@@ -3,13 +3,15 @@
 For each toy shape it times steady-state steps of
   - plain:     a hand-written loop (forward, loss, backward, clip, AdamW, schedule) over the HF model;
   - lightning: CausalLM inside the Trainer that `morph train` builds (progress bar, logger, checkpoint callback);
-and prints tokens per CPU second of this process (see `clock`), the ratio lightning/plain (target >= 0.95) and MFU against an fp32 matmul peak measured
-in the same run (target >= 40% for d_model >= 128). With --compile it repeats both with torch.compile.
+and prints tokens per second (on CPU per CPU second of this process, see `clock`), the ratio lightning/plain
+(target >= 0.95) and MFU against the device's peak in the precision's compute dtype (on CPU an fp32 matmul peak
+measured in the same run; target >= 40% for d_model >= 128). With --compile it repeats both with torch.compile.
+--accelerator gpu --precision bf16-mixed times them on a GPU, by the wall clock once the device has finished.
 The two loops alternate for --rounds rounds and each keeps its best round: the machine is shared and noisy.
 Both run in this process under `morph train`'s malloc setting (train/memory.py), so neither pays page faults
 the other does not.
 
-    python benchmarks/train_throughput.py [--threads 2] [--steps 6] [--rounds 3] [--compile]
+    python benchmarks/train_throughput.py [--threads 2] [--steps 6] [--rounds 3] [--compile] [--accelerator gpu]
 
 Token ids are drawn uniformly from the vocabulary: throughput does not depend on which tokens they are.
 """
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 
 from morph.model import build_model
 from morph.train.batches import IGNORE, TokenData, TokenStream, make_datamodule, steps_for_budget, train_batch
-from morph.train.flops import matmul_peak_flops, train_flops_per_token
+from morph.train.flops import PRECISION_DTYPES, device_peak, matmul_peak_flops, train_flops_per_token
 from morph.train.launch import Launch
 from morph.train.lm import CausalLM, Optim, lr_factor
 from morph.train.memory import keep_freed_memory
@@ -38,13 +40,30 @@ from morph.train.run import make_trainer
 from morph.workflow import experiment
 
 SHAPES = ((64, 2), (128, 2), (256, 2))
-# CPU seconds of this process, not wall seconds: on a shared machine the wall clock also counts the time the
-# neighbours hold the cores, which no loop can cut. Both loops run on this process's threads alone.
-clock = time.process_time
 
 
-def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, compile: bool, log_every: int) -> float:
-    """CPU seconds for the steps after `warmup`, in the plainest loop that does the same work."""
+def clock(launch: Launch) -> float:
+    """On CPU, CPU seconds of this process, not wall seconds: on a shared machine the wall clock also counts the
+    time the neighbours hold the cores, which no loop can cut; both loops run on this process's threads alone.
+    On a GPU the wall clock, read once the device has run everything queued."""
+    if launch.accelerator == "cpu":
+        return time.process_time()
+    torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def autocast(launch: Launch):
+    """The compute precision Lightning's precision plugin gives the forward pass."""
+    mixed = launch.precision.endswith("-mixed")
+    return torch.autocast("cuda" if launch.accelerator == "gpu" else "cpu",
+                          dtype=getattr(torch, PRECISION_DTYPES[launch.precision]), enabled=mixed)
+
+
+def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, compile: bool, log_every: int,
+               launch: Launch = Launch("cpu", "32-true", "auto")) -> float:
+    """Seconds (see `clock`) for the steps after `warmup`, in the plainest loop that does the same work."""
+    device = "cuda" if launch.accelerator == "gpu" else "cpu"
+    model = model.to(device)
     forward = torch.compile(model.forward) if compile else model.forward
     decay = [p for p in model.parameters() if p.ndim >= 2]
     keep = [p for p in model.parameters() if p.ndim < 2]
@@ -53,9 +72,10 @@ def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, comp
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, optim))
     for step, make in enumerate(batches):
         if step == warmup:
-            start = clock()
-        inputs, targets = make()
-        logits = forward(input_ids=inputs, use_cache=False).logits
+            start = clock(launch)
+        inputs, targets = (x.to(device) for x in make())
+        with autocast(launch):
+            logits = forward(input_ids=inputs, use_cache=False).logits
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -64,36 +84,36 @@ def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, comp
         sched.step()
         if (step + 1) % log_every == 0:
             loss.item()  # the Lightning module reads the loss every train.log_every steps (NaN guard, EMA)
-    return clock() - start
+    return clock(launch) - start
 
 
 class StepTimer:
     """Times Lightning's steps after `warmup`, measured like the plain loop's."""
 
-    def __new__(cls, warmup: int):
+    def __new__(cls, warmup: int, launch: Launch):
         from lightning.pytorch.callbacks import Callback
 
         class _Timer(Callback):
             def on_train_batch_start(self, trainer, module, batch, batch_idx):
                 if trainer.global_step == warmup:
-                    self.start = clock()
+                    self.start = clock(launch)
 
             def on_train_end(self, trainer, module):
-                self.seconds = clock() - self.start
+                self.seconds = clock(launch) - self.start
 
         return _Timer()
 
 
 def lightning_loop(model, optim: Optim, data: TokenData, t, seq_len: int, budget: int, warmup: int,
-                   compile: bool) -> float:
+                   compile: bool, launch: Launch = Launch("cpu", "32-true", "auto")) -> float:
     module = CausalLM(model, optim, "benchmark", compile=compile, log_every=t.log_every)
     dm = make_datamodule(data, seq_len, t, budget, 0)
     # Lightning's notes (devices found, tips, why fit stopped) would land between the table's rows.
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as out:
-        trainer = make_trainer(t, Launch("cpu", "32-true", "auto"), Path(out), optim.total_steps)
-        timer = StepTimer(warmup)
+        trainer = make_trainer(t, launch, Path(out), optim.total_steps)
+        timer = StepTimer(warmup, launch)
         trainer.callbacks.append(timer)
         with contextlib.redirect_stdout(sys.stderr):  # Lightning's progress bar writes to stdout
             trainer.fit(module, datamodule=dm)
@@ -110,12 +130,18 @@ def main():
     ap.add_argument("--compile", action="store_true", help="also time both loops with torch.compile")
     ap.add_argument("--grid", action="store_true",
                     help="instead: Lightning tokens/s of every grid shape, with the serial time of the grid")
+    ap.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
+    ap.add_argument("--precision", choices=sorted(PRECISION_DTYPES), help="default: 32-true on cpu, bf16-mixed on gpu")
     args = ap.parse_args()
+    args.launch = Launch(args.accelerator, args.precision or ("bf16-mixed" if args.accelerator == "gpu" else "32-true"),
+                         "auto")
 
     cfg = experiment.load(args.params)
     t, seq_len = cfg.train, cfg.model.seq_len
     torch.set_num_threads(args.threads)
-    keep_freed_memory()
+    on_cpu = args.accelerator == "cpu"
+    if on_cpu:
+        keep_freed_memory()
     rules = cfg.rules
     vocab = rules.vocab_size
     tokens = np.random.default_rng(0).integers(0, vocab, size=200_000).astype(np.uint32)
@@ -126,8 +152,9 @@ def main():
     optim = Optim.from_params(t, steps)
     args.batch_tokens = t.batch_size * seq_len
     tokens_timed = budget_tokens(args)
-    peak = matmul_peak_flops("cpu", "float32", seconds=1.0)
-    print(f"threads {args.threads}, batch {t.batch_size} x seq {seq_len}, vocab {vocab}, "
+    peak = (matmul_peak_flops("cpu", "float32", seconds=1.0) if on_cpu
+            else device_peak("cuda", args.launch.precision)["flops"])
+    print(f"{args.launch.accelerator} {args.launch.precision}, threads {args.threads}, batch {t.batch_size} x seq {seq_len}, vocab {vocab}, "
           f"{args.steps} timed steps after {args.warmup}, best of {args.rounds} rounds")
     if args.grid:
         return grid_table(cfg, data, t, seq_len, budget, optim, args)
@@ -136,15 +163,16 @@ def main():
     for d_model, n_layers in SHAPES:
         shape = rules.build(d_model, n_layers)
         model = build_model(shape, cfg.model.max_position_embeddings, 0, seed=0)
-        peak = max(peak, matmul_peak_flops("cpu", "float32", seconds=1.0))  # best seen so far: the hardware's
+        if on_cpu:
+            peak = max(peak, matmul_peak_flops("cpu", "float32", seconds=1.0))  # best seen so far: the hardware's
         for compile in variants:
             batches = [lambda s=s: train_batch(tokens, s, 0, t.batch_size, seq_len, budget) for s in range(steps)]
             plain = light = 0.0
             for _ in range(args.rounds):
                 plain = max(plain, tokens_timed / plain_loop(copy.deepcopy(model), optim, batches, t.grad_clip,
-                                                             args.warmup, compile, t.log_every))
+                                                             args.warmup, compile, t.log_every, args.launch))
                 light = max(light, tokens_timed / lightning_loop(copy.deepcopy(model), optim, data, t, seq_len,
-                                                                 budget, args.warmup, compile))
+                                                                 budget, args.warmup, compile, args.launch))
             rows.append((shape, compile, plain, light))
     print(f"{'shape':<10}{'params':>10}{'compile':>9}{'plain tok/s':>13}{'lightning tok/s':>17}{'ratio':>7}"
           f"{'MFU plain':>11}{'MFU light.':>11}")
@@ -152,7 +180,8 @@ def main():
         flops = train_flops_per_token(shape, seq_len)
         print(f"{shape.shape_id:<10}{shape.params():>10,}{str(compile):>9}{plain:>13,.0f}{light:>17,.0f}"
               f"{light / plain:>7.3f}{plain * flops / peak:>11.1%}{light * flops / peak:>11.1%}")
-    print(f"(MFU against the best fp32 matmul peak seen in this run: {peak / 1e9:.1f} GFLOP/s)")
+    print(f"(MFU against {'the best fp32 matmul peak seen in this run' if on_cpu else 'the datasheet peak'}: "
+          f"{peak / 1e9:.1f} GFLOP/s)")
 
 
 def grid_table(cfg, data, t, seq_len, budget, optim, args):
@@ -164,7 +193,7 @@ def grid_table(cfg, data, t, seq_len, budget, optim, args):
             model = build_model(run.shape, cfg.model.max_position_embeddings, 0, seed=0)
             rate[run.shape.shape_id] = max(
                 budget_tokens(args) / lightning_loop(copy.deepcopy(model), optim, data, t, seq_len, budget,
-                                                     args.warmup, False) for _ in range(args.rounds))
+                                                     args.warmup, False, args.launch) for _ in range(args.rounds))
     print(f"{'run':<16}{'params':>10}{'tokens':>12}{'tok/s':>9}{'est. s':>9}")
     total = 0.0
     for run in runs:

@@ -179,6 +179,9 @@ def test_run_writes_model_and_metrics(reference, tokens):
     assert m["params"] == 46176 and m["non_embedding_params"] == 13408
     assert 0 < m["val_loss"] < math.log(512) and 0 < m["train_loss_ema"] < math.log(512)
     assert m["tokens_per_s"] > 0 and 0 < m["mfu"] < 1 and m["peak"]["flops"] > 0 and "measured" in m["peak"]["source"]
+    # timed past the first steps and without the 18 checkpoint writes: fewer seconds than the whole loop
+    assert m["throughput"]["steps"] == 181 - 2 and 0 < m["throughput"]["seconds"] < m["train_s"]
+    assert m["tokens_per_s"] == pytest.approx(179 * 8 * 32 / m["throughput"]["seconds"])
     assert m["provenance"]["inputs"][str(tokens / "meta.json")]
     assert not (out / "ckpt").exists()
     curve = (out / "logs" / "metrics.csv").read_text().splitlines()

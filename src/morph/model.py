@@ -4,15 +4,17 @@ from __future__ import annotations
 from morph.shape import Shape
 
 
-def build_model(shape: Shape, max_position_embeddings: int, eos_token_id: int | None, seed: int):
-    """A freshly initialised model; the same seed gives the same weights."""
+def build_model(shape: Shape, max_position_embeddings: int, eos_token_id: int | None, seed: int, device=None):
+    """A freshly initialised model, built on `device` (default: CPU); the same seed gives the same weights on the
+    same kind of device. Building on the GPU spares each training rank a host copy of the fp32 weights."""
     import torch
     from transformers import LlamaForCausalLM
 
+    device = torch.device(device or "cpu")
     config = shape.llama_config(max_position_embeddings, eos_token_id)
-    # The weights are drawn from the global generator inside the constructor; fork it so
+    # The weights are drawn from the device's global generator inside the constructor; fork it so
     # building a model neither depends on nor disturbs the caller's random state.
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), device:
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     return model

@@ -145,10 +145,18 @@ class ShapeRules:
     n_kv_heads: int | None = None
     ffn_multiple: int = 256
     tie_embeddings: bool = False
+    max_head_dim: int | None = None  # with n_heads: wider heads get more of them (see heads_for)
 
     def heads_for(self, d_model: int) -> int:
         if self.n_heads is not None:
-            return self.n_heads
+            if self.max_head_dim is None or d_model // self.n_heads <= self.max_head_dim:
+                return self.n_heads
+            # The fewest more heads that divide d_model into heads within the cap, in multiples of 8.
+            for heads in range(self.n_heads + 1, d_model // 8 + 1):
+                if d_model % heads == 0 and (d_model // heads) % 8 == 0 and d_model // heads <= self.max_head_dim:
+                    return heads
+            raise ShapeError(f"d_model: {d_model} has no head count above n_heads={self.n_heads} giving heads of at "
+                             f"most max_head_dim={self.max_head_dim} in multiples of 8")
         if d_model % self.head_dim:
             raise ShapeError(f"d_model: {d_model} is not divisible by head_dim={self.head_dim}")
         return d_model // self.head_dim

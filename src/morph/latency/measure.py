@@ -17,6 +17,7 @@ from pathlib import Path
 
 from morph.errors import MorphError
 from morph.io import library_versions, provenance, write_json
+from morph.latency.names import flash_head_dim_problem
 from morph.latency.stats import summarize
 from morph.model import build_model
 from morph.workflow import experiment, paths
@@ -100,6 +101,24 @@ def timed_model(shape, cfg: Experiment, device, dtype):
     return model.to(device=device, dtype=dtype).eval()
 
 
+def attention_kernels(shape, device, dtype) -> dict | None:
+    """Which of PyTorch's fused SDPA kernels take this shape's heads on this GPU (None on CPU, which has one)."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    q = torch.empty(1, shape.n_heads, 16, shape.head_dim, device=device, dtype=dtype)
+    kv = torch.empty(1, shape.n_kv_heads, 16, shape.head_dim, device=device, dtype=dtype)
+    cuda = torch.backends.cuda
+    try:
+        params = cuda.SDPAParams(q, kv, kv, None, 0.0, True, shape.n_kv_heads != shape.n_heads)
+    except TypeError:  # torch before 2.5 has no grouped-query flag
+        params = cuda.SDPAParams(q, kv, kv, None, 0.0, True)
+    checks = {"flash": "can_use_flash_attention", "efficient": "can_use_efficient_attention",
+              "cudnn": "can_use_cudnn_attention"}  # cudnn's check is newer than the others
+    return {kernel: getattr(cuda, check)(params) for kernel, check in checks.items() if hasattr(cuda, check)}
+
+
 def _settings(lat: dict) -> list[tuple[str, int, int]]:
     """(name, batch, new tokens) of every timed call in one repetition."""
     plan = [("full", 1, lat.new_tokens)]
@@ -146,7 +165,7 @@ def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress:
 
     # A compiling backend compiles on its first call per shape; that call is never a sample.
     first_call = {}
-    for i in range(max(lat.warmup, 1 if backend.name == "static" else 0)):
+    for i in range(max(lat.warmup, backend.warmup)):
         for name, batch, new in plan:
             seconds, _, _ = once(name, batch, new)
             if i == 0:
@@ -163,6 +182,7 @@ def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress:
             cpu_samples[name].append(cpu)
             if name == "full" and tokens is None:
                 tokens = out[0, prompt_len:].tolist()
+    backend.check_timed()
 
     settings = {}
     for name, batch, new in plan:
@@ -201,6 +221,12 @@ def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = Tru
         latency_backends.check_available(name, device.type)
 
     torch.set_num_threads(lat.threads)
+    kernels = attention_kernels(shape, device, dtype)
+    if kernels is not None and not kernels["flash"]:
+        why = flash_head_dim_problem(shape.head_dim) or f"head dim {shape.head_dim}"
+        print(f"morph latency: warning: {shape.shape_id}: PyTorch's flash attention kernel does not take its heads "
+              f"here ({why}); its timings are not comparable with those of shapes it takes (see model.max_head_dim)",
+              file=sys.stderr)
     load_before = os.getloadavg()
     model = timed_model(shape, cfg, device, dtype)
     rng = torch.Generator().manual_seed(cfg.seed)
@@ -228,6 +254,7 @@ def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = Tru
         "dtype": str(dtype).removeprefix("torch."),
         "bytes_per_value": bytes_per_value,
         "threads": torch.get_num_threads(),
+        "attention_kernels": kernels,
         "setting": {k: getattr(lat, k) for k in ("prompt_len", "new_tokens", "warmup", "repeats", "ttft", "batch_sizes")}
         | {"seed": cfg.seed, "max_position_embeddings": cfg.model.max_position_embeddings},
         "backends": backends,

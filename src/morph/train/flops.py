@@ -7,6 +7,11 @@ import time
 from morph.shape import Shape
 
 
+# How Shape.forward_flops_per_token counts attention, stated beside every MFU.
+ATTENTION_FLOPS = ("causal: QK^T and AV over the s/2 keys a query sees on average, 2*L*s*d_model FLOPs per token "
+                   "forward; PaLM's 6N + 12*L*s*d counts the whole s x s square, twice this term")
+
+
 def train_flops_per_token(shape: Shape, seq_len: int) -> int:
     """Forward plus backward (twice the forward) matmul FLOPs per trained token."""
     return 3 * shape.forward_flops_per_token(seq_len)
@@ -38,26 +43,39 @@ def matmul_peak_flops(device: str = "cpu", dtype: str = "float32", n: int = 1024
     return 2 * n**3 / best
 
 
-# Dense (no sparsity) peak FLOP/s from NVIDIA's datasheets, per dtype; the first name found in the device's wins.
+# Dense (no sparsity) peak FLOP/s from NVIDIA's datasheets, per dtype (fp32 without TF32, torch's default for
+# matmuls); the first name found in the device's wins, so the NVL and PCIe cards come before the SXM ones.
 DATASHEET_PEAKS = (
-    ("H100 PCIe", {"bfloat16": 756e12, "float32": 51e12}),
-    ("H100", {"bfloat16": 989e12, "float32": 67e12}),  # SXM
-    ("H200", {"bfloat16": 989e12, "float32": 67e12}),
-    ("A100", {"bfloat16": 312e12, "float32": 19.5e12}),
+    ("H100 PCIe", {"bfloat16": 756e12, "float16": 756e12, "float32": 51e12}),
+    ("H100 NVL", {"bfloat16": 835e12, "float16": 835e12, "float32": 60e12}),
+    ("H200 NVL", {"bfloat16": 835e12, "float16": 835e12, "float32": 60e12}),
+    ("H100", {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12}),  # SXM
+    ("H200", {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12}),  # SXM
+    ("A100", {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12}),
 )
 
+# The dtype a Lightning precision string runs its matmuls in.
+PRECISION_DTYPES = {"bf16-mixed": "bfloat16", "bf16-true": "bfloat16", "16-mixed": "float16",
+                    "16-true": "float16", "32-true": "float32"}
 
-def device_peak(device: str, dtype: str) -> dict:
-    """{"flops", "dtype", "source"}: a known GPU's datasheet peak, else the measured matmul peak."""
+
+def device_peak(device: str, precision: str) -> dict:
+    """{"flops", "dtype", "precision", "source"}: a known GPU's datasheet peak in the dtype the precision computes
+    in, else a matmul peak measured here; on a GPU a large matmul, as a small one leaves it underused."""
     import torch
 
+    dtype = PRECISION_DTYPES[precision]
+    label = {"dtype": dtype, "precision": precision}
     if device.startswith("cuda"):
         name = torch.cuda.get_device_name()
         for known, peaks in DATASHEET_PEAKS:
             if known in name:
-                return {"flops": peaks[dtype], "dtype": dtype, "source": f"datasheet dense peak, {name}"}
+                return {"flops": peaks[dtype], **label, "source": f"datasheet dense peak, {name}"}
+        n = 8192
+        return {"flops": matmul_peak_flops(device, dtype, n), **label,
+                "source": f"measured {n}x{n} matmul peak, {name}"}
     n = 1024
-    return {"flops": matmul_peak_flops(device, dtype, n), "dtype": dtype,
+    return {"flops": matmul_peak_flops(device, dtype, n), **label,
             "source": f"measured {n}x{n} matmul peak, {device}, {torch.get_num_threads()} threads"}
 
 

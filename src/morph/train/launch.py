@@ -38,12 +38,30 @@ def resolve(t: Train, cuda_available: bool) -> Launch:
 
 def lightning_strategy(launch: Launch):
     """The strategy handed to Lightning. Under DDP each gradient is a view into its all-reduce bucket: the same
-    numbers with one copy fewer each way a step and the gradients held once (4-8% of a 2-rank CPU step at d128)."""
+    numbers with one copy fewer each way a step and the gradients held once (4-8% of a 2-rank CPU step at d128).
+    Under FSDP see `fsdp_strategy`."""
+    if launch.strategy == "fsdp":
+        return fsdp_strategy()
     if launch.strategy != "ddp":
         return launch.strategy
     from lightning.pytorch.strategies import DDPStrategy
 
     return DDPStrategy(gradient_as_bucket_view=True)
+
+
+def fsdp_strategy():
+    """FSDP sharded per decoder layer (the embedding and head stay in the root unit), so a rank holds one layer's
+    gathered weights at a time and the training state really splits over the ranks. FSDP's own mixed precision
+    is kept at fp32 for parameters, gradient reduction and buffers: Lightning's bf16 default would reduce
+    gradients and cast the rotary inv_freq buffer in bf16. Autocast alone computes in bf16, as on one device."""
+    import torch
+    from lightning.pytorch.strategies import FSDPStrategy
+    from torch.distributed.fsdp import MixedPrecision
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    fp32 = torch.float32
+    return FSDPStrategy(auto_wrap_policy={LlamaDecoderLayer}, use_orig_params=True,
+                        mixed_precision=MixedPrecision(param_dtype=fp32, reduce_dtype=fp32, buffer_dtype=fp32))
 
 
 def _started_by() -> str | None:
@@ -64,6 +82,16 @@ def global_rank(devices_per_node: int) -> int:
     return int(os.environ.get("NODE_RANK", 0)) * devices_per_node + int(os.environ.get("LOCAL_RANK", 0))
 
 
+def local_rank(devices_per_node: int) -> int:
+    """This process's rank on its node, which is its device's index there; read as `global_rank` reads the rank."""
+    started_by = _started_by()
+    if started_by == "slurm":
+        return int(os.environ["SLURM_LOCALID"])
+    if started_by == "torchrun":
+        return int(os.environ["LOCAL_RANK"])
+    return global_rank(devices_per_node) % devices_per_node
+
+
 def this_machine(accelerator: str) -> Machine:
     import torch
 
@@ -75,19 +103,34 @@ def this_machine(accelerator: str) -> Machine:
     return Machine(len(os.sched_getaffinity(0)), "CPU cores", None, outside)
 
 
+def activation_bytes(shape: Shape, tokens: int, precision: str) -> int:
+    """What autograd keeps for the backward pass of a micro batch of `tokens` tokens: the Hugging Face Llama with
+    fused (SDPA) attention and no recomputation, counted tensor by tensor from what it saves. Per layer and token:
+    two RMSNorms each keep their fp32 input and normalised value (8 d bytes) and a 4-byte rsqrt, whatever the
+    precision, since the residual stream stays fp32; the projections' inputs take 12 d bytes either way (under
+    autocast q, k, v, o, gate and up each keep a 16-bit copy, in fp32 q/k/v and gate/up share theirs); attention
+    keeps q, k, v and a fp32 log-sum-exp per head; the SwiGLU MLP keeps four ffn-wide values. Then the final norm,
+    the head's input and the fp32 log-softmax over the vocabulary, and the int64 targets."""
+    value = 4 if precision == "32-true" else 2
+    d, f = shape.d_model, shape.ffn
+    layer = 2 * (8 * d + 4) + 12 * d + 3 * value * d + 4 * shape.n_heads + 4 * value * f
+    head = 8 * d + 4 + value * d + 4 * shape.vocab_size + 8
+    return tokens * (shape.n_layers * layer + head)
+
+
 def train_bytes_per_device(shape: Shape, seq_len: int, t: Train, launch: Launch) -> int:
     """An estimate of one rank's peak training memory: fp32 weights, gradients and AdamW moments (sharded over
-    the ranks under fsdp), the micro batch's activations without recomputation (about 34 bytes of 16-bit values
-    per token and d_model per layer with fused attention, Korthikanti et al. 2022) and its logits in 16 and
-    32 bits with their gradient."""
+    the ranks under fsdp), the 16-bit weight copies autocast keeps for the backward pass, the micro batch's saved
+    activations (`activation_bytes`) and, at the start of the backward pass, the logits' gradient in fp32 and
+    the compute precision. The allocator's fragmentation and the CUDA context come on top."""
     states = shape.params() * (4 + 4 + 8)
     if launch.strategy == "fsdp":
         states //= t.world_size
     value = 4 if launch.precision == "32-true" else 2
+    copies = 0 if value == 4 else value * shape.params()
     tokens = t.micro_batch * seq_len
-    activations = 17 * value * tokens * shape.d_model * shape.n_layers
-    logits = tokens * shape.vocab_size * (value + 4 + 4)
-    return states + activations + logits
+    logits_grad = tokens * shape.vocab_size * (4 + value)
+    return states + copies + activation_bytes(shape, tokens, launch.precision) + logits_grad
 
 
 def check(t: Train, launch: Launch, machine: Machine, shape: Shape, seq_len: int) -> None:

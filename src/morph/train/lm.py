@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import ParallelStrategy
+from lightning.pytorch.strategies import FSDPStrategy, ParallelStrategy
 
 from morph.errors import MorphError
 from morph.train.batches import IGNORE
@@ -45,6 +45,20 @@ def lr_factor(step: int, o: Optim) -> float:
     return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def no_decay_names(model) -> frozenset[str]:
+    """Parameters left out of weight decay: every one that is not a matrix (norm gains, biases)."""
+    return frozenset(n for n, p in model.named_parameters() if p.ndim < 2)
+
+
+def unwrapped_name(name: str) -> str:
+    """A parameter's name as in the unwrapped model: each FSDP unit inserts its wrapper's prefix."""
+    return name.replace("_fsdp_wrapped_module.", "")
+
+
+# Throughput is timed after each session's first steps (compilation, allocator growth, kernel selection).
+WARMUP_STEPS = 2
+
+
 class DivergedError(MorphError):
     """The training loss became NaN or infinite."""
 
@@ -67,7 +81,13 @@ class CausalLM(L.LightningModule):
         # Training-loop seconds over all sessions (restored on resume): wall clock, and CPU time of this process,
         # which on a shared machine tells the loop's own cost from the time the neighbours held the cores.
         self.train_s, self.train_cpu_s = 0.0, 0.0
+        # The steady part of those seconds and its steps: past each session's warm-up, without checkpoint writes
+        # (PeriodicCheckpoint adds each write's seconds to checkpoint_s).
+        self.steady_s, self.steady_steps, self.checkpoint_s = 0.0, 0, 0.0
         self.val_sum, self.val_count = 0.0, 0
+        # Chosen by name now, while every parameter has its shape: FSDP flattens them into 1-D shards before
+        # the optimiser is built.
+        self.no_decay = no_decay_names(model)
 
     def _loss_sum(self, inputs, targets):
         logits = self._forward(input_ids=inputs, use_cache=False).logits  # training builds no KV cache
@@ -93,13 +113,23 @@ class CausalLM(L.LightningModule):
         d = self.optim.ema_decay
         self.ema_sum.mul_(d).add_(share, alpha=1 - d)  # on the device: no wait for it here
         self.ema_weight = d * self.ema_weight + (1 - d)
+        self._session_steps += 1
+        if self._session_steps == WARMUP_STEPS:
+            self._steady_start = self.synced_clock(), self.global_step, self.checkpoint_s
         step = self.global_step - 1  # the step just taken
         if (step + 1) % self.log_every == 0 or step + 1 == self.optim.total_steps:
             self._log_loss(step, share)
 
     def on_before_optimizer_step(self, optimizer):
         # Here, inside the optimiser step, gradients are already unscaled under 16-mixed precision.
-        self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip or None, gradient_clip_algorithm="norm")
+        if not self.optim.grad_clip:
+            return
+        if isinstance(self.trainer.strategy, FSDPStrategy):
+            # Lightning's FSDP precision plugin refuses norm clipping: only the root FSDP unit sees every
+            # rank's shard of the gradient, so it alone computes the whole norm.
+            self.trainer.strategy.model.clip_grad_norm_(self.optim.grad_clip)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
 
     def _whole(self, *values) -> list[float]:
         """Sum each rank's shares: the whole-batch values, the same on every rank (one device wait)."""
@@ -127,14 +157,30 @@ class CausalLM(L.LightningModule):
         wall, cpu = self._session_start
         return time.perf_counter() - wall, time.process_time() - cpu
 
+    def synced_clock(self) -> float:
+        """perf_counter once the device has run everything queued so far."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _steady(self) -> tuple[float, int]:
+        """(seconds, steps) of this session's steady part so far."""
+        if self._steady_start is None:
+            return 0.0, 0
+        wall, step, checkpoints = self._steady_start
+        return self.synced_clock() - wall - (self.checkpoint_s - checkpoints), self.global_step - step
+
     def on_train_start(self):
         self._session_start = time.perf_counter(), time.process_time()
+        self._session_steps, self._steady_start = 0, None
         first = self.restored_ema if self.global_rank == 0 else 0.0
         self.ema_sum = torch.tensor(first, dtype=torch.float64, device=self.device)
 
     def on_train_end(self):
         wall, cpu = self._session()
         self.train_s, self.train_cpu_s = self.train_s + wall, self.train_cpu_s + cpu
+        seconds, steps = self._steady()
+        self.steady_s, self.steady_steps = self.steady_s + seconds, self.steady_steps + steps
         del self._session_start
 
     def on_validation_epoch_start(self):
@@ -155,9 +201,9 @@ class CausalLM(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim
-        # Weight decay on matrices only; norm gains are left alone.
-        decay = [p for p in self.model.parameters() if p.ndim >= 2]
-        keep = [p for p in self.model.parameters() if p.ndim < 2]
+        named = [(unwrapped_name(n), p) for n, p in self.model.named_parameters()]
+        decay = [p for n, p in named if n not in self.no_decay]
+        keep = [p for n, p in named if n in self.no_decay]
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": o.weight_decay}, {"params": keep, "weight_decay": 0.0}],
             lr=o.lr, betas=o.betas, fused=o.fused or None,
@@ -169,11 +215,14 @@ class CausalLM(L.LightningModule):
         # Every rank comes here (the strategy then lets rank 0 write), so the sum over ranks is a collective.
         (ema,) = self._whole(self.ema_sum) if self.ema_sum is not None else (self.restored_ema,)
         wall, cpu = self._session()
+        seconds, steps = self._steady() if hasattr(self, "_session_start") else (0.0, 0)
         checkpoint["morph"] = {"fingerprint": self.fingerprint, "ema_sum": ema,
                                "ema_weight": self.ema_weight, "train_s": self.train_s + wall,
-                               "train_cpu_s": self.train_cpu_s + cpu}
+                               "train_cpu_s": self.train_cpu_s + cpu, "steady_s": self.steady_s + seconds,
+                               "steady_steps": self.steady_steps + steps}
 
     def on_load_checkpoint(self, checkpoint):
         state = checkpoint["morph"]
         self.restored_ema, self.ema_weight = state["ema_sum"], state["ema_weight"]
         self.train_s, self.train_cpu_s = state["train_s"], state["train_cpu_s"]
+        self.steady_s, self.steady_steps = state["steady_s"], state["steady_steps"]

@@ -97,7 +97,8 @@ def resume_point(ckpt: Path, fp: str) -> int | None:
     if not ckpt.exists():
         return None
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        # Mapped, not read: only the few values looked at here leave the disk, on every rank.
+        state = torch.load(ckpt, map_location="cpu", mmap=True, weights_only=False)
     except Exception as err:  # a checkpoint from a killed writer or another torch: start over
         say(f"ignoring unreadable checkpoint {ckpt} ({type(err).__name__})")
         return None
@@ -184,6 +185,19 @@ def make_trainer(t: Train, launch: Launch, out: Path, total: int):
     )
 
 
+def steady_throughput(module, step_tokens: int, budget: int) -> dict:
+    """Tokens/s past each session's warm-up steps and without checkpoint writes; a run too short to have such
+    steps is timed over all of them, and says so."""
+    from morph.train.lm import WARMUP_STEPS
+
+    if module.steady_steps:
+        return {"tokens_per_s": module.steady_steps * step_tokens / module.steady_s, "steps": module.steady_steps,
+                "seconds": module.steady_s,
+                "timed": f"steps after each session's first {WARMUP_STEPS}, checkpoint writes left out"}
+    return {"tokens_per_s": budget / module.train_s, "steps": None, "seconds": module.train_s,
+            "timed": "every step: the run is no longer than its warm-up"}
+
+
 def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
           inputs: list[Path] | None = None, params: str = paths.PARAMS) -> dict | None:
     """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics on rank 0, None elsewhere.
@@ -196,8 +210,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     from morph.model import build_model
     from morph.train.batches import make_datamodule, open_tokens, steps_for_budget
     from morph.train.checkpointing import join_curve, keep_curve_before
-    from morph.train.flops import device_peak, mfu, train_flops_per_token
-    from morph.train.launch import check, global_rank, resolve, this_machine
+    from morph.train.flops import ATTENTION_FLOPS, device_peak, mfu, train_flops_per_token
+    from morph.train.launch import check, global_rank, local_rank, resolve, this_machine
     from morph.train.lm import CausalLM, Optim
     from morph.train.memory import keep_freed_memory
 
@@ -217,7 +231,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     seq_len, batch = m.seq_len, t.batch_size
     total = steps_for_budget(run.tokens, batch, seq_len)
     torch.set_num_threads(t.threads)
-    keep_freed_memory()
+    if launch.accelerator == "cpu":  # on a GPU the steps' tensors live on the device; the host's memory goes back
+        keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(t.threads)  # for ranks Lightning starts, which it would otherwise set
     meta_sha = sha256_file(data.root / "meta.json")
     fp = fingerprint(run, cfg, meta_sha)
@@ -231,7 +246,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     if start is not None and rank_zero:
         say(f"resuming {run.run_id} from step {start} of {total} ({ckpt})")
 
-    model = build_model(run.shape, m.max_position_embeddings, data.meta["eot_id"], seed)
+    device = torch.device("cuda", local_rank(t.devices)) if launch.accelerator == "gpu" else None
+    model = build_model(run.shape, m.max_position_embeddings, data.meta["eot_id"], seed, device)
     module = CausalLM(model, Optim.from_params(t, total), fp, compile=t.compile, log_every=min(t.log_every, total))
     dm = make_datamodule(data, seq_len, t, run.tokens, seed, start or 0)
     if rank_zero:
@@ -253,9 +269,9 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     if not torch.isfinite(torch.tensor(val_loss)):
         raise MorphError(f"held-out loss of {run.run_id} is {val_loss}; not writing metrics")
 
-    peak = device_peak("cuda" if launch.accelerator == "gpu" else "cpu",
-                       "bfloat16" if launch.precision.startswith("bf16") else "float32")
-    tokens_per_s = run.tokens / module.train_s
+    peak = device_peak("cuda" if launch.accelerator == "gpu" else "cpu", launch.precision)
+    throughput = steady_throughput(module, batch * seq_len, run.tokens)
+    tokens_per_s = throughput["tokens_per_s"]
     # The old model/ and metrics.json stay whole until the new ones are: a failed rerun leaves the old result,
     # and a crash between the two writes leaves no metrics.json, never a new model beside old metrics.
     (out / "metrics.json").unlink(missing_ok=True)
@@ -285,7 +301,9 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "train_s": module.train_s,
         "train_cpu_s": module.train_cpu_s,  # rank 0's process
         "tokens_per_s": tokens_per_s,
+        "throughput": throughput,
         "train_flops_per_token": train_flops_per_token(run.shape, seq_len),
+        "attention_flops": ATTENTION_FLOPS,
         "peak": peak,
         # Of all ranks together, against one device's peak times the ranks.
         "mfu": mfu(tokens_per_s, run.shape, seq_len, peak["flops"] * t.world_size),

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from morph.latency.names import BACKENDS as LATENCY_BACKENDS
+from morph.latency.names import FLASH_MAX_HEAD_DIM, flash_head_dim_problem
 from morph.law.names import AUTO, LAWS, PAPER_LAWS, PARAMS_COUNTS, SOLVERS, TIES
 from morph.shape import Shape, ShapeError, ShapeRules
 from morph.workflow import grid
@@ -109,6 +110,7 @@ class Model:
     max_position_embeddings: int = rule(512, min=1)
     n_heads: int | None = rule(None, min=1)
     head_dim: int | None = rule(None, min=2)
+    max_head_dim: int | None = rule(None, min=8)  # with n_heads: a wider head gets more heads (256: fused kernels)
     n_kv_heads: int | None = rule(None, min=1)
     ffn_multiple: int = rule(256, min=1)
     tie_embeddings: bool = rule(False)
@@ -301,7 +303,8 @@ class Experiment:
     def rules(self) -> ShapeRules:
         m = self.model
         return ShapeRules(vocab_size=self.vocab_size, n_heads=m.n_heads, head_dim=m.head_dim,
-                          n_kv_heads=m.n_kv_heads, ffn_multiple=m.ffn_multiple, tie_embeddings=m.tie_embeddings)
+                          n_kv_heads=m.n_kv_heads, ffn_multiple=m.ffn_multiple, tie_embeddings=m.tie_embeddings,
+                          max_head_dim=m.max_head_dim)
 
     @cached_property
     def expansion(self) -> grid.Expansion:
@@ -369,6 +372,8 @@ def _cross_checks(exp: Experiment) -> None:
     m = exp.model
     if (m.n_heads is None) == (m.head_dim is None):
         raise ConfigError("model.n_heads: set exactly one of model.n_heads and model.head_dim")
+    if m.max_head_dim is not None and m.n_heads is None:
+        raise ConfigError("model.max_head_dim: goes with model.n_heads (model.head_dim already fixes the width)")
     if m.n_kv_heads is not None and m.n_heads is not None and m.n_heads % m.n_kv_heads:
         raise ConfigError(f"model.n_kv_heads: {m.n_kv_heads} does not divide n_heads={m.n_heads}")
     if m.seq_len > m.max_position_embeddings:
@@ -400,6 +405,7 @@ def _cross_checks(exp: Experiment) -> None:
         raise ConfigError(f"select.latency_metric: {exp.select.latency_metric!r} is not among latency.backends "
                           f"{list(exp.latency.backends)}")
     _check_budgets(exp)
+    _check_attention_kernels(exp)
     largest = max((*exp.grid_runs, exp.baseline), key=lambda r: r.tokens)
     if exp.data.train_tokens < largest.tokens and not exp.data.allow_repeat:
         raise ConfigError(
@@ -450,6 +456,21 @@ def _check_budgets(exp: Experiment) -> None:
         raise ConfigError(f"select.params: no candidate is within {sel.tolerance:.0%} of N_C={sel.params:,}; the "
                           f"closest, {closest}, has {exp.shape(closest).params():,} ({gaps[closest]:+.1%}); "
                           f"raise N_C, widen select.tolerance or change the candidate depths")
+
+
+def _check_attention_kernels(exp: Experiment) -> None:
+    """On a GPU no candidate, nor the baseline, may have heads wider than the fused attention kernels take: it
+    would time on a slower kernel and lose the latency comparison for its head width, not its shape. (A head
+    width off the kernels' multiple of 8, as at the toy sizes, is named by `morph latency` on the GPU.)"""
+    if exp.latency.device != "cuda":
+        return
+    for shape in (*exp.candidate_shapes, exp.baseline.shape):
+        if shape.head_dim > FLASH_MAX_HEAD_DIM:
+            raise ConfigError(
+                f"model.n_heads: {shape.shape_id} ({shape.d_model} / {shape.n_heads} heads) has a "
+                f"{flash_head_dim_problem(shape.head_dim)}, so on latency.device cuda it would time on a slower "
+                f"attention kernel than the other candidates; set model.max_head_dim: {FLASH_MAX_HEAD_DIM} "
+                f"(more heads for the widest shapes) or model.head_dim")
 
 
 def _check_batch_split(t: Train) -> None:

@@ -21,11 +21,16 @@ def _spearman(pred: np.ndarray, actual: np.ndarray) -> float | None:
     return float(spearmanr(pred, actual).statistic)
 
 
+MIN_FOR_INTERVAL = 4  # with 3 candidates every usable resample is a permutation of them: one rho, no interval
+
+
 def spearman_interval(pred: np.ndarray, actual: np.ndarray, draws: int, confidence: float, seed: int):
     """A percentile interval of Spearman's rho over candidates resampled with replacement (resamples with
     fewer than 3 distinct candidates, where rho is undefined, are skipped and counted)."""
     rng = np.random.default_rng(seed)
     n, rhos = len(pred), []
+    if n < MIN_FOR_INTERVAL:
+        return None, 0
     for _ in range(draws):
         idx = rng.integers(0, n, n)
         if len(set(idx.tolist())) >= 3 and (rho := _spearman(pred[idx], actual[idx])) is not None:

@@ -160,7 +160,8 @@ def hindsight_lines(h: dict | None) -> list[str]:
     sp, err, reg = h["spearman"], h["law_error"], h["regret"]
     rho = (f"Spearman ρ(predicted, measured) = {sp['rho']:+.2f}" + (
         f" [{sp['interval'][0]:+.2f}, {sp['interval'][1]:+.2f}] ({sp['confidence']:.0%} bootstrap over candidates)"
-        if sp["interval"] else "") if sp["rho"] is not None else "Spearman ρ undefined (fewer than 3 distinct values)")
+        if sp["interval"] else " (no interval: fewer than 4 candidates)") if sp["rho"] is not None
+        else "Spearman ρ undefined (fewer than 3 distinct values)")
     out = [f"Validation ({h['validate']}): {h['n_feasible_trained']} of {h['n_feasible']} feasible candidates "
            f"trained at D_C. {rho} over n = {sp['n']}.",
            ""]

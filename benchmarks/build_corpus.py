@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from morph.data.shards import DocWriter, read_docs  # noqa: E402
+from morph.data.shards import DocWriter, read_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,8 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from morph.evaluate import task_data as eval_data  # noqa: E402
-from morph.workflow import experiment  # noqa: E402
+from morph.evaluate import task_data as eval_data
+from morph.workflow import experiment
 
 
 def bpe_tokenizer(vocab_size: int):
@@ -60,7 +60,8 @@ def save_model(cfg: dict, d_model: int, n_layers: int, out: Path) -> int:
 def time_cli(params: Path, model: Path, out: Path) -> tuple[float, dict]:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "morph.cli", "evaluate", "--params", str(params), "--model", str(model), "--out", str(out)],
+        [sys.executable, "-m", "morph.cli", "evaluate", "--params", str(params), "--model", str(model),
+         "--out", str(out)],
         check=True, capture_output=True, env=os.environ | {"PYTHONPATH": str(ROOT / "src")},
     )
     return time.perf_counter() - start, json.loads(out.read_text())

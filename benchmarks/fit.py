@@ -23,9 +23,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from morph.law.fitting import design, fit_law, validate  # noqa: E402
-from morph.law.forms import Law, predict  # noqa: E402
-from morph.law.solvers import POLISH, Objective, serial_blas, solve, start_grid  # noqa: E402
+from morph.law.fitting import design, fit_law, validate
+from morph.law.forms import Law, predict
+from morph.law.solvers import POLISH, Objective, serial_blas, solve, start_grid
 
 TRUE = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha": 0.34, "beta": 0.37, "eps": 0.01, "gamma": 0.5}
 

@@ -143,7 +143,8 @@ def step_train_result(res: Results, plan: dict, run_dir: str) -> None:
     metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
     setting = {k: metrics[k] for k in ("precision", "accelerator", "steps", "batch_size", "seq_len")}
     for metric, unit in (("val_loss", "nats"), ("tokens_per_s", "tokens/s"), ("mfu", "fraction")):
-        res.row("train", metrics["run_id"], metric, metrics[metric], unit, setting | {"peak": metrics["peak"]["source"]})
+        res.row("train", metrics["run_id"], metric, metrics[metric], unit,
+                setting | {"peak": metrics["peak"]["source"]})
 
 
 def step_throughput(res: Results, plan: dict) -> None:
@@ -245,7 +246,8 @@ def step_speedup(res: Results, plan: dict) -> None:
     cfg, shapes = load(plan)
     base = cfg.baseline.shape.shape_id
     for step in ("latency", "static"):
-        medians = {r["shape"]: r["value"] for r in res.doc["rows"] if r["step"] == step and r["metric"] == "full_median"}
+        medians = {r["shape"]: r["value"] for r in res.doc["rows"]
+                   if r["step"] == step and r["metric"] == "full_median"}
         if base not in medians:
             continue
         for sid, median in medians.items():

@@ -30,11 +30,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from morph.law.fitting import design, validate  # noqa: E402
-from morph.law.forms import Law, predict  # noqa: E402
-from morph.law.names import LAWS, SOLVERS  # noqa: E402
-from morph.law.solvers import serial_blas, solve  # noqa: E402
-from morph.law.zoo import cross_validate  # noqa: E402
+from morph.law.fitting import design, validate
+from morph.law.forms import Law, predict
+from morph.law.names import LAWS, SOLVERS
+from morph.law.solvers import serial_blas, solve
+from morph.law.zoo import cross_validate
 
 SHARED = ROOT.parent / "shared" / "scaling-data"
 RATIOS = (1.0, 2.0, 4.0)  # the loss does not depend on them: the ratio factor is timed, not recovered
@@ -110,7 +110,8 @@ def timing(tie: str) -> None:
     solve(warm, "lm", design(df, warm), df["loss"].to_numpy(), polish=1)
     print(f"{len(df)} synthetic runs, every form (tie {tie}); baseline: one full-data fit of every form; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n")
-    print(f"{'solver':<11}{'folds':>6}{'fits':>6}{'baseline s':>12}{'zoo CV s':>10}{'CV CPU s':>10}{'ratio':>7}  winner")
+    print(f"{'solver':<11}{'folds':>6}{'fits':>6}{'baseline s':>12}{'zoo CV s':>10}{'CV CPU s':>10}{'ratio':>7}"
+          "  winner")
     total, total_cpu = 0.0, 0.0
     for solver in SOLVERS:
         def full_fits(solver: str):

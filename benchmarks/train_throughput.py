@@ -59,8 +59,11 @@ def autocast(launch: Launch):
                           dtype=getattr(torch, PRECISION_DTYPES[launch.precision]), enabled=mixed)
 
 
+CPU = Launch("cpu", "32-true", "auto")
+
+
 def plain_loop(model, optim: Optim, batches, grad_clip: float, warmup: int, compile: bool, log_every: int,
-               launch: Launch = Launch("cpu", "32-true", "auto")) -> float:
+               launch: Launch = CPU) -> float:
     """Seconds (see `clock`) for the steps after `warmup`, in the plainest loop that does the same work."""
     device = "cuda" if launch.accelerator == "gpu" else "cpu"
     model = model.to(device)
@@ -105,7 +108,7 @@ class StepTimer:
 
 
 def lightning_loop(model, optim: Optim, data: TokenData, t, seq_len: int, budget: int, warmup: int,
-                   compile: bool, launch: Launch = Launch("cpu", "32-true", "auto")) -> float:
+                   compile: bool, launch: Launch = CPU) -> float:
     module = CausalLM(model, optim, "benchmark", compile=compile, log_every=t.log_every)
     dm = make_datamodule(data, seq_len, t, budget, 0)
     # Lightning's notes (devices found, tips, why fit stopped) would land between the table's rows.
@@ -154,7 +157,8 @@ def main():
     tokens_timed = budget_tokens(args)
     peak = (matmul_peak_flops("cpu", "float32", seconds=1.0) if on_cpu
             else device_peak("cuda", args.launch.precision)["flops"])
-    print(f"{args.launch.accelerator} {args.launch.precision}, threads {args.threads}, batch {t.batch_size} x seq {seq_len}, vocab {vocab}, "
+    print(f"{args.launch.accelerator} {args.launch.precision}, threads {args.threads}, "
+          f"batch {t.batch_size} x seq {seq_len}, vocab {vocab}, "
           f"{args.steps} timed steps after {args.warmup}, best of {args.rounds} rounds")
     if args.grid:
         return grid_table(cfg, data, t, seq_len, budget, optim, args)

@@ -28,7 +28,7 @@ def snakemake_jobs(params: str, target: str = "results/morph1b.json", cwd: Path 
             current[m.group(1)] = m.group(2)
         elif line.startswith("Shell command: "):
             cmd = REDIRECT.sub("", line[len("Shell command: "):])
-            split = lambda s: frozenset(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
+            split = lambda s: frozenset(x.strip() for x in s.split(",") if x.strip())  # noqa: E731 (a one-line helper)
             jobs[split(current["output"])] = (current["rule"], cmd, split(current["input"]))
     return jobs
 

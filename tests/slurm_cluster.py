@@ -8,9 +8,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue")
 # Snakemake's SLURM plugin clears SLURM_* (SLURM_CONF too) inside each job, so job steps read

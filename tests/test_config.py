@@ -3,8 +3,8 @@ both from Python and through the CLI (exit code 2, no traceback)."""
 from __future__ import annotations
 
 import pytest
-from conftest import CI_PARAMS, ROOT
 
+from conftest import CI_PARAMS, ROOT
 from morph import cli
 from morph.errors import MorphError
 from morph.workflow import experiment

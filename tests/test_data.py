@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CI_PARAMS, ROOT
 
+from conftest import CI_PARAMS, ROOT
 from morph import cli
 from morph.data import encode, sample
 from morph.data.shards import read_docs, write_docs
@@ -412,7 +412,8 @@ def test_gpt_neox_tokenizer_from_the_wheel(make_params, tmp_path):
     assert run_sample(params, tmp_path / "s") == 0
     assert run_tokenize(params, tmp_path / "s", tmp_path / "t") == 0
     meta = json.loads((tmp_path / "t/meta.json").read_text())
-    assert (meta["vocab_size"], meta["tokenizer_vocab_size"], meta["eot_id"], meta["dtype"]) == (50432, 50280, 0, "uint16")
+    assert (meta["vocab_size"], meta["tokenizer_vocab_size"], meta["eot_id"], meta["dtype"]) == \
+        (50432, 50280, 0, "uint16")
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tmp_path / "t/tokenizer")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from graphs import REPO
 
+from graphs import REPO
 from morph.workflow import experiment
 
 BIN = Path(sys.executable).parent
@@ -163,7 +163,8 @@ def test_plain_lm_eval_reproduces_a_trained_models_scores(tree, tmp_path):
     ours = json.loads((tree / "results/eval/top-1.json").read_text())
     sh(["lm_eval", "run", "--model", "hf", "--model_args",
         f"pretrained=runs/top-1/model,dtype=float32,max_length={cfg['model']['seq_len']}",
-        "--include_path", "src/morph/evaluate/tasks", "--tasks", ",".join(f"morph_{t}" for t in cfg["evaluate"]["tasks"]),
+        "--include_path", "src/morph/evaluate/tasks",
+        "--tasks", ",".join(f"morph_{t}" for t in cfg["evaluate"]["tasks"]),
         "--batch_size", str(cfg["evaluate"]["batch_size"]), "--samples", "results/eval/top-1/items.json",
         "--output_path", str(tmp_path)], tree, timeout=900)
     [results] = tmp_path.rglob("results_*.json")

@@ -135,7 +135,8 @@ def test_lm_eval_outputs_sit_beside_the_summary(cli_result):
     folder = Path(cli_result["lm_eval"]["out"])
     results = json.loads((folder / "results.json").read_text())
     assert sorted(results["results"]) == sorted(f"morph_{t}" for t in TASKS)
-    assert json.loads((folder / "items.json").read_text()) == {f"morph_{t}": ids for t, ids in cli_result["items"].items()}
+    items = json.loads((folder / "items.json").read_text())
+    assert items == {f"morph_{t}": ids for t, ids in cli_result["items"].items()}
     assert cli_result["max_length"] == SEQ_LEN
 
 
@@ -144,11 +145,13 @@ def test_plain_lm_eval_cli_reproduces_the_scores(cli_result, model_dir, tmp_path
     folder = Path(cli_result["lm_eval"]["out"])
     lm_eval = Path(sys.executable).parent / "lm_eval"
     subprocess.run(
-        [str(lm_eval), "run", "--model", "hf", "--model_args", f"pretrained={model_dir},dtype=float32,max_length={SEQ_LEN}",
+        [str(lm_eval), "run", "--model", "hf",
+         "--model_args", f"pretrained={model_dir},dtype=float32,max_length={SEQ_LEN}",
          "--include_path", str(ROOT / "src" / "morph" / "evaluate" / "tasks"),
          "--tasks", ",".join(f"morph_{t}" for t in TASKS), "--batch_size", "16", "--device", "cpu",
          "--samples", str(folder / "items.json"), "--output_path", str(tmp_path / "plain")],
-        check=True, capture_output=True, env={**__import__("os").environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+        check=True, capture_output=True,
+        env={**__import__("os").environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
     )
     [results_file] = (tmp_path / "plain").rglob("results_*.json")
     plain = json.loads(results_file.read_text())["results"]

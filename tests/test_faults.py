@@ -13,17 +13,17 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import zstandard
-from conftest import CI_PARAMS, ROOT, TWO_RUNS, write_params
-from test_end_to_end import BIN, CI, fresh_copy, planned_jobs, sh
 
+from conftest import CI_PARAMS, ROOT, TWO_RUNS, write_params
 from morph import cli
 from morph.io import sha256_file, write_json
+from test_end_to_end import BIN, CI, fresh_copy, planned_jobs, sh
 
 FIXTURE = sorted((ROOT / "data/raw/fixture").glob("*.jsonl.zst"))
 
@@ -626,7 +626,8 @@ ELSEWHERE = {
     "a zstd shard with no documents": "test_data.py::test_a_shard_with_no_documents_is_named_in_a_warning",
     "a truncated token shard under the graph":
         "test_end_to_end.py::test_a_truncated_token_shard_keeps_finished_runs_and_its_named_command_rebuilds_it",
-    "Snakemake on a tree DVC adopted": "test_end_to_end.py::test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree",
+    "Snakemake on a tree DVC adopted":
+        "test_end_to_end.py::test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree",
 }
 
 

@@ -74,8 +74,8 @@ def test_analytic_gradients_and_grid_scoring_agree_with_direct_evaluation(solver
     obj = Objective(law, solver, design(df, law), df["loss"].to_numpy())
     x = law.vector(TRUE) + 0.05
     if solver == "lm":
-        f = lambda t: 0.5 * np.sum(obj._residuals(t)[0] ** 2)  # noqa: E731
-        g = lambda t: obj._residuals(t)[0] @ obj._residuals(t)[1]  # noqa: E731
+        f = lambda t: 0.5 * np.sum(obj._residuals(t)[0] ** 2)  # noqa: E731 (the objective, beside its gradient)
+        g = lambda t: obj._residuals(t)[0] @ obj._residuals(t)[1]  # noqa: E731 (the gradient, beside the objective)
     else:
         f, g = (lambda t: obj._huber_and_grad(t)[0]), (lambda t: obj._huber_and_grad(t)[1])
     assert check_grad(f, g, x) < 1e-5 * max(1.0, np.linalg.norm(g(x)))
@@ -228,6 +228,7 @@ def _experiment(tmp_path) -> Path:
     raw = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
     raw["grid"]["sizes"] = [{"params": 60000, "depths": [1, 2, 4], "multipliers": [2, 4, 16]},
                             {"params": 120000, "depths": [1, 2, 4]}, {"params": 240000, "depths": [1, 2, 4]}]
+    raw["grid"]["replicates"] = []
     raw["fit"].update({"bootstrap": 10, "ablation_repeats": 2})
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -242,7 +243,8 @@ def _runs_table(params: Path, path: Path) -> pd.DataFrame:
             for r in cfg.grid_runs]
     df = pd.DataFrame(rows)
     coeffs = {"E": 1.5, "A": 60.0, "B": 300.0, "alpha": 0.3, "beta": 0.3, "eps": 0.02, "gamma": 0.3}
-    df["loss"] = predict(coeffs, df["params"], df["tokens"], df["d_model"], df["n_layers"]) * np.exp(rng.normal(0, 0.003, len(df)))
+    df["loss"] = (predict(coeffs, df["params"], df["tokens"], df["d_model"], df["n_layers"])
+                  * np.exp(rng.normal(0, 0.003, len(df))))
     df = df.assign(train_loss_ema=df["loss"], wall_s=1.0, tokens_per_s=1.0, mfu=0.1)
     df.to_csv(path, index=False)
     return df
@@ -335,8 +337,10 @@ def test_laws_stage_names_a_missing_fit_multiplier(tmp_path, capsys):
 
 
 def test_degenerate_toy_runs_give_warnings_or_recorded_errors_never_silence(tmp_path, capsys):
-    """Losses that follow no law, on the CI grid (6 fit runs): the stage still reports, and says why to distrust it."""
+    """Losses that follow no law, on two sizes (6 fit runs): the stage still reports, and says why to distrust it."""
     raw = yaml.safe_load((ROOT / "configs" / "ci.yaml").read_text())
+    raw["grid"].update({"sizes": [{"params": 60000, "depths": [1, 2], "multipliers": [2, 4, 16]},
+                                  {"params": 120000, "depths": [1, 2]}], "replicates": []})
     raw["fit"].update({"bootstrap": 5, "ablation_repeats": 1})
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw))
@@ -366,7 +370,8 @@ def test_laws_fit_each_replicated_run_once_at_its_mean_and_report_the_spread(tmp
     # Seeds 1 and 2 land 0.01 either side of seed 0: the mean is seed 0's loss, the sample sd 0.01.
     reps = plain[plain["run_id"] == rid].iloc[[0, 0]].assign(run_id=[f"{rid}-r1", f"{rid}-r2"], replicate=[1, 2],
                                                            loss=lambda d: d["loss"] + [0.01, -0.01])
-    table = pd.concat([plain.assign(replicate=0), reps]).assign(replicate_of=lambda d: d["run_id"].str.split("-r").str[0])
+    table = pd.concat([plain.assign(replicate=0), reps]).assign(
+        replicate_of=lambda d: d["run_id"].str.split("-r").str[0])
     table.to_csv(tmp_path / "replicated.csv", index=False)
     fits = {}
     for name, p in (("plain", params), ("replicated", replicated)):

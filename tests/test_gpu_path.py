@@ -223,7 +223,6 @@ def test_paper_candidates_all_time_on_the_fused_attention_kernel(make_params):
     """16 heads make d4608's heads 288 wide, past the fused kernels' 256: refused on a GPU, by name, until
     model.max_head_dim gives that shape more heads; the parameter count does not change."""
     from conftest import ROOT
-
     from morph.errors import MorphError
     from morph.workflow import experiment
 
@@ -307,7 +306,6 @@ def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
     import json
     import os
     import subprocess
-    import sys
     import time
 
     from conftest import ROOT

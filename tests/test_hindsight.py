@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from tests.conftest import write_params
 
 from morph import cli
 from morph.report import hindsight
 from morph.report.decide import decide
 from morph.report.uncertainty import paired_draws
-from tests.conftest import write_params
 
 # Five candidates at one N: shallow ones are fast, and (as measured) worse. R = d_model / n_layers.
 SHAPES = [(48, 8, 0.80), (56, 6, 0.62), (64, 4, 0.45), (80, 2, 0.28), (104, 1, 0.16)]  # d_model, layers, latency s

@@ -8,8 +8,8 @@ import json
 import re
 
 import pytest
-from conftest import CI_PARAMS, ROOT, write_params
 
+from conftest import CI_PARAMS, ROOT, write_params
 from morph.errors import MorphError
 from morph.shape import Shape, swiglu_ffn
 from morph.workflow import experiment

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_params as write_ci_params
 
+from conftest import write_params as write_ci_params
 from morph import cli
 from morph.errors import MorphError
 from morph.latency import backends as latency_backends

@@ -91,7 +91,8 @@ def test_fit_cv_writes_scores_and_prints_the_table(tmp_path, capsys):
 
 def test_one_tokens_per_parameter_ratio_ties_beta_to_alpha():
     df = runs("inference-aware")
-    zoo = cross_validate(df[df["multiplier"] == 20], [Law("chinchilla", "none"), Law("kaplan", "all")], "lm", "one ratio")
+    zoo = cross_validate(df[df["multiplier"] == 20], [Law("chinchilla", "none"), Law("kaplan", "all")], "lm",
+                         "one ratio")
     assert "beta is tied to alpha (tie alpha-beta)" in zoo["notes"][-1]
     assert zoo["forms"]["chinchilla"]["tie"] == "alpha-beta" and zoo["forms"]["kaplan"]["tie"] == "all"
     assert zoo["winner"] is not None and "multiplier" not in zoo["folds"]
@@ -195,7 +196,6 @@ def test_the_conditional_law_wins_its_own_cross_validation_with_a_varying_ratio(
 
 def test_the_ratio_factor_ranks_candidates_by_their_distance_from_its_optimum(tmp_path, monkeypatch):
     from conftest import write_params
-
     from morph.select import rank
 
     law = Law("conditional", "none")

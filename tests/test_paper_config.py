@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from graphs import REPO, snakemake_jobs
 
+from graphs import REPO, snakemake_jobs
 from morph.workflow import experiment
 
 PAPER = "configs/paper.yaml"

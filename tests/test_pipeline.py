@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import TWO_RUNS, write_params
 from graphs import REPO, dvc_stages, edges, snakemake_jobs
-
 from morph.workflow import dvc_yaml, experiment, pipeline
 
 MORPH = [sys.executable, "-m", "morph.cli"]
@@ -54,7 +54,8 @@ def test_adding_a_shape_adds_it_to_both_graphs(tmp_path):
     params = tmp_path / "more.yaml"
     params.write_text(yaml.safe_dump(raw))
     cfg = experiment.load(params)
-    new_runs = {r.run_id for r in cfg.grid_runs} - {r.run_id for r in experiment.load(REPO / "configs/ci.yaml").grid_runs}
+    before = experiment.load(REPO / "configs/ci.yaml").grid_runs
+    new_runs = {r.run_id for r in cfg.grid_runs} - {r.run_id for r in before}
     assert new_runs == {"d48-l3-t2", "d48-l3-t4"}
     smk = snakemake_jobs(str(params))
     dvc = dvc_stages(dvc_yaml.render(cfg, str(params))[0])
@@ -94,7 +95,8 @@ def test_a_command_run_by_dvc_refuses_a_stale_dvc_yaml(tmp_path):
     params.write_text(yaml.safe_dump(raw))
     stale = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert stale.returncode == 2
-    assert "dvc.yaml is out of date with params.yaml" in stale.stderr and "morph dvc-yaml --params params.yaml" in stale.stderr
+    assert "dvc.yaml is out of date with params.yaml" in stale.stderr
+    assert "morph dvc-yaml --params params.yaml" in stale.stderr
     assert not (tmp_path / "runs.csv").exists()
 
 

@@ -8,8 +8,8 @@ import math
 
 import pandas as pd
 import pytest
-from conftest import write_params
 
+from conftest import write_params
 from morph import cli
 from morph.errors import MorphError
 from morph.select.rank import choose

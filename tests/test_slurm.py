@@ -8,12 +8,12 @@ import os
 import subprocess
 
 import pytest
+
 import slurm_cluster
 from conftest import TWO_RUNS
 from conftest import write_params as write_ci_params
-from test_end_to_end import BIN, CI, fresh_copy
-
 from morph.workflow import experiment
+from test_end_to_end import BIN, CI, fresh_copy
 
 pytestmark = pytest.mark.slow
 
@@ -60,9 +60,8 @@ def test_snakemake_trains_a_grid_through_slurm(slurm_env, tmp_path):
 def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path):
     """The train rule's SLURM request and srun prefix start 2 ranks that Lightning picks up from SLURM; the run
     equals the one-process run."""
-    from test_train import RANKS, close, train_run, write_params
-
     from morph.workflow import experiment, pipeline
+    from test_train import RANKS, close, train_run, write_params
 
     rid = "d32-l1-t1"
     params = write_params(tmp_path / "ranks.yaml", **RANKS)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_params as write_ci_params
 
+from conftest import write_params as write_ci_params
 from morph.shape import ShapeRules
+from morph.workflow import experiment
 
 BIN = Path(sys.executable).parent
-from morph.workflow import experiment
 
 
 @pytest.fixture(scope="session")
@@ -293,7 +293,7 @@ def test_two_ranks_train_to_the_one_device_loss(reference, two_ranks):
     assert (m["tokens_seen"], m["steps"], m["val_tokens"]) == (ref["tokens_seen"], ref["steps"], ref["val_tokens"])
     assert close(m["val_loss"], ref["val_loss"]) and close(m["train_loss_ema"], ref["train_loss_ema"])
     # rank 0 alone wrote the curve: one row per logged step, as on one device
-    rows = lambda d: [r["step"] for r in csv.DictReader((d / "logs" / "metrics.csv").open())]  # noqa: E731
+    rows = lambda d: [r["step"] for r in csv.DictReader((d / "logs" / "metrics.csv").open())]  # noqa: E731 (a one-line helper)
     assert rows(out) == rows(ref_out)
     assert log.count("val_loss") == 1 and not (out / "ckpt").exists()
 

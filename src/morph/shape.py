@@ -87,7 +87,8 @@ class Shape:
 
     def forward_flops_per_token(self, seq_len: int) -> int:
         """Matmul FLOPs of one forward pass per token (2 per multiply-add), attention scores included."""
-        return 2 * (self.non_embedding_params() + self.vocab_size * self.d_model) + 2 * self.n_layers * seq_len * self.d_model
+        return (2 * (self.non_embedding_params() + self.vocab_size * self.d_model)
+                + 2 * self.n_layers * seq_len * self.d_model)
 
     def weight_bytes(self, bytes_per_param: int) -> int:
         return self.params() * bytes_per_param
@@ -117,7 +118,7 @@ class Shape:
         )
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Shape":
+    def from_dict(cls, d: dict) -> Shape:
         """Rebuild a Shape from to_dict() output (derived keys are ignored; absent knobs are the defaults)."""
         return cls(**{f: d[f] for f in cls.__dataclass_fields__ if f in d})
 

@@ -46,10 +46,8 @@ def parts(text: str, limit: int | None = None) -> list[str]:
     out, start = [], 0
     while len(text) - start > limit:
         end = start + limit
-        cut = None
-        for cut in CUT.finditer(text, max(start, end - CUT_WINDOW), end):
-            pass
-        end = cut.end() if cut else end
+        cuts = list(CUT.finditer(text, max(start, end - CUT_WINDOW), end))
+        end = cuts[-1].end() if cuts else end
         out.append(text[start:end])
         start = end
     out.append(text[start:])

@@ -27,7 +27,8 @@ BATCH_CHARS = 4_000_000  # text per encoder call: few calls, small in memory (1M
 
 def add_arguments(p):
     p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--tokenizer", default=paths.TOKENIZER, help="the tokenizer stage's directory (default: %(default)s)")
+    p.add_argument("--tokenizer", default=paths.TOKENIZER,
+                   help="the tokenizer stage's directory (default: %(default)s)")
     p.add_argument("--shard", required=True, help="a sample shard, e.g. data/sample/train-00000.jsonl.zst")
     p.add_argument("--out", required=True, help="the token shard to write, e.g. data/tokens/train-00000.bin")
     p.add_argument("--summary", required=True, help="its summary JSON, e.g. data/tokens/train-00000.json")

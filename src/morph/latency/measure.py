@@ -255,7 +255,8 @@ def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = Tru
         "bytes_per_value": bytes_per_value,
         "threads": torch.get_num_threads(),
         "attention_kernels": kernels,
-        "setting": {k: getattr(lat, k) for k in ("prompt_len", "new_tokens", "warmup", "repeats", "ttft", "batch_sizes")}
+        "setting": {k: getattr(lat, k)
+                    for k in ("prompt_len", "new_tokens", "warmup", "repeats", "ttft", "batch_sizes")}
         | {"seed": cfg.seed, "max_position_embeddings": cfg.model.max_position_embeddings},
         "backends": backends,
         # What else was running: the 1/5/15-minute load averages around the whole measurement.

@@ -11,5 +11,6 @@ def flash_head_dim_problem(head_dim: int) -> str | None:
     if head_dim > FLASH_MAX_HEAD_DIM:
         return f"head dim {head_dim} is over the fused attention kernels' limit of {FLASH_MAX_HEAD_DIM}"
     if head_dim % FLASH_HEAD_DIM_MULTIPLE:
-        return f"head dim {head_dim} is not a multiple of {FLASH_HEAD_DIM_MULTIPLE}, as the fused attention kernels need"
+        return (f"head dim {head_dim} is not a multiple of {FLASH_HEAD_DIM_MULTIPLE}, "
+                "as the fused attention kernels need")
     return None

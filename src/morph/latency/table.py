@@ -16,5 +16,6 @@ def measured_settings(latency_csv: Path, backend: str) -> dict[str, dict[str, di
         for row in csv.DictReader(f):
             if row["backend"] == backend:
                 found.setdefault(row["shape_id"], {})[row["setting"]] = {
-                    **{k: float(row[k]) for k in ("median", "p10", "p90")}, "cv": float(row["cv"]) if row["cv"] else None}
+                    **{k: float(row[k]) for k in ("median", "p10", "p90")},
+                    "cv": float(row["cv"]) if row["cv"] else None}
     return found

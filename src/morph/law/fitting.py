@@ -17,8 +17,21 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
-from morph.law.forms import (COEFFICIENTS, EXPONENTS, FEATURES, FORMS, LAWS, RATIO_COLUMN, Law, ShapeTerm, droppable,
-                             features, law_of, predict, term_feature)
+from morph.law.forms import (
+    COEFFICIENTS,
+    EXPONENTS,
+    FEATURES,
+    FORMS,
+    LAWS,
+    RATIO_COLUMN,
+    Law,
+    ShapeTerm,
+    droppable,
+    features,
+    law_of,
+    predict,
+    term_feature,
+)
 from morph.law.solvers import POLISH, FitError, serial_blas, solve
 
 OBJECTIVES = {"lm": "sum of squared loss residuals",

@@ -265,7 +265,8 @@ def zoo_winner(cfg: Experiment, df, fit_mask: np.ndarray, zoo: dict, main: dict[
     result = dict(main[name]) if name in main else (
         fit_and_score(df, fit_mask, Law(name, fc.tie), fc.solver, fc.bootstrap, cfg.seed) | meta)
     runner_up = next((n for n in zoo["ranking"][1:] if zoo["forms"][n]["cv_error"] is not None), None)
-    result["chosen_by"] = {"rule": "lowest cross-validated error in zoo.json", "cv_error": zoo["forms"][name]["cv_error"],
+    result["chosen_by"] = {"rule": "lowest cross-validated error in zoo.json",
+                           "cv_error": zoo["forms"][name]["cv_error"],
                            "runner_up": runner_up, "margin": zoo["margin"],
                            "noise_mse": zoo["noise"]["mse"] if zoo["noise"] else None}
     return result

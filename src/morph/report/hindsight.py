@@ -82,7 +82,8 @@ def check(selection: dict, measured: dict[str, dict], loss_sd: float | None, val
     margin = loss_margin(loss_sd, confidence) if loss_sd else None
     out["best"] = {"shape_id": best["shape_id"], "run_id": best["run_id"], "measured_loss": best["measured_loss"]}
     out["regret"] = {"top_1": top1["shape_id"], "loss": regret, "sd": regret / loss_sd if loss_sd else None,
-                     "top_k_best": top_best["shape_id"], "top_k_loss": top_best["measured_loss"] - best["measured_loss"]}
+                     "top_k_best": top_best["shape_id"],
+                     "top_k_loss": top_best["measured_loss"] - best["measured_loss"]}
     gap = top_best["measured_loss"] - best["measured_loss"]
     out["top_k_has_best"] = bool(gap <= margin) if margin is not None else bool(gap <= 0)
     out["margin"] = margin

@@ -111,7 +111,7 @@ def knob_effects(cfg, runs_csv: Path, latency_csv: Path) -> list[dict]:
     latency = {shape_id: settings[MODEL_SETTING]["median"]
                for shape_id, settings in measured_settings(latency_csv, cfg.select.latency_metric).items()
                if MODEL_SETTING in settings}
-    key = lambda r: (cfg.size_targets[r.shape.shape_id], r.shape.n_layers, r.multiplier)  # noqa: E731
+    key = lambda r: (cfg.size_targets[r.shape.shape_id], r.shape.n_layers, r.multiplier)  # noqa: E731 (a one-line helper)
     knobbed = [r for r in cfg.grid_runs if r.shape.ffn_ratio is not None or r.shape.kv_knob]
     default = {key(r): r for r in cfg.grid_runs if r not in knobbed}
     out = []
@@ -349,7 +349,8 @@ def run(args):
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
     curves = {m["role"]: runs_dir / name / paths.LOSS_CURVE for m, (name, _) in zip(models, roles)}
     inputs = [args.selection, args.runs, args.latency] + [p for name, _ in roles for p in (
-        runs_dir / name / paths.RUN_METRICS, eval_dir / f"{name}.json", eval_dir / name, runs_dir / name / paths.LOSS_CURVE)]
+        runs_dir / name / paths.RUN_METRICS, eval_dir / f"{name}.json", eval_dir / name,
+        runs_dir / name / paths.LOSS_CURVE)]
     inputs += [runs_dir / r.run_id / paths.RUN_METRICS for r in cfg.validation_runs]
     decision = {
         "verdict": {"kind": verdict["verdict"], "statement": verdict["statement"],

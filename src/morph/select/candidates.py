@@ -44,7 +44,8 @@ def describe(shape: Shape, cfg: Experiment, measured: dict, model: dict) -> dict
         full = settings[MODEL_SETTING]
         latency = {f"{k}_s": full[k] for k in ("median", "p10", "p90")} | {"cv": full["cv"], "source": "measured"}
     elif cfg.select.latency_source == "measured":
-        raise MorphError(f"{shape.shape_id}: no measured latency; run its latency job or set select.latency_source: model")
+        raise MorphError(f"{shape.shape_id}: no measured latency; run its latency job or set "
+                         "select.latency_source: model")
     else:
         latency = {"median_s": predict_latency(model, shape, backend=cfg.select.latency_metric,
                                                device=cfg.latency.device),

@@ -38,7 +38,8 @@ def drop_reason(c: dict, sel: Select, t_c: float) -> str | None:
     reasons = []
     cap = sel.params * (1 + sel.tolerance)
     if c["params"] > cap:
-        reasons.append(f"N={c['params']:,} is over the parameter cap {cap:,.0f} (N_C={sel.params:,} + {sel.tolerance:.0%})")
+        reasons.append(f"N={c['params']:,} is over the parameter cap {cap:,.0f} "
+                       f"(N_C={sel.params:,} + {sel.tolerance:.0%})")
     elif not c["within_tolerance"]:
         reasons.append(f"N={c['params']:,} is {c['params_gap']:+.1%} from N_C={sel.params:,}, outside the tolerance")
     if c["latency"]["median_s"] > t_c:
@@ -98,7 +99,8 @@ def choose(cands: list[dict], sel: Select, t_c: float, draws=None, loss_sd: floa
             kept.append(c)
     if not kept:
         listing = "\n".join(
-            f"  {c['shape_id']}: N={c['params']:,}, latency={c['latency']['median_s']:.3f} s ({c['reason']})" for c in cands
+            f"  {c['shape_id']}: N={c['params']:,}, latency={c['latency']['median_s']:.3f} s ({c['reason']})"
+            for c in cands
         )
         raise MorphError(
             f"no candidate meets the budgets N_C={sel.params:,} (±{sel.tolerance:.0%}) and "
@@ -123,7 +125,8 @@ def choose(cands: list[dict], sel: Select, t_c: float, draws=None, loss_sd: floa
 
 def serving_budgets(sel: Select) -> dict:
     """The optional serving budgets as set, for the decision's record."""
-    return {key: cfg if not is_dataclass(cfg) else asdict(cfg) for key in ("min_throughput", "max_kv_cache", "max_ttft_s")
+    return {key: cfg if not is_dataclass(cfg) else asdict(cfg)
+            for key in ("min_throughput", "max_kv_cache", "max_ttft_s")
             if (cfg := getattr(sel, key)) is not None}
 
 
@@ -134,7 +137,8 @@ def run(args):
     sel = cfg.select
     law = read_json(args.law)
     if sel.law == AUTO and "chosen_by" not in law:
-        raise MorphError(f"{args.law}: select.law is auto, but this fit was not chosen by the law zoo (no 'chosen_by'); "
+        raise MorphError(f"{args.law}: select.law is auto, but this fit was not chosen by the law zoo "
+                         "(no 'chosen_by'); "
                          f"`morph laws` writes the chosen one to {paths.law_json(AUTO)}")
     if sel.law != AUTO and law.get("law") != sel.law:
         raise MorphError(f"{args.law}: holds a {law.get('law')!r} fit, but select.law is {sel.law!r}")

@@ -86,7 +86,8 @@ def r_effect(law: dict, cands: list[dict], tokens: int) -> dict:
     shape terms differ; with its interval over the refits. Not identified when that interval includes 0."""
     from morph.law.fitting import predict_loss
 
-    low, high = (min(cands, key=lambda c: c["aspect_ratio"]), max(cands, key=lambda c: c["aspect_ratio"]))
+    ratio = {c["shape_id"]: c["d_model"] / c["n_layers"] for c in cands}
+    low, high = (min(cands, key=lambda c: ratio[c["shape_id"]]), max(cands, key=lambda c: ratio[c["shape_id"]]))
     n = float(np.median([c[n_column(law)] for c in cands]))
 
     def gap(fit: dict) -> float:
@@ -106,6 +107,7 @@ def r_effect(law: dict, cands: list[dict], tokens: int) -> dict:
     identified = lo > 0 or hi < 0
     distance = min(abs(lo), abs(hi)) if identified else 0.0
     return out | {"interval": [lo, hi], "identified": identified, "statement": (
-        f"R {high['aspect_ratio']:.1f} ({high['shape_id']}) against R {low['aspect_ratio']:.1f} ({low['shape_id']}) "
+        f"R {ratio[high['shape_id']]:.1f} ({high['shape_id']}) against "
+        f"R {ratio[low['shape_id']]:.1f} ({low['shape_id']}) "
         f"at equal N and D_C: predicted loss {out['point']:+.4f}, {LEVEL:.0%} interval [{lo:+.4f}, {hi:+.4f}]"
         + (f", {distance:.4f} from 0" if identified else ": includes 0, so the R effect is not identified"))}

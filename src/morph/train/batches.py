@@ -64,7 +64,8 @@ def _open_shard(root: Path, shard: dict, dtype: str, params: str) -> np.memmap:
         raise MorphError(f"{path}: missing token shard listed in {root / 'meta.json'}; {rebuild}")
     found = path.stat().st_size // np.dtype(dtype).itemsize
     if found != shard["tokens"]:
-        raise MorphError(f"{path}: holds {found:,} tokens but meta.json lists {shard['tokens']:,} (truncated); {rebuild}")
+        raise MorphError(f"{path}: holds {found:,} tokens but meta.json lists {shard['tokens']:,} (truncated); "
+                         f"{rebuild}")
     if sha256_file(path) != shard["sha256"]:
         raise MorphError(f"{path}: its sha256 differs from meta.json's (damaged); {rebuild}")
     # A shard a very long document skipped is empty, and an empty file cannot be mapped.

@@ -1,4 +1,5 @@
-"""Lightning plumbing for resumable runs: atomic periodic checkpoints, a progress bar in steps, a loss curve that survives resume."""
+"""Lightning plumbing for resumable runs: atomic periodic checkpoints, a progress bar in steps, a loss curve that
+survives resume."""
 from __future__ import annotations
 
 import csv

@@ -24,7 +24,8 @@ COLUMNS = ("run_id", "d_model", "n_layers", "n_heads", "params", "non_embedding_
 
 def add_arguments(p):
     p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--runs-dir", default=paths.RUNS, help="directory holding runs/<run_id>/metrics.json (default: %(default)s)")
+    p.add_argument("--runs-dir", default=paths.RUNS,
+                   help="directory holding runs/<run_id>/metrics.json (default: %(default)s)")
     p.add_argument("--out", default=paths.RUNS_CSV, help="CSV to write (default: %(default)s)")
     p.add_argument("--inputs-out", default=paths.RUNS_INPUTS,
                    help="JSON recording the sha256 of every metrics.json read (default: %(default)s)")
@@ -43,7 +44,8 @@ def row(run: grid.Run, metrics: dict, path: Path) -> dict:
             "train_loss_ema": metrics["train_loss_ema"], "wall_s": metrics["wall_s"],
             "tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"], "replicate": run.replicate,
             "replicate_of": run.original, "seed": metrics["seed"],
-            "shape_id": s.shape_id, "n_kv_heads": s.n_kv_heads, "ffn": s.ffn, "mlp_attention_ratio": s.mlp_attention_ratio}
+            "shape_id": s.shape_id, "n_kv_heads": s.n_kv_heads, "ffn": s.ffn,
+            "mlp_attention_ratio": s.mlp_attention_ratio}
 
 
 def add_spread(rows: list[dict]) -> None:

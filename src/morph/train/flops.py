@@ -6,7 +6,6 @@ import time
 
 from morph.shape import Shape
 
-
 # How Shape.forward_flops_per_token counts attention, stated beside every MFU.
 ATTENTION_FLOPS = ("causal: QK^T and AV over the s/2 keys a query sees on average, 2*L*s*d_model FLOPs per token "
                    "forward; PaLM's 6N + 12*L*s*d counts the whole s x s square, twice this term")

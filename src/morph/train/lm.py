@@ -28,7 +28,7 @@ class Optim:
     fused: bool = False
 
     @classmethod
-    def from_params(cls, train, total_steps: int) -> "Optim":
+    def from_params(cls, train, total_steps: int) -> Optim:
         """From the experiment's train section."""
         return cls(lr=train.lr, betas=(train.beta1, train.beta2), weight_decay=train.weight_decay,
                    warmup_steps=max(1, round(train.warmup_frac * total_steps)), total_steps=total_steps,

@@ -1,7 +1,8 @@
 """Pre-train one model (a grid run or a selected top-k slot) on the tokens, with exact token budgets.
 
 A grid or baseline run:   morph train --run d64-l2-t4 --tokens data/tokens --out runs/d64-l2-t4
-A selected slot:          morph train --selection results/selection.json --slot top-1 --tokens data/tokens --out runs/top-1
+A selected slot:          morph train --selection results/selection.json --slot top-1 --tokens data/tokens \
+                                      --out runs/top-1
 
 Writes <out>/model/ (save_pretrained + tokenizer), <out>/metrics.json and a loss curve in
 <out>/logs/metrics.csv. A checkpoint in <out>/ckpt/last.ckpt lets a killed run resume; it is

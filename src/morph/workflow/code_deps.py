@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "morph"
@@ -35,7 +35,7 @@ def _package_of(name: str, path: Path) -> str:
     return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def direct_imports(name: str) -> frozenset[str]:
     """The morph modules one module imports anywhere in its body."""
     path = module_file(name)
@@ -53,7 +53,7 @@ def direct_imports(name: str) -> frozenset[str]:
     return frozenset(m for m in found if m.split(".")[0] == PACKAGE and module_file(m))
 
 
-@lru_cache(maxsize=None)
+@cache
 def closure(entry: str) -> tuple[str, ...]:
     """Every morph module `entry` loads, itself and the packages around each included, sorted."""
     seen, todo = set(), [entry]
@@ -69,7 +69,7 @@ def closure(entry: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
-@lru_cache(maxsize=None)
+@cache
 def files(entry: str) -> tuple[str, ...]:
     """closure(entry) as repository-relative paths, as both orchestrators track them."""
     return tuple(sorted(os.path.relpath(module_file(m), REPO) for m in closure(entry)))

@@ -377,7 +377,8 @@ def _cross_checks(exp: Experiment) -> None:
     if m.n_kv_heads is not None and m.n_heads is not None and m.n_heads % m.n_kv_heads:
         raise ConfigError(f"model.n_kv_heads: {m.n_kv_heads} does not divide n_heads={m.n_heads}")
     if m.seq_len > m.max_position_embeddings:
-        raise ConfigError(f"model.seq_len: {m.seq_len} exceeds model.max_position_embeddings={m.max_position_embeddings}")
+        raise ConfigError(f"model.seq_len: {m.seq_len} exceeds "
+                          f"model.max_position_embeddings={m.max_position_embeddings}")
     shaped = [(f"grid.shapes[{i}]", s) for i, s in enumerate(exp.grid.shapes)]
     shaped += [(f"select.shapes[{i}]", s) for i, s in enumerate(exp.select.shapes)]
     shaped.append(("select.baseline", exp.select.baseline))

@@ -78,7 +78,8 @@ def variants(rules: ShapeRules, target: int, depth: int, knobs) -> list[Shape]:
     """The default shape of this depth nearest `target` N, then every combination of the knobs (a grid.sizes
     entry's or select's ffn_ratios and n_kv_heads) with the default, each re-proposed to stay near N.
     A ShapeError names the knob whose value builds no new model."""
-    shapes = [rules.propose(target, depth, f, kv) for f in (None, *knobs.ffn_ratios) for kv in (None, *knobs.n_kv_heads)]
+    shapes = [rules.propose(target, depth, f, kv)
+              for f in (None, *knobs.ffn_ratios) for kv in (None, *knobs.n_kv_heads)]
     seen: dict[Shape, Shape] = {}
     for s in shapes:
         twin = seen.setdefault(replace(s, ffn_ratio=None, kv_knob=False), s)

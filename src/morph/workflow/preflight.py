@@ -20,6 +20,7 @@ from morph.io import sha256_file
 from morph.workflow import paths, pipeline
 from morph.workflow.experiment import Experiment
 
+
 def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset()) -> None:
     """Refuse, naming the file and the fix, anything that would fail a job after Snakemake deleted its outputs.
     Outputs in `rebuilt` (what the planned jobs write) are skipped: a forced rebuild is the fix named here."""

@@ -10,8 +10,9 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass
-from typing import Any, Callable
+from typing import Any
 
 from morph.errors import MorphError
 
@@ -28,7 +29,7 @@ class Rule:
     above: float | None = None  # an exclusive minimum: budgets, where zero means nothing can run
     check: Callable[[Any], str | None] | None = None
     min_len: int = 0  # for lists
-    each: "Rule | None" = None  # for list items
+    each: Rule | None = None  # for list items
 
 
 def rule(default: Any = MISSING, *, each: dict | None = None, **limits) -> Any:

@@ -18,7 +18,8 @@ CI_PARAMS = ROOT / "configs" / "ci.yaml"
 # The CI experiment cut to two runs (depths 1 and 2 at one size and one budget), for tests of the graph's
 # machinery rather than its numbers.
 TWO_RUNS = {"data.train_tokens": 200_000, "data.val_tokens": 4000, "grid.multipliers": [2],
-            "grid.sizes": [{"params": 60000, "depths": [1, 2]}], "select.tokens": 100_000}
+            "grid.sizes": [{"params": 60000, "depths": [1, 2]}], "grid.replicates": [], "select.tokens": 100_000,
+            "select.validate": "none"}
 
 
 def write_params(path: Path, overrides: dict | None = None, base: Path = CI_PARAMS) -> Path:

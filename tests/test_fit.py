@@ -385,3 +385,23 @@ def test_laws_fit_each_replicated_run_once_at_its_mean_and_report_the_spread(tmp
     assert floor["cv_error_rmse"] ** 2 == pytest.approx(floor["cv_error_mse"])
     assert floor["replicates_in_fit"].startswith(f"mean per run: the {len(table)} rows")
     assert fits["plain"]["noise_floor"]["run_to_run"] is None
+
+
+@pytest.mark.parametrize("truth", ["total", "non-embedding"])
+def test_params_count_auto_picks_the_count_the_losses_were_drawn_with(tmp_path, truth):
+    params = _experiment(tmp_path)
+    raw = yaml.safe_load(params.read_text())
+    raw["fit"].update({"bootstrap": 0, "ablation_repeats": 1, "params_count": "auto"})
+    params.write_text(yaml.safe_dump(raw))
+    df = _runs_table(params, tmp_path / "runs.csv")
+    n = df["params"] if truth == "total" else df["non_embedding_params"]
+    # Chinchilla written out by hand, in the count under test; embeddings are 40-90% of N on this grid.
+    df["loss"] = (1.5 + 60.0 * n ** -0.3 + 300.0 * df["tokens"] ** -0.3) * np.exp(
+        np.random.default_rng(1).normal(0, 0.002, len(df)))
+    df.to_csv(tmp_path / "runs.csv", index=False)
+    assert morph("laws", "--params", params, "--runs", tmp_path / "runs.csv", "--out-dir", tmp_path / "law",
+                 "--figures", tmp_path / "f") == 0
+    zoo = json.loads((tmp_path / "law" / "zoo.json").read_text())
+    assert zoo["count_choice"]["chosen"] == truth and set(zoo["count_choice"]["cv_error"]) == {"total",
+                                                                                                "non-embedding"}
+    assert json.loads((tmp_path / "law" / "inference-aware.json").read_text())["params_count"] == truth

@@ -302,7 +302,7 @@ def run(args):
     count, count_rule = choose_count(zoos, cfg.select.law)
     df = with_count(df, count)
     zoo = zoos[count]
-    zoo["params_count"] = {"chosen": count, "rule": count_rule,
+    zoo["count_choice"] = {"chosen": count, "rule": count_rule,
                            "cv_error": {c: {n: z["forms"][n]["cv_error"] for n in LAWS} for c, z in zoos.items()}}
     fit_mask, extra, notes = fit_set(cfg, df)
     missing = sorted({r.run_id for r in cfg.grid_runs} - set(runs["run_id"]))

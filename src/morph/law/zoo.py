@@ -220,8 +220,8 @@ def markdown(zoo: dict) -> str:
     noise = zoo["noise"]
     summary += (f". Run-to-run noise (pooled over {noise['replicated_points']} replicated points): MSE "
                 f"{noise['mse']:.3g}." if noise else ". No replicated runs, so no run-to-run noise estimate.")
-    if "params_count" in zoo:
-        count = zoo["params_count"]
+    if "count_choice" in zoo:
+        count = zoo["count_choice"]
         summary += f" N counts {count['chosen']} parameters ({count['rule']})."
     notes = "".join(f"- {n}\n" for n in zoo["notes"])
     return (f"# Law zoo: cross-validated held-out error\n\nRuns: {zoo['n_runs']} from `{zoo['source']}`; solver "

@@ -8,13 +8,14 @@ import json
 import re
 
 import pytest
+import yaml
 
 from conftest import CI_PARAMS, ROOT, write_params
 from morph.errors import MorphError
 from morph.shape import Shape, swiglu_ffn
 from morph.workflow import experiment
 
-CI_SIZES = [{"params": 60000, "depths": [1, 2], "multipliers": [2, 4, 16]}, {"params": 120000, "depths": [1, 2]}]
+CI_SIZES = yaml.safe_load(CI_PARAMS.read_text())["grid"]["sizes"]
 KNOB_SIZE = {"params": 60000, "depths": [2], "ffn_ratios": [1.0, 4.0], "n_kv_heads": [1], "multipliers": [2]}
 KNOBBED = {"grid.sizes": [*CI_SIZES, KNOB_SIZE], "select.ffn_ratios": [1.0],
            "select.n_kv_heads": [1]}
@@ -93,14 +94,15 @@ def test_kv_cache_bytes_are_what_a_forward_pass_caches(knobbed):
         assert cached == shape.kv_cache_bytes(tokens, batch, 4), shape.shape_id
 
 
+KNOB = f"grid.sizes[{len(CI_SIZES)}]"  # the knob size's key, after the CI grid's sizes
 REFUSED = [
-    ({**KNOB_SIZE, "ffn_ratios": [0]}, "grid.sizes[2].ffn_ratios[0]: 0.0 must be between 0.01 and 100"),
-    ({**KNOB_SIZE, "ffn_ratios": [-1.5]}, "grid.sizes[2].ffn_ratios[0]: -1.5 must be between"),
-    ({**KNOB_SIZE, "n_kv_heads": [3]}, "grid.sizes[2].n_kv_heads: 3 does not divide n_heads=2; use a divisor of 2"),
-    ({**KNOB_SIZE, "n_kv_heads": [0]}, "grid.sizes[2].n_kv_heads[0]: 0 is below the minimum 1"),
-    ({**KNOB_SIZE, "n_kv_heads": [2]}, "grid.sizes[2].n_kv_heads: 2 is listed twice or is the model default"),
-    ({**KNOB_SIZE, "ffn_ratios": [1.0, 1.01]}, "grid.sizes[2].ffn_ratios: 1.01 builds"),
-    ({**KNOB_SIZE, "ffn_ratios": 1.5}, "grid.sizes[2].ffn_ratios: expected a list"),
+    ({**KNOB_SIZE, "ffn_ratios": [0]}, f"{KNOB}.ffn_ratios[0]: 0.0 must be between 0.01 and 100"),
+    ({**KNOB_SIZE, "ffn_ratios": [-1.5]}, f"{KNOB}.ffn_ratios[0]: -1.5 must be between"),
+    ({**KNOB_SIZE, "n_kv_heads": [3]}, f"{KNOB}.n_kv_heads: 3 does not divide n_heads=2; use a divisor of 2"),
+    ({**KNOB_SIZE, "n_kv_heads": [0]}, f"{KNOB}.n_kv_heads[0]: 0 is below the minimum 1"),
+    ({**KNOB_SIZE, "n_kv_heads": [2]}, f"{KNOB}.n_kv_heads: 2 is listed twice or is the model default"),
+    ({**KNOB_SIZE, "ffn_ratios": [1.0, 1.01]}, f"{KNOB}.ffn_ratios: 1.01 builds"),
+    ({**KNOB_SIZE, "ffn_ratios": 1.5}, f"{KNOB}.ffn_ratios: expected a list"),
 ]
 
 

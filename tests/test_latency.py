@@ -203,14 +203,15 @@ def test_collect_csv_model_and_figure(measured, tmp_path, capsys):
                  "--figure", res / "figures/latency_shape.png") == 0
     print(capsys.readouterr().out)
     rows = list(csv.DictReader(open(res / "latency.csv")))
-    assert len(rows) == 8 * 4  # shapes x (full, ttft, decode_per_token, throughput_b1)
+    shapes = experiment.load(measured["params"]).latency_shapes
+    assert len(rows) == len(shapes) * 4  # shapes x (full, ttft, decode_per_token, throughput_b1)
     row = next(r for r in rows if r["shape_id"] == "d64-l1" and r["setting"] == "full")
     assert float(row["median"]) == pytest.approx(full_median(measured, "d64-l1"))
     assert (row["d_model"], row["n_layers"], row["aspect_ratio"]) == ("64", "1", "64.0")
 
     model = json.loads((res / "latency_model.json").read_text())
     (fitted,) = model["models"]
-    assert (fitted["device"], fitted["backend"], len(fitted["shapes"])) == ("cpu", "hf", 8)
+    assert (fitted["device"], fitted["backend"], len(fitted["shapes"])) == ("cpu", "hf", len(shapes))
     # The fit carries depth: at d_model 32, six layers are predicted slower than two.
     l2, l6 = (measured["cfg"].shape(s) for s in ("d32-l2", "d32-l6"))
     assert predict_latency(model, l6) > predict_latency(model, l2)

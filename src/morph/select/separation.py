@@ -96,7 +96,7 @@ def r_effect(law: dict, cands: list[dict], tokens: int) -> dict:
         return ends[0] - ends[1]
 
     out = {"high_R": high["shape_id"], "low_R": low["shape_id"], "at_params": n, "point": gap(law),
-           "gamma": law["coefficients"].get("gamma"), "gamma_ci": (law.get("ci") or {}).get("gamma")}
+           "gamma": (law.get("coefficients") or {}).get("gamma"), "gamma_ci": (law.get("ci") or {}).get("gamma")}
     refits = [gap({"law": law["law"], "coefficients": c}) for c in (law.get("bootstrap") or {}).get("draws", [])]
     refits = [g for g in refits if np.isfinite(g)]
     if len(refits) < 2:

@@ -356,7 +356,8 @@ def test_dvc_sees_the_same_code_edits(dvc_tree):
     with code_edited(dvc_tree, "src/morph/shape.py"):
         changed = dvc_changed(dvc_tree)
     exp = experiment.load(dvc_tree / CI)
-    assert changed["train"] == len(exp.grid_runs) + 1 and changed["train_target"] == 2, changed
+    assert changed["train"] == len(exp.grid_runs) + 1 + len(exp.validation_runs), changed
+    assert changed["train_target"] == 2, changed
     assert changed["latency"] == len(exp.latency_shapes), changed
     assert not (DATA_STAGES | {"evaluate", "report"}) & set(changed), changed
     with code_edited(dvc_tree, "src/morph/report/write.py"):

@@ -11,6 +11,7 @@ import numpy as np
 
 from morph.figures import pyplot, save_png
 from morph.report.decide import loss_margin
+from morph.report.uncertainty import interval
 
 
 def _spearman(pred: np.ndarray, actual: np.ndarray) -> float | None:
@@ -37,8 +38,7 @@ def spearman_interval(pred: np.ndarray, actual: np.ndarray, draws: int, confiden
             rhos.append(rho)
     if len(rhos) < 2:
         return None, len(rhos)
-    tail = 100 * (1 - confidence) / 2
-    return [float(np.percentile(rhos, tail)), float(np.percentile(rhos, 100 - tail))], len(rhos)
+    return interval(np.array(rhos), confidence), len(rhos)
 
 
 def trained_candidates(selection: dict, measured: dict[str, dict]) -> list[dict]:

@@ -4,13 +4,11 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, is_dataclass
 
-import numpy as np
-
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
 from morph.law.names import AUTO
 from morph.select.pareto_figure import plot_pareto
-from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, r_effect, separated
+from morph.select.separation import LEVEL, bracket, interval, n_column, prediction_draws, r_effect, separated
 from morph.shape import Shape, run_id
 from morph.workflow import experiment, paths
 from morph.workflow.experiment import Select
@@ -152,10 +150,8 @@ def run(args):
     noise = (floor.get("run_to_run") or {}).get("sd")
     draws = prediction_draws(law, cands["candidates"], sel.tokens)
     if draws is not None:  # each candidate's predicted loss with the law's own uncertainty
-        tail = 100 * (1 - LEVEL) / 2
         for col, c in enumerate(cands["candidates"]):
-            c["predicted_interval"] = [float(np.percentile(draws[:, col], tail)),
-                                       float(np.percentile(draws[:, col], 100 - tail))]
+            c["predicted_interval"] = interval(draws[:, col])
     top, warnings, ranking = choose(cands["candidates"], sel, t_c, draws, noise)
     for w in warnings:
         print(f"morph select: warning: {w}", file=sys.stderr)

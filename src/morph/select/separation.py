@@ -37,11 +37,15 @@ def prediction_draws(law: dict, cands: list[dict], tokens: int) -> np.ndarray | 
     return out[np.isfinite(out).all(axis=1)]  # a degenerate refit that predicts inf says nothing about the order
 
 
-def gap_interval(draws: np.ndarray, i: int, j: int) -> tuple[float, float]:
-    """The LEVEL interval of candidate i's predicted loss minus candidate j's, paired over the refits."""
-    diff = draws[:, i] - draws[:, j]
+def interval(values) -> list[float]:
+    """The central LEVEL percentile interval of values over the refits."""
     tail = 100 * (1 - LEVEL) / 2
-    return float(np.percentile(diff, tail)), float(np.percentile(diff, 100 - tail))
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+
+
+def gap_interval(draws: np.ndarray, i: int, j: int) -> list[float]:
+    """The LEVEL interval of candidate i's predicted loss minus candidate j's, paired over the refits."""
+    return interval(draws[:, i] - draws[:, j])
 
 
 def separated(ranked: list[dict], draws: np.ndarray | None, loss_sd: float | None) -> list[bool]:
@@ -102,8 +106,7 @@ def r_effect(law: dict, cands: list[dict], tokens: int) -> dict:
     if len(refits) < 2:
         return out | {"interval": None, "identified": None,
                       "statement": "no bootstrap refits of the law: the R effect has no interval"}
-    tail = 100 * (1 - LEVEL) / 2
-    lo, hi = float(np.percentile(refits, tail)), float(np.percentile(refits, 100 - tail))
+    lo, hi = interval(refits)
     identified = lo > 0 or hi < 0
     distance = min(abs(lo), abs(hi)) if identified else 0.0
     return out | {"interval": [lo, hi], "identified": identified, "statement": (

@@ -46,7 +46,8 @@ from morph.data import encode
 from morph.data import tokenizer as tokens
 from morph.data.shards import read_docs
 from morph.data.tokenize_shard import batches
-from morph.workflow import experiment, pipeline
+from morph.spec import experiment
+from morph.workflow import pipeline
 
 BIN = Path(sys.executable).parent
 PAPER_CORES = 64

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from morph.evaluate import task_data as eval_data
-from morph.workflow import experiment
+from morph.spec import experiment
 
 
 def bpe_tokenizer(vocab_size: int):

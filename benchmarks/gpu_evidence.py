@@ -102,7 +102,7 @@ class Results:
 
 
 def load(plan: dict):
-    from morph.workflow import experiment
+    from morph.spec import experiment
 
     cfg = experiment.load(ROOT / plan["params"])
     shapes = {s.shape_id: s for s in (*cfg.candidate_shapes, cfg.baseline.shape)}
@@ -134,7 +134,7 @@ def step_train_config(plan: dict, params_out: str) -> None:
     raw["train"] |= {"accelerator": plan["accelerator"], "precision": plan["precision"], "devices": 1,
                      "checkpoint_every": 10}
     Path(params_out).write_text(yaml.safe_dump(raw, sort_keys=False))
-    from morph.workflow import experiment
+    from morph.spec import experiment
 
     print(experiment.load(params_out).grid_runs[0].run_id)
 

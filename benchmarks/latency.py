@@ -24,7 +24,7 @@ from transformers import LlamaForCausalLM  # noqa: F401  imported up front so no
 
 from morph.latency.cost_model import FEATURES, features, fit, leave_one_out
 from morph.latency.measure import measure
-from morph.workflow import experiment
+from morph.spec import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

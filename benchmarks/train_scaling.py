@@ -33,10 +33,10 @@ from train_throughput import lightning_loop, plain_loop
 
 from morph.io import sha256_file, write_json
 from morph.model import build_model
+from morph.spec import experiment
 from morph.train.batches import TokenData, TokenStream, train_batch
 from morph.train.lm import Optim
 from morph.train.memory import keep_freed_memory
-from morph.workflow import experiment
 
 MORPH = str(Path(sys.executable).with_name("morph"))
 RANK_SHAPES = ((128, 2), (256, 2))

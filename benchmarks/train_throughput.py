@@ -31,13 +31,13 @@ import torch
 import torch.nn.functional as F
 
 from morph.model import build_model
+from morph.spec import experiment
 from morph.train.batches import IGNORE, TokenData, TokenStream, make_datamodule, steps_for_budget, train_batch
 from morph.train.flops import PRECISION_DTYPES, device_peak, matmul_peak_flops, train_flops_per_token
 from morph.train.launch import Launch
 from morph.train.lm import CausalLM, Optim, lr_factor
 from morph.train.memory import keep_freed_memory
 from morph.train.run import make_trainer
-from morph.workflow import experiment
 
 SHAPES = ((64, 2), (128, 2), (256, 2))
 

@@ -1,4 +1,4 @@
-# Shared by every rule file: the validated experiment and the one stage table.
+# The validated experiment, and the checks and helpers every rule shares.
 import json
 import os
 import shlex
@@ -7,11 +7,11 @@ from pathlib import Path
 
 from morph import process_lock
 from morph.errors import MorphError
-from morph.workflow import experiment as morph_experiment
-from morph.workflow import pipeline as P
+from morph.spec import experiment as morph_experiment
+from morph.workflow import pipeline
 from morph.workflow import preflight
 from morph.workflow import snakemake_timers
-from morph.workflow.paths import CAPTIONS, FIGURES
+from morph.spec.artifacts.common import CAPTIONS, FIGURES
 
 # `--configfile X` picks the experiment file; its path is passed to every command, and the same
 # loader validates it. Commands read that file themselves, so anything Snakemake would merge on
@@ -66,14 +66,6 @@ onerror:
 MACHINE = 100
 if "machine" not in workflow.global_resources:
     workflow.register_resource("machine", MACHINE)
-
-wildcard_constraints:
-    run_id=r"d\d+-l\d+(?:-f[\d.]+)?(?:-kv\d+)?-[tD][^/]+",
-    slot=r"top-\d+",
-    shape_id=r"d\d+-l\d+(?:-f[\d.]+)?(?:-kv\d+)?",  # Shape.shape_id
-    model=r"[^/]+",
-    shard=r"(train|val)-\d{5}",
-
 
 def outputs(node):
     """A node's outputs as the table declares them: folders marked as such, and each figure marked for

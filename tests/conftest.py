@@ -48,7 +48,7 @@ def make_params(tmp_path):
 
 @pytest.fixture(scope="session")
 def ci_cfg():
-    from morph.workflow import experiment
+    from morph.spec import experiment
 
 
     return experiment.load(CI_PARAMS)

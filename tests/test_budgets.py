@@ -13,9 +13,9 @@ from conftest import write_params
 from morph import cli
 from morph.errors import MorphError
 from morph.select.rank import choose
-from morph.workflow import experiment
-from morph.workflow.experiment import Select
-from morph.workflow.schema import build
+from morph.spec import experiment
+from morph.spec.schema import build
+from morph.spec.select import Select
 
 RELATIVE = {"select.latency_budget_s": None, "select.latency_budget_relative": {"relative_to": "baseline",
                                                                                 "factor": 0.5}}

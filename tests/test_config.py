@@ -7,7 +7,7 @@ import pytest
 from conftest import CI_PARAMS, ROOT
 from morph import cli
 from morph.errors import MorphError
-from morph.workflow import experiment
+from morph.spec import experiment
 
 
 @pytest.mark.parametrize("path", [ROOT / "params.yaml", CI_PARAMS])

@@ -236,7 +236,7 @@ def test_gather_names_a_truncated_shard_and_how_to_rebuild_it(ci_data, tmp_path,
 def test_tokenizer_learns_from_a_bounded_seeded_subsample(ci_data, make_params):
     from morph.data import tokenizer
     from morph.data.manifest import read_manifest
-    from morph.workflow import experiment
+    from morph.spec import experiment
 
     def draw(overrides):
         cfg = experiment.load(make_params(overrides))

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from graphs import REPO
-from morph.workflow import experiment
+from morph.spec import experiment
 
 BIN = Path(sys.executable).parent
 CI = "configs/ci.yaml"
@@ -296,9 +296,24 @@ def shape_edit_plan(root: Path) -> dict[str, int]:
             "collect": 1, "latency_collect": 1, "laws": 1, "candidates": 1, "evaluate": 3}
 
 
+def train_edit_plan(root: Path) -> dict[str, int]:
+    """The train section is read by training alone: every training job, and everything after it."""
+    exp = experiment.load(root / CI)
+    return {**DOWNSTREAM_OF_SELECT, "train": len(exp.grid_runs) + 1 + len(exp.validation_runs),
+            "collect": 1, "laws": 1, "evaluate": 3}
+
+
+# Each params section's schema is its own module: an edit reruns the stages that read that section.
+EVALUATE_SECTION, TRAIN_SECTION = "src/morph/spec/evaluate.py", "src/morph/spec/train.py"
+
+
 def test_a_code_edit_plans_exactly_the_stages_that_run_that_code(tree):
     with code_edited(tree, "src/morph/shape.py"):
         assert planned_jobs(tree) == shape_edit_plan(tree)
+    with code_edited(tree, EVALUATE_SECTION):  # read by scoring and by the report's bootstrap
+        assert planned_jobs(tree) == {"evaluate": 3, "report": 1}
+    with code_edited(tree, TRAIN_SECTION):
+        assert planned_jobs(tree) == train_edit_plan(tree)
     with code_edited(tree, "src/morph/report/write.py"):
         assert planned_jobs(tree) == {"report": 1}
     with code_edited(tree, "src/morph/law/solvers.py"):  # the fit, and the selection that predicts with it
@@ -362,6 +377,10 @@ def test_dvc_sees_the_same_code_edits(dvc_tree):
     assert not (DATA_STAGES | {"evaluate", "report"}) & set(changed), changed
     with code_edited(dvc_tree, "src/morph/report/write.py"):
         assert dvc_changed(dvc_tree) == {"report": 1}
+    with code_edited(dvc_tree, EVALUATE_SECTION):
+        assert dvc_changed(dvc_tree) == {"evaluate": 3, "report": 1}
+    with code_edited(dvc_tree, TRAIN_SECTION):
+        assert dvc_changed(dvc_tree) == {"train": changed["train"], "train_target": 2}
     with code_edited(dvc_tree, "src/morph/law/solvers.py"):
         assert dvc_changed(dvc_tree) == {"laws": 1, "select": 1}
     assert dvc_changed(dvc_tree) == {}

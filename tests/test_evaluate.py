@@ -15,7 +15,8 @@ from morph.errors import MorphError
 from morph.evaluate import task_data as eval_data
 from morph.evaluate.score import check_model_dir, evaluate
 from morph.io import sha256_tree
-from morph.workflow import experiment
+from morph.spec import experiment
+from morph.spec import tasks as task_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["arc_easy", "copa", "winogrande"]
@@ -103,7 +104,7 @@ def test_provenance_and_versions(cli_result, model_dir):
     assert cli_result["provenance"]["inputs"] == {str(model_dir): sha256_tree(model_dir)}
     data = cli_result["provenance"]["benchmark_data"]
     assert sorted(data) == sorted(
-        f"{eval_data.task_folders()[t]}/validation/data-00000-of-00001.arrow" for t in TASKS
+        f"{task_specs.task_folders()[t]}/validation/data-00000-of-00001.arrow" for t in TASKS
     )
     assert all(len(h) == 64 for h in data.values())
     assert cli_result["model"]["run"] == "d16-l2-t4" and cli_result["model"]["params"] > 0
@@ -185,9 +186,9 @@ def test_no_scored_request_is_longer_than_the_trained_context(model_dir, tmp_pat
 def test_task_yamls_yield_real_items():
     from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=str(eval_data.TASKS_DIR), include_defaults=False)
+    manager = TaskManager(include_path=str(task_specs.TASKS_DIR), include_defaults=False)
     names = sorted(SPLIT_SIZES)
-    assert sorted(eval_data.task_folders()) == names
+    assert sorted(task_specs.task_folders()) == names
     hellaswag_dir = eval_data.data_root() / "hellaswag/none/validation"
     before = sorted(p.name for p in hellaswag_dir.iterdir())
     # The group names every task, under names that cannot clash with lm-eval's built-ins.
@@ -264,7 +265,7 @@ def test_items_whose_answer_alone_exceeds_the_context_are_left_out_and_counted(m
     piqa = result["tasks"]["piqa"]
     assert piqa["too_long"] > 0 and piqa["n"] == 30
     tok = AutoTokenizer.from_pretrained(model_dir)
-    docs = eval_data.load_split(eval_data.task_folders()["piqa"])["validation"]
+    docs = eval_data.load_split(task_specs.task_folders()["piqa"])["validation"]
     for i in result["items"]["piqa"]:
         # lm-eval splits context and answer at a token boundary; allow the one token that can move.
         assert all(len(tok.encode(" " + docs[i][k], add_special_tokens=False)) <= short + 1 for k in ("sol1", "sol2"))

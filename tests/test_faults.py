@@ -112,7 +112,7 @@ def latency_records(**timing):
     """A record for every shape the experiment times, each with the given timings."""
     def apply(root: Path) -> None:
         from morph.latency.collect import SHAPE_FIELDS
-        from morph.workflow import experiment
+        from morph.spec import experiment
 
         for shape in experiment.load(root / "params.yaml").latency_shapes:
             write_json(root / f"latency/{shape.shape_id}.json", {
@@ -333,7 +333,7 @@ def tokens_tree(tmp_path_factory) -> Path:
 
 def first_run(params: Path) -> tuple[str, list[str]]:
     """The experiment's first grid run (`params`: the file, or a tree holding params.yaml) and its train argv."""
-    from morph.workflow import experiment
+    from morph.spec import experiment
 
     rid = experiment.load(params if params.is_file() else params / "params.yaml").grid_runs[0].run_id
     return rid, ["train", "--params", "params.yaml", "--run", rid, "--out", f"runs/{rid}"]

@@ -17,10 +17,10 @@ from morph.io import sha256_file
 from morph.law.fitting import design, evaluate, fit_law, predict_loss, validate
 from morph.law.forms import Law, predict
 from morph.law.laws import size_labels
-from morph.law.names import LAWS
 from morph.law.solvers import Objective, start_grid
 from morph.report.write import law_choice
-from morph.workflow import experiment
+from morph.spec import experiment
+from morph.spec.law_names import LAWS
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]

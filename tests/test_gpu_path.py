@@ -224,7 +224,7 @@ def test_paper_candidates_all_time_on_the_fused_attention_kernel(make_params):
     model.max_head_dim gives that shape more heads; the parameter count does not change."""
     from conftest import ROOT
     from morph.errors import MorphError
-    from morph.workflow import experiment
+    from morph.spec import experiment
 
     paper = ROOT / "configs" / "paper.yaml"
     cfg = experiment.load(paper)

@@ -10,10 +10,11 @@ import re
 import pytest
 import yaml
 
-from conftest import CI_PARAMS, ROOT, write_params
+from conftest import CI_PARAMS, write_params
 from morph.errors import MorphError
 from morph.shape import Shape, swiglu_ffn
-from morph.workflow import experiment
+from morph.spec import experiment
+from morph.workflow import pipeline
 
 CI_SIZES = yaml.safe_load(CI_PARAMS.read_text())["grid"]["sizes"]
 KNOB_SIZE = {"params": 60000, "depths": [2], "ffn_ratios": [1.0, 4.0], "n_kv_heads": [1], "multipliers": [2]}
@@ -48,8 +49,8 @@ def test_knobs_add_shapes_and_change_no_existing_id_or_model(knobbed):
 
 
 def test_ids_are_one_per_model_and_match_the_snakemake_wildcards(knobbed):
-    text = (ROOT / "rules" / "common.smk").read_text()
-    pattern = {k: re.compile(v) for k, v in re.findall(r'^\s+(run_id|shape_id)=r"([^"]+)"', text, re.M)}
+    # The wildcards the generated rules constrain their keys with.
+    pattern = {key: re.compile(p) for key, p in (s.wildcard for s in pipeline.STAGES) if key}
     shapes = knobbed.latency_shapes
     assert len({(s.d_model, s.n_layers, s.ffn, s.n_kv_heads) for s in shapes}) == len(shapes)
     for s in shapes:
@@ -139,7 +140,8 @@ def test_a_selected_knobbed_candidate_trains_as_that_shape(knobbed, tmp_path):
 
 
 def _runs_csv(cfg, path):
-    from morph.train.collect import COLUMNS, row
+    from morph.spec.artifacts.train import RUNS_COLUMNS
+    from morph.train.collect import row
 
     rows = []
     for i, run in enumerate(cfg.grid_runs):
@@ -147,7 +149,7 @@ def _runs_csv(cfg, path):
                    "wall_s": 1.0, "tokens_per_s": 1.0, "mfu": 0.1, "seed": run.seed(cfg.seed)}
         rows.append(row(run, metrics, path))
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=RUNS_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     return rows

@@ -18,7 +18,7 @@ from morph.errors import MorphError
 from morph.latency import backends as latency_backends
 from morph.latency import measure as latency
 from morph.latency.cost_model import FEATURES, features, fit, leave_one_out, predict_latency
-from morph.workflow import experiment
+from morph.spec import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)

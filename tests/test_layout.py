@@ -1,24 +1,49 @@
-"""The package's layout shows the graph: no import cycles, and no stage family reaches into
-another family's modules beyond the ones that family lists as public (its `PUBLIC`)."""
+"""The package's layout shows the graph: no import cycles; three layers that point one way (the stage families
+import the bottom, `spec`, and never the top, `workflow`; the bottom imports neither); and no stage family
+reaches into another family's modules beyond the ones that family lists as public (its `PUBLIC`)."""
 from __future__ import annotations
 
 import ast
 
-from morph.workflow import code_deps
+from morph import source
 
-FAMILIES = ("data", "train", "latency", "law", "select", "evaluate", "report", "workflow")
+FAMILIES = ("data", "train", "latency", "law", "select", "evaluate", "report")
+BOTTOM = ("spec",)
+TOP = ("workflow", "cli")
+SHARED = ("__init__", "errors", "figures", "io", "model", "process_lock", "shape", "source")  # root modules
+# A layer may import its own and the layers after it, never one before it.
+ORDER = (TOP, FAMILIES, BOTTOM + SHARED)
 
 
 def all_modules() -> list[str]:
     out = []
-    for path in sorted(code_deps.PACKAGE_DIR.rglob("*.py")):
-        parts = path.relative_to(code_deps.PACKAGE_DIR.parent).with_suffix("").parts
+    for path in sorted(source.PACKAGE_DIR.rglob("*.py")):
+        parts = path.relative_to(source.PACKAGE_DIR.parent).with_suffix("").parts
         out.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return out
 
 
+def package(module: str) -> str:
+    """The package right under morph a module belongs to (a root module is its own), or "__init__"."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def layer(module: str) -> int:
+    return next(i for i, names in enumerate(ORDER) if package(module) in names)
+
+
+def upward_imports(graph: dict[str, frozenset[str]]) -> list[str]:
+    """Every import from a lower layer's package into a higher one's."""
+    return [f"{m} imports {dep}" for m, deps in graph.items() for dep in deps if layer(dep) < layer(m)]
+
+
+def import_graph() -> dict[str, frozenset[str]]:
+    return {m: source.direct_imports(m) - {m} for m in all_modules()}
+
+
 def public(family: str) -> tuple[str, ...]:
-    tree = ast.parse(code_deps.module_file(f"morph.{family}").read_text())
+    tree = ast.parse(source.module_file(f"morph.{family}").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and node.targets[0].id == "PUBLIC":
             return ast.literal_eval(node.value)
@@ -31,7 +56,7 @@ def family(module: str) -> str | None:
 
 
 def test_no_import_cycles():
-    graph = {m: code_deps.direct_imports(m) - {m} for m in all_modules()}
+    graph = import_graph()
     done, stack = set(), []
 
     def visit(m):
@@ -50,11 +75,27 @@ def test_no_import_cycles():
         visit(m)
 
 
+def test_every_package_has_a_layer():
+    assert {package(m) for m in all_modules()} <= {p for names in ORDER for p in names}
+
+
+def test_layers_point_one_way():
+    assert not upward_imports(import_graph())
+
+
+def test_the_direction_check_catches_a_stage_importing_the_top_and_the_bottom_importing_a_stage():
+    graph = import_graph()
+    stage_up = graph | {"morph.train.run": graph["morph.train.run"] | {"morph.workflow.pipeline"}}
+    assert upward_imports(stage_up) == ["morph.train.run imports morph.workflow.pipeline"]
+    bottom_up = graph | {"morph.spec.grid": graph["morph.spec.grid"] | {"morph.law.forms"}}
+    assert upward_imports(bottom_up) == ["morph.spec.grid imports morph.law.forms"]
+
+
 def test_families_import_only_each_others_public_modules():
     offences = []
     for m in all_modules():
         own = family(m)
-        for dep in code_deps.direct_imports(m):
+        for dep in source.direct_imports(m):
             other = family(dep)
             if own and other and other != own and dep.split(".")[2] not in public(other):
                 offences.append(f"{m} imports {dep}")
@@ -62,6 +103,6 @@ def test_families_import_only_each_others_public_modules():
 
 
 def test_each_family_is_a_folder_and_the_root_holds_only_shared_modules():
-    root = sorted(p.stem for p in code_deps.PACKAGE_DIR.glob("*.py"))
-    assert root == ["__init__", "cli", "errors", "figures", "io", "model", "process_lock", "shape"], root
-    assert all((code_deps.PACKAGE_DIR / f / "__init__.py").is_file() for f in FAMILIES)
+    root = sorted(p.stem for p in source.PACKAGE_DIR.glob("*.py"))
+    assert root == sorted((*SHARED, "cli")), root
+    assert all((source.PACKAGE_DIR / f / "__init__.py").is_file() for f in (*FAMILIES, *BOTTOM, "workflow"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from graphs import REPO, snakemake_jobs
-from morph.workflow import experiment
+from morph.spec import experiment
 
 PAPER = "configs/paper.yaml"
 

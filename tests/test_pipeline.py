@@ -12,7 +12,8 @@ import yaml
 
 from conftest import TWO_RUNS, write_params
 from graphs import REPO, dvc_stages, edges, snakemake_jobs
-from morph.workflow import dvc_yaml, experiment, pipeline
+from morph.spec import experiment
+from morph.workflow import dvc_yaml, pipeline
 
 MORPH = [sys.executable, "-m", "morph.cli"]
 

@@ -13,9 +13,9 @@ from conftest import write_params
 from morph import cli
 from morph.errors import MorphError
 from morph.select.rank import choose
-from morph.workflow import experiment
-from morph.workflow.experiment import Select
-from morph.workflow.schema import build
+from morph.spec import experiment
+from morph.spec.schema import build
+from morph.spec.select import Select
 
 # configs/ci.yaml with one tiny shape at a fraction of a token per parameter: a handful of steps.
 TINY = {"model.seq_len": 32, "train.batch_size": 8, "train.checkpoint_every": 100,

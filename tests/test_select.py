@@ -6,8 +6,8 @@ import pytest
 from morph.errors import MorphError
 from morph.figures import pareto
 from morph.select.rank import choose
-from morph.workflow.experiment import Select
-from morph.workflow.schema import build
+from morph.spec.schema import build
+from morph.spec.select import Select
 
 SEL = build(Select, {"params": 1_000_000, "tolerance": 0.1, "latency_budget_s": 1.0, "k": 2, "tokens": 2_000_000,
                      "depths": [1], "baseline": {"d_model": 64, "n_layers": 4}})

@@ -12,7 +12,7 @@ import pytest
 import slurm_cluster
 from conftest import TWO_RUNS
 from conftest import write_params as write_ci_params
-from morph.workflow import experiment
+from morph.spec import experiment
 from test_end_to_end import BIN, CI, fresh_copy
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,8 @@ def test_snakemake_trains_a_grid_through_slurm(slurm_env, tmp_path):
 def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path):
     """The train rule's SLURM request and srun prefix start 2 ranks that Lightning picks up from SLURM; the run
     equals the one-process run."""
-    from morph.workflow import experiment, pipeline
+    from morph.spec import experiment
+    from morph.workflow import pipeline
     from test_train import RANKS, close, train_run, write_params
 
     rid = "d32-l1-t1"
@@ -71,7 +72,7 @@ def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "tokens").symlink_to(ci_tokens)
     script = tmp_path / "train.sh"
-    script.write_text(f"#!/bin/sh\n{ranks.launch}{pipeline.train(cfg, str(params), rid).cmd}\n")
+    script.write_text(f"#!/bin/sh\n{ranks.launch}{pipeline.STAGE['train'].node(cfg, str(params), rid).cmd}\n")
     env = slurm_env | {"PATH": f"{BIN}:{os.environ['PATH']}"}
     out = subprocess.run(["sbatch", "--wait", f"--nodes={ranks.resources['nodes']}",
                           f"--ntasks-per-node={ranks.resources['tasks_per_node']}", "--cpus-per-task=1",

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import write_params as write_ci_params
 from morph.shape import ShapeRules
-from morph.workflow import experiment
+from morph.spec import experiment
 
 BIN = Path(sys.executable).parent
 

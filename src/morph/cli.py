@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if "DVC_STAGE" in os.environ and getattr(args, "params", None):
-            from morph.workflow import experiment, preflight
+            from morph.spec import experiment
+            from morph.workflow import preflight
             from morph.workflow.dvc_yaml import refuse_if_stale
 
             refuse_if_stale(args.params, os.environ["DVC_ROOT"])

@@ -57,10 +57,7 @@ class Shape:
 
     @property
     def shape_id(self) -> str:
-        """d64-l2, with -f<ratio> and -kv<heads> for the knobs a grid set: d64-l2-f1.5-kv1."""
-        ffn = f"-f{self.ffn_ratio:g}" if self.ffn_ratio is not None else ""
-        kv = f"-kv{self.n_kv_heads}" if self.kv_knob else ""
-        return f"d{self.d_model}-l{self.n_layers}{ffn}{kv}"
+        return shape_id(self.d_model, self.n_layers, self.ffn_ratio, self.n_kv_heads if self.kv_knob else None)
 
     def attention_params(self) -> int:
         """One layer's q, o and (possibly grouped) k, v projections."""
@@ -211,6 +208,18 @@ def format_tokens(tokens: int) -> str:
         if tokens % unit == 0:
             return f"{tokens // unit}{suffix}"
     return str(tokens)
+
+
+# What shape_id and run_id write, as the orchestrators' wildcards match it.
+SHAPE_ID_PATTERN = r"d\d+-l\d+(?:-f[\d.]+)?(?:-kv\d+)?"
+RUN_ID_PATTERN = SHAPE_ID_PATTERN + r"-[tD][^/]+"
+
+
+def shape_id(d_model: int, n_layers: int, ffn_ratio: float | None = None, kv_heads: int | None = None) -> str:
+    """d64-l2, with -f<ratio> and -kv<heads> for the knobs a grid set: d64-l2-f1.5-kv1."""
+    ffn = f"-f{ffn_ratio:g}" if ffn_ratio is not None else ""
+    kv = f"-kv{kv_heads}" if kv_heads is not None else ""
+    return f"d{d_model}-l{n_layers}{ffn}{kv}"
 
 
 def run_id(shape: Shape, multiplier: float | None = None, tokens: int | None = None) -> str:

@@ -6,14 +6,15 @@ from pathlib import Path
 
 from morph.errors import MorphError
 from morph.io import read_json, sha256_file
-from morph.workflow.experiment import Experiment
+from morph.spec.artifacts.data import MANIFEST
+from morph.spec.experiment import Experiment
 
 SPLITS = ("train", "val")
 
 
 def read_manifest(cfg: Experiment, sample: Path) -> dict:
     """The manifest of a sample drawn for this experiment; another seed or size would silently be wrong."""
-    manifest = read_json(sample / "manifest.json")
+    manifest = read_json(sample / MANIFEST)
     wanted = {"seed": cfg.seed, **{k: getattr(cfg.data, k) for k in ("train_tokens", "val_tokens", "shard_mb")}}
     found = {"seed": manifest["seed"], **{k: manifest["targets"].get(k) for k in ("train_tokens", "val_tokens",
                                                                                  "shard_mb")}}

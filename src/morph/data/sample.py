@@ -33,16 +33,18 @@ from tqdm import tqdm
 from morph.data.shards import DocWriter, read_docs
 from morph.errors import MorphError
 from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
-from morph.workflow import experiment, paths
-from morph.workflow.experiment import Experiment
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import MANIFEST, SAMPLE, sample_shard
+from morph.spec.experiment import Experiment
 
 # Streaming shuffle buffer for the hub: documents are drawn uniformly from a window this large.
 HUB_SHUFFLE_BUFFER = 10_000
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--out", default=paths.SAMPLE, help="output directory (default: %(default)s)")
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--out", default=SAMPLE, help="output directory (default: %(default)s)")
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class SplitShards:
         while len(self.shards) <= index:  # shards skipped by a very long document stay empty
             if self._writer:
                 self._writer.close()
-            name = Path(paths.sample_shard(self.names[len(self.shards)])).name
+            name = Path(sample_shard(self.names[len(self.shards)])).name
             self._writer = DocWriter(self.directory / name)
             self.shards.append({"file": name, "docs": 0, "chars": 0})
 
@@ -271,7 +273,7 @@ def run(args):
             splits[split] = {"docs": sum(s["docs"] for s in shards), "unique_docs": unique[split],
                              "chars": sum(s["chars"] for s in shards), "shards": shards}
         write_json(
-            tmp / "manifest.json",
+            tmp / MANIFEST,
             {
                 "seed": cfg.seed,
                 "source": source,

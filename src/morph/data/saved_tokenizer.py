@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
-from morph.workflow.experiment import Experiment
+from morph.spec.experiment import Experiment
 
 EOT = "<|endoftext|>"
 

@@ -12,13 +12,15 @@ from pathlib import Path
 from morph.data import saved_tokenizer, tokenize_gather, tokenize_shard, tokenizer
 from morph.data.manifest import SPLITS, checked_shard, read_manifest
 from morph.io import atomic_dir, write_json
-from morph.workflow import experiment, paths
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import META, SAMPLE, TOKENIZER_DIR, TOKENS, token_shard, token_shard_summary
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--sample", default=paths.SAMPLE, help="the sample stage's directory (default: %(default)s)")
-    p.add_argument("--out", default=paths.TOKENS, help="output directory (default: %(default)s)")
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
+    p.add_argument("--out", default=TOKENS, help="output directory (default: %(default)s)")
 
 
 def run(args):
@@ -30,19 +32,19 @@ def run(args):
            else tokenizer.train_bpe(tokenizer.subsample(cfg, sample, manifest), cfg.vocab_size))
     # Each file is written atomically and meta.json last, as the jobs do: it exists only when the
     # shards it lists are whole.
-    (out / "meta.json").unlink(missing_ok=True)
-    with atomic_dir(out / "tokenizer") as tmp:
+    (out / META).unlink(missing_ok=True)
+    with atomic_dir(out / TOKENIZER_DIR) as tmp:
         tokenizer.save_for_transformers(tok, tmp)
-    saved, dtype = saved_tokenizer.load_saved(out / "tokenizer"), saved_tokenizer.token_dtype(cfg)
+    saved, dtype = saved_tokenizer.load_saved(out / TOKENIZER_DIR), saved_tokenizer.token_dtype(cfg)
     for split in SPLITS:
         for entry in manifest["splits"][split]["shards"]:
             shard = entry["file"].removesuffix(".jsonl.zst")
             path = checked_shard(sample, entry)
-            summary = tokenize_shard.encode_shard(saved, dtype, path, Path(paths.token_shard(shard, args.out)))
-            write_json(paths.token_shard_summary(shard, args.out),
+            summary = tokenize_shard.encode_shard(saved, dtype, path, Path(token_shard(shard, args.out)))
+            write_json(token_shard_summary(shard, args.out),
                        tokenize_shard.with_inputs(summary, path, out / "tokenizer"))
     meta = tokenize_gather.gather(cfg, args.params, sample, out)
-    write_json(out / "meta.json", meta)
+    write_json(out / META, meta)
     print(f"{name}: {meta['splits']['train']['tokens']:,} train and {meta['splits']['val']['tokens']:,} val tokens "
           f"({meta['dtype']}) into {args.out}")
     return 0

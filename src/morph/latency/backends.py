@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from morph.errors import MorphError
-from morph.latency.names import BACKENDS
+from morph.spec.backends import BACKENDS
 
 
 def _generation_config(new_tokens: int, **extra):

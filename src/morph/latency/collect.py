@@ -10,8 +10,10 @@ from morph.errors import MorphError
 from morph.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import FEATURES, MODEL_SETTING, features, fit, leave_one_out
 from morph.shape import Shape
-from morph.workflow import experiment, paths
-from morph.workflow.experiment import Experiment
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS, figure
+from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_MODEL, latency_json
+from morph.spec.experiment import Experiment
 
 LOO_TARGET = 0.15
 SHAPE_FIELDS = tuple(f.name for f in dataclasses.fields(Shape))
@@ -23,18 +25,18 @@ CSV_COLUMNS = (
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--latency-dir", default=paths.LATENCY_DIR, help="folder of <shape_id>.json (default: %(default)s)")
-    p.add_argument("--out", default=paths.LATENCY_CSV, help="CSV, one row per shape x backend x setting")
-    p.add_argument("--model-out", default=paths.LATENCY_MODEL, help="fitted latency model (JSON)")
-    p.add_argument("--figure", default=paths.figure("latency_shape"), help="Figure 3 (PNG)")
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--latency-dir", default=LATENCY_DIR, help="folder of <shape_id>.json (default: %(default)s)")
+    p.add_argument("--out", default=LATENCY_CSV, help="CSV, one row per shape x backend x setting")
+    p.add_argument("--model-out", default=LATENCY_MODEL, help="fitted latency model (JSON)")
+    p.add_argument("--figure", default=figure("latency_shape"), help="Figure 3 (PNG)")
 
 
 def load_records(cfg: Experiment, latency_dir: str | Path) -> list[tuple[Path, dict]]:
     """The measurement of every latency shape in the experiment, checked against the shape it claims."""
     out = []
     for shape in cfg.latency_shapes:
-        path = Path(latency_dir) / f"{shape.shape_id}.json"
+        path = Path(latency_json(shape.shape_id, latency_dir))
         record = read_json(path)
         measured = {k: record.get("shape", {}).get(k) for k in SHAPE_FIELDS}
         expected = {k: getattr(shape, k) for k in SHAPE_FIELDS}

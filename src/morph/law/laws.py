@@ -22,21 +22,23 @@ import numpy as np
 from morph.errors import MorphError
 from morph.law.fitting import cluster, evaluate, fit_law, predict_frame, settle, validate
 from morph.law.forms import Law
-from morph.law.names import AUTO, LAWS, PARAMS_COUNTS
 from morph.law.zoo import SIZE_TOLERANCE, cross_validate, markdown, replicate_noise
-from morph.workflow import experiment, paths
-from morph.workflow.experiment import Experiment
+from morph.shape import shape_id
+from morph.spec import experiment
+from morph.spec.artifacts.common import FIGURES, PARAMS
+from morph.spec.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, LAW_DIR, PREDICTIONS, ZOO_JSON, ZOO_MD, law_json
+from morph.spec.artifacts.train import KNOB_COLUMNS, LAW_COLUMNS, RUNS_CSV
+from morph.spec.experiment import Experiment
+from morph.spec.law_names import AUTO, LAWS, PARAMS_COUNTS
 
-RUN_COLUMNS = ("run_id", "shape_id", "d_model", "n_layers", "params", "tokens", "multiplier", "loss")
-KNOB_COLUMNS = ("n_kv_heads", "ffn", "mlp_attention_ratio")  # the architecture knobs as built
 ABLATION_TIES = ("all", "alpha-beta", "none")
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--runs", default=paths.RUNS_CSV, help="one row per trained run (morph collect)")
-    p.add_argument("--out-dir", default=paths.LAW_DIR, help="where <law>.json and ablations.{json,md} go")
-    p.add_argument("--figures", default=paths.FIGURES, help="where the law figures go")
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--runs", default=RUNS_CSV, help="one row per trained run (morph collect)")
+    p.add_argument("--out-dir", default=LAW_DIR, help="where <law>.json and ablations.{json,md} go")
+    p.add_argument("--figures", default=FIGURES, help="where the law figures go")
 
 
 # -- the table ----------------------------------------------------------------------------------------
@@ -47,10 +49,10 @@ def read_runs(path: str | Path):
     if not path.exists():
         raise MorphError(f"{path}: runs table not found (has `morph collect` run?)")
     df = pd.read_csv(path)
-    missing = [c for c in (*RUN_COLUMNS, *KNOB_COLUMNS) if c not in df.columns]
+    missing = [c for c in LAW_COLUMNS if c not in df.columns]
     if missing:
         raise MorphError(f"{path}: missing column {missing[0]!r} (a runs table from `morph collect` has "
-                         f"{', '.join((*RUN_COLUMNS, *KNOB_COLUMNS))}); re-run `morph collect`")
+                         f"{', '.join(LAW_COLUMNS)}); re-run `morph collect`")
     # Every law's columns are checked here, once, so a bad row names the file and line.
     df = validate(df, Law("inference-aware"), str(path), also=KNOB_COLUMNS)
     df["multiplier"] = pd.to_numeric(df["multiplier"], errors="coerce")
@@ -111,7 +113,7 @@ def size_labels(cfg: Experiment, df) -> np.ndarray:
     """Each run's size: its grid.sizes target N, or a 10%-of-N cluster label (see the module docstring)."""
     target = cfg.size_targets
     shape_ids = (df["shape_id"] if "shape_id" in df.columns
-                 else [f"d{int(d)}-l{int(n)}" for d, n in zip(df["d_model"], df["n_layers"])])
+                 else [shape_id(int(d), int(n)) for d, n in zip(df["d_model"], df["n_layers"])])
     labels = np.array([target.get(s, 0) for s in shape_ids], dtype=np.int64)
     loose = labels == 0
     labels[loose] = cluster(df["params"].to_numpy()[loose], SIZE_TOLERANCE).astype(np.int64)
@@ -333,21 +335,21 @@ def run(args):
     for name, result in main.items():
         for w in result["warnings"]:
             print(f"morph laws: warning: {name}: {w}", file=sys.stderr)
-        write_json(out_dir / f"{name}.json", result)
-    write_json(out_dir / "ablations.json", {"solver": fc.solver, "rows": rows, **meta})
-    with atomic_path(out_dir / "ablations.md") as tmp:
+        write_json(law_json(name, out_dir), result)
+    write_json(out_dir / ABLATIONS_JSON, {"solver": fc.solver, "rows": rows, **meta})
+    with atomic_path(out_dir / ABLATIONS_MD) as tmp:
         tmp.write_text(ablations_markdown(rows, fc.solver))
-    write_json(out_dir / "zoo.json", zoo | meta)
+    write_json(out_dir / ZOO_JSON, zoo | meta)
     if auto is not None:
-        write_json(out_dir / f"{AUTO}.json", auto)
-    with atomic_path(out_dir / "zoo.md") as tmp:
+        write_json(law_json(AUTO, out_dir), auto)
+    with atomic_path(out_dir / ZOO_MD) as tmp:
         tmp.write_text(markdown(zoo))
-    write_predictions(df, fit_mask, main, out_dir / paths.LAW_PREDICTIONS)
+    write_predictions(df, fit_mask, main, out_dir / PREDICTIONS)
     write_figures(df, fit_mask, main, zoo, Path(args.figures))
     for name, r in main.items():
         held = r["metrics"]["heldout"]
         print(f"{name}: fit mse={r['metrics']['fit']['mse']:.3g}, all mse={r['metrics']['eval']['mse']:.3g}"
-              + (f", held-out mse={held['mse']:.3g}" if held else "") + f" -> {out_dir / (name + '.json')}")
+              + (f", held-out mse={held['mse']:.3g}" if held else "") + f" -> {law_json(name, out_dir)}")
     print(f"law zoo: lowest cross-validated error: {zoo['winner'] or 'none (no form fitted every fold)'} "
-          f"-> {out_dir / 'zoo.json'}")
+          f"-> {out_dir / ZOO_JSON}")
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from morph.errors import MorphError
 from morph.law.forms import Law, log_predict
-from morph.law.names import SOLVERS
+from morph.spec.law_names import SOLVERS
 
 HUBER_DELTA = 1e-3
 # Besiroglu et al.'s grid for (e, a, b, alpha, beta); each form's shape term extends it (forms.FORMS).

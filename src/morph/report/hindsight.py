@@ -12,6 +12,7 @@ import numpy as np
 from morph.figures import pyplot, save_png
 from morph.report.decide import loss_margin
 from morph.report.uncertainty import interval
+from morph.spec.artifacts.select import slot
 
 
 def _spearman(pred: np.ndarray, actual: np.ndarray) -> float | None:
@@ -73,7 +74,7 @@ def check(selection: dict, measured: dict[str, dict], loss_sd: float | None, val
     resid = pred - actual
     out["law_error"] = {"rmse": float(np.sqrt(np.mean(resid ** 2))) if len(resid) else None,
                         "bias": float(np.mean(resid)) if len(resid) else None}
-    top1 = next((r for r in feasible if r["slot"] == "top-1"), None)
+    top1 = next((r for r in feasible if r["slot"] == slot(1)), None)
     if not feasible or top1 is None:
         return out | {"regret": None, "best": None, "top_k_has_best": None}
     best = min(feasible, key=lambda r: r["measured_loss"])

@@ -14,25 +14,30 @@ from morph.latency.table import measured_settings
 from morph.report import hindsight
 from morph.report.decide import RULES, decide
 from morph.report.uncertainty import interval, item_scores, paired_draws
-from morph.workflow import experiment, paths
-from morph.workflow.paths import HINDSIGHT_FIGURE, REPORT_FIGURES
+from morph.spec import experiment
+from morph.spec.artifacts.common import FIGURES, PARAMS
+from morph.spec.artifacts.evaluate import EVAL_DIR, eval_json, lm_eval_out
+from morph.spec.artifacts.latency import LATENCY_CSV
+from morph.spec.artifacts.report import DECISION, HINDSIGHT_FIGURE, REPORT_FIGURES, REPORT_MD, SUMMARY
+from morph.spec.artifacts.select import SELECTION
+from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUNS, RUNS_CSV
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--selection", default=paths.SELECTION)
-    p.add_argument("--runs-dir", default=paths.RUNS)
-    p.add_argument("--eval-dir", default=paths.EVAL_DIR)
-    p.add_argument("--out", default=paths.DECISION)
-    p.add_argument("--markdown", default=paths.REPORT_MD)
-    p.add_argument("--figures", default=paths.FIGURES)
-    p.add_argument("--summary", default=paths.SUMMARY)
-    p.add_argument("--runs", default=paths.RUNS_CSV, help="the grid's runs (morph collect), for the knob table")
-    p.add_argument("--latency", default=paths.LATENCY_CSV, help="measured latencies, for the knob table")
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--selection", default=SELECTION)
+    p.add_argument("--runs-dir", default=RUNS)
+    p.add_argument("--eval-dir", default=EVAL_DIR)
+    p.add_argument("--out", default=DECISION)
+    p.add_argument("--markdown", default=REPORT_MD)
+    p.add_argument("--figures", default=FIGURES)
+    p.add_argument("--summary", default=SUMMARY)
+    p.add_argument("--runs", default=RUNS_CSV, help="the grid's runs (morph collect), for the knob table")
+    p.add_argument("--latency", default=LATENCY_CSV, help="measured latencies, for the knob table")
 
 
 def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
-    metrics, scores = read_json(run_dir / paths.RUN_METRICS), read_json(eval_path)
+    metrics, scores = read_json(run_dir / RUN_METRICS), read_json(eval_path)
     return {
         "role": role,
         "run_id": metrics["run_id"],
@@ -321,7 +326,7 @@ def run(args):
     baseline = cfg.baseline.run_id
     roles.append((baseline, selection["baseline"]))
     models = [
-        model_entry("baseline" if name == baseline else name, runs_dir / name, eval_dir / f"{name}.json", cand)
+        model_entry("baseline" if name == baseline else name, runs_dir / name, Path(eval_json(name, eval_dir)), cand)
         for name, cand in roles
     ]
     base_latency = models[-1]["latency"]["median_s"]
@@ -329,7 +334,7 @@ def run(args):
         m["speedup_vs_baseline"] = base_latency / m["latency"]["median_s"]
     ev = cfg.evaluate
     # Per-item scores from lm-eval's samples (<eval-dir>/<run>/), keyed like the draws by run id.
-    per_item = {m["run_id"]: item_scores(read_json(eval_dir / f"{name}.json"), eval_dir / name)
+    per_item = {m["run_id"]: item_scores(read_json(eval_json(name, eval_dir)), Path(lm_eval_out(name, eval_dir)))
                 for m, (name, _) in zip(models, roles)}
     draws = paired_draws(per_item, ev.bootstrap, cfg.seed)
     for m in models:
@@ -339,7 +344,7 @@ def run(args):
         measured = {c["shape_id"]: {"run_id": m["run_id"], "loss": m["actual_loss"]}
                     for c in by_slot.values() for m in models if m["role"] == c["slot"]}
         for r in cfg.validation_runs:
-            metrics = read_json(runs_dir / r.run_id / paths.RUN_METRICS)
+            metrics = read_json(runs_dir / r.run_id / RUN_METRICS)
             measured.setdefault(r.shape.shape_id, {"run_id": r.run_id, "loss": metrics["val_loss"]})
         hind = hindsight.check(selection, measured, selection["noise"]["loss_sd"], cfg.select.validate,
                                ev.confidence, ev.bootstrap, cfg.seed)
@@ -347,11 +352,11 @@ def run(args):
     chosen = verdict.pop("released")
     if chosen is not None and chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
-    curves = {m["role"]: runs_dir / name / paths.LOSS_CURVE for m, (name, _) in zip(models, roles)}
+    curves = {m["role"]: runs_dir / name / LOSS_CURVE for m, (name, _) in zip(models, roles)}
     inputs = [args.selection, args.runs, args.latency] + [p for name, _ in roles for p in (
-        runs_dir / name / paths.RUN_METRICS, eval_dir / f"{name}.json", eval_dir / name,
-        runs_dir / name / paths.LOSS_CURVE)]
-    inputs += [runs_dir / r.run_id / paths.RUN_METRICS for r in cfg.validation_runs]
+        runs_dir / name / RUN_METRICS, eval_json(name, eval_dir), lm_eval_out(name, eval_dir),
+        runs_dir / name / LOSS_CURVE)]
+    inputs += [runs_dir / r.run_id / RUN_METRICS for r in cfg.validation_runs]
     decision = {
         "verdict": {"kind": verdict["verdict"], "statement": verdict["statement"],
                     "released": chosen["run_id"] if chosen else None,

@@ -8,15 +8,19 @@ from morph.io import provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING, predict_latency
 from morph.latency.table import measured_settings
 from morph.shape import Shape
-from morph.workflow import experiment, paths
-from morph.workflow.experiment import Experiment, kv_cache_mib
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
+from morph.spec.artifacts.select import CANDIDATES
+from morph.spec.experiment import Experiment
+from morph.spec.select import kv_cache_mib
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--latency", default=paths.LATENCY_CSV, help="measured latencies (latency-collect)")
-    p.add_argument("--latency-model", default=paths.LATENCY_MODEL, help="fitted latency model")
-    p.add_argument("--out", default=paths.CANDIDATES)
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--latency", default=LATENCY_CSV, help="measured latencies (latency-collect)")
+    p.add_argument("--latency-model", default=LATENCY_MODEL, help="fitted latency model")
+    p.add_argument("--out", default=CANDIDATES)
 
 
 def serving_costs(shape: Shape, cfg: Experiment, settings: dict[str, dict]) -> dict:

@@ -6,20 +6,23 @@ from dataclasses import asdict, is_dataclass
 
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
-from morph.law.names import AUTO
 from morph.select.pareto_figure import plot_pareto
 from morph.select.separation import LEVEL, bracket, interval, n_column, prediction_draws, r_effect, separated
 from morph.shape import Shape, run_id
-from morph.workflow import experiment, paths
-from morph.workflow.experiment import Select
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS, figure
+from morph.spec.artifacts.law import law_json
+from morph.spec.artifacts.select import CANDIDATES, SELECTION, slot
+from morph.spec.law_names import AUTO
+from morph.spec.select import Select
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--candidates", default=paths.CANDIDATES)
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--candidates", default=CANDIDATES)
     p.add_argument("--law", required=True, help="fitted law JSON (morph laws / morph fit)")
-    p.add_argument("--out", default=paths.SELECTION)
-    p.add_argument("--figure", default=paths.figure("pareto"), help="the Pareto view (default: %(default)s)")
+    p.add_argument("--out", default=SELECTION)
+    p.add_argument("--figure", default=figure("pareto"), help="the Pareto view (default: %(default)s)")
 
 
 def latency_budget(sel: Select, baseline: dict) -> tuple[float, str]:
@@ -116,7 +119,7 @@ def choose(cands: list[dict], sel: Select, t_c: float, draws=None, loss_sd: floa
         warnings.append(f"ranking not informative: {ranking['statement']}")
     top = kept[: sel.k]
     for i, c in enumerate(top, 1):
-        c["slot"] = f"top-{i}"
+        c["slot"] = slot(i)
         c["run_id"] = run_id(Shape.from_dict(c), tokens=sel.tokens)
     return top, warnings, ranking
 
@@ -137,7 +140,7 @@ def run(args):
     if sel.law == AUTO and "chosen_by" not in law:
         raise MorphError(f"{args.law}: select.law is auto, but this fit was not chosen by the law zoo "
                          "(no 'chosen_by'); "
-                         f"`morph laws` writes the chosen one to {paths.law_json(AUTO)}")
+                         f"`morph laws` writes the chosen one to {law_json(AUTO)}")
     if sel.law != AUTO and law.get("law") != sel.law:
         raise MorphError(f"{args.law}: holds a {law.get('law')!r} fit, but select.law is {sel.law!r}")
     cands = read_json(args.candidates)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from morph.law.names import PARAMS_COUNTS
+from morph.spec.law_names import PARAMS_COUNTS
 
 LEVEL = 0.95  # the two-sided level of a paired difference's interval
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from morph.errors import MorphError
 from morph.io import read_json, sha256_file
-from morph.workflow import paths
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import META, TOKENIZER_DIR, rebuild_token_shard
 
 DTYPES = ("uint16", "uint32")
 IGNORE = -100  # label value the loss skips (torch's cross_entropy default ignore_index)
@@ -52,14 +53,14 @@ class TokenData:
 
     @property
     def tokenizer_dir(self) -> Path:
-        return self.root / "tokenizer"
+        return self.root / TOKENIZER_DIR
 
 
 def _open_shard(root: Path, shard: dict, dtype: str, params: str) -> np.memmap:
     """One token shard, refused by name with the command that rebuilds it when it is not what meta.json lists."""
     path = root / shard["file"]
     name = Path(shard["file"]).stem
-    rebuild = f"rebuild it (and nothing after it) with {paths.rebuild_token_shard(name, params)}"
+    rebuild = f"rebuild it (and nothing after it) with {rebuild_token_shard(name, params)}"
     if not path.exists():
         raise MorphError(f"{path}: missing token shard listed in {root / 'meta.json'}; {rebuild}")
     found = path.stat().st_size // np.dtype(dtype).itemsize
@@ -72,19 +73,19 @@ def _open_shard(root: Path, shard: dict, dtype: str, params: str) -> np.memmap:
     return np.memmap(path, dtype=dtype, mode="r") if found else np.zeros(0, dtype=dtype)
 
 
-def open_tokens(root: str | Path, params: str = paths.PARAMS) -> TokenData:
+def open_tokens(root: str | Path, params: str = PARAMS) -> TokenData:
     """Open a tokens directory, checking every shard is whole before any training starts; `params` is
     the experiment file named in the command that rebuilds a bad shard."""
     root = Path(root)
     if not root.is_dir():
         raise MorphError(f"{root}: tokens directory not found (run `morph tokenize` first)")
-    meta = read_json(root / "meta.json")
+    meta = read_json(root / META)
     for key in ("vocab_size", "eot_id", "dtype", "splits"):
         if key not in meta:
             raise MorphError(f"{root / 'meta.json'}: missing key {key!r}")
     if meta["dtype"] not in DTYPES:
         raise MorphError(f"{root / 'meta.json'}: dtype {meta['dtype']!r} is not one of {list(DTYPES)}")
-    if not (root / "tokenizer").is_dir():
+    if not (root / TOKENIZER_DIR).is_dir():
         raise MorphError(f"{root / 'tokenizer'}: tokenizer directory not found")
     streams = {}
     for split in ("train", "val"):

@@ -12,26 +12,22 @@ from pathlib import Path
 
 from morph.errors import MorphError
 from morph.io import atomic_path, provenance, read_json, write_json
-from morph.workflow import experiment, grid, paths
-from morph.workflow.experiment import Experiment
-
-COLUMNS = ("run_id", "d_model", "n_layers", "n_heads", "params", "non_embedding_params", "tokens", "multiplier",
-           "aspect_ratio", "loss", "train_loss_ema", "wall_s", "tokens_per_s", "mfu", "replicate", "replicate_of",
-           "seed", "replicates", "loss_sd", "loss_range",
-           # the architecture knobs as built: the conditional law and the report's knob table read them
-           "shape_id", "n_kv_heads", "ffn", "mlp_attention_ratio")
+from morph.spec import expand, experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.train import RUN_METRICS, RUNS, RUNS_COLUMNS, RUNS_CSV, RUNS_INPUTS
+from morph.spec.experiment import Experiment
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
-    p.add_argument("--runs-dir", default=paths.RUNS,
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--runs-dir", default=RUNS,
                    help="directory holding runs/<run_id>/metrics.json (default: %(default)s)")
-    p.add_argument("--out", default=paths.RUNS_CSV, help="CSV to write (default: %(default)s)")
-    p.add_argument("--inputs-out", default=paths.RUNS_INPUTS,
+    p.add_argument("--out", default=RUNS_CSV, help="CSV to write (default: %(default)s)")
+    p.add_argument("--inputs-out", default=RUNS_INPUTS,
                    help="JSON recording the sha256 of every metrics.json read (default: %(default)s)")
 
 
-def row(run: grid.Run, metrics: dict, path: Path) -> dict:
+def row(run: expand.Run, metrics: dict, path: Path) -> dict:
     if metrics.get("run_id") != run.run_id or metrics.get("tokens") != run.tokens:
         raise MorphError(
             f"{path}: holds run {metrics.get('run_id')!r} at {metrics.get('tokens')} tokens, but the experiment "
@@ -60,7 +56,7 @@ def add_spread(rows: list[dict]) -> None:
             m.update(replicates=len(members), loss_sd=sd, loss_range=span)
 
 
-def read_row(run: grid.Run, path: Path, params: str) -> dict:
+def read_row(run: expand.Run, path: Path, params: str) -> dict:
     """The run's row, or an error naming its metrics.json and the command that retrains it."""
     fix = (f"retrain it: snakemake -j1 --force {shlex.quote(str(path))} --configfile {shlex.quote(params)} "
            f"(or dvc repro -f -s train-{run.run_id}), or restore the file")
@@ -76,14 +72,14 @@ def read_row(run: grid.Run, path: Path, params: str) -> dict:
 
 
 def collect(cfg: Experiment, runs_dir: str | Path, out: str | Path, inputs_out: str | Path,
-            params: str = paths.PARAMS) -> list[dict]:
+            params: str = PARAMS) -> list[dict]:
     runs_dir = Path(runs_dir)
-    files = [runs_dir / run.run_id / "metrics.json" for run in cfg.grid_runs]
+    files = [runs_dir / run.run_id / RUN_METRICS for run in cfg.grid_runs]
     rows = [read_row(run, path, params) for run, path in zip(cfg.grid_runs, files)]
     add_spread(rows)
     with atomic_path(out) as tmp:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+            writer = csv.DictWriter(f, fieldnames=RUNS_COLUMNS, lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
     write_json(inputs_out, provenance(files))  # a CSV holds no provenance block; lineage reads this

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from morph.errors import MorphError
 from morph.shape import Shape
-from morph.workflow.experiment import Train
+from morph.spec.train import Train
 
 GIB = 2**30
 

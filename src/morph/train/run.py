@@ -21,13 +21,18 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from morph import source
 from morph.errors import MorphError
 from morph.io import atomic_dir, library_versions, provenance, read_json, sha256_file, sha256_tree, write_json
 from morph.shape import run_id as make_run_id
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import META, TOKENIZER_FILES, TOKENS
+from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, run_dir
+from morph.spec.expand import Run
+from morph.spec.experiment import Experiment
+from morph.spec.train import Train
 from morph.train import run_lock
-from morph.workflow import code_deps, experiment, paths
-from morph.workflow.experiment import Experiment, Train
-from morph.workflow.grid import Run
 
 if TYPE_CHECKING:
     from morph.train.launch import Launch
@@ -37,12 +42,12 @@ NOT_FINGERPRINTED = ("threads", "checkpoint_every", "val_batches", "log_every")
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=paths.PARAMS, help="experiment file (default: %(default)s)")
+    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="a grid or baseline run id (see `morph grid`)")
     which.add_argument("--selection", help="results/selection.json, with --slot")
     p.add_argument("--slot", help="the target slot to train, e.g. top-1 (with --selection)")
-    p.add_argument("--tokens", default=paths.TOKENS, help="tokens directory (default: %(default)s)")
+    p.add_argument("--tokens", default=TOKENS, help="tokens directory (default: %(default)s)")
     p.add_argument("--out", required=True, help="run directory, e.g. runs/<run_id>")
 
 
@@ -85,8 +90,8 @@ def fingerprint(run: Run, cfg: Experiment, tokens_meta_sha: str) -> str:
         "train": {k: v for k, v in cfg.params("train").items() if k not in NOT_FINGERPRINTED},
         "seed": run.seed(cfg.seed),
         "tokens_meta": tokens_meta_sha,
-        # The same derived list both orchestrators track for this stage.
-        "code": {path: sha256_file(code_deps.REPO / path) for path in code_deps.files(__name__)},
+        # Training's own modules, as the walk finds them (its stage adds the section schemas, whose values are above).
+        "code": {path: sha256_file(source.REPO / path) for path in source.files(__name__)},
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
@@ -113,19 +118,19 @@ def reuse_twin(run: Run, fp: str, out: Path, slot: str) -> dict | None:
     """A top-k slot whose run was already trained (as a select.validate run, same shape, budget, seed, settings,
     data and code: the same fingerprint) is that run: its model and curve are copied instead of retrained, which
     gives the same bytes. None when there is no such finished twin."""
-    twin = Path(paths.run_dir(run.run_id))
-    metrics_path = twin / paths.RUN_METRICS
+    twin = Path(run_dir(run.run_id))
+    metrics_path = twin / RUN_METRICS
     if twin.resolve() == out.resolve() or not metrics_path.is_file():
         return None
     metrics = read_json(metrics_path)
-    if metrics.get("fingerprint") != fp or sha256_tree(twin / "model") != metrics.get("model_sha256"):
+    if metrics.get("fingerprint") != fp or sha256_tree(twin / RUN_MODEL) != metrics.get("model_sha256"):
         return None
-    (out / paths.RUN_METRICS).unlink(missing_ok=True)
-    for part in ("model", "logs"):
+    (out / RUN_METRICS).unlink(missing_ok=True)
+    for part in (RUN_MODEL, LOGS):
         with atomic_dir(out / part) as tmp:
             shutil.copytree(twin / part, tmp, dirs_exist_ok=True)
     metrics |= {"slot": slot, "reused_from": str(twin)}
-    write_json(out / paths.RUN_METRICS, metrics)
+    write_json(out / RUN_METRICS, metrics)
     say(f"{slot}: {run.run_id} is already trained in {twin} with the same fingerprint; copied")
     return metrics
 
@@ -137,7 +142,7 @@ def check_tokenizer(directory: Path, meta: dict, meta_path: Path, params: str) -
     if recorded is None or (directory.is_dir() and sha256_tree(directory) == recorded):
         return
     missing = "it is missing" if not directory.is_dir() else next(
-        (f"{name} is missing" for name in paths.TOKENIZER_FILES if not (directory / name).is_file()),
+        (f"{name} is missing" for name in TOKENIZER_FILES if not (directory / name).is_file()),
         "its files changed")
     raise MorphError(f"{directory}: not the tokenizer {meta_path} was built with ({missing}); rebuild it: "
                      f"snakemake -j1 --force {directory} {meta_path} --configfile {shlex.quote(params)} (or dvc "
@@ -156,7 +161,7 @@ def loggers(t: Train, out: Path) -> list:
     """The CSV curve that the graph reads, and TensorBoard event files in <out>/tb when train.logger asks."""
     from lightning.pytorch.loggers import CSVLogger
 
-    chosen = [CSVLogger(out, name="logs", version="")]
+    chosen = [CSVLogger(out, name=LOGS, version="")]
     if t.logger == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -200,7 +205,7 @@ def steady_throughput(module, step_tokens: int, budget: int) -> dict:
 
 
 def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
-          inputs: list[Path] | None = None, params: str = paths.PARAMS) -> dict | None:
+          inputs: list[Path] | None = None, params: str = PARAMS) -> dict | None:
     """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics on rank 0, None elsewhere.
 
     With several ranks, Lightning starts the others by running this process's command again (or srun
@@ -228,14 +233,14 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
             f"tokenizer ({run.shape.vocab_size}); rebuild the tokens for this experiment: "
             f"morph tokenize --params {params} --out {data.root}"
         )
-    check_tokenizer(data.tokenizer_dir, data.meta, data.root / "meta.json", params)
+    check_tokenizer(data.tokenizer_dir, data.meta, data.root / META, params)
     seq_len, batch = m.seq_len, t.batch_size
     total = steps_for_budget(run.tokens, batch, seq_len)
     torch.set_num_threads(t.threads)
     if launch.accelerator == "cpu":  # on a GPU the steps' tensors live on the device; the host's memory goes back
         keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(t.threads)  # for ranks Lightning starts, which it would otherwise set
-    meta_sha = sha256_file(data.root / "meta.json")
+    meta_sha = sha256_file(data.root / META)
     fp = fingerprint(run, cfg, meta_sha)
     if slot is not None and (done := reuse_twin(run, fp, out, slot)) is not None:
         return done
@@ -252,7 +257,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     module = CausalLM(model, Optim.from_params(t, total), fp, compile=t.compile, log_every=min(t.log_every, total))
     dm = make_datamodule(data, seq_len, t, run.tokens, seed, start or 0)
     if rank_zero:
-        keep_curve_before(out / "logs", start)
+        keep_curve_before(out / LOGS, start)
         if start is None:
             shutil.rmtree(out / "tb", ignore_errors=True)  # a fresh run's events never mix with an old run's
     trainer = make_trainer(t, launch, out, total)
@@ -266,7 +271,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     state = trainer.strategy.lightning_module_state_dict()
     if not trainer.is_global_zero:
         return None
-    join_curve(out / "logs")
+    join_curve(out / LOGS)
     if not torch.isfinite(torch.tensor(val_loss)):
         raise MorphError(f"held-out loss of {run.run_id} is {val_loss}; not writing metrics")
 
@@ -275,13 +280,13 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     tokens_per_s = throughput["tokens_per_s"]
     # The old model/ and metrics.json stay whole until the new ones are: a failed rerun leaves the old result,
     # and a crash between the two writes leaves no metrics.json, never a new model beside old metrics.
-    (out / "metrics.json").unlink(missing_ok=True)
-    save_model(model, state, data.tokenizer_dir, out / "model")
+    (out / RUN_METRICS).unlink(missing_ok=True)
+    save_model(model, state, data.tokenizer_dir, out / RUN_MODEL)
     metrics = {
         "run_id": run.run_id,
         "slot": slot,
         "fingerprint": fp,  # a slot whose run this is already trained reuses it (reuse_twin)
-        "model_sha256": sha256_tree(out / "model"),  # lineage checks the weights against it
+        "model_sha256": sha256_tree(out / RUN_MODEL),  # lineage checks the weights against it
         "shape": run.shape.to_dict(),
         "params": run.shape.params(),
         "non_embedding_params": run.shape.non_embedding_params(),
@@ -317,10 +322,10 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "threads": t.threads,
         "config": {"model": cfg.params("model"), "train": cfg.params("train")},
         "versions": library_versions("torch", "lightning", "transformers", "numpy", "morph"),
-        "provenance": provenance([data.root / "meta.json", *(inputs or [])],
+        "provenance": provenance([data.root / META, *(inputs or [])],
                                  {"tokens_sha256": data.meta.get("sha256"), "tokenizer": data.meta.get("tokenizer")}),
     }
-    write_json(out / "metrics.json", metrics)
+    write_json(out / RUN_METRICS, metrics)
     shutil.rmtree(out / "ckpt", ignore_errors=True)  # a finished run needs no checkpoint
     say(f"{run.run_id}: val_loss {val_loss:.4f}, {tokens_per_s:,.0f} tokens/s, MFU {metrics['mfu']:.1%} "
         f"({peak['source']})")

@@ -1,3 +1,2 @@
-"""The experiment and its graph: typed params, grid expansion, the pipeline table, dvc.yaml and lineage."""
-# Modules other stage families may import; everything else here is this family's own.
-PUBLIC = ('code_deps', 'experiment', 'grid', 'paths', 'schema')
+"""The top layer: the stage table, the CLI's commands, dvc.yaml, lineage and the checks run before any job.
+It may import anything; no stage family imports it."""

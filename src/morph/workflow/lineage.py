@@ -10,8 +10,11 @@ import yaml
 
 from morph.errors import MorphError
 from morph.io import sha256_tree
-from morph.workflow import experiment, paths, pipeline
-from morph.workflow.experiment import Experiment
+from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import SAMPLE, TOKENS, TOKENS_META
+from morph.spec.experiment import Experiment
+from morph.workflow import pipeline
 
 
 def add_arguments(p):
@@ -116,7 +119,7 @@ def choose_experiment(target: str, asked: str | None) -> str:
     if asked and recorded and Path(asked).resolve() != Path(recorded).resolve():
         print(f"morph lineage: warning: {target} was made with {recorded}, not {asked}; hashes and params below "
               f"are {asked}'s", file=sys.stderr)
-    return asked or recorded or paths.PARAMS
+    return asked or recorded or PARAMS
 
 
 def run(args):
@@ -150,10 +153,10 @@ def mismatches(steps: list[dict]) -> list[str]:
                 now = "missing" if d["sha256"] is None else "changed"
                 if d["produced_by"] == "source":
                     fix = "restore it, or rerun the graph from it"
-                elif d["path"].startswith((f"{paths.SAMPLE}/", f"{paths.TOKENS}/")):
+                elif d["path"].startswith((f"{SAMPLE}/", f"{TOKENS}/")):
                     # meta.json as a second target: the rebuilt data, byte-identical, then reruns no training
                     fix = (f"rebuild it and the tokens: `snakemake -j1 --force {shlex.quote(d['path'])} "
-                           f"{paths.TOKENS_META} --configfile <experiment>` or `dvc repro -f -s {d['produced_by']}`")
+                           f"{TOKENS_META} --configfile <experiment>` or `dvc repro -f -s {d['produced_by']}`")
                 else:
                     fix = f"rebuild it: `snakemake -R {d['path']} <target>` or `dvc repro -f {d['produced_by']}`"
                 found.append(f"{d['path']}: {now} since {s['stage']} read it; {fix}")

@@ -1,27 +1,36 @@
-"""The workflow graph as data: every node's command, inputs, outputs and the params it reads.
+"""The workflow graph as data: one row per stage, in graph order, and each node's command, inputs, outputs
+and the params it reads.
 
-Both orchestrators read this one table: the rules in `rules/*.smk` take their commands, inputs,
-outputs and params from it, and `morph dvc-yaml` writes dvc.yaml from `all_nodes(...)`. A
-stage's code inputs are derived from its entry module's imports (`code_deps`), never listed.
+Both orchestrators read this one table: `rules/stages.smk` makes one Snakemake rule per row, `morph dvc-yaml`
+writes dvc.yaml from `all_nodes(...)`, and the CLI takes each row's command. A node's code inputs are
+derived, never listed: its entry module's imports (`morph.source`) and the schema modules of the params
+sections it reads.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
+import os
 import shlex
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 
-from morph.law.names import AUTO
-from morph.workflow import code_deps
-from morph.workflow import paths as P
-from morph.workflow.commands import COMMANDS
-from morph.workflow.experiment import Experiment
+from morph import source
+from morph.shape import RUN_ID_PATTERN, SHAPE_ID_PATTERN
+from morph.spec.artifacts import common, data, evaluate, latency, law, report, select, train
+from morph.spec.data import SHARD_PATTERN
+from morph.spec.experiment import Experiment
+from morph.spec.law_names import AUTO
+from morph.spec.tasks import TASKS_DIR
 
 # What training reads: meta.json names every token shard and the tokenizer with their sha256, so depending on
 # it (and not on the shards or the tokenizer directory, which Snakemake judges by modification time alone)
 # reruns training when their content changes, but not when a damaged one is rebuilt to the same bytes.
-TOKEN_OUTS = (P.TOKENS_META,)
-TASKS = "src/morph/evaluate/tasks"  # lm-eval task YAMLs and their helpers: the evaluate stage's data-as-code
-TRAIN_PARAMS = ("seed", "tokenizer", "model", "train")
+TOKEN_OUTS = (data.TOKENS_META,)
+TRAIN_READS = ("seed", "tokenizer", "model", "train")
+TASKS = os.path.relpath(TASKS_DIR, source.REPO)  # the task YAMLs and their helpers: evaluate's data-as-code
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,7 @@ class Node:
     cmd: str
     deps: tuple[str, ...]
     outs: tuple[str, ...]
-    params: tuple[str, ...]  # params.yaml sections whose change must rerun this node
+    params: tuple[str, ...]  # params keys ("select" or "select.law") whose change must rerun this node
     metrics: tuple[str, ...] = field(default=())
     directories: tuple[str, ...] = field(default=())  # the outs that are folders
 
@@ -40,15 +49,57 @@ class Node:
         return f"{self.stage}-{self.key}" if self.key else self.stage
 
 
+@dataclass(frozen=True)
+class Job:
+    """What a stage's builder knows about one node: its arguments after `--params`, data inputs and outputs."""
+    args: tuple[str, ...]
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    metrics: tuple[str, ...] = ()
+    directories: tuple[str, ...] = ()
+
+
 def command(*words: str) -> str:
     """A shell command line with every word quoted where it needs it: paths and experiment files may hold
     spaces, quotes or any other character, and both tools run the line through a shell."""
     return " ".join(shlex.quote(str(w)) for w in words)
 
 
-def code(command: str) -> tuple[str, ...]:
-    """The source files `morph <command>` runs."""
-    return code_deps.files(COMMANDS[command])
+@cache
+def section_modules(reads: tuple[str, ...]) -> tuple[str, ...]:
+    """The modules declaring the params sections a stage reads ("seed" is no section)."""
+    hints = typing.get_type_hints(Experiment)
+    kinds = (hints[key.split(".")[0]] for key in reads)
+    return tuple(kind.__module__ for kind in kinds if dataclasses.is_dataclass(kind))
+
+
+def code_inputs(module: str, reads: tuple[str, ...]) -> tuple[str, ...]:
+    """The source files a stage runs: its entry module's imports and the schemas of the sections it reads."""
+    return source.files(module, *section_modules(reads))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row: a stage family, the `morph` command and module that run it, what it reads, and its nodes."""
+    name: str
+    command: str
+    module: str
+    reads: tuple[str, ...]  # params keys whose change reruns it; their schema modules are its code too
+    build: Callable[..., Job]  # (experiment, key) -> Job; key is "" for a singleton
+    keys: Callable[[Experiment], Iterable[str]] | None = None  # the instances; None: a singleton
+    wildcard: tuple[str, str] = ("", "")  # Snakemake's wildcard for the key and its pattern
+    threads: Callable[[Experiment], int] = lambda exp: 1
+    exclusive: bool = False  # a timing job: nothing else runs beside it
+    ranks: bool = False  # started on train.devices x train.num_nodes ranks
+
+    def node(self, exp: Experiment, params: str, key: str = "") -> Node:
+        job = self.build(exp, key)
+        return Node(self.name, key, command("morph", self.command, "--params", params, *job.args),
+                    deps=(*code_inputs(self.module, self.reads), *job.deps), outs=job.outs, params=self.reads,
+                    metrics=job.metrics, directories=job.directories)
+
+    def nodes(self, exp: Experiment, params: str) -> list[Node]:
+        return [self.node(exp, params, k) for k in self.keys(exp)] if self.keys else [self.node(exp, params)]
 
 
 def _check(lookup, key: str) -> None:
@@ -57,20 +108,17 @@ def _check(lookup, key: str) -> None:
         lookup(key)  # a clear KeyError for an id the experiment does not hold
 
 
-def sample(exp: Experiment, p: str) -> Node:
+def _sample(exp: Experiment, _key: str) -> Job:
     # Globs are expanded: both tools track files. A glob matching nothing is refused before any job (preflight).
     sources = () if exp.data.source == "hub" else tuple(sorted(f for pat in exp.data.paths for f in glob.glob(pat)))
-    return Node("sample", "", command("morph", "sample", "--params", p, "--out", P.SAMPLE),
-                deps=(*code("sample"), *sources),
-                outs=(P.SAMPLE_MANIFEST, *(P.sample_shard(s) for s in exp.sample_shards)), params=("seed", "data"))
+    return Job(("--out", data.SAMPLE), deps=sources,
+               outs=(data.SAMPLE_MANIFEST, *(data.sample_shard(s) for s in exp.sample_shards)))
 
 
-def tokenizer(exp: Experiment, p: str) -> Node:
-    train_shards = (P.sample_shard(s) for s in exp.sample_shards if s.startswith("train-"))
-    return Node("tokenizer", "",
-                command("morph", "tokenizer", "--params", p, "--sample", P.SAMPLE, "--out", P.TOKENIZER),
-                deps=(*code("tokenizer"), P.SAMPLE_MANIFEST, *train_shards), outs=(P.TOKENIZER,),
-                params=("seed", "tokenizer"), directories=(P.TOKENIZER,))
+def _tokenizer(exp: Experiment, _key: str) -> Job:
+    train_shards = (data.sample_shard(s) for s in exp.sample_shards if s.startswith("train-"))
+    return Job(("--sample", data.SAMPLE, "--out", data.TOKENIZER), deps=(data.SAMPLE_MANIFEST, *train_shards),
+               outs=(data.TOKENIZER,), directories=(data.TOKENIZER,))
 
 
 def _sample_shard(exp: Experiment, shard: str) -> None:
@@ -78,45 +126,133 @@ def _sample_shard(exp: Experiment, shard: str) -> None:
         raise KeyError(f"shard {shard!r} is not one of the experiment's sample shards (data.shard_mb sets them)")
 
 
-def tokenize_shard(exp: Experiment, p: str, shard: str) -> Node:
+def _tokenize_shard(exp: Experiment, shard: str) -> Job:
     _check(lambda s: _sample_shard(exp, s), shard)
-    out, summary = P.token_shard(shard), P.token_shard_summary(shard)
-    return Node("tokenize_shard", shard,
-                command("morph", "tokenize-shard", "--params", p, "--tokenizer", P.TOKENIZER,
-                        "--shard", P.sample_shard(shard), "--out", out, "--summary", summary),
-                deps=(*code("tokenize-shard"), P.TOKENIZER, P.sample_shard(shard)), outs=(out, summary),
-                params=("tokenizer",))
+    out, summary = data.token_shard(shard), data.token_shard_summary(shard)
+    return Job(("--tokenizer", data.TOKENIZER, "--shard", data.sample_shard(shard), "--out", out,
+                "--summary", summary), deps=(data.TOKENIZER, data.sample_shard(shard)), outs=(out, summary))
 
 
-def tokenize_gather(exp: Experiment, p: str) -> Node:
-    return Node("tokenize_gather", "",
-                command("morph", "tokenize-gather", "--params", p, "--sample", P.SAMPLE, "--tokens", P.TOKENS),
-                deps=(*code("tokenize-gather"), P.SAMPLE_MANIFEST, P.TOKENIZER,
-                      *(P.token_shard_summary(s) for s in exp.sample_shards)),
-                outs=(P.TOKENS_META,), params=("data", "tokenizer"))
+def _tokenize_gather(exp: Experiment, _key: str) -> Job:
+    return Job(("--sample", data.SAMPLE, "--tokens", data.TOKENS),
+               deps=(data.SAMPLE_MANIFEST, data.TOKENIZER, *(data.token_shard_summary(s) for s in exp.sample_shards)),
+               outs=(data.TOKENS_META,))
 
 
-def _train_outs(run: str) -> dict:
-    d = P.run_dir(run)
-    return {"outs": (f"{d}/model", f"{d}/metrics.json", P.loss_curve(run)), "directories": (f"{d}/model",),
-            "metrics": (f"{d}/metrics.json",), "params": TRAIN_PARAMS}
+def _run_outs(run: str) -> dict:
+    return {"outs": (train.run_model(run), train.run_metrics(run), train.loss_curve(run)),
+            "directories": (train.run_model(run),), "metrics": (train.run_metrics(run),)}
 
 
-def train(exp: Experiment, p: str, run_id: str) -> Node:
+def _train(exp: Experiment, run_id: str) -> Job:
     _check(exp.run, run_id)
-    return Node("train", run_id,
-                command("morph", "train", "--params", p, "--run", run_id, "--tokens", P.TOKENS,
-                        "--out", P.run_dir(run_id)),
-                deps=(*code("train"), *TOKEN_OUTS), **_train_outs(run_id))
+    return Job(("--run", run_id, "--tokens", data.TOKENS, "--out", train.run_dir(run_id)), deps=TOKEN_OUTS,
+               **_run_outs(run_id))
 
 
-def train_slot(exp: Experiment, p: str, slot: str) -> Node:
+def _train_slot(exp: Experiment, slot: str) -> Job:
     # After the validation runs: a slot whose shape one of them trained copies it (train/run.py reuse_twin).
-    validated = tuple(f"{P.run_dir(r.run_id)}/{P.RUN_METRICS}" for r in exp.validation_runs)
-    return Node("train_target", slot,
-                command("morph", "train", "--params", p, "--selection", P.SELECTION, "--slot", slot,
-                        "--tokens", P.TOKENS, "--out", P.run_dir(slot)),
-                deps=(*code("train"), *TOKEN_OUTS, P.SELECTION, *validated), **_train_outs(slot))
+    validated = tuple(train.run_metrics(r.run_id) for r in exp.validation_runs)
+    return Job(("--selection", select.SELECTION, "--slot", slot, "--tokens", data.TOKENS,
+                "--out", train.run_dir(slot)), deps=(*TOKEN_OUTS, select.SELECTION, *validated), **_run_outs(slot))
+
+
+def _collect(exp: Experiment, _key: str) -> Job:
+    return Job(("--runs-dir", train.RUNS, "--out", train.RUNS_CSV, "--inputs-out", train.RUNS_INPUTS),
+               deps=tuple(train.run_metrics(r.run_id) for r in exp.grid_runs),
+               outs=(train.RUNS_CSV, train.RUNS_INPUTS))
+
+
+def _latency(exp: Experiment, shape_id: str) -> Job:
+    _check(exp.shape, shape_id)
+    out = latency.latency_json(shape_id)
+    return Job(("--shape", shape_id, "--out", out), deps=(), outs=(out,))
+
+
+def _latency_collect(exp: Experiment, _key: str) -> Job:
+    fig = common.figure(latency.LATENCY_FIGURE)
+    return Job(("--latency-dir", latency.LATENCY_DIR, "--out", latency.LATENCY_CSV,
+                "--model-out", latency.LATENCY_MODEL, "--figure", fig),
+               deps=tuple(latency.latency_json(s.shape_id) for s in exp.latency_shapes),
+               outs=(latency.LATENCY_CSV, latency.LATENCY_MODEL, fig))
+
+
+def _laws(exp: Experiment, _key: str) -> Job:
+    fitted = (*exp.fit.laws, *((AUTO,) if exp.select.law == AUTO else ()))  # with auto: the zoo's winner, fitted
+    return Job(("--runs", train.RUNS_CSV, "--out-dir", law.LAW_DIR, "--figures", common.FIGURES),
+               deps=(train.RUNS_CSV,),
+               outs=(*(law.law_json(name) for name in fitted), *(f"{law.LAW_DIR}/{t}" for t in law.TABLES),
+                     *(common.figure(f) for f in law.LAW_FIGURES)))
+
+
+def _candidates(exp: Experiment, _key: str) -> Job:
+    return Job(("--latency", latency.LATENCY_CSV, "--latency-model", latency.LATENCY_MODEL,
+                "--out", select.CANDIDATES),
+               deps=(latency.LATENCY_CSV, latency.LATENCY_MODEL), outs=(select.CANDIDATES,))
+
+
+def _select(exp: Experiment, _key: str) -> Job:
+    fitted, fig = law.law_json(exp.select.law), common.figure(select.PARETO_FIGURE)
+    return Job(("--candidates", select.CANDIDATES, "--law", fitted, "--out", select.SELECTION, "--figure", fig),
+               deps=(select.CANDIDATES, fitted), outs=(select.SELECTION, fig))
+
+
+def _evaluate(exp: Experiment, run: str) -> Job:
+    out, lm_eval_out = evaluate.eval_json(run), evaluate.lm_eval_out(run)
+    return Job(("--model", train.run_model(run), "--out", out, "--lm-eval-out", lm_eval_out),
+               deps=(TASKS, train.run_model(run)), outs=(out, lm_eval_out), directories=(lm_eval_out,))
+
+
+def _report(exp: Experiment, _key: str) -> Job:
+    runs = exp.evaluated_models
+    validated = tuple(r.run_id for r in exp.validation_runs)
+    return Job(("--out", report.DECISION, "--summary", report.SUMMARY, "--runs", train.RUNS_CSV,
+                "--latency", latency.LATENCY_CSV),
+               deps=(select.SELECTION, train.RUNS_CSV, latency.LATENCY_CSV,
+                     *(train.run_metrics(r) for r in (*runs, *validated)), *(train.loss_curve(r) for r in runs),
+                     *(evaluate.eval_json(r) for r in runs), *(evaluate.lm_eval_out(r) for r in runs)),
+               outs=(report.DECISION, report.REPORT_MD, report.SUMMARY,
+                     *(common.figure(f) for f in report.REPORT_FIGURES)),
+               metrics=(report.SUMMARY,))  # its numbers reach `dvc metrics show` through this flat summary
+
+
+STAGES = (
+    Stage("sample", "sample", "morph.data.sample", ("seed", "data"), _sample),
+    Stage("tokenizer", "tokenizer", "morph.data.tokenizer", ("seed", "tokenizer"), _tokenizer),
+    # The scatter: one job per sample shard.
+    Stage("tokenize_shard", "tokenize-shard", "morph.data.tokenize_shard", ("tokenizer",), _tokenize_shard,
+          keys=lambda exp: exp.sample_shards, wildcard=("shard", SHARD_PATTERN)),
+    Stage("tokenize_gather", "tokenize-gather", "morph.data.tokenize_gather", ("data", "tokenizer"),
+          _tokenize_gather),
+    Stage("train", "train", "morph.train.run", TRAIN_READS, _train,
+          keys=lambda exp: [r.run_id for r in (*exp.grid_runs, exp.baseline, *exp.validation_runs)],
+          wildcard=("run_id", RUN_ID_PATTERN), threads=lambda exp: exp.train.threads, ranks=True),
+    Stage("collect", "collect", "morph.train.collect", ("grid",), _collect),
+    Stage("latency", "latency", "morph.latency.measure", ("seed", "tokenizer", "model", "latency"), _latency,
+          keys=lambda exp: [s.shape_id for s in exp.latency_shapes], wildcard=("shape_id", SHAPE_ID_PATTERN),
+          threads=lambda exp: exp.latency.threads, exclusive=True),
+    Stage("latency_collect", "latency-collect", "morph.latency.collect", ("latency",), _latency_collect),
+    # select.law: with auto, the zoo's winner is fitted too.
+    Stage("laws", "laws", "morph.law.laws", ("seed", "tokenizer", "model", "fit", "grid", "select.law"), _laws),
+    # latency: the device and dtype a KV-cache budget is counted in.
+    Stage("candidates", "candidates", "morph.select.candidates", ("select", "latency"), _candidates),
+    Stage("select", "select", "morph.select.rank", ("select",), _select),
+    # The top-k slots: which shape each trains is read from the selection at run time.
+    Stage("train_target", "train", "morph.train.run", TRAIN_READS, _train_slot,
+          keys=lambda exp: exp.slots, wildcard=("slot", select.SLOT_PATTERN),
+          threads=lambda exp: exp.train.threads, ranks=True),
+    # model: scored at model.seq_len, the context the model was trained at.
+    Stage("evaluate", "evaluate", "morph.evaluate.score", ("seed", "model", "evaluate"), _evaluate,
+          keys=lambda exp: exp.evaluated_models, wildcard=("model", r"[^/]+"),
+          threads=lambda exp: exp.evaluate.threads),
+    # seed, evaluate: the bootstrap behind the accuracy intervals; grid: the knob table; select: the verdict.
+    Stage("report", "report", "morph.report.write", ("seed", "grid", "select", "evaluate"), _report),
+)
+STAGE = {s.name: s for s in STAGES}
+
+
+def all_nodes(exp: Experiment, params: str = common.PARAMS) -> list[Node]:
+    return [n for stage in STAGES for n in stage.nodes(exp, params)]
 
 
 @dataclass(frozen=True)
@@ -139,94 +275,3 @@ def train_ranks(exp: Experiment) -> Ranks:
     tasks = {"tasks_per_node": t.devices} if t.devices > 1 else {"tasks": t.world_size}
     srun = f"srun --nodes={t.num_nodes} --ntasks-per-node={t.devices} --kill-on-bad-exit=1"
     return Ranks(f"${{SLURM_JOB_ID:+{srun}}} ", {"mpi": "srun", "nodes": t.num_nodes, **tasks, **gpus})
-
-
-def collect(exp: Experiment, p: str) -> Node:
-    return Node("collect", "", command("morph", "collect", "--params", p, "--runs-dir", P.RUNS, "--out", P.RUNS_CSV,
-                                       "--inputs-out", P.RUNS_INPUTS),
-                deps=(*code("collect"), *(f"{P.run_dir(r.run_id)}/metrics.json" for r in exp.grid_runs)),
-                outs=(P.RUNS_CSV, P.RUNS_INPUTS), params=("grid",))
-
-
-def latency(exp: Experiment, p: str, shape_id: str) -> Node:
-    _check(exp.shape, shape_id)
-    out = f"{P.LATENCY_DIR}/{shape_id}.json"
-    return Node("latency", shape_id, command("morph", "latency", "--params", p, "--shape", shape_id, "--out", out),
-                deps=code("latency"), outs=(out,), params=("seed", "tokenizer", "model", "latency"))
-
-
-def latency_collect(exp: Experiment, p: str) -> Node:
-    fig = P.figure("latency_shape")
-    return Node("latency_collect", "",
-                command("morph", "latency-collect", "--params", p, "--latency-dir", P.LATENCY_DIR,
-                        "--out", P.LATENCY_CSV, "--model-out", P.LATENCY_MODEL, "--figure", fig),
-                deps=(*code("latency-collect"), *(f"{P.LATENCY_DIR}/{s.shape_id}.json" for s in exp.latency_shapes)),
-                outs=(P.LATENCY_CSV, P.LATENCY_MODEL, fig), params=("latency",))
-
-
-def laws(exp: Experiment, p: str) -> Node:
-    figures = [P.figure(f) for f in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo")]
-    return Node("laws", "",
-                command("morph", "laws", "--params", p, "--runs", P.RUNS_CSV, "--out-dir", P.LAW_DIR,
-                        "--figures", P.FIGURES),
-                deps=(*code("laws"), P.RUNS_CSV),
-                outs=(*(P.law_json(law) for law in exp.fit.laws),
-                      *((P.law_json(AUTO),) if exp.select.law == AUTO else ()),  # the zoo's winner, fitted
-                      f"{P.LAW_DIR}/ablations.json", f"{P.LAW_DIR}/ablations.md", f"{P.LAW_DIR}/zoo.json",
-                      f"{P.LAW_DIR}/zoo.md", f"{P.LAW_DIR}/{P.LAW_PREDICTIONS}", *figures),
-                params=("seed", "tokenizer", "model", "fit", "grid"))
-
-
-def candidates(exp: Experiment, p: str) -> Node:
-    return Node("candidates", "",
-                command("morph", "candidates", "--params", p, "--latency", P.LATENCY_CSV,
-                        "--latency-model", P.LATENCY_MODEL, "--out", P.CANDIDATES),
-                deps=(*code("candidates"), P.LATENCY_CSV, P.LATENCY_MODEL), outs=(P.CANDIDATES,), params=("select",))
-
-
-def select(exp: Experiment, p: str) -> Node:
-    law = P.law_json(exp.select.law)
-    fig = P.figure("pareto")
-    return Node("select", "",
-                command("morph", "select", "--params", p, "--candidates", P.CANDIDATES, "--law", law,
-                        "--out", P.SELECTION, "--figure", fig),
-                deps=(*code("select"), P.CANDIDATES, law), outs=(P.SELECTION, fig), params=("select",))
-
-
-def evaluate(exp: Experiment, p: str, run: str) -> Node:
-    out, lm_eval_out = P.eval_json(run), P.lm_eval_out(run)
-    return Node("evaluate", run,
-                command("morph", "evaluate", "--params", p, "--model", f"{P.run_dir(run)}/model", "--out", out,
-                        "--lm-eval-out", lm_eval_out),
-                deps=(*code("evaluate"), TASKS, f"{P.run_dir(run)}/model"), outs=(out, lm_eval_out),
-                # model: scored at model.seq_len, the context the model was trained at
-                # Its numbers reach `dvc metrics show` through the report's flat summary.
-                params=("seed", "model", "evaluate"), directories=(lm_eval_out,))
-
-
-def report(exp: Experiment, p: str) -> Node:
-    runs = exp.evaluated_models
-    validated = tuple(r.run_id for r in exp.validation_runs)
-    return Node("report", "", command("morph", "report", "--params", p, "--out", P.DECISION, "--summary", P.SUMMARY,
-                                      "--runs", P.RUNS_CSV, "--latency", P.LATENCY_CSV),
-                deps=(*code("report"), P.SELECTION, P.RUNS_CSV, P.LATENCY_CSV,
-                      *(f"{P.run_dir(r)}/metrics.json" for r in (*runs, *validated)),
-                      *(P.loss_curve(r) for r in runs), *(P.eval_json(r) for r in runs),
-                      *(P.lm_eval_out(r) for r in runs)),
-                outs=(P.DECISION, P.REPORT_MD, P.SUMMARY, *(P.figure(f) for f in P.REPORT_FIGURES)),
-                # seed, evaluate: the bootstrap that puts intervals on the accuracies and decides ties
-                # grid: which runs are knob variants of which default (the knob table)
-                params=("seed", "grid", "select", "evaluate"), metrics=(P.SUMMARY,))
-
-
-def all_nodes(exp: Experiment, p: str = P.PARAMS) -> list[Node]:
-    nodes = [sample(exp, p), tokenizer(exp, p), *(tokenize_shard(exp, p, s) for s in exp.sample_shards),
-             tokenize_gather(exp, p)]
-    nodes += [train(exp, p, r.run_id) for r in (*exp.grid_runs, exp.baseline, *exp.validation_runs)]
-    nodes += [collect(exp, p)]
-    nodes += [latency(exp, p, s.shape_id) for s in exp.latency_shapes]
-    nodes += [latency_collect(exp, p), laws(exp, p), candidates(exp, p), select(exp, p)]
-    nodes += [train_slot(exp, p, slot) for slot in exp.slots]
-    nodes += [evaluate(exp, p, r) for r in exp.evaluated_models]
-    nodes += [report(exp, p)]
-    return nodes

@@ -17,18 +17,19 @@ from pathlib import Path
 
 from morph.errors import MorphError
 from morph.io import sha256_file
-from morph.workflow import paths, pipeline
-from morph.workflow.experiment import Experiment
+from morph.spec.artifacts.data import SAMPLE, SAMPLE_MANIFEST, TOKENIZER, TOKENIZER_FILES, TOKENS_META
+from morph.spec.experiment import Experiment
+from morph.workflow import pipeline
 
 
 def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset()) -> None:
     """Refuse, naming the file and the fix, anything that would fail a job after Snakemake deleted its outputs.
     Outputs in `rebuilt` (what the planned jobs write) are skipped: a forced rebuild is the fix named here."""
     sources(exp)
-    if paths.SAMPLE_MANIFEST not in rebuilt:
+    if SAMPLE_MANIFEST not in rebuilt:
         _sample_shards(params)
-    if paths.TOKENIZER not in rebuilt:
-        missing_tokenizer_file(Path(paths.TOKENIZER), params, refuse=True)
+    if TOKENIZER not in rebuilt:
+        missing_tokenizer_file(Path(TOKENIZER), params, refuse=True)
     _outputs(exp, params, rebuilt)
 
 
@@ -48,7 +49,7 @@ def sources(exp: Experiment) -> None:
 
 def _sample_shards(params: str) -> None:
     """Each shard the manifest lists still holds the bytes it recorded (only shards written after it are hashed)."""
-    manifest = Path(paths.SAMPLE_MANIFEST)
+    manifest = Path(SAMPLE_MANIFEST)
     if not manifest.is_file():
         return
     try:
@@ -57,9 +58,9 @@ def _sample_shards(params: str) -> None:
     except (ValueError, KeyError, TypeError, AttributeError):
         return  # a damaged manifest is the JSON check's to name
     written = manifest.stat().st_mtime
-    fix = f"rebuild the sample: {rebuild_data(paths.SAMPLE_MANIFEST, 'sample', params)}"
+    fix = f"rebuild the sample: {rebuild_data(SAMPLE_MANIFEST, 'sample', params)}"
     for shard in recorded:
-        path = Path(paths.SAMPLE) / shard["file"]
+        path = Path(SAMPLE) / shard["file"]
         if not path.is_file():
             continue  # the graph rebuilds a missing output
         if path.stat().st_mtime > written and sha256_file(path) != shard["sha256"]:
@@ -70,7 +71,7 @@ def rebuild_data(output: str, stage: str, params: str) -> str:
     """The commands that rebuild a data output and the tokens after it in one go. Snakemake then finds meta.json
     byte-identical by its checksum, so nothing trained on it reruns; within the run that rebuilt the data it would
     still rerun what follows, hence meta.json as the second target."""
-    return (f"snakemake -j1 --force {output} {paths.TOKENS_META} --configfile {shlex.quote(params)} "
+    return (f"snakemake -j1 --force {output} {TOKENS_META} --configfile {shlex.quote(params)} "
             f"(or dvc repro -f -s {stage}, then dvc repro)")
 
 
@@ -78,10 +79,10 @@ def missing_tokenizer_file(directory: Path, params: str, refuse: bool = False) -
     """The first file a saved tokenizer lacks, as a message with the fix (raised when `refuse`), or None."""
     if not directory.is_dir():
         return None
-    for name in paths.TOKENIZER_FILES:
+    for name in TOKENIZER_FILES:
         if not (directory / name).is_file():
             problem = (f"{directory / name}: missing, so {directory} is incomplete; rebuild it: "
-                       f"{rebuild_data(paths.TOKENIZER, 'tokenizer', params)}")
+                       f"{rebuild_data(TOKENIZER, 'tokenizer', params)}")
             if refuse:
                 raise MorphError(problem)
             return problem

@@ -1,4 +1,4 @@
-"""The law family's vocabulary, read by the experiment's validator without loading the fitting code."""
+"""The law family's vocabulary: what the experiment's validator accepts and the fitting code implements."""
 LAWS = ("chinchilla", "inference-aware", "additive", "conditional", "kaplan")  # the forms in forms.FORMS
 PAPER_LAWS = ("chinchilla", "inference-aware")  # the two the paper fits: the stage's default
 TIES = ("none", "alpha-beta", "all")  # which exponents share one value

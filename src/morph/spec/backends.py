@@ -1,4 +1,4 @@
-"""The latency family's vocabulary, read by the experiment's validator without loading the backends."""
+"""The latency family's vocabulary: the timing backends and the fused attention kernels' head widths."""
 BACKENDS = ("hf", "static", "vllm")
 
 # The fused attention kernels (FlashAttention, PyTorch SDPA's flash kernel) take 16-bit heads up to 256 wide, in

@@ -1,11 +1,11 @@
-"""A stage's code: the morph source files its entry module imports, transitively, read from the
-source with `ast` (imports inside functions count, since they run). Snakemake, DVC and the
-training checkpoint's fingerprint all take this one list, so no stage's code is listed by hand.
+"""The morph source files a module runs: its imports, transitively, read from the source with `ast` (imports
+inside functions count, since they run). The stage table takes each stage's code inputs from here, and a
+training checkpoint's fingerprint takes training's, so no stage's code is listed by hand.
 
-The walk does not pass through the experiment loader: every stage loads the experiment, but what
-it expands to reaches a stage as that node's command, outputs and params, which both tools track
-already. So a change to shape.py reruns the stages that build or count shapes themselves, not the
-data stages that only validate the file."""
+The walk stops at the experiment loader: every stage loads the experiment, but the loader only validates
+the file and composes the sections. A stage's code takes the section modules it reads instead
+(`workflow.code_inputs`), and what the experiment expands to reaches it as its command, outputs and params,
+which both tools track already."""
 from __future__ import annotations
 
 import ast
@@ -14,9 +14,9 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "morph"
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parent
 REPO = PACKAGE_DIR.parents[1]
-BOUNDARY = frozenset({"morph.workflow.experiment"})
+LOADER = "morph.spec.experiment"
 
 
 def module_file(name: str) -> Path | None:
@@ -54,22 +54,22 @@ def direct_imports(name: str) -> frozenset[str]:
 
 
 @cache
-def closure(entry: str) -> tuple[str, ...]:
-    """Every morph module `entry` loads, itself and the packages around each included, sorted."""
-    seen, todo = set(), [entry]
+def closure(*entries: str) -> tuple[str, ...]:
+    """Every morph module the entries load, themselves and the packages around each included, sorted;
+    the loader is neither entered nor listed."""
+    seen, todo = set(), list(entries)
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name == LOADER:
             continue
         seen.add(name)
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b
-        if name not in BOUNDARY or name == entry:
-            todo += sorted(direct_imports(name))
+        todo += sorted(direct_imports(name))
     return tuple(sorted(seen))
 
 
 @cache
-def files(entry: str) -> tuple[str, ...]:
-    """closure(entry) as repository-relative paths, as both orchestrators track them."""
-    return tuple(sorted(os.path.relpath(module_file(m), REPO) for m in closure(entry)))
+def files(*entries: str) -> tuple[str, ...]:
+    """closure(*entries) as repository-relative paths, as both orchestrators track them."""
+    return tuple(sorted(os.path.relpath(module_file(m), REPO) for m in closure(*entries)))

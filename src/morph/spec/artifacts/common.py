@@ -1,0 +1,10 @@
+"""Names every family shares: the experiment file, the figures folder and the figure captions."""
+from __future__ import annotations
+
+PARAMS = "params.yaml"
+FIGURES = "results/figures"
+CAPTIONS = "report/captions"  # <figure name>.rst: each figure's caption in `snakemake --report`
+
+
+def figure(name: str) -> str:
+    return f"{FIGURES}/{name}.png"

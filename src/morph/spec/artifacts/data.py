@@ -1,0 +1,35 @@
+"""The data stages' artifacts: the sample, the tokenizer and the token shards."""
+from __future__ import annotations
+
+import shlex
+
+MANIFEST = "manifest.json"  # in the sample folder: every shard with its sha256
+META = "meta.json"  # in the tokens folder: every token shard and the tokenizer with their sha256
+TOKENIZER_DIR = "tokenizer"  # in the tokens folder
+SAMPLE = "data/sample"
+SAMPLE_MANIFEST = f"{SAMPLE}/{MANIFEST}"
+TOKENS = "data/tokens"
+TOKENIZER = f"{TOKENS}/{TOKENIZER_DIR}"
+TOKENS_META = f"{TOKENS}/{META}"
+# What save_pretrained writes for a fast tokenizer; training copies them into every model directory.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+# Shards are files, not a directory, so each tokenize job reads and writes its own.
+def sample_shard(name: str, root: str = SAMPLE) -> str:
+    return f"{root}/{name}.jsonl.zst"
+
+
+def token_shard(name: str, root: str = TOKENS) -> str:
+    return f"{root}/{name}.bin"
+
+
+def token_shard_summary(name: str, root: str = TOKENS) -> str:
+    """Count and sha256 of one token shard, written beside it by the job that encodes it."""
+    return f"{root}/{name}.json"
+
+
+def rebuild_token_shard(name: str, params: str) -> str:
+    """The commands that re-encode one token shard and nothing downstream of it, in either tool."""
+    return (f"`snakemake -j1 --force {token_shard(name)} --configfile {shlex.quote(params)}` "
+            f"or `dvc repro -s tokenize_shard-{name}`")

@@ -1,0 +1,32 @@
+"""The training stages' artifacts: one folder per run, and the table collect gathers from them."""
+from __future__ import annotations
+
+RUNS = "runs"
+RUN_METRICS = "metrics.json"  # in a run directory: held-out loss and the run's numbers
+RUN_MODEL = "model"  # in a run directory: the weights, config and tokenizer, loadable by transformers
+LOGS = "logs"  # in a run directory: where Lightning's loggers write (name=LOGS, version="")
+LOSS_CURVE = f"{LOGS}/metrics.csv"  # in a run directory: the CSV logger's loss curve, which the graph reads
+RUNS_CSV = "results/runs.csv"
+RUNS_INPUTS = "results/runs.inputs.json"  # the sha256 of every metrics.json collect read, for lineage
+# runs.csv, one row per run: what collect writes and the law, select and report read.
+KNOB_COLUMNS = ("n_kv_heads", "ffn", "mlp_attention_ratio")  # the architecture knobs as built
+LAW_COLUMNS = ("run_id", "shape_id", "d_model", "n_layers", "params", "tokens", "multiplier", "loss", *KNOB_COLUMNS)
+RUNS_COLUMNS = ("run_id", "d_model", "n_layers", "n_heads", "params", "non_embedding_params", "tokens",
+                "multiplier", "aspect_ratio", "loss", "train_loss_ema", "wall_s", "tokens_per_s", "mfu",
+                "replicate", "replicate_of", "seed", "replicates", "loss_sd", "loss_range", "shape_id", *KNOB_COLUMNS)
+
+
+def run_dir(run: str) -> str:
+    return f"{RUNS}/{run}"
+
+
+def run_metrics(run: str) -> str:
+    return f"{run_dir(run)}/{RUN_METRICS}"
+
+
+def run_model(run: str) -> str:
+    return f"{run_dir(run)}/{RUN_MODEL}"
+
+
+def loss_curve(run: str) -> str:
+    return f"{run_dir(run)}/{LOSS_CURVE}"

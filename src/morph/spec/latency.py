@@ -1,0 +1,26 @@
+"""The latency section: where, in what dtype and how each shape's generation is timed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from morph.spec.backends import BACKENDS
+from morph.spec.schema import rule
+
+
+@dataclass(frozen=True)
+class Latency:
+    device: str = rule("cpu", choices=("cpu", "cuda"))
+    dtype: str = rule("auto", choices=("auto", "float32", "bfloat16", "float16"))
+    backends: tuple[str, ...] = rule(["hf"], min_len=1, each={"choices": BACKENDS})
+    prompt_len: int = rule(128, min=1)
+    new_tokens: int = rule(256, min=1)
+    warmup: int = rule(1, min=0)
+    repeats: int = rule(5, min=1)
+    ttft: bool = rule(True)
+    batch_sizes: tuple[int, ...] = rule([1], each={"min": 1})
+    threads: int = rule(2, min=1)
+
+    @property
+    def timed_dtype(self) -> str:
+        """The dtype timing runs in: auto is bfloat16 on a GPU, float32 on a CPU."""
+        return self.dtype if self.dtype != "auto" else ("bfloat16" if self.device == "cuda" else "float32")

@@ -3,6 +3,7 @@ both from Python and through the CLI (exit code 2, no traceback)."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from conftest import CI_PARAMS, ROOT
 from morph import cli
@@ -14,7 +15,9 @@ from morph.spec import experiment
 def test_shipped_experiments_load(path):
     cfg = experiment.load(path)
     assert cfg.data.train_tokens >= max(r.tokens for r in cfg.grid_runs)
-    assert cfg.data.train_tokens == cfg.data.train_tokens
+    raw = yaml.safe_load(path.read_text())  # what the file says, read without the loader
+    assert (cfg.seed, cfg.data.train_tokens, cfg.data.val_tokens) == (
+        raw["seed"], raw["data"]["train_tokens"], raw["data"]["val_tokens"])
 
 
 BAD = [

@@ -11,11 +11,12 @@ import pytest
 import yaml
 from scipy.optimize import check_grad
 
+import law_truths
 from morph import cli
 from morph.errors import MorphError
 from morph.io import sha256_file
 from morph.law.fitting import design, evaluate, fit_law, predict_loss, validate
-from morph.law.forms import Law, predict
+from morph.law.forms import Law
 from morph.law.laws import size_labels
 from morph.law.solvers import Objective, start_grid
 from morph.report.write import law_choice
@@ -33,8 +34,7 @@ def synthetic(law: str, n: int, noise: float, seed: int = 0) -> pd.DataFrame:
     N = np.exp(rng.uniform(np.log(5e7), np.log(2e9), n))
     D = N * rng.choice([20, 40, 160], n)
     d_model, n_layers = rng.choice([512, 1024, 2048, 3072], n), rng.choice([4, 8, 16, 24, 32], n)
-    coeffs = TRUE if law == "inference-aware" else {k: TRUE[k] for k in ("E", "A", "B", "alpha", "beta")}
-    loss = predict(coeffs, N, D, d_model, n_layers) * np.exp(rng.normal(0.0, noise, n))
+    loss = law_truths.loss(law, TRUE, N, D, d_model, n_layers) * np.exp(rng.normal(0.0, noise, n))
     return pd.DataFrame({"params": N, "tokens": D, "d_model": d_model, "n_layers": n_layers, "loss": loss})
 
 
@@ -103,7 +103,7 @@ def test_noisy_runs_are_recovered_within_tolerance(law_name, solver):
     law = Law(law_name, "all" if law_name == "chinchilla" else "none")
     coeffs = fit_law(validate(df, law, "synthetic", law.n_free), law, solver, progress=False)["coefficients"]
     if law_name == "chinchilla":  # data drawn with alpha != beta, fitted tied: only the fit's quality is known
-        pred = predict(coeffs, df["params"], df["tokens"])
+        pred = law_truths.chinchilla(coeffs, df["params"], df["tokens"])
         assert np.max(np.abs(pred / df["loss"] - 1)) < 0.02
         return
     assert coeffs["E"] == pytest.approx(TRUE["E"], abs=0.1)
@@ -160,7 +160,8 @@ def test_eval_csv_gives_grouped_spearman_and_predict_loss_reads_the_result(tmp_p
     assert set(res["metrics"]["eval"]["spearman_by_group"]) == {"1280", "1536", "1792", "2048", "2560", "3072"}
     assert set(res["inputs"]) == {str(runs), str(ev)}
     row = g[g["params"] >= 6e8].iloc[0]
-    direct = predict(res["coefficients"], row["params"], row["tokens"], row["d_model"], row["n_layers"])
+    direct = law_truths.inference_aware(res["coefficients"], row["params"], row["tokens"], row["d_model"],
+                                        row["n_layers"])
     assert predict_loss(out, row["params"], row["tokens"], row["d_model"], row["n_layers"]) == pytest.approx(direct)
     assert predict_loss(res, [row["params"]] * 2, row["tokens"], row["d_model"], row["n_layers"]).shape == (2,)
     with pytest.raises(MorphError, match="holds the inference-aware law, but chinchilla was expected"):
@@ -243,7 +244,7 @@ def _runs_table(params: Path, path: Path) -> pd.DataFrame:
             for r in cfg.grid_runs]
     df = pd.DataFrame(rows)
     coeffs = {"E": 1.5, "A": 60.0, "B": 300.0, "alpha": 0.3, "beta": 0.3, "eps": 0.02, "gamma": 0.3}
-    df["loss"] = (predict(coeffs, df["params"], df["tokens"], df["d_model"], df["n_layers"])
+    df["loss"] = (law_truths.inference_aware(coeffs, df["params"], df["tokens"], df["d_model"], df["n_layers"])
                   * np.exp(rng.normal(0, 0.003, len(df))))
     df = df.assign(train_loss_ema=df["loss"], wall_s=1.0, tokens_per_s=1.0, mfu=0.1)
     df.to_csv(path, index=False)
@@ -318,8 +319,9 @@ def test_select_law_auto_fits_the_zoo_winner_and_select_predicts_with_it(tmp_pat
     sel = json.loads(sel_out.read_text())
     assert sel["law"] == "auto" and sel["law_choice"]["form"] == auto["law"]
     c = sel["candidates"][0]
-    assert c["predicted_loss"] == pytest.approx(float(predict(auto["coefficients"], c["params"], cfg.select.tokens,
-                                                              c["d_model"], c["n_layers"])))
+    assert c["predicted_loss"] == pytest.approx(float(law_truths.loss(
+        auto["law"], auto["coefficients"], c["params"], cfg.select.tokens, c["d_model"], c["n_layers"],
+        c.get("mlp_attention_ratio"))))
     assert law_choice(sel).startswith(f" → {auto['law']} (lowest cross-validated error, MSE ")  # the report's line
     assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law",
                  out / "chinchilla.json", "--out", sel_out) == 2  # a fit the zoo did not choose

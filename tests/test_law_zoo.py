@@ -1,5 +1,5 @@
-"""The law zoo: each form recovers its own data and wins its own cross-validation, the published Gemstones
-ordering, and bad input to `morph fit --cv`."""
+"""The law zoo: each form predicts what its hand-written formula gives, recovers its own data and wins its own
+cross-validation, the published Gemstones ordering, and bad input to `morph fit --cv`."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import law_truths
 from morph import cli
 from morph.errors import MorphError
 from morph.law.fitting import fit_law, validate
@@ -35,11 +36,39 @@ def runs(law: str) -> pd.DataFrame:
     rows = [{"params": n, "tokens": m * n, "multiplier": m, "d_model": np.sqrt(n / (12 * depth)), "n_layers": depth}
             for n in SIZES for depth in (4, 12, 36) for m in (20, 40, 160)]
     df = pd.DataFrame(rows)
-    return df.assign(loss=predict(TRUE[law], df["params"], df["tokens"], df["d_model"], df["n_layers"]))
+    return df.assign(loss=law_truths.loss(law, TRUE[law], df["params"], df["tokens"], df["d_model"], df["n_layers"]))
 
 
 def morph(*argv) -> int:
     return cli.main([str(a) for a in argv])
+
+
+# Where the agreement test draws coefficients: each shape term from negligible to a large share of the loss,
+# gamma of either sign.
+SPAN = {"E": (1.0, 3.0), "A": (50.0, 2000.0), "B": (100.0, 5000.0), "alpha": (0.1, 0.6), "beta": (0.1, 0.6),
+        "eps": (1e-3, 0.5), "C": (1e-3, 0.5), "gamma": (-1.0, 1.0), "kappa": (1e-3, 0.3), "mu": (-4.0, -1.0),
+        "rho": (1.0, 6.0), "kappa_r": (1e-3, 0.3), "nu": (-1.0, 2.0)}
+
+
+def test_every_form_has_a_hand_written_truth():
+    assert set(law_truths.LOSS) == set(TRUE) == set(LAWS)
+
+
+@pytest.mark.parametrize("law_name,names", [(n, tuple(TRUE[n])) for n in LAWS]
+                         + [("conditional", tuple(BASE) + ("kappa", "mu", "kappa_r", "nu"))],
+                         ids=[*LAWS, "conditional-with-ratio"])
+def test_predict_agrees_with_each_form_written_by_hand(law_name, names):
+    """Random coefficients at random points, far beyond the fitted ranges: N 1M-100B, D 1-500 tokens per
+    parameter, R from 1/8 to 16k, r from 0.3 to 10."""
+    rng = np.random.default_rng(sum(map(ord, law_name)) + len(names))
+    n = np.exp(rng.uniform(np.log(1e6), np.log(1e11), 200))
+    d = n * rng.uniform(1.0, 500.0, 200)
+    d_model, n_layers = rng.integers(32, 16384, 200), rng.integers(1, 256, 200)
+    ratio = np.exp(rng.uniform(np.log(0.3), np.log(10.0), 200))
+    for _ in range(5):
+        coeffs = {k: rng.uniform(*SPAN[k]) for k in names}
+        truth = law_truths.loss(law_name, coeffs, n, d, d_model, n_layers, ratio)
+        np.testing.assert_allclose(predict(coeffs, n, d, d_model, n_layers, ratio), truth, rtol=1e-10)
 
 
 @pytest.mark.parametrize("law_name", LAWS)
@@ -161,21 +190,14 @@ RATIO_TRUE = BASE | {"kappa": 0.05, "mu": -2.4, "kappa_r": 0.04, "nu": np.log(1.
 RATIOS = (0.75, 2.0, 4.0)
 
 
-def conditional_loss(t: dict, n, d, d_model, r):
-    """Bian et al.'s conditional form, written here apart from the code under test."""
-    l0 = t["E"] + t["A"] * n ** -t["alpha"] + t["B"] * d ** -t["beta"]
-    width = 1 + t["kappa"] * (np.log(d_model / np.sqrt(n)) - t["mu"]) ** 2
-    return l0 * width * (1 + t["kappa_r"] * (np.log(r) - t["nu"]) ** 2)
-
-
 def ratio_runs() -> pd.DataFrame:
     """runs()'s design with an mlp_attention_ratio per run, cycled over size and depth so every depth meets
     every ratio, in and out of any one held-out size."""
     df = runs("chinchilla").drop(columns="loss")
     size, depth = np.searchsorted(SIZES, df["params"]), np.searchsorted((4, 12, 36), df["n_layers"])
     df["mlp_attention_ratio"] = np.array(RATIOS)[(size + depth) % len(RATIOS)]
-    return df.assign(loss=conditional_loss(RATIO_TRUE, df["params"], df["tokens"], df["d_model"],
-                                           df["mlp_attention_ratio"]))
+    return df.assign(loss=law_truths.conditional(RATIO_TRUE, df["params"], df["tokens"], df["d_model"],
+                                                 ratio=df["mlp_attention_ratio"]))
 
 
 def test_the_conditional_law_recovers_its_ratio_factor():

@@ -12,7 +12,7 @@ from morph.latency.cost_model import FEATURES, MODEL_SETTING, features, fit, lea
 from morph.shape import Shape
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS, figure
-from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_MODEL, latency_json
+from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
 from morph.spec.experiment import Experiment
 
 LOO_TARGET = 0.15
@@ -29,7 +29,7 @@ def add_arguments(p):
     p.add_argument("--latency-dir", default=LATENCY_DIR, help="folder of <shape_id>.json (default: %(default)s)")
     p.add_argument("--out", default=LATENCY_CSV, help="CSV, one row per shape x backend x setting")
     p.add_argument("--model-out", default=LATENCY_MODEL, help="fitted latency model (JSON)")
-    p.add_argument("--figure", default=figure("latency_shape"), help="Figure 3 (PNG)")
+    p.add_argument("--figure", default=figure(LATENCY_FIGURE), help="Figure 3 (PNG)")
 
 
 def load_records(cfg: Experiment, latency_dir: str | Path) -> list[tuple[Path, dict]]:

@@ -9,6 +9,8 @@ import numpy as np
 from morph.figures import pyplot, save_png
 from morph.law.fitting import predict_frame
 from morph.law.forms import RATIO_COLUMN, predict
+from morph.spec.artifacts.common import figure
+from morph.spec.artifacts.law import LAW_ZOO, LOSS_VS_COMPUTE, LOSS_VS_R, PREDICTED_VS_ACTUAL
 
 MARKERS = "osD^v<>ph*"
 STYLES = {"inference-aware": "-", "chinchilla": "--"}
@@ -131,7 +133,7 @@ def law_zoo(zoo: dict, path: Path) -> None:
 
 
 def write_figures(df, fit_mask: np.ndarray, fits: dict, zoo: dict, out_dir: Path) -> None:
-    law_zoo(zoo, out_dir / "law_zoo.png")
-    loss_vs_r(df, fits, out_dir / "loss_vs_R.png")
-    predicted_vs_actual(df, fit_mask, fits, out_dir / "predicted_vs_actual.png")
-    loss_vs_compute(df, fits, out_dir / "loss_vs_compute.png")
+    law_zoo(zoo, Path(figure(LAW_ZOO, out_dir)))
+    loss_vs_r(df, fits, Path(figure(LOSS_VS_R, out_dir)))
+    predicted_vs_actual(df, fit_mask, fits, Path(figure(PREDICTED_VS_ACTUAL, out_dir)))
+    loss_vs_compute(df, fits, Path(figure(LOSS_VS_COMPUTE, out_dir)))

@@ -15,7 +15,7 @@ from morph.report import hindsight
 from morph.report.decide import RULES, decide
 from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.spec import experiment
-from morph.spec.artifacts.common import FIGURES, PARAMS
+from morph.spec.artifacts.common import FIGURES, PARAMS, figure
 from morph.spec.artifacts.evaluate import EVAL_DIR, eval_json, lm_eval_out
 from morph.spec.artifacts.latency import LATENCY_CSV
 from morph.spec.artifacts.report import DECISION, HINDSIGHT_FIGURE, REPORT_FIGURES, REPORT_MD, SUMMARY
@@ -74,7 +74,8 @@ def plot(models: list[dict], curves: dict[str, Path], figures: Path) -> list[Pat
     lat = [m["latency"]["median_s"] for m in models]
     acc = [m["avg_accuracy"] for m in models]
     front = pareto(list(zip(lat, acc)))
-    paths = [figures / f"{name}.png" for name in REPORT_FIGURES if name != HINDSIGHT_FIGURE]  # in the order drawn below
+    # In the order drawn below; hindsight.plot draws the last.
+    paths = [Path(figure(name, figures)) for name in REPORT_FIGURES if name != HINDSIGHT_FIGURE]
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m, x, y in zip(models, lat, acc):
@@ -380,7 +381,7 @@ def run(args):
         **provenance(inputs),
     }
     figure_paths = plot(models, curves, Path(args.figures))
-    figure_paths.append(Path(args.figures) / f"{HINDSIGHT_FIGURE}.png")
+    figure_paths.append(Path(figure(HINDSIGHT_FIGURE, args.figures)))
     hindsight.plot(hind or {"trained": [], "spearman": {"rho": None}}, models[-1], selection["noise"]["loss_sd"],
                    ev.confidence, figure_paths[-1])
     md_path = Path(args.markdown)

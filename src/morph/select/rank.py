@@ -12,7 +12,7 @@ from morph.shape import Shape, run_id
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS, figure
 from morph.spec.artifacts.law import law_json
-from morph.spec.artifacts.select import CANDIDATES, SELECTION, slot
+from morph.spec.artifacts.select import CANDIDATES, PARETO_FIGURE, SELECTION, slot
 from morph.spec.law_names import AUTO
 from morph.spec.select import Select
 
@@ -22,7 +22,7 @@ def add_arguments(p):
     p.add_argument("--candidates", default=CANDIDATES)
     p.add_argument("--law", required=True, help="fitted law JSON (morph laws / morph fit)")
     p.add_argument("--out", default=SELECTION)
-    p.add_argument("--figure", default=figure("pareto"), help="the Pareto view (default: %(default)s)")
+    p.add_argument("--figure", default=figure(PARETO_FIGURE), help="the Pareto view (default: %(default)s)")
 
 
 def latency_budget(sel: Select, baseline: dict) -> tuple[float, str]:

@@ -6,5 +6,5 @@ FIGURES = "results/figures"
 CAPTIONS = "report/captions"  # <figure name>.rst: each figure's caption in `snakemake --report`
 
 
-def figure(name: str) -> str:
-    return f"{FIGURES}/{name}.png"
+def figure(name: str, root: str = FIGURES) -> str:
+    return f"{root}/{name}.png"

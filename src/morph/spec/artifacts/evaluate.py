@@ -4,10 +4,10 @@ from __future__ import annotations
 EVAL_DIR = "results/eval"
 
 
-def eval_json(run: str) -> str:
-    return f"{EVAL_DIR}/{run}.json"
+def eval_json(run: str, root: str = EVAL_DIR) -> str:
+    return f"{root}/{run}.json"
 
 
-def lm_eval_out(run: str) -> str:
+def lm_eval_out(run: str, root: str = EVAL_DIR) -> str:
     """lm-eval's own results, per-item samples and item ids."""
-    return f"{EVAL_DIR}/{run}"
+    return f"{root}/{run}"

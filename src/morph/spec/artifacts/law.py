@@ -6,7 +6,9 @@ PREDICTIONS = "predictions.csv"  # each run's loss and every law's prediction of
 ZOO_JSON, ZOO_MD = "zoo.json", "zoo.md"
 ABLATIONS_JSON, ABLATIONS_MD = "ablations.json", "ablations.md"
 TABLES = (ABLATIONS_JSON, ABLATIONS_MD, ZOO_JSON, ZOO_MD, PREDICTIONS)  # in LAW_DIR, beside each law's json
-LAW_FIGURES = ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo")  # drawn by `morph laws`
+LOSS_VS_R, PREDICTED_VS_ACTUAL = "loss_vs_R", "predicted_vs_actual"
+LOSS_VS_COMPUTE, LAW_ZOO = "loss_vs_compute", "law_zoo"
+LAW_FIGURES = (LOSS_VS_R, PREDICTED_VS_ACTUAL, LOSS_VS_COMPUTE, LAW_ZOO)  # drawn by `morph laws`
 
 
 def law_json(law: str, root: str = LAW_DIR) -> str:

@@ -303,8 +303,10 @@ def train_edit_plan(root: Path) -> dict[str, int]:
             "collect": 1, "laws": 1, "evaluate": 3}
 
 
-# Each params section's schema is its own module: an edit reruns the stages that read that section.
+# Each params section's schema is its own module: an edit reruns the stages that read that section. Each
+# family's artifact names too: the evaluate stage is told its paths; the report finds its outputs by name.
 EVALUATE_SECTION, TRAIN_SECTION = "src/morph/spec/evaluate.py", "src/morph/spec/train.py"
+EVALUATE_NAMES = "src/morph/spec/artifacts/evaluate.py"
 
 
 def test_a_code_edit_plans_exactly_the_stages_that_run_that_code(tree):
@@ -314,6 +316,8 @@ def test_a_code_edit_plans_exactly_the_stages_that_run_that_code(tree):
         assert planned_jobs(tree) == {"evaluate": 3, "report": 1}
     with code_edited(tree, TRAIN_SECTION):
         assert planned_jobs(tree) == train_edit_plan(tree)
+    with code_edited(tree, EVALUATE_NAMES):
+        assert planned_jobs(tree) == {"report": 1}
     with code_edited(tree, "src/morph/report/write.py"):
         assert planned_jobs(tree) == {"report": 1}
     with code_edited(tree, "src/morph/law/solvers.py"):  # the fit, and the selection that predicts with it
@@ -381,6 +385,8 @@ def test_dvc_sees_the_same_code_edits(dvc_tree):
         assert dvc_changed(dvc_tree) == {"evaluate": 3, "report": 1}
     with code_edited(dvc_tree, TRAIN_SECTION):
         assert dvc_changed(dvc_tree) == {"train": changed["train"], "train_target": 2}
+    with code_edited(dvc_tree, EVALUATE_NAMES):
+        assert dvc_changed(dvc_tree) == {"report": 1}
     with code_edited(dvc_tree, "src/morph/law/solvers.py"):
         assert dvc_changed(dvc_tree) == {"laws": 1, "select": 1}
     assert dvc_changed(dvc_tree) == {}

@@ -93,6 +93,10 @@ class Shape:
     def kv_cache_bytes(self, tokens: int, batch: int, bytes_per_value: int) -> int:
         return 2 * self.n_layers * self.n_kv_heads * self.head_dim * tokens * batch * bytes_per_value
 
+    def kv_cache_mib(self, batch: int, context: int, dtype: str) -> float:
+        """The KV cache at this batch and context (prompt plus generated tokens), in MiB of `dtype`."""
+        return self.kv_cache_bytes(context, batch, 4 if dtype == "float32" else 2) / 2**20
+
     def llama_config(self, max_position_embeddings: int, eos_token_id: int | None = None):
         from transformers import LlamaConfig
 

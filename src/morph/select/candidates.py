@@ -13,7 +13,6 @@ from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
 from morph.spec.artifacts.select import CANDIDATES
 from morph.spec.experiment import Experiment
-from morph.spec.select import kv_cache_mib
 
 
 def add_arguments(p):
@@ -36,7 +35,8 @@ def serving_costs(shape: Shape, cfg: Experiment, settings: dict[str, dict]) -> d
             raise MorphError(f"{shape.shape_id}: no measured ttft; rerun its latency job with latency.ttft: true")
         costs["ttft_s"] = settings["ttft"]["median"]
     if sel.max_kv_cache:
-        costs["kv_cache_mib"] = kv_cache_mib(shape, sel.max_kv_cache, cfg.latency)
+        kv = sel.max_kv_cache
+        costs["kv_cache_mib"] = shape.kv_cache_mib(kv.batch, kv.context, cfg.latency.timed_dtype)
     return costs
 
 

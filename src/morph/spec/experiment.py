@@ -25,7 +25,7 @@ from morph.spec.grid import Grid
 from morph.spec.latency import Latency
 from morph.spec.model import Model
 from morph.spec.schema import ConfigError, build, rule, section
-from morph.spec.select import Select, kv_cache_mib
+from morph.spec.select import Select
 from morph.spec.tokenizer import Tokenizer
 from morph.spec.train import Train
 
@@ -194,8 +194,9 @@ def _check_serving_budgets(exp: Experiment) -> None:
         raise ConfigError("select.latency_source: throughput and time-to-first-token budgets need measured "
                           "latencies; set it to measured")
     if sel.max_kv_cache:
-        smallest = min(exp.candidate_shapes, key=lambda s: kv_cache_mib(s, sel.max_kv_cache, exp.latency.timed_dtype))
-        need = kv_cache_mib(smallest, sel.max_kv_cache, exp.latency.timed_dtype)
+        kv, dtype = sel.max_kv_cache, exp.latency.timed_dtype
+        smallest = min(exp.candidate_shapes, key=lambda s: s.kv_cache_mib(kv.batch, kv.context, dtype))
+        need = smallest.kv_cache_mib(kv.batch, kv.context, dtype)
         if need > sel.max_kv_cache.mib:
             raise ConfigError(f"select.max_kv_cache.mib: {sel.max_kv_cache.mib:g} MiB is below the smallest "
                               f"candidate's KV cache ({smallest.shape_id}: {need:.3g} MiB at batch "

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.shape import Shape
 from morph.spec.backends import BACKENDS
 from morph.spec.knobs import MAX_PARAMS, Knobs, ShapeSpec
 from morph.spec.law_names import AUTO, LAWS
@@ -36,11 +35,6 @@ class MaxKVCache:
     batch: int = rule(min=1)
     context: int = rule(min=1)  # prompt plus generated tokens
     mib: float = rule(above=0.0)
-
-
-def kv_cache_mib(shape: Shape, budget: MaxKVCache, dtype: str) -> float:
-    """The KV cache a shape holds at the budget's batch and context, in the dtype latency is timed in."""
-    return shape.kv_cache_bytes(budget.context, budget.batch, 4 if dtype == "float32" else 2) / 2**20
 
 
 @dataclass(frozen=True)

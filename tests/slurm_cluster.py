@@ -56,6 +56,28 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
 
+# squeue's states for a job that has ended.
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+         "PREEMPTED"}
+
+
+def run_batch(args: list[str], env: dict, timeout: float) -> str:
+    """`sbatch --wait args`, looking every half second: sbatch --wait looks after 2, 10 and 42 s (then every 32),
+    so a job of 13 s returns after 42. The job's final state: COMPLETED when its script exited 0."""
+    out = subprocess.run(["sbatch", "--parsable", *args], env=env, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        return f"not submitted: {out.stderr.strip()}"
+    job, state = out.stdout.strip().split(";")[0], "unseen"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = subprocess.run(["squeue", "-h", "-j", job, "--states=all", "-o", "%T"], env=env, capture_output=True,
+                               text=True).stdout.strip() or "unseen"
+        if state in ENDED:
+            return state
+        time.sleep(0.5)
+    return f"job {job} still {state} after {timeout} s"
+
+
 def _sbin(name: str) -> str:
     return shutil.which(name) or f"/usr/sbin/{name}"
 

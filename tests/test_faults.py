@@ -420,6 +420,10 @@ def test_snakemake_after_a_fresh_clones_dvc_repro_prints_the_command_that_adopts
     """A fresh clone built by `dvc repro` has no Snakemake records, so Snakemake would retrain; it prints the
     one command that adopts DVC's outputs, which runs nothing, and then plans nothing, and DVC stays clean."""
     root = two_run_copy(tmp_path / "tree")
+    # N_C at the grid's size and depths 1 and 2 make the grid's two shapes the candidates: DVC times them and the
+    # baseline, not also configs/ci.yaml's larger candidates, and every stage still has an output to adopt.
+    write_params(root / CI, {"select.params": TWO_RUNS["grid.sizes"][0]["params"], "select.depths": [1, 2]},
+                 base=root / CI)
     stages = ["collect", "latency_collect"]
     targets = ["results/runs.csv", "results/latency.csv"]
     sh(["morph", "dvc-yaml", "--params", CI], root)

@@ -33,12 +33,28 @@ def morph(*argv) -> int:
     return cli.main([str(a) for a in argv])
 
 
+# The CI shapes the tests below name (the baseline d32-l6 among them), and the smallest CI shape, so that the
+# latency model has more shapes than coefficients and its leave-one-out check runs.
+NAMED = ("d40-l1", "d32-l2", "d64-l1", "d32-l6")
+
+
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
-    """Every CI latency shape timed once with the hf backend: 16 prompt -> 32 new tokens, 5 repetitions."""
+    """The CI latency shapes the tests name, and the smallest, each timed once with the hf backend: 16 prompt ->
+    32 new tokens, 5 repetitions. configs/ci.yaml with its grid cut to those shapes (its candidate is one of them,
+    its baseline d32-l6 as in the file): a few shapes give every number the tests check."""
     root = tmp_path_factory.mktemp("latency")
-    params = write_params(root / "params.yaml", backends=["hf"], ttft=True, batch_sizes=[1], repeats=5, warmup=1)
+    ci = experiment.load(ROOT / "configs/ci.yaml")
+    smallest = min(ci.latency_shapes, key=lambda s: s.params())
+    grid = [ci.shape(i) for i in (smallest.shape_id, *NAMED) if i != ci.baseline.shape.shape_id]
+    params = write_ci_params(root / "params.yaml", {
+        "grid": {"multipliers": [2], "shapes": [{"d_model": s.d_model, "n_layers": s.n_layers} for s in grid]},
+        "select.params": ci.shape("d64-l1").params(), "select.depths": [1], "select.k": 1,
+        "latency.backends": ["hf"], "latency.ttft": True, "latency.batch_sizes": [1], "latency.repeats": 5,
+        "latency.warmup": 1})
     cfg = experiment.load(params)
+    assert sorted(s.shape_id for s in cfg.latency_shapes) == sorted({smallest.shape_id, *NAMED})
+    assert all(s == ci.shape(s.shape_id) for s in cfg.latency_shapes)  # the CI experiment's models, unchanged
     out = root / "latency"
     for shape in cfg.latency_shapes:
         assert morph("latency", "--params", params, "--shape", shape.shape_id,

@@ -31,9 +31,8 @@ def slurm_env(tmp_path_factory):
 def test_sbatch_runs_a_job(slurm_env, tmp_path):
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\necho ran as $SLURM_JOB_ID\n")
-    out = subprocess.run(["sbatch", "--wait", "-o", str(tmp_path / "out.txt"), str(script)], env=slurm_env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    state = slurm_cluster.run_batch(["-o", str(tmp_path / "out.txt"), str(script)], slurm_env, timeout=120)
+    assert state == "COMPLETED", state
     assert (tmp_path / "out.txt").read_text().startswith("ran as ")
 
 
@@ -74,13 +73,13 @@ def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path
     script = tmp_path / "train.sh"
     script.write_text(f"#!/bin/sh\n{ranks.launch}{pipeline.STAGE['train'].node(cfg, str(params), rid).cmd}\n")
     env = slurm_env | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    out = subprocess.run(["sbatch", "--wait", f"--nodes={ranks.resources['nodes']}",
-                          f"--ntasks-per-node={ranks.resources['tasks_per_node']}", "--cpus-per-task=1",
-                          "-D", str(tmp_path), "-o", str(tmp_path / "job.log"), str(script)],
-                         env=env, capture_output=True, text=True, timeout=900)
+    state = slurm_cluster.run_batch([f"--nodes={ranks.resources['nodes']}",
+                                     f"--ntasks-per-node={ranks.resources['tasks_per_node']}", "--cpus-per-task=1",
+                                     "-D", str(tmp_path), "-o", str(tmp_path / "job.log"), str(script)],
+                                    env, timeout=900)
     # both tasks write job.log, so a progress bar's multi-byte character can be split by the other's line
     log = (tmp_path / "job.log").read_text(errors="replace") if (tmp_path / "job.log").exists() else ""
-    assert out.returncode == 0, out.stderr + log[-4000:]
+    assert state == "COMPLETED", state + "\n" + log[-4000:]
     m = json.loads((tmp_path / "runs" / rid / "metrics.json").read_text())
     # two SLURM tasks that Lightning took as its ranks (not ranks it started itself), one writer
     assert "SLURM auto-requeueing enabled" in log and "MEMBER: 2/2" in log

@@ -5,6 +5,8 @@ import pytest
 
 from morph.errors import MorphError
 from morph.figures import pareto
+from morph.report.contrasts import Noise, paired_noise
+from morph.report.decide import decide
 from morph.select.rank import choose
 from morph.spec.schema import build
 from morph.spec.select import Select
@@ -66,17 +68,22 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
 
     from morph.report.write import markdown
 
-    model = {"run_id": "d64-l2-D1M", "role": "top-1", "params": 1000, "aspect_ratio": 32.0,
-             "predicted_loss": 3.1, "actual_loss": 3.2, "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6},
+    model = {"run_id": "d64-l2-D1M", "role": "release", "shape_id": "d64-l2", "params": 1000, "aspect_ratio": 32.0,
+             "predicted_loss": 3.1, "actual_loss": 3.2, "mean_loss": 3.2, "seed_losses": [3.2],
+             "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6},
              "speedup_vs_baseline": 1.0, "avg_accuracy": 0.5, "avg_accuracy_interval": [0.4, 0.6],
              "accuracy": {"copa": 0.5}, "accuracy_stderr": {"copa": 0.05}, "eval_limit": None, "eval_max_length": 64,
              "eval_too_long": {"copa": 0},
              "shape": {"d_model": 64, "n_layers": 2}}
+    verdict = {"kind": "matches", "basis": "measured", "headline": "MATCHES", "weights": "runs/x/model",
+               "within_margin_of_best": ["d64-l2"], "best_measured": "d64-l2", "tied_in_speed": ["d64-l2"],
+               "accuracy": {"delta": 0.0, "interval": [0.0, 0.0]}, "comparisons": 1, "margin": 0.03,
+               "mcb_upper": {"d64-l2": 0.0}, "versus_baseline": {}}
     decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0,
                             "latency_rule": "select.latency_budget_s", "k": 1},
                 "law": "inference-aware", "chosen": model, "models": [model], "candidates": [],
-                "verdict": {"kind": "matches", "statement": "it matches", "versus_baseline": []},
-                "decision_rule": {"name": "matches-baseline", "statement": "fastest", "confidence": 0.95,
+                "verdict": verdict,
+                "decision_rule": {"name": "measured", "statement": "fastest", "confidence": 0.95,
                                   "bootstrap": 10},
                 "ranking": {"informative": True, "basis": "point predictions", "statement": "one candidate"},
                 "r_effect": {"statement": "no bootstrap refits", "gamma": None},
@@ -89,73 +96,60 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
     assert markdown(decision, [Path("results/figures/a.png")], Path("results/report.md")).count("(figures/a.png)") == 1
 
 
-def _model(role, run_id, correct, latency, loss=4.7, base_latency=1.2):
-    """A model entry and its per-item scores on 60 items of one task (1 where `correct` holds the id)."""
-    items = {i: float(i in correct) for i in range(60)}
-    entry = {"role": role, "run_id": run_id, "avg_accuracy": sum(items.values()) / 60,
-             "latency": {"median_s": latency}, "speedup_vs_baseline": base_latency / latency, "actual_loss": loss}
-    return entry, {"copa": items}
+def shape(shape_id, mean_loss, latency, band=0.0):
+    return {"shape_id": shape_id, "mean_loss": mean_loss, "latency_s": latency,
+            "latency_low_s": latency - band, "latency_high_s": latency + band}
 
 
-def _decide(*models, confidence=0.95, loss_sd=0.05, hindsight=None):
-    from morph.report.decide import decide
-    from morph.report.uncertainty import paired_draws
-
-    draws = paired_draws({m["run_id"]: items for m, items in models}, draws=2000, seed=0)
-    return decide([m for m, _ in models], draws, confidence, loss_sd, hindsight)
+BASE = {"mean_loss": 4.47, "latency_s": 1.38}
+NOISE = Noise(sd=0.008, df=8, seeds=3, source="test")  # se of a difference of means: 0.0065
+DELTA = 0.045
 
 
-BASE = _model("baseline", "d56-l8", set(range(30)), latency=1.2, loss=4.70)
+def test_a_faster_shape_outside_the_top_k_that_measures_lower_is_released():
+    """The default experiment's case: the law ranked d72-l4 and d80-l3 top; d88-l2 (third) is faster and lower in
+    loss. The release comes from the measurements, so d88-l2 is released."""
+    shapes = [shape("d72-l4", 4.3504, 0.730), shape("d80-l3", 4.3420, 0.783), shape("d88-l2", 4.3329, 0.457),
+              shape("d104-l1", 4.6560, 0.353)]
+    d = decide(shapes, BASE, NOISE, DELTA)
+    assert d["shape"]["shape_id"] == "d88-l2" and d["verdict"] == "matches"
+    assert "d104-l1" not in d["within_margin_of_best"]  # fastest, but 0.32 behind the best: beyond delta
+    assert set(d["within_margin_of_best"]) == {"d72-l4", "d80-l3", "d88-l2"}
+    assert d["versus_baseline"]["better_beyond_noise"]
 
 
-# Two runs' losses, each with sd 0.05, differ by more than 1.96 * 0.05 * sqrt(2) = 0.1386 one time in 20.
-def test_the_fastest_shape_within_noise_of_the_baseline_is_released_with_its_cost():
-    deep = _model("top-1", "d64-l6", set(range(30)), latency=0.9, loss=4.75)
-    fast = _model("top-2", "d72-l4", set(range(2, 31)), latency=0.6, loss=4.83)  # 0.13 behind: within noise
-    d = _decide(deep, fast, BASE)
-    assert d["verdict"] == "matches" and d["rule"] == "matches-baseline" and d["released"]["run_id"] == "d72-l4"
-    assert "2.00x" in d["statement"] and "+0.1300" in d["statement"] and "+2.6 sd" in d["statement"]
+def test_matches_needs_the_upper_bound_within_delta_not_merely_no_evidence_of_harm():
+    """A shape 2.6 sd behind the baseline (the old rule's 'match') with delta below its bound is not a match."""
+    d = decide([shape("fast", BASE["mean_loss"] + 0.04, 0.3)], BASE, NOISE, 0.03)
+    assert d["verdict"] == "inconclusive" and d["versus_baseline"]["seeds_to_decide"] > 3
+    d = decide([shape("fast", BASE["mean_loss"] + 0.10, 0.3)], BASE, NOISE, 0.03)
+    assert d["verdict"] == "worse" and d["versus_baseline"]["lower"] > 0.03
 
 
-def test_a_faster_shape_behind_the_baseline_beyond_noise_does_not_match():
-    deep = _model("top-1", "d64-l6", set(range(30)), latency=0.9, loss=4.75)
-    fast = _model("top-2", "d72-l4", set(range(30)), latency=0.3, loss=4.85)  # 0.15 behind: beyond 0.1386
-    d = _decide(deep, fast, BASE)
-    assert d["verdict"] == "matches" and d["released"]["run_id"] == "d64-l6"
-    [_, f] = d["versus_baseline"]
-    assert not f["loss_within_noise"] and f["delta_loss_sd"] == pytest.approx(3.0)
+def test_shapes_tied_in_speed_are_decided_by_loss():
+    """Latency bands that overlap are a tie in speed: the lower loss wins it."""
+    shapes = [shape("a", 4.37, 0.50, band=0.06), shape("b", 4.36, 0.54, band=0.06), shape("c", 4.35, 0.90)]
+    d = decide(shapes, BASE, NOISE, DELTA)
+    assert d["shape"]["shape_id"] == "b" and set(d["tied_in_speed"]) == {"a", "b"}
 
 
-def test_no_match_releases_the_lowest_loss_and_states_the_trade():
-    a = _model("top-1", "d72-l4", set(range(30)), latency=0.6, loss=4.95)
-    b = _model("top-2", "d104-l1", set(range(30)), latency=0.3, loss=5.10)
-    d = _decide(a, b, BASE)
-    assert d["verdict"] == "trades" and d["rule"] == "lowest-loss" and d["released"]["run_id"] == "d72-l4"
-    assert "trades Δ held-out loss +0.2500 (+5.0 sd)" in d["statement"] and "2.00x" in d["statement"]
-    every = {"top_k_has_best": True, "all_feasible_trained": True}
-    assert _decide(a, b, BASE, hindsight=every)["verdict"] == "none-matches"
+def test_without_noise_nothing_is_claimed():
+    d = decide([shape("a", 4.40, 0.5), shape("b", 4.30, 0.9)], BASE, None, DELTA)
+    assert d["shape"]["shape_id"] == "b" and not d["claims_within_margin_of_best"]
+    assert d["verdict"] == "inconclusive" and d["versus_baseline"]["upper"] is None
 
 
-def test_accuracy_below_the_baseline_beyond_noise_is_no_match():
-    weak = _model("top-1", "d72-l4", set(range(5)), latency=0.6, loss=4.70)  # 5 of 60 against 30 of 60
-    d = _decide(weak, BASE)
-    [c] = d["versus_baseline"]
-    assert c["loss_within_noise"] and c["accuracy_below_beyond_noise"] and d["verdict"] == "trades"
-
-
-def test_without_replicates_only_a_loss_at_or_below_the_baseline_matches():
-    close = _model("top-1", "d72-l4", set(range(30)), latency=0.6, loss=4.71)
-    d = _decide(close, BASE, loss_sd=None)
-    assert d["verdict"] == "trades" and "noise unknown" in d["statement"]
-
-
-def test_a_better_shape_outside_the_top_k_means_no_decision():
-    a = _model("top-1", "d72-l4", set(range(30)), latency=0.6, loss=4.70)
-    missed = {"top_k_has_best": False, "all_feasible_trained": True,
-              "best": {"shape_id": "d48-l6", "run_id": "d48-l6-D1M", "measured_loss": 4.40},
-              "regret": {"top_k_best": "d72-l4", "top_k_loss": 0.30}}
-    d = _decide(a, BASE, hindsight=missed)
-    assert d["verdict"] == "no-decision" and d["released"] is None and "d48-l6" in d["statement"]
+def test_the_noise_of_paired_seeds_has_its_degrees_of_freedom():
+    """Seed effects shared by every shape cancel: a loss table that is shape + seed exactly has zero residual
+    sd, and the df is (shapes - 1)(seeds - 1)."""
+    seed_effect = [0.03, -0.01, 0.02]
+    table = {s: [base + e for e in seed_effect] for s, base in (("a", 4.3), ("b", 4.4), ("c", 4.5))}
+    noise = paired_noise(table)
+    assert noise.df == 4 and noise.sd == pytest.approx(0.0, abs=1e-12)
+    table["c"][0] += 0.03
+    noise = paired_noise(table)
+    low, high = noise.sd_interval()
+    assert noise.sd > 0 and low < noise.sd < high
 
 
 def test_paired_bootstrap_of_constant_scores_has_no_spread():

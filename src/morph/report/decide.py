@@ -1,90 +1,81 @@
-"""The release decision: each top-k shape's measured held-out loss and accuracy against the baseline's.
+"""The release decision, made from losses measured at D_C, never from the law's ranking.
 
-A shape matches the baseline when its held-out loss is no further above the baseline's than two runs'
-difference can be by chance (1.96 x sqrt(2) x the replicates' run-to-run sd) and its accuracy is not
-below the baseline's beyond the paired-bootstrap noise of the scored items. The fastest top-k shape
-that matches is released; when none does, the top-k shape with the lowest held-out loss is released,
-and the verdict states the loss it costs in noise sds beside its speed-up. When validation shows a
-feasible shape better than every top-k shape beyond noise, the law's ranking failed here and nothing
-is released. A headline speed-up never travels without the loss it costs.
+Every feasible candidate trained at D_C is in contention, whatever the law ranked it. Among them, Hsu's
+multiple comparisons with the best finds the shapes shown (simultaneously, one-sided 95%) to be at most delta
+worse than the best; the fastest of them is released, where "fastest" treats shapes whose latency
+intervals overlap as tied and breaks the tie by loss. The release is then tested against the baseline:
+`matches` when the one-sided 95% upper bound of its loss minus the baseline's is at most delta, `worse` when
+the lower bound is above delta, `inconclusive` otherwise (with the seeds that would decide it). The bounds hold
+simultaneously over every shape in contention (Bonferroni), since the release was picked from them. delta is
+`select.margin`, fixed before any loss is seen. Accuracy is descriptive: it does not enter the verdict.
 """
 from __future__ import annotations
 
-from statistics import NormalDist
+from morph.report.contrasts import LEVEL, Noise, mcb_upper, versus
 
-import numpy as np
-
-from morph.report.uncertainty import interval
-
-# The rule that decided, recorded by name in morph1b.json and report.md.
-RULES = {
-    "matches-baseline": "the fastest top-k shape whose held-out loss is within two runs' noise of the baseline's, "
-                        "and whose accuracy is not below the baseline's beyond noise, is released",
-    "lowest-loss": "no top-k shape matches the baseline within noise, so the top-k shape with the lowest held-out "
-                   "loss is released, with the loss it costs",
-    "no-decision": "a trained feasible candidate outside the top-k is better than every top-k shape beyond noise: "
-                   "the law's ranking is wrong on this experiment, so no shape is released",
-}
-# What the released shape is, against the baseline.
-VERDICTS = ("matches", "trades", "none-matches", "no-decision")
+VERDICTS = ("matches", "worse", "inconclusive")
+RULE = ("the fastest trained feasible shape whose loss is shown, by Hsu's multiple comparisons with the best "
+        f"(one-sided {LEVEL:.0%}, Bonferroni critical value), to be at most delta above the best measured shape's; "
+        "shapes whose latency intervals overlap are tied in speed and the lower loss wins")
+FALLBACK_RULE = ("no shape is shown to be within delta of the best, so the lowest measured loss is released, "
+                 "without that claim")
 
 
-def loss_margin(loss_sd: float, confidence: float) -> float:
-    """How far apart two runs' held-out losses can fall by chance, each with run-to-run sd `loss_sd`."""
-    return NormalDist().inv_cdf((1 + confidence) / 2) * loss_sd * 2 ** 0.5
+def _latency_band(c: dict) -> tuple[float, float]:
+    return c.get("latency_low_s", c["latency_s"]), c.get("latency_high_s", c["latency_s"])
 
 
-def against_baseline(model: dict, base: dict, draws: dict[str, np.ndarray], confidence: float,
-                     loss_sd: float | None) -> dict:
-    """One top-k model against the baseline: Δ held-out loss (raw, in sd, within noise?) and Δ accuracy."""
-    delta = model["actual_loss"] - base["actual_loss"]
-    margin = loss_margin(loss_sd, confidence) if loss_sd else None
-    low, high = interval(draws[model["run_id"]] - draws[base["run_id"]], confidence)
-    acc_below = high < 0.0
-    loss_ok = delta <= margin if margin is not None else delta <= 0.0
-    return {"run_id": model["run_id"], "delta_loss": delta, "delta_loss_sd": delta / loss_sd if loss_sd else None,
-            "loss_margin": margin, "loss_within_noise": bool(loss_ok),
-            "delta_accuracy": model["avg_accuracy"] - base["avg_accuracy"], "accuracy_interval": [low, high],
-            "accuracy_below_beyond_noise": bool(acc_below), "matches": bool(loss_ok and not acc_below),
-            "speedup": model["speedup_vs_baseline"]}
+def fastest(shapes: list[dict]) -> tuple[dict, list[str]]:
+    """The fastest shape by median latency, or, among the shapes whose latency interval overlaps its interval,
+    the one with the lowest mean loss; with the names of those tied in speed."""
+    quickest = min(shapes, key=lambda c: (c["latency_s"], c["mean_loss"]))
+    low, high = _latency_band(quickest)
+    tied = [c for c in shapes if _latency_band(c)[0] <= high and _latency_band(c)[1] >= low]
+    return min(tied, key=lambda c: (c["mean_loss"], c["latency_s"])), [c["shape_id"] for c in tied]
 
 
-def _cost(c: dict) -> str:
-    sd = f" ({c['delta_loss_sd']:+.1f} sd)" if c["delta_loss_sd"] is not None else " (noise unknown: no replicates)"
-    return f"Δ held-out loss {c['delta_loss']:+.4f}{sd} and Δ accuracy {c['delta_accuracy']:+.4f}"
+def release(shapes: list[dict], noise: Noise | None, margin: float) -> dict:
+    """The release among the feasible measured shapes (each: shape_id, mean_loss, latency_s and optionally
+    latency_low_s/latency_high_s), with the set it came from and each shape's MCB upper bound."""
+    means = {c["shape_id"]: c["mean_loss"] for c in shapes}
+    upper = mcb_upper(means, noise)
+    within = [c for c in shapes if upper[c["shape_id"]] is not None and upper[c["shape_id"]] <= margin]
+    best = min(shapes, key=lambda c: (c["mean_loss"], c["latency_s"]))
+    if within:
+        pick, tied = fastest(within)
+    else:
+        pick, tied = best, [best["shape_id"]]
+    return {"shape": pick, "within_margin_of_best": [c["shape_id"] for c in within], "best_measured": best["shape_id"],
+            "mcb_upper": upper, "tied_in_speed": tied, "rule": RULE if within else FALLBACK_RULE,
+            "claims_within_margin_of_best": bool(within)}
 
 
-def decide(models: list[dict], draws: dict[str, np.ndarray], confidence: float, loss_sd: float | None,
-           hindsight: dict | None) -> dict:
-    """The decision: released model (or None), rule, verdict with its statement, and each top-k model against
-    the baseline. `hindsight` is report/hindsight.check's result, None when no candidate was validated."""
-    base = next(m for m in models if m["role"] == "baseline")
-    top = [m for m in models if m["role"] != "baseline"]
-    versus = [against_baseline(m, base, draws, confidence, loss_sd) for m in top]
-    by_id = {m["run_id"]: m for m in top}
-    noise = (f"two runs' {confidence:.0%} noise {loss_margin(loss_sd, confidence):.4f} (run-to-run sd {loss_sd:.4f})"
-             if loss_sd else "no noise estimate (no grid.replicates): only a loss at or below the baseline's matches")
-    if hindsight is not None and hindsight["top_k_has_best"] is False:
-        best, reg = hindsight["best"], hindsight["regret"]
-        statement = (f"No decision: validation trained {best['shape_id']} ({best['run_id']}), held-out loss "
-                     f"{best['measured_loss']:.4f}, better than every top-k shape beyond noise (the best of them, "
-                     f"{reg['top_k_best']}, is {reg['top_k_loss']:+.4f} behind). The law's ranking does not hold "
-                     f"on this experiment; widen the grid (sizes, budgets) before trusting it")
-        return {"released": None, "rule": "no-decision", "verdict": "no-decision", "statement": statement,
-                "versus_baseline": versus, "noise": noise}
-    matching = [c for c in versus if c["matches"]]
-    if matching:
-        pick = max(matching, key=lambda c: c["speedup"])
-        statement = (f"{pick['run_id']} matches the baseline {base['run_id']} within noise at "
-                     f"{pick['speedup']:.2f}x its decode speed: {_cost(pick)}; {noise}")
-        return {"released": by_id[pick["run_id"]], "rule": "matches-baseline", "verdict": "matches",
-                "statement": statement, "versus_baseline": versus, "noise": noise}
-    pick = min(versus, key=lambda c: by_id[c["run_id"]]["actual_loss"])
-    everything = hindsight is not None and hindsight["all_feasible_trained"]
-    kind = "none-matches" if everything else "trades"
-    head = (f"No shape under T_C matches the baseline {base['run_id']}: every feasible candidate was trained and "
-            f"none is within noise of its loss. " if everything else "")
-    statement = (f"{head}{pick['run_id']} trades {_cost(pick)} for {pick['speedup']:.2f}x the baseline's decode "
-                 f"speed; {noise}")
-    return {"released": by_id[pick["run_id"]], "rule": "lowest-loss", "verdict": kind, "statement": statement,
-            "versus_baseline": versus, "noise": noise}
+def decide(shapes: list[dict], baseline: dict, noise: Noise | None, margin: float) -> dict:
+    """The decision: the released shape, its verdict against the baseline (whose mean_loss and latency_s are
+    given), and every measured shape against the baseline."""
+    chosen = release(shapes, noise, margin)
+    pick = chosen["shape"]
+    against = {c["shape_id"]: versus(c["mean_loss"], baseline["mean_loss"], noise, margin, len(shapes))
+               for c in shapes}
+    test = against[pick["shape_id"]]
+    return {**chosen, "verdict": test["verdict"], "versus_baseline": test, "all_versus_baseline": against,
+            "speedup": baseline["latency_s"] / pick["latency_s"]}
+
+
+PREDICTED_RULE = ("select.validate is none, so no candidate was measured with seeds at D_C: the law's top-1 is "
+                  "released and judged by the law's own bootstrap interval of its predicted loss minus the baseline's")
+
+
+def decide_predicted(top: dict, baseline_latency_s: float, margin: float) -> dict:
+    """At paper scale: the law's top-1 (a selection candidate with `predicted_vs_baseline`), judged on the law's
+    one-sided 95% bounds of its predicted loss minus the baseline's against delta."""
+    gap = top.get("predicted_vs_baseline") or {}
+    upper, lower = gap.get("upper"), gap.get("lower")
+    verdict = ("inconclusive" if upper is None else "matches" if upper <= margin else
+               "worse" if lower > margin else "inconclusive")
+    test = {"delta_loss": gap.get("point"), "upper": upper, "lower": lower, "margin": margin, "verdict": verdict,
+            "comparisons": 1, "better_beyond_noise": upper is not None and upper < 0, "seeds_to_decide": None}
+    return {"shape": top, "within_margin_of_best": [], "best_measured": None, "mcb_upper": {}, "tied_in_speed": [],
+            "rule": PREDICTED_RULE, "claims_within_margin_of_best": False, "verdict": verdict,
+            "versus_baseline": test, "all_versus_baseline": {top["shape_id"]: test},
+            "speedup": baseline_latency_s / top["latency"]["median_s"]}

@@ -11,16 +11,16 @@ from morph.figures import pareto, pyplot, save_png
 from morph.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING
 from morph.latency.table import measured_settings
-from morph.report import hindsight
-from morph.report.decide import RULES, decide
+from morph.report import hindsight, measured
+from morph.report.decide import decide, decide_predicted
 from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.spec import experiment
 from morph.spec.artifacts.common import FIGURES, PARAMS, figure
 from morph.spec.artifacts.evaluate import EVAL_DIR, eval_json, lm_eval_out
 from morph.spec.artifacts.latency import LATENCY_CSV
 from morph.spec.artifacts.report import DECISION, HINDSIGHT_FIGURE, REPORT_FIGURES, REPORT_MD, SUMMARY
-from morph.spec.artifacts.select import SELECTION
-from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUNS, RUNS_CSV
+from morph.spec.artifacts.select import SELECTION, slot
+from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV
 
 
 def add_arguments(p):
@@ -41,6 +41,7 @@ def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
     return {
         "role": role,
         "run_id": metrics["run_id"],
+        "shape_id": cand["shape_id"],
         "shape": {k: cand[k] for k in ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn", "vocab_size")},
         "params": cand["params"],
         "aspect_ratio": cand["aspect_ratio"],
@@ -100,7 +101,7 @@ def plot(models: list[dict], curves: dict[str, Path], figures: Path) -> list[Pat
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m in models:
-        ax.plot(*read_curve(curves[m["role"]]), lw=1.2, label=f"{m['run_id']} ({m['role']})")
+        ax.plot(*read_curve(curves[m["run_id"]]), lw=1.2, label=f"{m['run_id']} ({m['role']})")
     ax.set(xlabel="step", ylabel="training loss", title="Training loss of the evaluated models")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -159,15 +160,13 @@ def noise_floor(noise: dict) -> list[str]:
 
 
 def hindsight_lines(h: dict | None) -> list[str]:
-    """The law's ranking against the candidates trained at D_C."""
+    """The law's ranking scored against the candidates measured at D_C."""
     if h is None:
         return ["No candidate beyond the top-k was trained (select.validate: none), so the law's ranking is not "
                 "checked against measured losses here."]
     sp, err, reg = h["spearman"], h["law_error"], h["regret"]
-    rho = (f"Spearman ρ(predicted, measured) = {sp['rho']:+.2f}" + (
-        f" [{sp['interval'][0]:+.2f}, {sp['interval'][1]:+.2f}] ({sp['confidence']:.0%} bootstrap over candidates)"
-        if sp["interval"] else " (no interval: fewer than 4 candidates)") if sp["rho"] is not None
-        else "Spearman ρ undefined (fewer than 3 distinct values)")
+    rho = (f"Spearman ρ(predicted, measured) = {sp['rho']:+.2f}, one-sided permutation p = {sp['p_value']:.3f} "
+           f"({sp['method']})" if sp["rho"] is not None else "Spearman ρ undefined (fewer than 3 distinct values)")
     out = [f"Validation ({h['validate']}): {h['n_feasible_trained']} of {h['n_feasible']} feasible candidates "
            f"trained at D_C. {rho} over n = {sp['n']}.",
            ""]
@@ -175,14 +174,15 @@ def hindsight_lines(h: dict | None) -> list[str]:
         cv = f"{h['law_cv_rmse']:.4f}" if h["law_cv_rmse"] is not None else "n/a"
         sd = f"{h['loss_sd']:.4f}" if h["loss_sd"] is not None else "n/a"
         out += [f"The law's error on them: RMSE {err['rmse']:.4f} (bias {err['bias']:+.4f}), beside its "
-                f"cross-validated RMSE {cv} and the run-to-run sd {sd}.", ""]
+                f"cross-validated RMSE {cv} and the run-to-run sd {sd}; its 95% intervals hold "
+                f"{err['covered']} of {err['with_interval']} measured losses.", ""]
     if reg is not None:
         in_sd = f" ({reg['sd']:+.1f} sd)" if reg["sd"] is not None else ""
-        out += [f"Regret of the law's top-1 {reg['top_1']}: {reg['loss']:+.4f}{in_sd} against the best trained "
-                f"feasible candidate {h['best']['shape_id']} ({h['best']['measured_loss']:.4f}); the top-k's best "
-                f"({reg['top_k_best']}) is {reg['top_k_loss']:+.4f} from it: "
-                + ("within noise." if h["top_k_has_best"] else "beyond noise."), ""]
-    out += ["| candidate | run | feasible | rank | R | latency s | predicted loss [interval] | measured loss |",
+        out += [f"Regret of the law's top-1 {reg['top_1']}: {reg['loss']:+.4f}{in_sd} against the best measured "
+                f"feasible candidate {h['best']['shape_id']} ({h['best']['measured_loss']:.4f}); a pick with no signal "
+                f"expects {reg['no_signal_expected']:+.4f}, and does this well or better with probability "
+                f"{reg['no_signal_p']:.2f}.", ""]
+    out += ["| candidate | run | feasible | rank | R | latency s | predicted loss [interval] | measured loss (mean) |",
             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(h["trained"], key=lambda r: r["latency_s"]):
         band = (f" [{r['predicted_interval'][0]:.4f}, {r['predicted_interval'][1]:.4f}]"
@@ -193,6 +193,47 @@ def hindsight_lines(h: dict | None) -> list[str]:
     return out
 
 
+def verdict_record(v: dict, chosen: dict, base: dict, noise, margin: float, cfg, predicted: bool) -> dict:
+    """The verdict as morph1b.json carries it: the release, its test against the baseline with delta, sigma and
+    its df, r, and the speed-up, each with its interval, and the one line that says it all."""
+    test, m = v["versus_baseline"], cfg.select.margin
+    rel = chosen["run_id"].split("/")[-1]
+    out = {"kind": v["verdict"], "basis": "predicted, not measured" if predicted else "measured",
+           "released": chosen["run_id"], "shape_id": v["shape"]["shape_id"], "weights": f"{RUNS}/{rel}/{RUN_MODEL}",
+           "margin": margin, "margin_rule": (f"{m.value:g} x the baseline's mean held-out loss {base['mean_loss']:.4f}"
+                                             if m.of == "baseline_loss" else f"{m.value:g} (absolute)"),
+           "delta_loss": test["delta_loss"], "upper": test["upper"], "lower": test["lower"],
+           "comparisons": test["comparisons"], "better_beyond_noise": test["better_beyond_noise"],
+           "seeds_to_decide": test["seeds_to_decide"],
+           "noise": noise.to_dict() if noise is not None and not predicted else None, "seeds": cfg.target_seeds,
+           "speedup": chosen["speedup_vs_baseline"], "speedup_interval": speedup_interval(chosen, base),
+           "within_margin_of_best": v["within_margin_of_best"], "best_measured": v["best_measured"],
+           "claims_within_margin_of_best": v["claims_within_margin_of_best"], "tied_in_speed": v["tied_in_speed"],
+           "mcb_upper": v["mcb_upper"], "versus_baseline": v["all_versus_baseline"]}
+    return out | {"headline": headline(out, base["run_id"])}
+
+
+def headline(v: dict, base: str) -> str:
+    """The verdict in one line: what a reader who reads nothing else must know."""
+    bound = (f"one-sided 95% bounds [{v['lower']:+.4f}, {v['upper']:+.4f}]"
+             + (f", simultaneous over {v['comparisons']} shapes" if v["comparisons"] > 1 else "")
+             if v["upper"] is not None else "no interval (no noise estimate)")
+    noise = v["noise"]
+    sigma = (f"σ = {noise['sd']:.4f} (df {noise['df']}, 95% [{noise['sd_interval'][0]:.4f}, "
+             f"{noise['sd_interval'][1]:.4f}]), r = {v['seeds']} seed(s) per shape" if noise else
+             "the law's bootstrap refits" if v["basis"] != "measured" else "no noise estimate")
+    speed = f"{v['speedup']:.2f}x the baseline's decode speed" + (
+        f" [{v['speedup_interval'][0]:.2f}, {v['speedup_interval'][1]:.2f}] (p10-p90 timings)"
+        if v["speedup_interval"] else "")
+    said = {"matches": "matches", "worse": "is worse than", "inconclusive": "is not shown to match"}[v["kind"]]
+    better = "; better than the baseline beyond noise" if v["better_beyond_noise"] else ""
+    more = (f"; about {v['seeds_to_decide']} seeds per shape would decide it" if v["seeds_to_decide"] else "")
+    cost = (f"; it costs Δ loss {v['delta_loss']:+.4f} for the speed-up" if v["kind"] == "worse" else "")
+    return (f"{v['kind'].upper()} ({v['basis']}): {v['released']} {said} the baseline {base} within δ = "
+            f"{v['margin']:.4f} ({v['margin_rule']}): Δ held-out loss {v['delta_loss']:+.4f}, {bound}; {sigma}; "
+            f"{speed}{better}{cost}{more}")
+
+
 def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     b, chosen, rule, v = decision["budgets"], decision["chosen"], decision["decision_rule"], decision["verdict"]
     level = f"{rule['confidence']:.0%}"
@@ -200,20 +241,31 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     first = decision["models"][0]
     items = f"a seeded random {first['eval_limit']} items per task" if first["eval_limit"] else "every item"
     ranking = decision["ranking"]
-    released = (f"**Released: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, "
-                f"n_layers={chosen['shape']['n_layers']})" if chosen else "**Nothing released.**")
+    acc = v["accuracy"]
+    within = ", ".join(v["within_margin_of_best"]) or "none (no shape is shown within δ of the best)"
     lines = [
         "# Shape decision",
         "",
-        f"**Verdict: {v['kind']}.** {v['statement']}.",
+        f"**{v['headline']}.**",
         "",
-        f"{released} Rule **{rule['name']}**: {rule['statement']}.",
+        f"**Released: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, "
+        f"n_layers={chosen['shape']['n_layers']}; weights `{v['weights']}`). Rule: {rule['statement']}.",
+        "",
+        (f"Measured not-worse-than-best set (within δ of the best measured, {v['best_measured']}): {within}. "
+         f"Tied in speed with the release (overlapping p10-p90 latency): {', '.join(v['tied_in_speed'])}."
+         if v["basis"] == "measured" else
+         "Predicted, not measured: select.validate is none, so no candidate ran with seeds at D_C; the verdict rests "
+         "on the law's bootstrap interval alone."),
+        "",
+        f"Accuracy is descriptive ({items}): Δ average accuracy {acc['delta']:+.4f} "
+        f"[{acc['interval'][0]:+.4f}, {acc['interval'][1]:+.4f}], not part of the verdict.",
         "",
         f"Budgets: N_C = {b['params']:,} parameters (±{b['tolerance']:.0%}), D_C = {b['tokens']:,} tokens, "
         f"T_C = {b['latency_s']:.3f} s ({b['latency_rule']}); top-k = {b['k']}; "
         f"law: {decision['law']}{law_choice(decision)}.",
         "",
-        f"Ranking ({'informative' if ranking['informative'] else 'not informative'}, judged on {ranking['basis']}): "
+        f"The law chose what to train; once measured, its ranking is scored, not obeyed. Ranking "
+        f"({'informative' if ranking['informative'] else 'not informative'}, judged on {ranking['basis']}): "
         f"{ranking['statement']}.",
         "",
         f"R effect: {decision['r_effect']['statement']}" + (
@@ -226,13 +278,17 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         "",
         "## Against the baseline",
         "",
-        f"| model | Δ held-out loss | in sd | within noise | Δ accuracy [{level} interval] | speed-up | matches |",
-        "|---|---|---|---|---|---|---|",
-        *(f"| {c['run_id']} | {c['delta_loss']:+.4f} | "
-          + (f"{c['delta_loss_sd']:+.1f}" if c["delta_loss_sd"] is not None else "—")
-          + f" | {'yes' if c['loss_within_noise'] else 'no'} | {c['delta_accuracy']:+.4f} "
-            f"[{c['accuracy_interval'][0]:+.4f}, {c['accuracy_interval'][1]:+.4f}] | {c['speedup']:.2f}x | "
-            f"{'yes' if c['matches'] else 'no'} |" for c in v["versus_baseline"]),
+        f"Each measured feasible shape's mean held-out loss over its seeds minus the baseline's, with one-sided 95% "
+        f"bounds simultaneous over the {v['comparisons']} shapes, against δ = {v['margin']:.4f}:",
+        "",
+        "| shape | Δ held-out loss | bounds | verdict | MCB: above the best by at most | speed-up |",
+        "|---|---|---|---|---|---|",
+        *(f"| {shape} | {c['delta_loss']:+.4f} | "
+          + (f"[{c['lower']:+.4f}, {c['upper']:+.4f}]" if c["upper"] is not None else "—")
+          + f" | {c['verdict']} | "
+          + (f"{v['mcb_upper'][shape]:.4f}" if v["mcb_upper"].get(shape) is not None else "—")
+          + f" | {next(m['speedup_vs_baseline'] for m in decision['models'] if m['shape_id'] == shape):.2f}x |"
+          for shape, c in v["versus_baseline"].items()),
         "",
         "## Hindsight: the law against trained candidates",
         "",
@@ -240,7 +296,8 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         "",
         "## Evaluated models",
         "",
-        f"| model | role | N | R | predicted loss | held-out loss | latency median [p10, p90] s | speed-up | "
+        f"| model | role | N | R | predicted loss | held-out loss, mean [per seed] | latency median [p10, p90] s | "
+        f"speed-up | "
         f"avg accuracy* [{level} interval] |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -250,7 +307,8 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         low, high = m["avg_accuracy_interval"]
         lines.append(
             f"| {m['run_id']} | {m['role']} | {m['params']:,} | {m['aspect_ratio']:.1f} | {m['predicted_loss']:.5f} | "
-            f"{m['actual_loss']:.4f} | {lat['median_s']:.3f} {band} | {m['speedup_vs_baseline']:.2f}x | "
+            f"{m['mean_loss']:.4f} [{', '.join(f'{x:.4f}' for x in m['seed_losses'])}] | "
+            f"{lat['median_s']:.3f} {band} | {m['speedup_vs_baseline']:.2f}x | "
             f"{m['avg_accuracy']:.4f} [{low:.4f}, {high:.4f}] |"
         )
     lines += ["", "\\* The mean over tasks of acc_norm, or acc where a task has none (Winogrande), as lm-eval reports "
@@ -294,26 +352,30 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
 
 
 def summary(decision: dict) -> dict:
-    """One flat mapping of the numbers worth comparing across experiments (`dvc metrics show`, `dvc exp show`)."""
+    """The flat numbers worth comparing across experiments (`dvc metrics show`, `dvc exp show`): the verdict."""
     v, h = decision["verdict"], decision["hindsight"] or {}
-    released = next((c for c in v["versus_baseline"] if c["run_id"] == v["released"]), None)
-    flat = {"chosen": decision["chosen"]["role"] if decision["chosen"] else "none",
-            "decision_rule": decision["decision_rule"]["name"], "verdict": v["kind"],
-            "released/delta_loss": released["delta_loss"] if released else None,
-            "released/delta_loss_sd": released["delta_loss_sd"] if released else None,
-            "released/speedup": v["speedup"],
-            "hindsight/spearman": (h.get("spearman") or {}).get("rho"),
-            "hindsight/regret": (h.get("regret") or {}).get("loss"),
-            "hindsight/regret_sd": (h.get("regret") or {}).get("sd")}
-    flat = {k: x for k, x in flat.items() if x is not None}
-    for m in decision["models"]:
-        role = m["role"]
-        flat |= {f"{role}/avg_accuracy": m["avg_accuracy"], f"{role}/avg_accuracy_low": m["avg_accuracy_interval"][0],
-                 f"{role}/avg_accuracy_high": m["avg_accuracy_interval"][1], f"{role}/held_out_loss": m["actual_loss"],
-                 f"{role}/predicted_loss": m["predicted_loss"], f"{role}/latency_s": m["latency"]["median_s"],
-                 f"{role}/speedup_vs_baseline": m["speedup_vs_baseline"]}
-        flat |= {f"{role}/acc/{task}": acc for task, acc in m["accuracy"].items()}
-    return flat
+    noise = v["noise"] or {}
+    flat = {"verdict": v["kind"], "basis": v["basis"], "released": v["shape_id"], "delta_loss": v["delta_loss"],
+            "delta_loss_upper": v["upper"], "margin": v["margin"], "sigma": noise.get("sd"),
+            "sigma_df": noise.get("df"),
+            "seeds": v["seeds"], "speedup": v["speedup"], "spearman": (h.get("spearman") or {}).get("rho"),
+            "regret": (h.get("regret") or {}).get("loss")}
+    return {k: x for k, x in flat.items() if x is not None}
+
+
+def evaluated_dir(shape: dict, cfg) -> str:
+    """The run directory lm-eval scored for a measured shape: its seed-0 run (a validation run or a slot)."""
+    if shape["run_id"] not in cfg.evaluated_models:
+        raise MorphError(f"{shape['run_id']}: measured at D_C but not scored by lm-eval; rerun the graph")
+    return shape["run_id"]
+
+
+def speedup_interval(chosen: dict, base: dict) -> list[float] | None:
+    """The speed-up's range from the two shapes' p10-p90 latency bands (each timing's spread, not a CI)."""
+    a, b = chosen["latency"], base["latency"]
+    if "p10_s" not in a or "p10_s" not in b:
+        return None
+    return [b["p10_s"] / a["p90_s"], b["p90_s"] / a["p10_s"]]
 
 
 def run(args):
@@ -322,53 +384,64 @@ def run(args):
     if selection["law"] != cfg.select.law:
         raise MorphError(f"{args.selection}: selected with law {selection['law']!r}, params say {cfg.select.law!r}")
     runs_dir, eval_dir = Path(args.runs_dir), Path(args.eval_dir)
-    by_slot = {c["slot"]: c for c in selection["candidates"] if c.get("slot")}
-    roles = [(slot, by_slot[slot]) for slot in cfg.slots if slot in by_slot]
-    baseline = cfg.baseline.run_id
-    roles.append((baseline, selection["baseline"]))
-    models = [
-        model_entry("baseline" if name == baseline else name, runs_dir / name, Path(eval_json(name, eval_dir)), cand)
-        for name, cand in roles
-    ]
-    base_latency = models[-1]["latency"]["median_s"]
+    shapes = measured.shapes(cfg, selection, runs_dir)
+    base = measured.baseline(cfg, runs_dir)
+    noise = measured.noise(shapes, base, selection)
+    margin = cfg.select.margin.absolute(base["mean_loss"])
+    feasible = [m for m in shapes if m["feasible"]]
+    if not feasible:
+        raise MorphError(f"{args.selection}: no feasible candidate was trained at D_C; the selection is inconsistent")
+    for m in feasible:
+        lat = m["candidate"]["latency"]
+        m |= {"latency_s": lat["median_s"], **({"latency_low_s": lat["p10_s"], "latency_high_s": lat["p90_s"]}
+                                                if "p10_s" in lat else {})}
+    predicted = cfg.target_seeds == 1 and cfg.select.validate == "none"
+    top1 = next(c for c in selection["candidates"] if c.get("slot") == slot(1))
+    base_latency = selection["baseline"]["latency"]["median_s"]
+    verdict = (decide_predicted(top1, base_latency, margin) if predicted else
+               decide(feasible, {"mean_loss": base["mean_loss"], "latency_s": base_latency}, noise, margin))
+    release = verdict["shape"]
+    # Every model lm-eval scored that the decision speaks of: the measured feasible shapes and the baseline.
+    roles = [(evaluated_dir(m, cfg), m["candidate"], m) for m in feasible] + [
+        (base["run_id"], selection["baseline"], base)]
+    models = []
+    for name, cand, meas in roles:
+        role = "baseline" if meas is base else "release" if cand["shape_id"] == release["shape_id"] else "candidate"
+        entry = model_entry(role, runs_dir / name, Path(eval_json(name, eval_dir)), cand)
+        models.append(entry | {"seed_losses": meas["losses"], "seed_runs": meas["runs"], "mean_loss": meas["mean_loss"],
+                               "law_rank": cand.get("rank"), "slot": cand.get("slot")})
     for m in models:
         m["speedup_vs_baseline"] = base_latency / m["latency"]["median_s"]
     ev = cfg.evaluate
-    # Per-item scores from lm-eval's samples (<eval-dir>/<run>/), keyed like the draws by run id.
     per_item = {m["run_id"]: item_scores(read_json(eval_json(name, eval_dir)), Path(lm_eval_out(name, eval_dir)))
-                for m, (name, _) in zip(models, roles)}
+                for m, (name, _, _) in zip(models, roles)}
     draws = paired_draws(per_item, ev.bootstrap, cfg.seed)
     for m in models:
         m["avg_accuracy_interval"] = interval(draws[m["run_id"]], ev.confidence)
-    hind = None
-    if cfg.validation_runs:
-        measured = {c["shape_id"]: {"run_id": m["run_id"], "loss": m["actual_loss"]}
-                    for c in by_slot.values() for m in models if m["role"] == c["slot"]}
-        for r in cfg.validation_runs:
-            metrics = read_json(runs_dir / r.run_id / RUN_METRICS)
-            measured.setdefault(r.shape.shape_id, {"run_id": r.run_id, "loss": metrics["val_loss"]})
-        hind = hindsight.check(selection, measured, selection["noise"]["loss_sd"], cfg.select.validate,
-                               ev.confidence, ev.bootstrap, cfg.seed)
-    verdict = decide(models, draws, ev.confidence, selection["noise"]["loss_sd"], hind)
-    chosen = verdict.pop("released")
-    if chosen is not None and chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
+    chosen = next(m for m in models if m["role"] == "release")
+    base_model = models[-1]
+    if chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
-    curves = {m["role"]: runs_dir / name / LOSS_CURVE for m, (name, _) in zip(models, roles)}
-    inputs = [args.selection, args.runs, args.latency] + [p for name, _ in roles for p in (
-        runs_dir / name / RUN_METRICS, eval_json(name, eval_dir), lm_eval_out(name, eval_dir),
-        runs_dir / name / LOSS_CURVE)]
-    inputs += [runs_dir / r.run_id / RUN_METRICS for r in cfg.validation_runs]
+    hind = (hindsight.check(selection, {m["shape_id"]: {"run_id": m["run_id"], "loss": m["mean_loss"]} for m in shapes},
+                            noise, cfg.select.validate, cfg.seed) if cfg.validation_runs else None)
+    curves = {m["run_id"]: runs_dir / name / LOSS_CURVE for m, (name, _, _) in zip(models, roles)}
+    inputs = [args.selection, args.runs, args.latency] + [p for name, _, _ in roles for p in (
+        eval_json(name, eval_dir), lm_eval_out(name, eval_dir), runs_dir / name / LOSS_CURVE)]
+    inputs += [runs_dir / rid / RUN_METRICS for meas in (*shapes, base) for rid in meas["runs"]]
+    acc_delta = draws[chosen["run_id"]] - draws[base_model["run_id"]]
     decision = {
-        "verdict": {"kind": verdict["verdict"], "statement": verdict["statement"],
-                    "released": chosen["run_id"] if chosen else None,
-                    "speedup": chosen["speedup_vs_baseline"] if chosen else None,
-                    "versus_baseline": verdict["versus_baseline"], "noise": verdict["noise"]},
+        "verdict": verdict_record(verdict, chosen, base_model, noise, margin, cfg, predicted) | {
+            "accuracy": {"delta": chosen["avg_accuracy"] - base_model["avg_accuracy"],
+                         "interval": interval(acc_delta, ev.confidence),
+                         "items_per_task": models[0]["eval_limit"],
+                         "role": "descriptive: not part of the verdict; at this many items a task its interval is "
+                                 "wide"}},
         "budgets": selection["budgets"],
         "law": selection["law"],
         **({"law_choice": selection["law_choice"]} if "law_choice" in selection else {}),
         "chosen": chosen,
-        "decision_rule": {"name": verdict["rule"], "statement": RULES[verdict["rule"]], "confidence": ev.confidence,
-                          "bootstrap": ev.bootstrap, "seed": cfg.seed},
+        "decision_rule": {"name": "predicted" if predicted else "measured", "statement": verdict["rule"],
+                          "confidence": ev.confidence, "bootstrap": ev.bootstrap, "seed": cfg.seed},
         "hindsight": hind,
         "models": models,
         "noise": selection["noise"],
@@ -382,13 +455,12 @@ def run(args):
     }
     figure_paths = plot(models, curves, Path(args.figures))
     figure_paths.append(Path(figure(HINDSIGHT_FIGURE, args.figures)))
-    hindsight.plot(hind or {"trained": [], "spearman": {"rho": None}}, models[-1], selection["noise"]["loss_sd"],
-                   ev.confidence, figure_paths[-1])
+    hindsight.plot(hind or {"trained": [], "spearman": {"rho": None}}, base_model, noise, figure_paths[-1])
     md_path = Path(args.markdown)
     text = markdown(decision, figure_paths, md_path)
     with atomic_path(md_path) as tmp:
         tmp.write_text(text)
     write_json(args.summary, summary(decision))
     write_json(args.out, decision)  # last, so a present morph1b.json means a complete report
-    print(f"verdict: {verdict['verdict']}: {verdict['statement']}")
+    print(f"verdict: {decision['verdict']['headline']}")
     return 0

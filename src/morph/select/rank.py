@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, is_dataclass
 
+import numpy as np
+
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
 from morph.select.pareto_figure import plot_pareto
@@ -124,6 +126,17 @@ def choose(cands: list[dict], sel: Select, t_c: float, draws=None, loss_sd: floa
     return top, warnings, ranking
 
 
+def baseline_gap(c: dict, baseline: dict, with_base, col: int) -> dict:
+    """The candidate's predicted loss minus the baseline's, with one-sided LEVEL bounds over the law's refits: the
+    verdict's evidence when nothing is measured at D_C (select.validate: none)."""
+    point = c["predicted_loss"] - baseline["predicted_loss"]
+    if with_base is None:
+        return {"point": point, "upper": None, "lower": None, "from": "no bootstrap refits of the law"}
+    gaps = with_base[:, col] - with_base[:, -1]
+    return {"point": point, "upper": float(np.quantile(gaps, LEVEL)), "lower": float(np.quantile(gaps, 1 - LEVEL)),
+            "from": f"{len(gaps)} bootstrap refits of the law, one-sided {LEVEL:.0%} each"}
+
+
 def serving_budgets(sel: Select) -> dict:
     """The optional serving budgets as set, for the decision's record."""
     return {key: cfg if not is_dataclass(cfg) else asdict(cfg)
@@ -151,11 +164,15 @@ def run(args):
     t_c, t_c_rule = latency_budget(sel, cands["baseline"])
     floor = law.get("noise_floor") or {}
     noise = (floor.get("run_to_run") or {}).get("sd")
-    draws = prediction_draws(law, cands["candidates"], sel.tokens)
+    # The baseline's refits ride in the last column, so each candidate's gap to it is paired over the refits.
+    with_base = prediction_draws(law, cands["candidates"] + [cands["baseline"]], sel.tokens)
+    draws = with_base[:, :-1] if with_base is not None else None
     if draws is not None:  # each candidate's predicted loss with the law's own uncertainty
         for col, c in enumerate(cands["candidates"]):
             c["predicted_interval"] = interval(draws[:, col])
     top, warnings, ranking = choose(cands["candidates"], sel, t_c, draws, noise)
+    for c in top:
+        c["predicted_vs_baseline"] = baseline_gap(c, cands["baseline"], with_base, cands["candidates"].index(c))
     for w in warnings:
         print(f"morph select: warning: {w}", file=sys.stderr)
     out = {
@@ -171,9 +188,11 @@ def run(args):
         "noise": {"loss_sd": noise, "replicated_runs": floor.get("replicated_runs", []),
                   "law_cv_rmse": floor.get("cv_error_rmse")},
         "ranking": ranking,
-        "r_effect": r_effect(law, cands["candidates"], sel.tokens),
+        "r_effect": r_effect(law, cands["candidates"], sel.tokens,
+                             sel.margin.absolute(cands["baseline"]["predicted_loss"])),
         "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "ffn_ratio", "n_kv_heads",
-                                        "params", "predicted_loss", "indistinguishable_from")} for c in top],
+                                        "params", "predicted_loss", "indistinguishable_from",
+                                        "predicted_vs_baseline")} for c in top],
         "candidates": cands["candidates"],
         "baseline": cands["baseline"],
         **provenance([args.candidates, args.law]),

@@ -84,10 +84,19 @@ def bracket(tied: list[dict], k: int) -> list[dict]:
     return [by_latency[i] for i in picks]
 
 
-def r_effect(law: dict, cands: list[dict], tokens: int) -> dict:
+U_SHAPED = ("conditional", "kaplan")  # an optimum in the shape term: the effect between two shapes takes any sign
+
+
+def sign_free(law: dict) -> bool:
+    """Can the fitted form's R term lower the loss as well as raise it? A power term tied to alpha cannot."""
+    return law["law"] in U_SHAPED or law.get("tie") != "all"
+
+
+def r_effect(law: dict, cands: list[dict], tokens: int, practical: float) -> dict:
     """The shape effect the law found, as the predicted loss of the candidate with the highest R (d_model/n_layers)
     minus that of the lowest, both at one N (the candidates' median, as the law counts it) and D_C, so only the
-    shape terms differ; with its interval over the refits. Not identified when that interval includes 0."""
+    shape terms differ; with its interval over the refits. Identified only for a form whose R term can take either
+    sign, when the interval clears 0 by `practical` (select.margin, on the baseline's predicted loss)."""
     from morph.law.fitting import predict_loss
 
     ratio = {c["shape_id"]: c["d_model"] / c["n_layers"] for c in cands}
@@ -107,10 +116,15 @@ def r_effect(law: dict, cands: list[dict], tokens: int) -> dict:
         return out | {"interval": None, "identified": None,
                       "statement": "no bootstrap refits of the law: the R effect has no interval"}
     lo, hi = interval(refits)
-    identified = lo > 0 or hi < 0
-    distance = min(abs(lo), abs(hi)) if identified else 0.0
-    return out | {"interval": [lo, hi], "identified": identified, "statement": (
-        f"R {ratio[high['shape_id']]:.1f} ({high['shape_id']}) against "
-        f"R {ratio[low['shape_id']]:.1f} ({low['shape_id']}) "
-        f"at equal N and D_C: predicted loss {out['point']:+.4f}, {LEVEL:.0%} interval [{lo:+.4f}, {hi:+.4f}]"
-        + (f", {distance:.4f} from 0" if identified else ": includes 0, so the R effect is not identified"))}
+    free = sign_free(law)
+    identified = free and (lo > practical or hi < -practical)
+    distance = min(abs(lo), abs(hi))
+    why = (f", {distance:.4f} from 0, beyond the practical {practical:.4f}" if identified else
+           f": its sign is fixed by the form ({law['law']}, tie {law.get('tie')}: gamma >= 0), so the data cannot say "
+           "which way R moves the loss; a form whose R term takes either sign (conditional, kaplan, or an untied "
+           "gamma) can" if not free else
+           f": not {practical:.4f} (select.margin) clear of 0, so the R effect is not identified")
+    return out | {"interval": [lo, hi], "identified": identified, "sign_free": free, "practical": practical,
+                  "statement": (f"R {ratio[high['shape_id']]:.1f} ({high['shape_id']}) against "
+                                f"R {ratio[low['shape_id']]:.1f} ({low['shape_id']}) at equal N and D_C: predicted "
+                                f"loss {out['point']:+.4f}, {LEVEL:.0%} interval [{lo:+.4f}, {hi:+.4f}]{why}")}

@@ -34,13 +34,21 @@ def replicate_id(run_id: str, replicate: int) -> str:
     return f"{run_id}-r{replicate}"
 
 
+def split_replicate(name: str) -> tuple[str, int]:
+    """(the original run id, the replicate index) of a name replicate_id made, or (name, 0)."""
+    base, sep, index = name.rpartition("-r")
+    return (base, int(index)) if sep and index.isdigit() else (name, 0)
+
+
 @dataclass(frozen=True)
 class Expansion:
     grid_runs: tuple[Run, ...]
     baseline: Run
+    baseline_runs: tuple[Run, ...]  # the baseline and its seed replicates at D_C (select.seeds)
     grid_shapes: tuple[Shape, ...]
     candidate_shapes: tuple[Shape, ...]  # every proposed candidate near N_C, before the tolerance filter
-    validation_runs: tuple[Run, ...]  # candidates trained at D_C beside the top-k (select.validate)
+    validation_runs: tuple[Run, ...]  # candidates trained at D_C (select.validate), each seed replicate after it
+    target_seeds: int  # seeds per shape at D_C: select.seeds when any candidate is validated, else 1
     latency_shapes: tuple[Shape, ...]
     size_targets: dict[str, int]  # shape_id -> the grid.sizes target N it was proposed for (the first)
     runs_by_id: dict[str, Run] = field(repr=False)
@@ -68,10 +76,15 @@ def _with_replicates(runs: dict[str, Run], specs) -> dict[str, Run]:
         counts[spec.run] = spec.seeds
     out: dict[str, Run] = {}
     for rid, run in runs.items():
-        out[rid] = run
-        for r in range(1, counts.get(rid, 1)):
-            out[replicate_id(rid, r)] = replace(run, run_id=replicate_id(rid, r), replicate=r, replicate_of=rid)
+        out |= {r.run_id: r for r in seeded(run, counts.get(rid, 1))}
     return out
+
+
+def seeded(run: Run, seeds: int) -> list[Run]:
+    """The run and its seed replicates 1..seeds-1: the same shape and budget, the seed offset by the index, so
+    replicate j of every shape shares its seed (init and data order) and shapes compare paired by seed."""
+    return [run, *(replace(run, run_id=replicate_id(run.run_id, r), replicate=r, replicate_of=run.run_id)
+                   for r in range(1, seeds))]
 
 
 def variants(rules: ShapeRules, target: int, depth: int, knobs) -> list[Shape]:
@@ -131,11 +144,15 @@ def expand(grid, select, rules: ShapeRules) -> Expansion:
                          + [rules.build(s.d_model, s.n_layers) for s in select.shapes])
     latency_shapes = _unique((*grid_shapes, *candidates, base_shape))
     # A candidate with the baseline's shape is the baseline run itself.
-    validation = tuple(Run(run_id(s, tokens=select.tokens), s, select.tokens, None)
-                       for s in validation_shapes(candidates, select) if s.shape_id != base_shape.shape_id)
+    validated = [Run(run_id(s, tokens=select.tokens), s, select.tokens, None)
+                 for s in validation_shapes(candidates, select) if s.shape_id != base_shape.shape_id]
+    seeds = select.seeds if select.validate != "none" else 1
+    validation = tuple(r for run in validated for r in seeded(run, seeds))
+    baseline_runs = tuple(seeded(baseline, seeds))
     return Expansion(
-        grid_runs=tuple(runs.values()), baseline=baseline, grid_shapes=grid_shapes, candidate_shapes=candidates,
-        validation_runs=validation, latency_shapes=latency_shapes, size_targets=size_targets,
-        runs_by_id={**runs, baseline.run_id: baseline, **{r.run_id: r for r in validation}},
+        grid_runs=tuple(runs.values()), baseline=baseline, baseline_runs=baseline_runs, grid_shapes=grid_shapes,
+        candidate_shapes=candidates, validation_runs=validation, target_seeds=seeds, latency_shapes=latency_shapes,
+        size_targets=size_targets,
+        runs_by_id={**runs, **{r.run_id: r for r in (*baseline_runs, *validation)}},
         shapes_by_id={s.shape_id: s for s in latency_shapes},
     )

@@ -88,6 +88,21 @@ class Experiment:
         return self.expansion.baseline
 
     @property
+    def baseline_runs(self) -> tuple[expand.Run, ...]:
+        """The baseline at D_C under each of the target seeds."""
+        return self.expansion.baseline_runs
+
+    @property
+    def target_seeds(self) -> int:
+        """Seeds per shape at D_C, paired across shapes: select.seeds when select.validate trains candidates."""
+        return self.expansion.target_seeds
+
+    @property
+    def target_runs(self) -> tuple[expand.Run, ...]:
+        """Every run at D_C known before selection: the baseline's seeds and the validated candidates' seeds."""
+        return (*self.baseline_runs, *self.validation_runs)
+
+    @property
     def grid_shapes(self) -> tuple[Shape, ...]:
         return self.expansion.grid_shapes
 
@@ -115,9 +130,15 @@ class Experiment:
         return tuple(slot(i) for i in range(1, self.select.k + 1))
 
     @cached_property
+    def slot_runs(self) -> tuple[str, ...]:
+        """Run directories of the top-k slots under each target seed: top-1, top-1-r1, ..., top-2, ..."""
+        return tuple(expand.replicate_id(s, r) if r else s for s in self.slots for r in range(self.target_seeds))
+
+    @cached_property
     def evaluated_models(self) -> tuple[str, ...]:
-        """Run directories that lm-eval scores: the top-k slots and the baseline."""
-        return (*self.slots, self.baseline.run_id)
+        """Run directories that lm-eval scores, each under the experiment's seed: the top-k slots, the baseline and
+        the validated candidates (the release may be any measured shape)."""
+        return (*self.slots, self.baseline.run_id, *(r.run_id for r in self.validation_runs if not r.replicate))
 
     def run(self, run_id: str) -> expand.Run:
         """A grid or baseline run by id; a KeyError that says where to look."""

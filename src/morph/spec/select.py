@@ -24,6 +24,20 @@ class RelativeLatency:
     relative_to: str = rule("baseline", choices=("baseline",))
 
 
+MARGIN_UNITS = ("baseline_loss", "absolute")
+
+
+@dataclass(frozen=True)
+class Margin:
+    """delta, the loss a shape may give up and still match: a fraction of the baseline's measured held-out loss
+    (so it travels between scales and tokenizers) or an absolute loss."""
+    value: float = rule(above=0.0)
+    of: str = rule("baseline_loss", choices=MARGIN_UNITS)
+
+    def absolute(self, baseline_loss: float) -> float:
+        return self.value * baseline_loss if self.of == "baseline_loss" else self.value
+
+
 @dataclass(frozen=True)
 class MinThroughput:
     batch: int = rule(min=1)
@@ -59,3 +73,8 @@ class Select(Knobs):
     # against measured losses it did not see: "all", "none", or a count spread over the depths (at one N,
     # decode latency rises with depth, so this spreads them over the latency range).
     validate: int | str = rule("none", check=_validate_rule)
+    # The release is decided on runs at D_C: each measured shape and the baseline with this many seeds, paired by
+    # seed (seed j of every shape shares init seed and data order), when select.validate trains any.
+    seeds: int = rule(3, min=1)
+    # Pre-registered before any loss is seen: how much worse than the baseline (or the best) still counts as equal.
+    margin: Margin = rule(Margin(0.01))

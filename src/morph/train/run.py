@@ -29,7 +29,7 @@ from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import META, TOKENIZER_FILES, TOKENS
 from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, run_dir
-from morph.spec.expand import Run
+from morph.spec.expand import Run, seeded, split_replicate
 from morph.spec.experiment import Experiment
 from morph.spec.train import Train
 from morph.train import run_lock
@@ -46,7 +46,8 @@ def add_arguments(p):
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="a grid or baseline run id (see `morph grid`)")
     which.add_argument("--selection", help="results/selection.json, with --slot")
-    p.add_argument("--slot", help="the target slot to train, e.g. top-1 (with --selection)")
+    p.add_argument("--slot", help="the target slot to train, e.g. top-1, or top-1-r1 for its seed replicate 1 "
+                                  "(with --selection)")
     p.add_argument("--tokens", default=TOKENS, help="tokens directory (default: %(default)s)")
     p.add_argument("--out", required=True, help="run directory, e.g. runs/<run_id>")
 
@@ -67,7 +68,8 @@ def resolve_run(cfg: Experiment, args) -> tuple[Run, str | None]:
     if not args.slot:
         raise MorphError("--selection needs --slot (one of " + ", ".join(cfg.slots) + ")")
     selection = read_json(args.selection)
-    entries = [e for e in selection.get("top_k", []) if e.get("slot") == args.slot]
+    name, replicate = split_replicate(args.slot)
+    entries = [e for e in selection.get("top_k", []) if e.get("slot") == name]
     if not entries:
         raise MorphError(f"{args.selection}: no entry for slot {args.slot!r} under top_k")
     entry, tokens = entries[0], selection.get("tokens")
@@ -79,7 +81,8 @@ def resolve_run(cfg: Experiment, args) -> tuple[Run, str | None]:
                                 entry.get("n_kv_heads"))
     except KeyError as err:
         raise MorphError(f"{args.selection}: slot {args.slot!r} lacks {err.args[0]!r}") from None
-    return Run(entry.get("run_id") or make_run_id(shape, tokens=tokens), shape, tokens, None), args.slot
+    run = Run(entry.get("run_id") or make_run_id(shape, tokens=tokens), shape, tokens, None)
+    return seeded(run, replicate + 1)[replicate], args.slot
 
 
 def fingerprint(run: Run, cfg: Experiment, tokens_meta_sha: str) -> str:

@@ -17,20 +17,23 @@ def run(args):
     out = {
         "runs": [r.to_dict() for r in cfg.grid_runs],
         "baseline": cfg.baseline.to_dict(),
+        "baseline_replicates": [r.to_dict() for r in cfg.baseline_runs[1:]],
         "validation_runs": [r.to_dict() for r in cfg.validation_runs],
         "latency_shapes": [s.shape_id for s in cfg.latency_shapes],
-        "target_slots": cfg.slots,
+        "target_slots": cfg.slot_runs,
+        "target_seeds": cfg.target_seeds,
         "sample_token_target": cfg.data.train_tokens,
     }
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{'run':<22}{'params':>14}{'tokens':>18}{'R':>8}{'MLP:attn':>10}{'kv':>4}")
-    for r in out["runs"] + [out["baseline"]] + out["validation_runs"]:
+    for r in out["runs"] + [out["baseline"], *out["baseline_replicates"]] + out["validation_runs"]:
         print(f"{r['run_id']:<22}{r['params']:>14,}{r['tokens']:>18,}{r['aspect_ratio']:>8.1f}"
               f"{r['mlp_attention_ratio']:>10.2f}{r['n_kv_heads']:>4}")
     print(f"latency shapes: {', '.join(out['latency_shapes'])}")
-    print(f"target slots: {', '.join(out['target_slots'])}; sample target: {out['sample_token_target']:,} tokens")
+    print(f"target slots: {', '.join(out['target_slots'])} ({out['target_seeds']} seed(s) each at D_C); "
+          f"sample target: {out['sample_token_target']:,} tokens")
     if out["validation_runs"]:
         print(f"validation (select.validate: {cfg.select.validate}): "
               + ", ".join(r["run_id"] for r in out["validation_runs"]))

@@ -205,11 +205,11 @@ def _evaluate(exp: Experiment, run: str) -> Job:
 
 def _report(exp: Experiment, _key: str) -> Job:
     runs = exp.evaluated_models
-    validated = tuple(r.run_id for r in exp.validation_runs)
+    measured = dict.fromkeys((*runs, *exp.slot_runs, *(r.run_id for r in exp.target_runs)))  # every seed at D_C
     return Job(("--out", report.DECISION, "--summary", report.SUMMARY, "--runs", train.RUNS_CSV,
                 "--latency", latency.LATENCY_CSV),
                deps=(select.SELECTION, train.RUNS_CSV, latency.LATENCY_CSV,
-                     *(train.run_metrics(r) for r in (*runs, *validated)), *(train.loss_curve(r) for r in runs),
+                     *(train.run_metrics(r) for r in measured), *(train.loss_curve(r) for r in runs),
                      *(evaluate.eval_json(r) for r in runs), *(evaluate.lm_eval_out(r) for r in runs)),
                outs=(report.DECISION, report.REPORT_MD, report.SUMMARY,
                      *(common.figure(f) for f in report.REPORT_FIGURES)),
@@ -225,7 +225,7 @@ STAGES = (
     Stage("tokenize_gather", "tokenize-gather", "morph.data.tokenize_gather", ("data", "tokenizer"),
           _tokenize_gather),
     Stage("train", "train", "morph.train.run", TRAIN_READS, _train,
-          keys=lambda exp: [r.run_id for r in (*exp.grid_runs, exp.baseline, *exp.validation_runs)],
+          keys=lambda exp: [r.run_id for r in (*exp.grid_runs, *exp.target_runs)],
           wildcard=("run_id", RUN_ID_PATTERN), threads=lambda exp: exp.train.threads, ranks=True),
     Stage("collect", "collect", "morph.train.collect", ("grid",), _collect),
     Stage("latency", "latency", "morph.latency.measure", ("seed", "tokenizer", "model", "latency"), _latency,
@@ -239,7 +239,7 @@ STAGES = (
     Stage("select", "select", "morph.select.rank", ("select",), _select),
     # The top-k slots: which shape each trains is read from the selection at run time.
     Stage("train_target", "train", "morph.train.run", TRAIN_READS, _train_slot,
-          keys=lambda exp: exp.slots, wildcard=("slot", select.SLOT_PATTERN),
+          keys=lambda exp: exp.slot_runs, wildcard=("slot", select.SLOT_PATTERN),
           threads=lambda exp: exp.train.threads, ranks=True),
     # model: scored at model.seq_len, the context the model was trained at.
     Stage("evaluate", "evaluate", "morph.evaluate.score", ("seed", "model", "evaluate"), _evaluate,

@@ -4,7 +4,7 @@ from __future__ import annotations
 CANDIDATES = "results/candidates.json"
 SELECTION = "results/selection.json"
 PARETO_FIGURE = "pareto"
-SLOT_PATTERN = r"top-\d+"  # a run directory the selection fills at run time
+SLOT_PATTERN = r"top-\d+(-r\d+)?"  # a run directory the selection fills at run time, under a seed replicate
 
 
 def slot(i: int) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 from morph.errors import MorphError
 from morph.io import provenance, read_json, write_json
 from morph.select.pareto_figure import plot_pareto
-from morph.select.separation import LEVEL, bracket, interval, n_column, prediction_draws, r_effect, separated
+from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, predictive_interval, r_effect, separated
 from morph.shape import Shape, run_id
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS, figure
@@ -169,7 +169,8 @@ def run(args):
     draws = with_base[:, :-1] if with_base is not None else None
     if draws is not None:  # each candidate's predicted loss with the law's own uncertainty
         for col, c in enumerate(cands["candidates"]):
-            c["predicted_interval"] = interval(draws[:, col])
+            c["predicted_interval"] = predictive_interval(draws[:, col], c["predicted_loss"],
+                                                          floor.get("cv_error_rmse"))
     top, warnings, ranking = choose(cands["candidates"], sel, t_c, draws, noise)
     for c in top:
         c["predicted_vs_baseline"] = baseline_gap(c, cands["baseline"], with_base, cands["candidates"].index(c))

@@ -7,6 +7,8 @@ separation.
 """
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 
 from morph.spec.law_names import PARAMS_COUNTS
@@ -41,6 +43,18 @@ def interval(values) -> list[float]:
     """The central LEVEL percentile interval of values over the refits."""
     tail = 100 * (1 - LEVEL) / 2
     return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+
+
+def predictive_interval(refits: np.ndarray, point: float, cv_rmse: float | None) -> list[float]:
+    """A candidate's predicted loss with the law's whole uncertainty: the refits' LEVEL interval (the fit's own
+    spread, which resampling the grid understates where the law extrapolates) widened in quadrature by the law's
+    leave-one-size-out error, the error it made predicting sizes it did not see."""
+    low, high = interval(refits)
+    if cv_rmse is None:
+        return [low, high]
+    extra = NormalDist().inv_cdf((1 + LEVEL) / 2) * cv_rmse
+    below, above = max(point - low, 0.0), max(high - point, 0.0)
+    return [point - float(np.hypot(below, extra)), point + float(np.hypot(above, extra))]
 
 
 def gap_interval(draws: np.ndarray, i: int, j: int) -> list[float]:

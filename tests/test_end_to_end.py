@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -61,14 +62,28 @@ def planned_jobs(root: Path, params: str = CI, target: str = "results/morph1b.js
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
+def measured_at_target(tree: Path, cfg) -> tuple[dict[str, list[float]], list[float]]:
+    """Every validated shape's held-out losses at D_C in seed order, and the baseline's, read from the runs."""
+    def loss(run_id: str) -> float:
+        return json.loads((tree / "runs" / run_id / "metrics.json").read_text())["val_loss"]
+
+    shapes: dict[str, list[float]] = {}
+    for r in cfg.validation_runs:
+        shapes.setdefault(r.shape.shape_id, []).append(loss(r.run_id))
+    return shapes, [loss(r.run_id) for r in cfg.baseline_runs]
+
+
 def test_decision_holds_real_measured_evidence(tree):
     d = json.loads((tree / "results/morph1b.json").read_text())
     cfg = experiment.load(tree / CI)
     budget = cfg.select.latency_budget_s
-    chosen = d["chosen"] or d["models"][0]  # no-decision releases nothing; the rest must hold all the same
+    chosen = d["chosen"]
     assert chosen["latency"]["median_s"] <= budget
     roles = [m["role"] for m in d["models"]]
-    assert roles == ["top-1", "top-2", "baseline"]
+    assert roles[-1] == "baseline" and roles.count("release") == 1 and set(roles) <= {"release", "candidate",
+                                                                                        "baseline"}
+    feasible = {c["shape_id"] for c in d["candidates"] if c["kept"]}
+    assert {m["shape_id"] for m in d["models"][:-1]} == feasible  # every measured feasible shape is in contention
     for m in d["models"]:
         assert set(m["accuracy"]) == set(cfg.evaluate.tasks)
         assert all(0.0 <= a <= 1.0 for a in m["accuracy"].values())
@@ -79,11 +94,12 @@ def test_decision_holds_real_measured_evidence(tree):
         lat = m["latency"]
         assert lat["source"] == "measured" and lat["p10_s"] <= lat["median_s"] <= lat["p90_s"]
         assert 0 < m["actual_loss"] < 10 and 0 < m["predicted_loss"] < 10
+        assert len(m["seed_losses"]) == cfg.select.seeds and m["actual_loss"] == m["seed_losses"][0]
         assert m["eval_limit"] == cfg.evaluate.limit
     base = d["models"][-1]
     assert base["speedup_vs_baseline"] == pytest.approx(1.0)
     assert base["shape"]["n_layers"] == cfg.select.baseline.n_layers
-    assert chosen["run_id"] in {m["run_id"] for m in d["models"][:2]}
+    assert (tree / d["verdict"]["weights"] / "config.json").is_file()
     assert all(len(h) == 64 for h in d["inputs"].values())
     report = (tree / "results/report.md").read_text()
     assert chosen["run_id"] in report
@@ -92,36 +108,49 @@ def test_decision_holds_real_measured_evidence(tree):
     assert "](figures/loss_curves.png)" in report
 
 
-def test_the_verdict_against_the_baseline_follows_from_the_measured_losses(tree):
+def test_the_release_and_verdict_follow_from_the_losses_at_d_c(tree):
+    """Recomputed from the runs' own metrics with plain numpy and scipy: the noise and its df, the release's
+    bound against the baseline, the not-worse-than-best set, and that no trained feasible shape is both faster
+    and lower in loss beyond delta than the release."""
+    from scipy import stats
+
     d = json.loads((tree / "results/morph1b.json").read_text())
     cfg = experiment.load(tree / CI)
-    loss = {m["role"]: json.loads((tree / "runs" / (cfg.baseline.run_id if m["role"] == "baseline" else m["role"])
-                                   / "metrics.json").read_text())["val_loss"] for m in d["models"]}
-    sd = d["noise"]["loss_sd"]
-    assert sd is not None and sd > 0  # configs/ci.yaml has seed replicates
-    margin = 1.959964 * sd * 2 ** 0.5  # two runs' 95% noise
+    shapes, base = measured_at_target(tree, cfg)
     v = d["verdict"]
-    assert v["kind"] in {"matches", "trades", "none-matches", "no-decision"}
-    by_run = {m["run_id"]: m for m in d["models"]}
-    for c in v["versus_baseline"]:
-        role = by_run[c["run_id"]]["role"]
-        assert c["delta_loss"] == pytest.approx(loss[role] - loss["baseline"])
-        assert c["delta_loss_sd"] == pytest.approx(c["delta_loss"] / sd)
-        assert c["loss_within_noise"] == (c["delta_loss"] <= margin + 1e-12)
-    matching = [c for c in v["versus_baseline"] if c["matches"]]
-    if v["kind"] == "matches":
-        assert v["released"] == max(matching, key=lambda c: c["speedup"])["run_id"]
-    elif v["kind"] in {"trades", "none-matches"}:
-        assert not matching
-        assert loss[by_run[v["released"]]["role"]] == min(loss[r] for r in loss if r != "baseline")
+    r = cfg.select.seeds
+    table = np.array([*shapes.values(), base])
+    resid = table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True) + table.mean()
+    df = (table.shape[0] - 1) * (r - 1)
+    sd = float(np.sqrt((resid ** 2).sum() / df))
+    assert v["noise"]["df"] == df and v["noise"]["sd"] == pytest.approx(sd) and v["seeds"] == r
+    margin = cfg.select.margin.value * np.mean(base)
+    assert v["margin"] == pytest.approx(margin)
+    latency = {c["shape_id"]: c["latency"]["median_s"] for c in d["candidates"]}
+    feasible = {c["shape_id"] for c in d["candidates"] if c["kept"]}
+    mean = {s: float(np.mean(x)) for s, x in shapes.items() if s in feasible}
+    released = v["shape_id"]
+    assert v["delta_loss"] == pytest.approx(mean[released] - np.mean(base))
+    se = sd * np.sqrt(2 / r)
+    half = stats.t.ppf(1 - 0.05 / len(mean), df) * se
+    assert v["upper"] == pytest.approx(v["delta_loss"] + half)
+    expected = "matches" if v["upper"] <= margin else "worse" if v["lower"] > margin else "inconclusive"
+    assert v["kind"] == expected
+    mcb = stats.t.ppf(1 - 0.05 / (len(mean) - 1), df) * se
+    within = {s for s in mean if mean[s] - min(mean[o] for o in mean if o != s) + mcb <= margin}
+    assert set(v["within_margin_of_best"]) == within
+    if within:
+        assert released in within
+        assert all(latency[s] >= latency[released] or s in v["tied_in_speed"] for s in within)
+    for s in mean:
+        assert not (latency[s] < latency[released] and mean[s] < mean[released] - margin), s
     report = (tree / "results/report.md").read_text()
-    assert report.splitlines()[2].startswith(f"**Verdict: {v['kind']}.**")
-    if v["released"]:
-        assert f"{v['speedup']:.2f}x" in report.splitlines()[2] and "sd)" in report.splitlines()[2]
+    assert report.splitlines()[2].startswith(f"**{v['kind'].upper()} (measured)")
+    for word in (f"δ = {margin:.4f}", f"df {df}", f"r = {r}", f"{v['speedup']:.2f}x"):
+        assert word in report.splitlines()[2], word
     summary = json.loads((tree / "results/summary.json").read_text())
-    assert summary["verdict"] == v["kind"] and summary["decision_rule"] == d["decision_rule"]["name"]
+    assert summary["verdict"] == v["kind"] and summary["released"] == released and summary["sigma_df"] == df
     assert all(not isinstance(x, (dict, list)) for x in summary.values())  # flat
-    assert summary["top-1/avg_accuracy"] == d["models"][0]["avg_accuracy"]
     for m in d["models"]:
         low, high = m["avg_accuracy_interval"]
         assert low <= m["avg_accuracy"] <= high
@@ -133,16 +162,15 @@ def test_every_feasible_candidate_is_trained_and_checks_the_law_in_hindsight(tre
     d = json.loads((tree / "results/morph1b.json").read_text())
     cfg = experiment.load(tree / CI)
     h = d["hindsight"]
-    measured = {}
-    for r in cfg.validation_runs:
-        measured[r.shape.shape_id] = json.loads((tree / "runs" / r.run_id / "metrics.json").read_text())["val_loss"]
+    shapes, _ = measured_at_target(tree, cfg)
+    measured = {s: float(np.mean(x)) for s, x in shapes.items()}
     feasible = [c for c in d["candidates"] if c["kept"]]
     assert h["all_feasible_trained"] and h["n_feasible_trained"] == len(feasible) >= 3
     best = min(feasible, key=lambda c: measured[c["shape_id"]])
     top1 = next(c["shape_id"] for c in d["candidates"] if c.get("slot") == "top-1")
     assert h["best"]["shape_id"] == best["shape_id"]
     assert h["regret"]["loss"] == pytest.approx(measured[top1] - measured[best["shape_id"]])
-    assert h["spearman"]["n"] == len(feasible)
+    assert h["spearman"]["n"] == len(feasible) and 0 < h["spearman"]["p_value"] <= 1
     zoo = json.loads((tree / "results/law/zoo.json").read_text())
     assert len(zoo["folds"]["size"]) >= 3  # leave-one-size-out over at least three sizes
     assert (tree / "results/figures/hindsight.png").read_bytes()[:4] == b"\x89PNG"
@@ -153,6 +181,10 @@ def test_a_validated_top_k_shape_is_copied_and_equals_a_fresh_training(tree, tmp
     twin = json.loads((tree / "runs" / slot["run_id"] / "metrics.json").read_text())
     assert slot["reused_from"] == f"runs/{slot['run_id']}" and slot["slot"] == "top-1"
     assert slot["model_sha256"] == twin["model_sha256"]
+    second = json.loads((tree / "runs/top-1-r1/metrics.json").read_text())  # its second seed copies the twin's
+    assert second["run_id"] == f"{slot['run_id']}-r1" and second["seed"] == slot["seed"] + 1
+    assert second["model_sha256"] == json.loads((tree / "runs" / second["run_id"] / "metrics.json").read_text())[
+        "model_sha256"]
     sh(["morph", "train", "--params", CI, "--run", slot["run_id"], "--out", str(tmp_path / "fresh")], tree)
     fresh = json.loads((tmp_path / "fresh/metrics.json").read_text())
     assert fresh["val_loss"] == slot["val_loss"] and fresh["model_sha256"] == slot["model_sha256"]
@@ -284,23 +316,35 @@ def code_edited(root: Path, path: str):
         os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
-# What an edit must rerun, from what each module does, not from the pipeline table.
-DOWNSTREAM_OF_SELECT = {"select": 1, "train_target": 2, "evaluate": 2, "report": 1}
+# What an edit must rerun, from what each module does and the params' counts, not from the pipeline table:
+# k slots under select.seeds seeds each, and lm-eval on the slots (seed 0).
+def downstream_of_select(exp) -> dict[str, int]:
+    return {"select": 1, "train_target": exp.select.k * exp.select.seeds, "evaluate": exp.select.k, "report": 1}
+
+
+def target_trainings(exp) -> int:
+    """The baseline and every validated shape at D_C, each under select.seeds seeds."""
+    return exp.select.seeds * (1 + len({r.shape.shape_id for r in exp.validation_runs}))
+
+
+def evaluations(exp) -> int:
+    """lm-eval of the slots, the baseline and each validated shape."""
+    return exp.select.k + 1 + len({r.shape.shape_id for r in exp.validation_runs})
 
 
 def shape_edit_plan(root: Path) -> dict[str, int]:
     """Every model is built from shape.py: all training and timing, and everything after them."""
     exp = experiment.load(root / CI)
-    return {**DOWNSTREAM_OF_SELECT, "train": len(exp.grid_runs) + 1 + len(exp.validation_runs),
+    return {**downstream_of_select(exp), "train": len(exp.grid_runs) + target_trainings(exp),
             "latency": len(exp.latency_shapes),
-            "collect": 1, "latency_collect": 1, "laws": 1, "candidates": 1, "evaluate": 3}
+            "collect": 1, "latency_collect": 1, "laws": 1, "candidates": 1, "evaluate": evaluations(exp)}
 
 
 def train_edit_plan(root: Path) -> dict[str, int]:
     """The train section is read by training alone: every training job, and everything after it."""
     exp = experiment.load(root / CI)
-    return {**DOWNSTREAM_OF_SELECT, "train": len(exp.grid_runs) + 1 + len(exp.validation_runs),
-            "collect": 1, "laws": 1, "evaluate": 3}
+    return {**downstream_of_select(exp), "train": len(exp.grid_runs) + target_trainings(exp),
+            "collect": 1, "laws": 1, "evaluate": evaluations(exp)}
 
 
 # Each params section's schema is its own module: an edit reruns the stages that read that section. Each
@@ -312,8 +356,9 @@ EVALUATE_NAMES = "src/morph/spec/artifacts/evaluate.py"
 def test_a_code_edit_plans_exactly_the_stages_that_run_that_code(tree):
     with code_edited(tree, "src/morph/shape.py"):
         assert planned_jobs(tree) == shape_edit_plan(tree)
+    exp = experiment.load(tree / CI)
     with code_edited(tree, EVALUATE_SECTION):  # read by scoring and by the report's bootstrap
-        assert planned_jobs(tree) == {"evaluate": 3, "report": 1}
+        assert planned_jobs(tree) == {"evaluate": evaluations(exp), "report": 1}
     with code_edited(tree, TRAIN_SECTION):
         assert planned_jobs(tree) == train_edit_plan(tree)
     with code_edited(tree, EVALUATE_NAMES):
@@ -321,7 +366,7 @@ def test_a_code_edit_plans_exactly_the_stages_that_run_that_code(tree):
     with code_edited(tree, "src/morph/report/write.py"):
         assert planned_jobs(tree) == {"report": 1}
     with code_edited(tree, "src/morph/law/solvers.py"):  # the fit, and the selection that predicts with it
-        assert planned_jobs(tree) == {"laws": 1, **DOWNSTREAM_OF_SELECT}
+        assert planned_jobs(tree) == {"laws": 1, **downstream_of_select(exp)}
     assert planned_jobs(tree) == {}
 
 
@@ -356,7 +401,7 @@ def test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree(dvc_tree):
 
 def test_dvc_metrics_and_plots_show(dvc_tree):
     metrics = sh(["dvc", "metrics", "show", "--json"], dvc_tree).stdout
-    assert "top-1/avg_accuracy" in metrics and "results/summary.json" in metrics
+    assert '"verdict"' in metrics and "results/summary.json" in metrics
     plots = sh(["dvc", "plots", "show", "--json"], dvc_tree, timeout=600).stdout
     for name in ("training_loss", "latency_per_shape", "predicted_vs_actual_loss", "loss_curves.png"):
         assert name in plots, name
@@ -375,16 +420,16 @@ def test_dvc_sees_the_same_code_edits(dvc_tree):
     with code_edited(dvc_tree, "src/morph/shape.py"):
         changed = dvc_changed(dvc_tree)
     exp = experiment.load(dvc_tree / CI)
-    assert changed["train"] == len(exp.grid_runs) + 1 + len(exp.validation_runs), changed
-    assert changed["train_target"] == 2, changed
+    assert changed["train"] == len(exp.grid_runs) + target_trainings(exp), changed
+    assert changed["train_target"] == exp.select.k * exp.select.seeds, changed
     assert changed["latency"] == len(exp.latency_shapes), changed
     assert not (DATA_STAGES | {"evaluate", "report"}) & set(changed), changed
     with code_edited(dvc_tree, "src/morph/report/write.py"):
         assert dvc_changed(dvc_tree) == {"report": 1}
     with code_edited(dvc_tree, EVALUATE_SECTION):
-        assert dvc_changed(dvc_tree) == {"evaluate": 3, "report": 1}
+        assert dvc_changed(dvc_tree) == {"evaluate": evaluations(exp), "report": 1}
     with code_edited(dvc_tree, TRAIN_SECTION):
-        assert dvc_changed(dvc_tree) == {"train": changed["train"], "train_target": 2}
+        assert dvc_changed(dvc_tree) == {"train": changed["train"], "train_target": exp.select.k * exp.select.seeds}
     with code_edited(dvc_tree, EVALUATE_NAMES):
         assert dvc_changed(dvc_tree) == {"report": 1}
     with code_edited(dvc_tree, "src/morph/law/solvers.py"):

@@ -119,7 +119,8 @@ def test_dvc_declares_flat_summary_metrics_and_the_plots_people_look_at():
     dvc = yaml.safe_load(dvc_yaml.render(cfg, params)[0])
     assert dvc["stages"]["report"]["metrics"] == ["results/summary.json"]
     plots = {next(iter(p)) if isinstance(p, dict) else p: p for p in dvc["plots"]}
-    runs = [r.run_id for r in (*cfg.grid_runs, cfg.baseline, *cfg.validation_runs)] + ["top-1", "top-2"]
+    slots = [f"top-{i}" + (f"-r{j}" if j else "") for i in (1, 2) for j in range(cfg.select.seeds)]
+    runs = [r.run_id for r in (*cfg.grid_runs, *cfg.baseline_runs, *cfg.validation_runs)] + slots
     assert plots["training_loss"]["training_loss"]["y"] == {f"runs/{r}/logs/metrics.csv": "train_loss" for r in runs}
     assert plots["latency_per_shape"]["latency_per_shape"]["y"] == {"results/latency.csv": "median"}
     assert plots["predicted_vs_actual_loss"]["predicted_vs_actual_loss"]["y"] == {

@@ -32,6 +32,14 @@ BAD = [
     ({"model.n_kv_heads": 3}, "model.n_kv_heads: 3 does not divide n_heads=2"),
     ({"model.seq_len": 4096}, "model.seq_len: 4096 exceeds model.max_position_embeddings=128"),
     ({"data.train_tokens": 1000}, "data.train_tokens: 1,000 is below the largest run's budget"),
+    # Values in range for their type but meaningless, refused at load time, before any job deletes an output.
+    ({"train.lr": 0}, "train.lr: 0.0 must be above 0"),
+    ({"train.beta2": 1.0}, "train.beta2: 1.0 must be below 1"),
+    ({"latency.new_tokens": 1000}, "latency.new_tokens: prompt_len 16 + new_tokens 1000 exceeds "
+                                   "model.max_position_embeddings=128"),
+    ({"select.law": "kaplan"}, "select.law: 'kaplan' is not fitted"),
+    ({"select.seeds": 0}, "select.seeds: 0 is below the minimum 1"),
+    ({"select.margin": {"value": 0.01, "of": "percent"}}, "select.margin.of: 'percent' is not one of"),
 ]
 
 

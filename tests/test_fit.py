@@ -196,6 +196,12 @@ def test_nan_zero_negative_or_text_values(tmp_path, capsys, column, value, shown
     assert f"line 6: column '{column}' is" in err and shown in err and "must all be positive numbers" in err
 
 
+def test_a_duplicated_run_row_is_refused_not_counted_as_a_seed(tmp_path, capsys):
+    df = synthetic("inference-aware", 20, 0.01).assign(run_id=[f"run{i}" for i in range(20)])
+    err = _bad(tmp_path, capsys, pd.concat([df, df.iloc[[3]]]))
+    assert "run 'run3' appears in more than one row" in err and "morph collect" in err
+
+
 def test_missing_column_is_needed_only_by_the_law_that_uses_it(tmp_path, capsys):
     df = synthetic("chinchilla", 20, 0.0).drop(columns=["d_model"])
     err = _bad(tmp_path, capsys, df)

@@ -48,6 +48,13 @@ def test_k_above_feasible_warns_and_takes_all_feasible():
     assert warnings and "only 1 candidate(s) are feasible" in warnings[0]
 
 
+def test_a_latency_budget_in_the_wrong_unit_is_named():
+    cands = [cand("d160-l1", 1_000_000, 0.2, 3.1, 160, 1), cand("d88-l6", 990_000, 1.5, 2.9, 88, 6)]
+    _, warnings, _ = choose(cands, SEL, 1200.0)  # meant as ms
+    assert any("rules out nothing" in w and "select.latency_budget_s" in w for w in warnings)
+    assert not choose(cands, SEL, 2.0)[1]
+
+
 def test_no_feasible_candidate_lists_each_with_latency_and_params():
     cands = [cand("d88-l6", 990_000, 5.0, 2.9, 88, 6), cand("d104-l4", 960_000, 3.0, 3.0, 104, 4)]
     with pytest.raises(MorphError) as err:

@@ -101,7 +101,8 @@ def write_json(path: str | Path, obj: Any, allow_non_finite: bool = False) -> No
     if not allow_non_finite:
         _reject_non_finite(obj)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=allow_non_finite) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=allow_non_finite) + "\n",
+                       encoding="utf-8")
 
 
 def read_json(path: str | Path, fix: str = "rebuild it with the stage that writes it") -> Any:
@@ -125,13 +126,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# Files the orchestrators leave in an output folder: not content, so a byte-identical folder that one tool built
+# and another did not hashes the same.
+BOOKKEEPING = (".snakemake_timestamp",)
+
+
 def sha256_tree(path: str | Path) -> str:
-    """Hash of a directory: every file's relative name and content, in sorted order."""
+    """Hash of a directory: every file's relative name and content, in sorted order (bookkeeping left out)."""
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name not in BOOKKEEPING):
         h.update(str(f.relative_to(path)).encode())
         h.update(sha256_file(f).encode())
     return h.hexdigest()

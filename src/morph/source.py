@@ -40,7 +40,7 @@ def direct_imports(name: str) -> frozenset[str]:
     """The morph modules one module imports anywhere in its body."""
     path = module_file(name)
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):

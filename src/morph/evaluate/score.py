@@ -207,10 +207,11 @@ def write_lm_eval_outputs(out: dict, folder: Path, samples: dict) -> None:
         return json.dumps(obj, default=handle_non_serializable, ensure_ascii=False, **kw)
 
     with atomic_dir(folder) as tmp:
-        (tmp / "results.json").write_text(dump({k: v for k, v in out.items() if k != "samples"}, indent=2))
+        summary = {k: v for k, v in out.items() if k != "samples"}
+        (tmp / "results.json").write_text(dump(summary, indent=2), encoding="utf-8")
         for task, rows in out["samples"].items():
-            (tmp / samples_file(task)).write_text("".join(dump(r) + "\n" for r in rows))
-        (tmp / ITEMS_FILE).write_text(json.dumps(samples))
+            (tmp / samples_file(task)).write_text("".join(dump(r) + "\n" for r in rows), encoding="utf-8")
+        (tmp / ITEMS_FILE).write_text(json.dumps(samples), encoding="utf-8")
 
 
 def plain_command(model_args: dict, lm_tasks: list[str], batch_size: int, folder: Path) -> str:

@@ -116,6 +116,11 @@ def validate(df, law: Law, source: str, min_rows: int | None = None, also: tuple
                          f"{', '.join(needed)} (found: {', '.join(map(str, df.columns)) or 'none'})")
     if len(df) == 0:
         raise MorphError(f"{source}: no rows")
+    if "run_id" in df.columns and df["run_id"].duplicated().any():
+        # A copied row would count as a second seed and shrink the noise the verdict is judged by.
+        twice = df["run_id"][df["run_id"].duplicated()].iloc[0]
+        raise MorphError(f"{source}: run {twice!r} appears in more than one row; each run is one row (its seed "
+                         "replicates have ids of their own): rebuild the table with `morph collect`")
     df = df.reset_index(drop=True).copy()
     for col in needed:
         raw = df[col]

@@ -338,12 +338,12 @@ def run(args):
         write_json(law_json(name, out_dir), result)
     write_json(out_dir / ABLATIONS_JSON, {"solver": fc.solver, "rows": rows, **meta})
     with atomic_path(out_dir / ABLATIONS_MD) as tmp:
-        tmp.write_text(ablations_markdown(rows, fc.solver))
+        tmp.write_text(ablations_markdown(rows, fc.solver), encoding="utf-8")
     write_json(out_dir / ZOO_JSON, zoo | meta)
     if auto is not None:
         write_json(law_json(AUTO, out_dir), auto)
     with atomic_path(out_dir / ZOO_MD) as tmp:
-        tmp.write_text(markdown(zoo))
+        tmp.write_text(markdown(zoo), encoding="utf-8")
     write_predictions(df, fit_mask, main, out_dir / PREDICTIONS)
     write_figures(df, fit_mask, main, zoo, Path(args.figures))
     for name, r in main.items():

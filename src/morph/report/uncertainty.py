@@ -28,7 +28,7 @@ def item_scores(summary: dict, folder: Path) -> dict[str, dict[int, float]]:
         if not path.is_file():
             raise MorphError(f"{path}: per-item samples not found; re-run `morph evaluate` for this model")
         metric = headline_metric(s)
-        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         scores[task] = {int(r["doc_id"]): float(r[metric]) for r in rows}
     return scores
 

@@ -459,7 +459,7 @@ def run(args):
     md_path = Path(args.markdown)
     text = markdown(decision, figure_paths, md_path)
     with atomic_path(md_path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     write_json(args.summary, summary(decision))
     write_json(args.out, decision)  # last, so a present morph1b.json means a complete report
     print(f"verdict: {decision['verdict']['headline']}")

@@ -27,6 +27,9 @@ def add_arguments(p):
     p.add_argument("--figure", default=figure(PARETO_FIGURE), help="the Pareto view (default: %(default)s)")
 
 
+IMPLAUSIBLE = 100  # a budget this many times the slowest candidate was likely set in the wrong unit
+
+
 def latency_budget(sel: Select, baseline: dict) -> tuple[float, str]:
     """T_C in seconds, and how it was set: given, or a factor of the baseline's latency on this machine."""
     if sel.latency_budget_s is not None:
@@ -115,6 +118,10 @@ def choose(cands: list[dict], sel: Select, t_c: float, draws=None, loss_sd: floa
     for rank, c in enumerate(kept, 1):
         c["rank"] = rank
     warnings = []
+    slowest = max(c["latency"]["median_s"] for c in cands)
+    if t_c > IMPLAUSIBLE * slowest:
+        warnings.append(f"T_C={t_c:g} s is over {IMPLAUSIBLE}x every candidate's measured latency (the slowest "
+                        f"{slowest:.3g} s), so it rules out nothing: is select.latency_budget_s in seconds?")
     if sel.k > len(kept):
         warnings.append(f"k={sel.k} but only {len(kept)} candidate(s) are feasible; all feasible are taken")
     if not ranking["informative"]:

@@ -23,6 +23,7 @@ from morph.spec.evaluate import Evaluate
 from morph.spec.fit import Fit
 from morph.spec.grid import Grid
 from morph.spec.latency import Latency
+from morph.spec.law_names import AUTO
 from morph.spec.model import Model
 from morph.spec.schema import ConfigError, build, rule, section
 from morph.spec.select import Select
@@ -188,6 +189,13 @@ def _cross_checks(exp: Experiment) -> None:
     fm = exp.fit.fit_multiplier
     if fm is not None and fm not in exp.grid.multipliers:
         raise ConfigError(f"fit.fit_multiplier: {fm} is not one of grid.multipliers {list(exp.grid.multipliers)}")
+    lat = exp.latency
+    if lat.prompt_len + lat.new_tokens > m.max_position_embeddings:
+        raise ConfigError(f"latency.new_tokens: prompt_len {lat.prompt_len} + new_tokens {lat.new_tokens} exceeds "
+                          f"model.max_position_embeddings={m.max_position_embeddings}; raise that or time fewer")
+    if exp.select.law not in (*exp.fit.laws, AUTO):
+        raise ConfigError(f"select.law: {exp.select.law!r} is not fitted; add it to fit.laws "
+                          f"{list(exp.fit.laws)} or choose one of them")
     if exp.select.latency_metric not in exp.latency.backends:
         raise ConfigError(f"select.latency_metric: {exp.select.latency_metric!r} is not among latency.backends "
                           f"{list(exp.latency.backends)}")

@@ -30,7 +30,7 @@ def lm_eval_name(task: str) -> str:
 
 
 def read_task_yaml(path: Path) -> dict:
-    return yaml.load(path.read_text(), Loader=_TaskYamlLoader)  # noqa: S506 (a SafeLoader subclass)
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 @cache

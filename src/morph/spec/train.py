@@ -6,15 +6,19 @@ from dataclasses import dataclass
 from morph.spec.schema import rule
 
 
+def _below_one(value: float) -> str | None:
+    return None if value < 1 else "must be below 1 (at 1, Adam never updates that moment)"
+
+
 @dataclass(frozen=True)
 class Train:
     batch_size: int = rule(16, min=1)
-    lr: float = rule(3e-3, min=0.0)
+    lr: float = rule(3e-3, above=0.0)  # 0 would save an untrained model as if trained
     min_lr_ratio: float = rule(0.1, min=0.0, max=1.0)
     warmup_frac: float = rule(0.05, min=0.0, max=0.5)
     weight_decay: float = rule(0.1, min=0.0)
-    beta1: float = rule(0.9, min=0.0, max=1.0)
-    beta2: float = rule(0.95, min=0.0, max=1.0)
+    beta1: float = rule(0.9, min=0.0, check=_below_one)
+    beta2: float = rule(0.95, min=0.0, check=_below_one)
     grad_clip: float = rule(1.0, min=0.0)
     ema_decay: float = rule(0.98, min=0.0, max=1.0)
     val_batches: int = rule(8, min=1)

@@ -65,7 +65,9 @@ def render(cfg: Experiment, params_path: str = "params.yaml") -> tuple[str, int]
 def refuse_if_stale(params_path: str, root: str) -> None:
     """Run by every command DVC starts: a grid change (say, from `dvc exp run -S`) needs new stages."""
     current = Path(root) / "dvc.yaml"
-    if current.is_file() and current.read_text() != render(experiment.load(params_path), params_path)[0]:
+    if not current.is_file():
+        return
+    if current.read_text(encoding="utf-8") != render(experiment.load(params_path), params_path)[0]:
         raise MorphError(f"{current} is out of date with {params_path} (the grid or the stages changed); run "
                          f"`morph dvc-yaml --params {shlex.quote(params_path)}`, then the same dvc command again")
 
@@ -80,11 +82,11 @@ def run(args):
     text, count = render(experiment.load(args.params), args.params)
     out = Path(args.out)
     if args.check:
-        if not out.exists() or out.read_text() != text:
+        if not out.exists() or out.read_text(encoding="utf-8") != text:
             raise MorphError(f"{out} is out of date with {args.params}; run "
                              f"`morph dvc-yaml --params {shlex.quote(args.params)}`")
         return 0
     with atomic_path(out) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     print(f"wrote {out}: {count} stages", file=sys.stderr)
     return 0

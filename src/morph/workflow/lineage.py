@@ -55,7 +55,7 @@ def dvc_lock_hashes(lock: Path) -> dict[str, dict[str, str]]:
     """stage name -> {path: md5} of the deps DVC recorded when it last ran the stage."""
     if not lock.exists():
         return {}
-    stages = yaml.safe_load(lock.read_text()).get("stages", {})
+    stages = yaml.safe_load(lock.read_text(encoding="utf-8")).get("stages", {})
     return {name: {d["path"]: d.get("md5", "") for d in s.get("deps", [])} for name, s in stages.items()}
 
 

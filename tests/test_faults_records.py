@@ -1,0 +1,43 @@
+"""Faults in records that still parse, or in the machine's setup, that must not pass silently: a folder hash
+that bookkeeping files would change, and text read or written under an ASCII locale."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from morph.io import sha256_tree
+
+
+def test_a_folder_hash_ignores_the_orchestrators_bookkeeping(tmp_path):
+    """A tokenizer folder Snakemake built (with its timestamp file) hashes like the same bytes built by hand or
+    by DVC, so switching tools retrains nothing; a changed byte still changes the hash."""
+    folder = tmp_path / "tokenizer"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_bytes(b'{"model": "bpe"}')
+    by_hand = sha256_tree(folder)
+    (folder / ".snakemake_timestamp").write_bytes(b"")
+    assert sha256_tree(folder) == by_hand
+    (folder / "tokenizer.json").write_bytes(b'{"model": "BPE"}')
+    assert sha256_tree(folder) != by_hand
+
+
+def test_reports_read_and_write_utf8_under_an_ascii_locale(tmp_path):
+    """The report's symbols (σ, δ, Δ) and lm-eval's samples survive a machine whose locale is plain ASCII."""
+    script = f"""
+import json
+from pathlib import Path
+from morph.io import read_json, write_json
+from morph.report.uncertainty import item_scores
+folder = Path({str(tmp_path)!r})
+row = {{"doc_id": 1, "acc": 1.0, "arguments": "caf\\u00e9 \\u2013 na\\u00efve"}}
+(folder / "copa.jsonl").write_bytes(json.dumps(row, ensure_ascii=False).encode() + b"\\n")
+print(item_scores({{"tasks": {{"copa": {{"samples": "copa.jsonl", "acc": 1.0}}}}}}, folder))
+write_json(folder / "d.json", {{"headline": "\\u03c3 = 0.011, \\u03b4 = 0.045, \\u0394 loss"}})
+print(read_json(folder / "d.json")["headline"].encode("ascii", "backslashreplace").decode())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONUTF8"))}
+    env |= {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, encoding="utf-8")
+    assert out.returncode == 0, out.stderr
+    assert "{'copa': {1: 1.0}}" in out.stdout and "\\u03c3 = 0.011" in out.stdout

@@ -140,6 +140,26 @@ def test_shapes_tied_in_speed_are_decided_by_loss():
     assert d["shape"]["shape_id"] == "b" and set(d["tied_in_speed"]) == {"a", "b"}
 
 
+def test_at_paper_scale_the_verdict_is_the_laws_prediction_and_says_so_first():
+    """select.validate: none: nothing measured with seeds, so the law's top-1 is judged on the law's own bounds,
+    and the first words of the verdict say it was predicted."""
+    from morph.report.decide import decide_predicted
+    from morph.report.write import headline
+
+    top = {"shape_id": "d3072-l12", "latency": {"median_s": 0.5},
+           "predicted_vs_baseline": {"point": 0.004, "upper": 0.012, "lower": -0.003}}
+    d = decide_predicted(top, 0.9, margin=0.03)
+    assert d["verdict"] == "matches" and d["speedup"] == pytest.approx(1.8)
+    record = {"kind": d["verdict"], "basis": "predicted, not measured", "released": "top-1", "margin": 0.03,
+              "margin_rule": "absolute", "delta_loss": 0.004, "upper": 0.012, "lower": -0.003, "comparisons": 1,
+              "noise": None, "seeds": 1, "speedup": d["speedup"], "speedup_interval": None,
+              "better_beyond_noise": False, "seeds_to_decide": None}
+    line = headline(record, "d2048-l24-D30G")
+    assert line.startswith("MATCHES (predicted, not measured)") and "the law's bootstrap refits" in line
+    assert decide_predicted(top | {"predicted_vs_baseline": {"point": 0.05, "upper": 0.06, "lower": 0.04}},
+                            0.9, 0.03)["verdict"] == "worse"
+
+
 def test_without_noise_nothing_is_claimed():
     d = decide([shape("a", 4.40, 0.5), shape("b", 4.30, 0.9)], BASE, None, DELTA)
     assert d["shape"]["shape_id"] == "b" and not d["claims_within_margin_of_best"]

@@ -156,7 +156,9 @@ def noise_floor(noise: dict) -> list[str]:
         return [f"Noise floor: no replicated runs (grid.replicates), so no run-to-run sd; {cv}."]
     runs = ", ".join(f"{r['run_id']} over {r['seeds']} seeds: sd {r['loss_sd']:.4f}, range {r['loss_range']:.4f}"
                      for r in noise["replicated_runs"])
-    return [f"Noise floor: run-to-run sd of the held-out loss {noise['loss_sd']:.4f} ({runs}); {cv}."]
+    df = sum(r["seeds"] - 1 for r in noise["replicated_runs"])
+    return [f"Noise floor of the grid (the law's, not the verdict's): run-to-run sd of the held-out loss "
+            f"{noise['loss_sd']:.4f}, df {df} ({runs}); {cv}."]
 
 
 def hindsight_lines(h: dict | None) -> list[str]:

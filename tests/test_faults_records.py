@@ -41,3 +41,18 @@ print(read_json(folder / "d.json")["headline"].encode("ascii", "backslashreplace
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, encoding="utf-8")
     assert out.returncode == 0, out.stderr
     assert "{'copa': {1: 1.0}}" in out.stdout and "\\u03c3 = 0.011" in out.stdout
+
+
+def test_a_hand_edited_selection_cannot_steer_the_release():
+    """A candidate over T_C marked feasible (so it could be released) is refused when the report reads it."""
+    import pytest
+
+    from morph.errors import MorphError
+    from morph.report.measured import check_selection
+
+    cand = {"shape_id": "d104-l1", "latency": {"median_s": 0.9}, "within_tolerance": True, "kept": False}
+    selection = {"budgets": {"latency_s": 0.5}, "candidates": [cand]}
+    check_selection(selection, "results/selection.json")
+    cand["kept"] = True
+    with pytest.raises(MorphError, match=r"results/selection.json: candidate d104-l1 is marked kept.*morph select"):
+        check_selection(selection, "results/selection.json")

@@ -30,6 +30,20 @@ def losses(runs_dir: Path, run_ids: list[str], seed: int) -> list[float]:
     return out
 
 
+def check_selection(selection: dict, path: str) -> None:
+    """The selection read back against its own budgets: a candidate marked feasible meets T_C and the parameter
+    tolerance, and the top-k are feasible, so a hand-edited selection.json cannot steer the release."""
+    t_c = selection["budgets"]["latency_s"]
+    for c in selection["candidates"]:
+        meets = c["latency"]["median_s"] <= t_c and c["within_tolerance"]
+        if c["kept"] and not meets or c.get("slot") and not c["kept"]:
+            raise MorphError(f"{path}: candidate {c['shape_id']} is marked {'kept' if c['kept'] else 'dropped'}"
+                             f"{' and ' + c['slot'] if c.get('slot') else ''}, but its latency "
+                             f"{c['latency']['median_s']:.3f} s and tolerance ({c['within_tolerance']}) against "
+                             f"T_C = {t_c:.3f} s disagree; rebuild it with `morph select` (`morph lineage --check` "
+                             "names what changed)")
+
+
 def shapes(cfg, selection: dict, runs_dir: Path) -> list[dict]:
     """Each candidate trained at D_C (feasible or not), with its runs (seed order), losses and mean."""
     seeds = cfg.target_seeds

@@ -385,6 +385,7 @@ def run(args):
     selection = read_json(args.selection)
     if selection["law"] != cfg.select.law:
         raise MorphError(f"{args.selection}: selected with law {selection['law']!r}, params say {cfg.select.law!r}")
+    measured.check_selection(selection, args.selection)
     runs_dir, eval_dir = Path(args.runs_dir), Path(args.eval_dir)
     shapes = measured.shapes(cfg, selection, runs_dir)
     base = measured.baseline(cfg, runs_dir)

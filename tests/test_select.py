@@ -160,6 +160,27 @@ def test_at_paper_scale_the_verdict_is_the_laws_prediction_and_says_so_first():
                             0.9, 0.03)["verdict"] == "worse"
 
 
+def test_each_serving_stack_gets_its_own_release_and_the_report_says_when_it_changes():
+    """Eager generate favours the shallow shape; a compiled stack near the memory limit favours the one with fewer
+    weight bytes. Same losses, two releases, and the first lines say the decision depends on the stack."""
+    from morph.report.decide import per_stack
+    from morph.report.write import stack_lines
+
+    def timed(median):
+        return {"median_s": median, "p10_s": median * 0.99, "p90_s": median * 1.01}
+
+    shapes = [{"shape_id": "wide", "mean_loss": 4.30, "latency_by_backend": {"hf": timed(0.40), "static": timed(0.30)}},
+              {"shape_id": "deep", "mean_loss": 4.31, "latency_by_backend": {"hf": timed(0.70), "static": timed(0.25)}}]
+    base = {"mean_loss": 4.47, "latency_by_backend": {"hf": timed(1.4), "static": timed(0.35)}}
+    stacks = per_stack(shapes, base, NOISE, DELTA, lambda base_latency: 0.9 * base_latency)
+    assert stacks["hf"]["release"] == "wide" and stacks["static"]["release"] == "deep"
+    assert stacks["static"]["latency_budget_s"] == pytest.approx(0.315) and stacks["static"]["feasible"] == ["wide",
+                                                                                                            "deep"]
+    assert stacks["hf"]["speedup"] == pytest.approx(1.4 / 0.40)
+    [line, _] = stack_lines({"by_backend": stacks, "latency_backend": "hf"})
+    assert line.startswith("**The decision depends on the serving stack** (T_C judged on hf)")
+
+
 def test_without_noise_nothing_is_claimed():
     d = decide([shape("a", 4.40, 0.5), shape("b", 4.30, 0.9)], BASE, None, DELTA)
     assert d["shape"]["shape_id"] == "b" and not d["claims_within_margin_of_best"]

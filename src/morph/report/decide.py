@@ -79,3 +79,22 @@ def decide_predicted(top: dict, baseline_latency_s: float, margin: float) -> dic
             "rule": PREDICTED_RULE, "claims_within_margin_of_best": False, "verdict": verdict,
             "versus_baseline": test, "all_versus_baseline": {top["shape_id"]: test},
             "speedup": baseline_latency_s / top["latency"]["median_s"]}
+
+
+def per_stack(shapes: list[dict], baseline: dict, noise: Noise | None, margin: float, budget_of) -> dict:
+    """The decision under each timed backend (serving stack): the same losses, each backend's latencies and its
+    own T_C (`budget_of(the baseline's latency there)`). `shapes` are the measured shapes within the parameter
+    budget, each with `latency_by_backend`; the baseline too."""
+    out = {}
+    for backend, base_lat in baseline["latency_by_backend"].items():
+        t_c = budget_of(base_lat["median_s"])
+        feasible = [s | {"latency_s": lat["median_s"], "latency_low_s": lat["p10_s"], "latency_high_s": lat["p90_s"]}
+                    for s in shapes if (lat := s["latency_by_backend"].get(backend)) and lat["median_s"] <= t_c]
+        if not feasible:
+            out[backend] = {"latency_budget_s": t_c, "feasible": [], "release": None}
+            continue
+        d = decide(feasible, {"mean_loss": baseline["mean_loss"], "latency_s": base_lat["median_s"]}, noise, margin)
+        out[backend] = {"latency_budget_s": t_c, "feasible": [s["shape_id"] for s in feasible],
+                        "release": d["shape"]["shape_id"], "verdict": d["verdict"], "speedup": d["speedup"],
+                        "speedups": {s["shape_id"]: base_lat["median_s"] / s["latency_s"] for s in feasible}}
+    return out

@@ -12,7 +12,7 @@ from morph.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING
 from morph.latency.table import measured_settings
 from morph.report import hindsight, measured
-from morph.report.decide import decide, decide_predicted
+from morph.report.decide import decide, decide_predicted, per_stack
 from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.spec import experiment
 from morph.spec.artifacts.common import FIGURES, PARAMS, figure
@@ -236,6 +236,18 @@ def headline(v: dict, base: str) -> str:
             f"{speed}{better}{cost}{more}")
 
 
+def stack_lines(v: dict) -> list[str]:
+    """With several timed backends: each one's release and speed-up, and whether the decision depends on it."""
+    stacks = v.get("by_backend") or {}
+    if len(stacks) < 2:
+        return []
+    said = "; ".join(f"{b}: {s['release']} at {s['speedup']:.2f}x" if s["release"] else f"{b}: no feasible shape"
+                     for b, s in stacks.items())
+    moves = len({s["release"] for s in stacks.values()}) > 1 or len({tuple(s["feasible"]) for s in stacks.values()}) > 1
+    return [(f"**The decision depends on the serving stack** (T_C judged on {v['latency_backend']}): {said}."
+             if moves else f"Every timed serving stack releases the same shape: {said}."), ""]
+
+
 def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     b, chosen, rule, v = decision["budgets"], decision["chosen"], decision["decision_rule"], decision["verdict"]
     level = f"{rule['confidence']:.0%}"
@@ -250,6 +262,7 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         "",
         f"**{v['headline']}.**",
         "",
+        *stack_lines(v),
         f"**Released: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, "
         f"n_layers={chosen['shape']['n_layers']}; weights `{v['weights']}`). Rule: {rule['statement']}.",
         "",
@@ -404,6 +417,11 @@ def run(args):
     verdict = (decide_predicted(top1, base_latency, margin) if predicted else
                decide(feasible, {"mean_loss": base["mean_loss"], "latency_s": base_latency}, noise, margin))
     release = verdict["shape"]
+    stacks = {} if predicted else per_stack(
+        [m | {"latency_by_backend": m["candidate"].get("latency_by_backend", {})} for m in shapes
+         if m["candidate"]["within_tolerance"] and m["candidate"]["params"] <= cfg.select.cap],
+        {"mean_loss": base["mean_loss"], "latency_by_backend": selection["baseline"].get("latency_by_backend", {})},
+        noise, margin, cfg.select.latency_budget_for)
     # Every model lm-eval scored that the decision speaks of: the measured feasible shapes and the baseline.
     roles = [(evaluated_dir(m, cfg), m["candidate"], m) for m in feasible] + [
         (base["run_id"], selection["baseline"], base)]
@@ -434,6 +452,7 @@ def run(args):
     acc_delta = draws[chosen["run_id"]] - draws[base_model["run_id"]]
     decision = {
         "verdict": verdict_record(verdict, chosen, base_model, noise, margin, cfg, predicted) | {
+            "by_backend": stacks, "latency_backend": cfg.select.latency_metric,
             "accuracy": {"delta": chosen["avg_accuracy"] - base_model["avg_accuracy"],
                          "interval": interval(acc_delta, ev.confidence),
                          "items_per_task": models[0]["eval_limit"],

@@ -40,7 +40,17 @@ def serving_costs(shape: Shape, cfg: Experiment, settings: dict[str, dict]) -> d
     return costs
 
 
-def describe(shape: Shape, cfg: Experiment, measured: dict, model: dict) -> dict:
+def by_backend(shape: Shape, timed: dict[str, dict]) -> dict[str, dict]:
+    """The shape's measured batch-1 latency under every timed backend (serving stack)."""
+    out = {}
+    for backend, measured in timed.items():
+        full = measured.get(shape.shape_id, {}).get(MODEL_SETTING)
+        if full is not None:
+            out[backend] = {f"{k}_s": full[k] for k in ("median", "p10", "p90")}
+    return out
+
+
+def describe(shape: Shape, cfg: Experiment, measured: dict, model: dict, timed: dict[str, dict]) -> dict:
     target, tol = cfg.select.params, cfg.select.tolerance
     gap = shape.params() / target - 1
     settings = measured.get(shape.shape_id, {})
@@ -57,6 +67,7 @@ def describe(shape: Shape, cfg: Experiment, measured: dict, model: dict) -> dict
     return {
         "shape_id": shape.shape_id, **shape.to_dict(),
         "params_gap": gap, "within_tolerance": abs(gap) <= tol, "latency": latency,
+        "latency_by_backend": by_backend(shape, timed),
         "serving": serving_costs(shape, cfg, settings),
     }
 
@@ -64,15 +75,16 @@ def describe(shape: Shape, cfg: Experiment, measured: dict, model: dict) -> dict
 def run(args):
     cfg = experiment.load(args.params)
     backend = cfg.select.latency_metric
-    measured = measured_settings(Path(args.latency), backend)
+    timed = {b: measured_settings(Path(args.latency), b) for b in cfg.latency.backends}
+    measured = timed[backend]
     model = read_json(args.latency_model)
     shapes = cfg.candidate_shapes
     out = {
         "target_params": cfg.select.params,
         "tolerance": cfg.select.tolerance,
         "latency_backend": backend,
-        "candidates": [describe(s, cfg, measured, model) for s in shapes],
-        "baseline": describe(cfg.baseline.shape, cfg, measured, model),
+        "candidates": [describe(s, cfg, measured, model, timed) for s in shapes],
+        "baseline": describe(cfg.baseline.shape, cfg, measured, model, timed),
         **provenance([args.latency, args.latency_model]),
     }
     write_json(args.out, out)

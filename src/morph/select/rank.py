@@ -32,19 +32,19 @@ IMPLAUSIBLE = 100  # a budget this many times the slowest candidate was likely s
 
 def latency_budget(sel: Select, baseline: dict) -> tuple[float, str]:
     """T_C in seconds, and how it was set: given, or a factor of the baseline's latency on this machine."""
-    if sel.latency_budget_s is not None:
-        return sel.latency_budget_s, "select.latency_budget_s"
-    rel = sel.latency_budget_relative
     base = baseline["latency"]["median_s"]
-    return rel.factor * base, f"{rel.factor:g} x the baseline {baseline['shape_id']}'s {base:.3f} s"
+    if sel.latency_budget_s is not None:
+        return sel.latency_budget_for(base), "select.latency_budget_s"
+    rel = sel.latency_budget_relative
+    return sel.latency_budget_for(base), f"{rel.factor:g} x the baseline {baseline['shape_id']}'s {base:.3f} s"
+
 
 
 def drop_reason(c: dict, sel: Select, t_c: float) -> str | None:
     """Why a candidate is infeasible (every budget it breaks, each named), or None."""
     reasons = []
-    cap = sel.params * (1 + sel.tolerance)
-    if c["params"] > cap:
-        reasons.append(f"N={c['params']:,} is over the parameter cap {cap:,.0f} "
+    if c["params"] > sel.cap:
+        reasons.append(f"N={c['params']:,} is over the parameter cap {sel.cap:,.0f} "
                        f"(N_C={sel.params:,} + {sel.tolerance:.0%})")
     elif not c["within_tolerance"]:
         reasons.append(f"N={c['params']:,} is {c['params_gap']:+.1%} from N_C={sel.params:,}, outside the tolerance")
@@ -144,6 +144,21 @@ def baseline_gap(c: dict, baseline: dict, with_base, col: int) -> dict:
             "from": f"{len(gaps)} bootstrap refits of the law, one-sided {LEVEL:.0%} each"}
 
 
+def by_backend(cands: dict, sel: Select) -> dict:
+    """Every timed serving stack's own T_C, feasible candidates (by the law's predicted loss) and speed-ups over the
+    baseline, so a reader who serves with another stack sees what it changes."""
+    out = {}
+    for backend, base in cands["baseline"].get("latency_by_backend", {}).items():
+        t_c = sel.latency_budget_for(base["median_s"])
+        fits = sorted((c for c in cands["candidates"] if c["within_tolerance"] and c["params"] <= sel.cap
+                       and backend in c["latency_by_backend"] and c["latency_by_backend"][backend]["median_s"] <= t_c),
+                      key=lambda c: (c["predicted_loss"], c["shape_id"]))
+        out[backend] = {"latency_budget_s": t_c, "ranked": [c["shape_id"] for c in fits],
+                        "speedups": {c["shape_id"]: base["median_s"] / c["latency_by_backend"][backend]["median_s"]
+                                     for c in fits}}
+    return out
+
+
 def serving_budgets(sel: Select) -> dict:
     """The optional serving budgets as set, for the decision's record."""
     return {key: cfg if not is_dataclass(cfg) else asdict(cfg)
@@ -184,6 +199,7 @@ def run(args):
     for w in warnings:
         print(f"morph select: warning: {w}", file=sys.stderr)
     out = {
+        "by_backend": by_backend(cands, sel),
         "budgets": {"params": sel.params, "tokens": sel.tokens, "latency_s": t_c, "latency_rule": t_c_rule,
                     "tolerance": sel.tolerance, "k": sel.k, **serving_budgets(sel)},
         "law": sel.law,

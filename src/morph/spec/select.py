@@ -78,3 +78,14 @@ class Select(Knobs):
     seeds: int = rule(3, min=1)
     # Pre-registered before any loss is seen: how much worse than the baseline (or the best) still counts as equal.
     margin: Margin = rule(Margin(0.01))
+
+    @property
+    def cap(self) -> float:
+        """The parameter cap: N_C plus the tolerance."""
+        return self.params * (1 + self.tolerance)
+
+    def latency_budget_for(self, base_latency: float) -> float:
+        """T_C in seconds against the baseline's latency on one machine and serving stack."""
+        if self.latency_budget_s is not None:
+            return self.latency_budget_s
+        return self.latency_budget_relative.factor * base_latency

@@ -52,7 +52,8 @@ if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > _newest(".s
 # Snakemake deletes a job's outputs as it starts it, so what would fail a job is refused before any starts,
 # once the plan is known: the outputs the planned jobs rebuild (a forced rebuild is the fix) are not checked.
 onstart:
-    preflight.check(CFG, PARAMS, frozenset(str(f) for job in workflow.dag.needrun_jobs() for f in job.output))
+    preflight.check(CFG, PARAMS, frozenset(str(f) for job in workflow.dag.needrun_jobs() for f in job.output),
+                    frozenset(job.rule.name for job in workflow.dag.needrun_jobs()), workflow.local_exec)
 
 # Snakemake would wait up to a second for its rate limiter's last timer before exiting (snakemake_timers).
 onsuccess:

@@ -2,11 +2,18 @@
 that bookkeeping files would change, and text read or written under an ASCII locale."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 
+import pytest
+
+from conftest import CI_PARAMS, write_params
+from morph.errors import MorphError
 from morph.io import sha256_tree
+from morph.spec import experiment
+from morph.workflow import preflight
 
 
 def test_a_folder_hash_ignores_the_orchestrators_bookkeeping(tmp_path):
@@ -45,9 +52,6 @@ print(read_json(folder / "d.json")["headline"].encode("ascii", "backslashreplace
 
 def test_a_hand_edited_selection_cannot_steer_the_release():
     """A candidate over T_C marked feasible (so it could be released) is refused when the report reads it."""
-    import pytest
-
-    from morph.errors import MorphError
     from morph.report.measured import check_selection
 
     cand = {"shape_id": "d104-l1", "latency": {"median_s": 0.9}, "within_tolerance": True, "kept": False}
@@ -56,3 +60,24 @@ def test_a_hand_edited_selection_cannot_steer_the_release():
     cand["kept"] = True
     with pytest.raises(MorphError, match=r"results/selection.json: candidate d104-l1 is marked kept.*morph select"):
         check_selection(selection, "results/selection.json")
+
+
+@pytest.mark.parametrize("overrides,says", [
+    ({"train.accelerator": "gpu"}, "train.accelerator: gpu, but torch sees no CUDA device here"),
+    ({"train.strategy": "fsdp", "train.devices": 2}, "train.strategy: fsdp needs train.accelerator gpu"),
+])
+def test_training_this_machine_cannot_run_is_refused_before_any_job(tmp_path, overrides, says):
+    """Checked as Snakemake starts (onstart), before it deletes a run's outputs; a cluster judges its own."""
+    exp = experiment.load(write_params(tmp_path / "p.yaml", overrides))
+    with pytest.raises(MorphError, match=says):
+        preflight.runnable(exp, frozenset({"train"}), local=True)
+    preflight.runnable(exp, frozenset({"train"}), local=False)
+    preflight.runnable(exp, frozenset({"collect"}), local=True)
+
+
+def test_a_missing_extra_is_named_before_evaluate_starts(monkeypatch):
+    exp = experiment.load(CI_PARAMS)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a))
+    with pytest.raises(MorphError, match=r"lm-eval is not installed.*pip install -e '\.\[eval\]'"):
+        preflight.runnable(exp, frozenset({"evaluate"}), local=True)

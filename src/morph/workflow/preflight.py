@@ -2,13 +2,15 @@
 
 Snakemake deletes a job's outputs as the job starts, so a fault that a stage would refuse only once running
 would cost its previous result. Checked here, cheaply (no file is hashed unless it changed after its record):
-the sources data.paths names, the sample's shards against its manifest, the tokenizer directory's files, and
-every JSON and CSV output the graph already holds.
+the sources data.paths names, training's launch settings against this machine and the extras a planned stage
+needs, the sample's shards against its manifest, the tokenizer directory's files, and every JSON and CSV
+output the graph already holds.
 """
 from __future__ import annotations
 
 import csv
 import glob
+import importlib.util
 import io
 import json
 import os
@@ -22,15 +24,38 @@ from morph.spec.experiment import Experiment
 from morph.workflow import pipeline
 
 
-def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset()) -> None:
+def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset(),
+          planned: frozenset[str] = frozenset(), local: bool = False) -> None:
     """Refuse, naming the file and the fix, anything that would fail a job after Snakemake deleted its outputs.
-    Outputs in `rebuilt` (what the planned jobs write) are skipped: a forced rebuild is the fix named here."""
+    Outputs in `rebuilt` (what the planned jobs write) are skipped: a forced rebuild is the fix named here.
+    `planned` names the stages about to run and `local` says whether they run on this machine."""
     sources(exp)
+    runnable(exp, planned, local)
     if SAMPLE_MANIFEST not in rebuilt:
         _sample_shards(params)
     if TOKENIZER not in rebuilt:
         missing_tokenizer_file(Path(TOKENIZER), params, refuse=True)
     _outputs(exp, params, rebuilt)
+
+
+TRAINING = frozenset({"train", "train_target"})
+
+
+def runnable(exp: Experiment, planned: frozenset[str], local: bool) -> None:
+    """What a planned job would refuse once started, refused now: training's strategy, precision, devices and
+    memory against this machine (jobs sent to a cluster are judged there), and the extras a stage imports."""
+    if planned & {"evaluate"} and importlib.util.find_spec("lm_eval") is None:
+        raise MorphError("evaluate: lm-eval is not installed in this environment; pip install -e '.[eval]' (or run "
+                         "scripts/bootstrap.sh), then rerun")
+    if local and planned & TRAINING:
+        import torch
+
+        from morph.train.launch import check as check_launch
+        from morph.train.launch import resolve, this_machine
+
+        launch = resolve(exp.train, torch.cuda.is_available())
+        largest = max((*exp.grid_runs, *exp.target_runs), key=lambda r: r.shape.params()).shape
+        check_launch(exp.train, launch, this_machine(launch.accelerator), largest, exp.model.seq_len)
 
 
 def sources(exp: Experiment) -> None:

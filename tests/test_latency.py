@@ -269,3 +269,52 @@ def test_static_backend_compiles_and_generates_the_same_tokens(tmp_path):
     # The first call compiled; timed calls are far faster than it.
     assert static["settings"]["full"]["median"] * 5 < static["first_call_s"]["full"]
     assert static["generated_tokens"] == rec["hf"]["generated_tokens"]
+
+
+# The oldest transformers pyproject allows, and a GPU machine's own (where `generate` took no `cache=`), each with
+# the hub and tokenizers it needs, installed beside .venv by scripts/bootstrap.sh.
+COMPAT = ROOT / ".venv" / "transformers-compat"
+STATIC_ON = """
+import torch
+from morph.latency.backends import HFBackend, StaticBackend
+from morph.model import build_model
+from morph.shape import Shape, swiglu_ffn
+
+torch.set_num_threads(1)
+model = build_model(Shape(32, 2, 2, 2, swiglu_ffn(32, 16), 64), 64, None, seed=0).eval()
+prompt = torch.randint(0, 64, (1, 8), generator=torch.Generator().manual_seed(0))
+static = StaticBackend(model, 16)
+with torch.inference_mode():
+    first, again = static.generate(prompt, 8), static.generate(prompt, 8)
+    static.check_ready()
+    assert torch.equal(first, again) and torch.equal(first, HFBackend(model).generate(prompt, 8)), (first, again)
+import transformers
+print(transformers.__version__)
+"""
+
+
+@pytest.mark.slow  # inductor compiles the decode step: about 20 s a version
+@pytest.mark.parametrize("version", ["4.57.6", "5.17.0"])
+def test_static_backend_runs_on_the_oldest_and_a_gpu_machines_transformers(version):
+    """pyproject's floor: a static cache made and reused, the decode step compiled, hf's greedy tokens."""
+    import os
+    import subprocess
+    import sys
+
+    target = COMPAT / version
+    if not target.is_dir():
+        pytest.skip(f"{target} is missing: scripts/bootstrap.sh installs it")
+    env = os.environ | {"PYTHONPATH": f"{target}:{ROOT / 'src'}"}
+    done = subprocess.run([sys.executable, "-c", STATIC_ON], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == version
+
+
+def test_static_backend_refuses_a_transformers_below_its_floor(monkeypatch):
+    from packaging.version import Version
+
+    monkeypatch.setattr(latency_backends, "_transformers_version", lambda: Version("4.44.2"))
+    with pytest.raises(MorphError, match=r"static backend needs transformers>=4\.57 .* has 4\.44\.2; "
+                                         r"pip install 'transformers>=4\.57' or remove 'static' from latency.backends"):
+        latency_backends.check_available("static", "cpu")
+    latency_backends.check_available("hf", "cpu")

@@ -18,6 +18,7 @@ from morph.errors import MorphError
 from morph.latency import backends as latency_backends
 from morph.latency import measure as latency
 from morph.latency.cost_model import FEATURES, features, fit, leave_one_out, predict_latency
+from morph.shape import Shape, swiglu_ffn
 from morph.spec import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -318,3 +319,36 @@ def test_static_backend_refuses_a_transformers_below_its_floor(monkeypatch):
                                          r"pip install 'transformers>=4\.57' or remove 'static' from latency.backends"):
         latency_backends.check_available("static", "cpu")
     latency_backends.check_available("hf", "cpu")
+
+
+@pytest.mark.parametrize("shape", [
+    Shape(64, 2, 4, 4, swiglu_ffn(64, 32), 512),
+    Shape(96, 3, 6, 2, swiglu_ffn(96, 32), 1024),  # grouped-query: each kv head serves three heads
+], ids=lambda s: f"{s.shape_id}-kv{s.n_kv_heads}")
+def test_graph_backend_decodes_hfs_greedy_tokens_exactly(shape):
+    """Our loop over a static cache against plain `generate`, at two batch sizes, each called again on other
+    prompts: the cache slots the first call left behind must not leak into the second."""
+    from morph.latency.backends import HFBackend
+    from morph.model import build_model
+
+    model = build_model(shape, 128, None, seed=0).eval()
+    graph = latency_backends.make("graph", model, 16 + 40, 0)
+    hf = HFBackend(model)
+    gen = torch.Generator().manual_seed(1)
+    with torch.inference_mode():
+        for batch in (1, 2, 1, 2):
+            prompt = torch.randint(0, shape.vocab_size, (batch, 16), generator=gen)
+            expected = hf.generate(prompt, 40)
+            assert torch.equal(graph.generate(prompt, 40), expected), (shape.shape_id, batch)
+    graph.check_ready()
+    graph.check_timed()
+
+
+def test_graph_backend_in_a_latency_record(tmp_path):
+    params = write_params(tmp_path / "p.yaml", backends=["hf", "graph"], prompt_len=8, new_tokens=8,
+                          ttft=True, batch_sizes=[1, 2], repeats=2, warmup=1)
+    assert morph("latency", "--params", params, "--shape", "d40-l1", "--out", tmp_path / "d40-l1.json",
+                 "--no-progress") == 0
+    rec = json.loads((tmp_path / "d40-l1.json").read_text())["backends"]
+    assert rec["graph"]["generated_tokens"] == rec["hf"]["generated_tokens"]
+    assert rec["graph"]["details"]["cuda_graphs"] is False and rec["graph"]["settings"]["full_b2"]["median"] > 0

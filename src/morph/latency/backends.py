@@ -4,6 +4,7 @@
 - static: `generate` with a static KV cache and a `torch.compile`d decode step
   (mode reduce-overhead on CUDA, i.e. CUDA graphs; inductor's default mode on CPU).
   Hugging Face compiles only the one-token decode step; the prefill runs eager.
+- graph: our own greedy loop over a static KV cache, the whole decode step one CUDA graph (latency/graph.py).
 - vllm: vLLM's offline engine on a CUDA device, fed token ids (no tokenizer).
 """
 from __future__ import annotations
@@ -249,4 +250,8 @@ def make(name: str, model, max_len: int, seed: int):
         return HFBackend(model)
     if name == "static":
         return StaticBackend(model, max_len)
+    if name == "graph":
+        from morph.latency.graph import GraphBackend
+
+        return GraphBackend(model, max_len)
     return VLLMBackend(model, max_len, seed)

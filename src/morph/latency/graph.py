@@ -70,7 +70,8 @@ class _Decoder:
             else:
                 keys, values = self.keys[i], self.values[i]
             groups = self.heads // self.kv_heads  # grouped-query attention: each kv head serves `groups` heads
-            keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
+            if groups > 1:  # a copy of the whole cache a layer: only where the heads need it
+                keys, values = keys.repeat_interleave(groups, dim=1), values.repeat_interleave(groups, dim=1)
             y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=causal,
                                                scale=attn.scaling)
             x = x + attn.o_proj(y.transpose(1, 2).reshape(b, n, -1))

@@ -17,7 +17,7 @@ REHEARSE=""
 OUT="${EVIDENCE_OUT:-benchmarks/results}/gpu-$("$PY" benchmarks/gpu_evidence.py name)-$(date -u +%Y%m%d)"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-GRACE=5  # seconds a step has to exit after its limit before it is killed
+GRACE=3  # seconds a step has to exit after its limit before it is killed
 export PY REHEARSE OUT WORK
 rm -f "$OUT.csv" "$OUT.json"
 echo "gpu_evidence: writing $OUT.csv and $OUT.json"
@@ -54,13 +54,14 @@ train() {  # a few steps of `morph train` end to end, on configs/ci.yaml's token
 }
 export -f evidence train
 
-# Limits from an H200 run (benchmarks/results/README.md): hf ~15 s a shape's first call plus 4 calls of 1-7 s;
-# static ~25 s a shape's compile; three trained shapes ~17 s each. With each limit's 5 s kill grace, 475 s.
+# Limits from an H200 run (benchmarks/results/h200-20261204): hf ~15 s a shape's first call, then 3 calls of
+# 1.3-6.7 s (Morph-1B and its baseline go first); static ~25 s a shape's compile; ~17 s a trained shape. With
+# each limit's kill grace, 480 s.
 step env 15 evidence env
 step train 45 train
 step throughput 90 evidence throughput
-step latency 170 evidence latency
-step static 75 evidence static
+step latency 185 evidence latency
+step static 80 evidence static
 step graph 40 evidence graph
-step speedup 5 evidence speedup
+step speedup 4 evidence speedup
 echo "gpu_evidence: done: $OUT.csv, $OUT.json"

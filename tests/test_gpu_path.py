@@ -323,7 +323,7 @@ def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
     doc = json.loads(json_path.read_text())
     statuses = {name: s["status"] for name, s in doc["steps"].items()}
     assert statuses == {"env": "ok", "train": "ok", "throughput": "ok", "latency": "ok", "static": "timeout",
-                        "speedup": "ok"}, done.stdout[-3000:] + done.stderr[-3000:]
+                        "graph": "ok", "speedup": "ok"}, done.stdout[-3000:] + done.stderr[-3000:]
     with open(json_path.with_suffix(".csv"), newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(doc["rows"])
@@ -340,6 +340,49 @@ def test_the_gpu_evidence_script_rehearsed_on_cpu(ci_tokens, tmp_path):
     assert speedup == pytest.approx(float(got[("latency", "d32-l6", "full_median")])
                                     / float(got[("latency", "d60-l2", "full_median")]), rel=1e-2)
     print(f"rehearsal: {seconds:.1f} s")
+
+
+def _evidence():
+    import importlib
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    return importlib.import_module("gpu_evidence")
+
+
+@pytest.mark.parametrize("plan", ["gpu", "rehearsal"])
+def test_the_throughput_steps_held_out_stream_fills_one_batch_at_the_plans_micro_batch(plan):
+    """On the H200 the held-out stream was 4 * seq_len tokens, one short of 4 windows of seq_len + 1. The
+    rehearsal trains at the GPU plan's micro-batch, so that arithmetic fails on CPU where it fails on a GPU."""
+    from morph.errors import MorphError
+    from morph.train.batches import TokenStream, val_count
+
+    evidence = _evidence()
+    p = evidence.PLANS[plan]
+    assert p["micro_batch"] == evidence.PLANS["gpu"]["micro_batch"]
+    cfg, _ = evidence.load(p)
+    t, _, data = evidence.throughput_data(cfg, p)
+    seq_len = cfg.model.seq_len
+    assert t.batch_size == p["micro_batch"]
+    assert val_count(data.val, seq_len, t.val_batches, t.batch_size) == t.batch_size
+    # And no longer than that: a token less leaves no whole batch (windows share their edge token).
+    short = TokenStream([data.val.shards[0][:-1]])
+    with pytest.raises(MorphError, match="less than one batch of held-out windows"):
+        val_count(short, seq_len, t.val_batches, t.batch_size)
+
+
+def test_the_gpu_evidence_script_fits_eight_minutes_by_its_timeouts():
+    """Every step's limit and the grace before its kill, added up: the whole script's worst case."""
+    import re
+
+    from conftest import ROOT
+
+    script = (ROOT / "scripts" / "gpu_evidence.sh").read_text()
+    limits = [int(n) for n in re.findall(r"^step \w+ (\d+) ", script, re.M)]
+    grace = int(re.search(r"^GRACE=(\d+)", script, re.M)[1])
+    assert len(limits) == 7 and sum(limits) + grace * len(limits) <= 8 * 60
 
 
 def test_evaluate_without_the_eval_extra_names_it(monkeypatch, tmp_path):

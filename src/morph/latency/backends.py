@@ -4,6 +4,7 @@
 - static: `generate` with a static KV cache and a `torch.compile`d decode step
   (mode reduce-overhead on CUDA, i.e. CUDA graphs; inductor's default mode on CPU).
   Hugging Face compiles only the one-token decode step; the prefill runs eager.
+- graph: our own greedy loop over a static KV cache, the whole decode step one CUDA graph (latency/graph.py).
 - vllm: vLLM's offline engine on a CUDA device, fed token ids (no tokenizer).
 """
 from __future__ import annotations
@@ -81,6 +82,28 @@ class CompileEvents:
         return {"compilations": self.counts["DYNAMO"], "cuda_graph_recordings": self.counts["CUDAGRAPH_RECORDING"]}
 
 
+# StaticCache(config=..., max_cache_len=...) without a batch size or device is the API static uses (4.44's cache
+# wanted both), and `generate` takes the cache as `cache` from 5.24 on, as `past_key_values` before (which 5.24+
+# deprecates): both are tested (tests/test_latency.py, the oldest supported release and a GPU machine's 5.17).
+STATIC_MIN_TRANSFORMERS = "4.57"
+CACHE_KWARG_FROM = "5.24"
+
+
+def _transformers_version():
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    return Version(version("transformers"))
+
+
+def cache_kwarg() -> str:
+    """The name under which this transformers' `generate` takes a ready-made KV cache."""
+    from packaging.version import Version
+
+    return "cache" if _transformers_version() >= Version(CACHE_KWARG_FROM) else "past_key_values"
+
+
 class StaticBackend(HFBackend):
     """One static cache per batch size, made once and reset before each call: transformers would allocate a new
     one per `generate`, and the compiled decode step, guarded on the cache's tensors, would compile and record
@@ -122,7 +145,7 @@ class StaticBackend(HFBackend):
             cache.reset()  # zeroed in place: the same tensors, so the same compiled step and graphs
         mask = torch.ones_like(prompt)
         return self.model.generate(prompt, attention_mask=mask, generation_config=self._config(new_tokens),
-                                   cache=cache)
+                                   **{cache_kwarg(): cache})
 
     def details(self) -> dict:
         config = self._compile_config()
@@ -199,6 +222,15 @@ def check_available(name: str, device: str) -> None:
     """Refuse a backend that cannot run here, before anything is measured."""
     if name not in BACKENDS:
         raise MorphError(f"latency.backends: unknown backend {name!r}; choose from {list(BACKENDS)}")
+    if name == "static":
+        from packaging.version import Version
+
+        found = _transformers_version()
+        if found < Version(STATIC_MIN_TRANSFORMERS):
+            raise MorphError(
+                f"static backend needs transformers>={STATIC_MIN_TRANSFORMERS} (its StaticCache API), this machine "
+                f"has {found}; pip install 'transformers>={STATIC_MIN_TRANSFORMERS}' or remove 'static' from "
+                "latency.backends")
     if name == "vllm":
         missing = []
         if device != "cuda":
@@ -218,4 +250,8 @@ def make(name: str, model, max_len: int, seed: int):
         return HFBackend(model)
     if name == "static":
         return StaticBackend(model, max_len)
+    if name == "graph":
+        from morph.latency.graph import GraphBackend
+
+        return GraphBackend(model, max_len)
     return VLLMBackend(model, max_len, seed)

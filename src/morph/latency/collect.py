@@ -20,7 +20,8 @@ SHAPE_FIELDS = tuple(f.name for f in dataclasses.fields(Shape))
 CSV_COLUMNS = (
     "shape_id", "device", "device_name", "dtype", "backend", "setting", "unit", "batch", "prompt_len", "new_tokens",
     "d_model", "n_layers", "params", "aspect_ratio", "weight_bytes", "kv_cache_bytes",
-    "n", "median", "p10", "p90", "cv", "cpu_median", "cpu_share", "load_before_1m", "load_after_1m", "source",
+    "n", "median", "p10", "p90", "cv", "best", "next_best", "cpu_median", "cpu_share", "load_before_1m",
+    "load_after_1m", "disturbed", "others_busy_cores", "load_action", "source",
 )
 
 
@@ -71,6 +72,9 @@ def csv_rows(records: list[tuple[Path, dict]]) -> list[dict]:
     rows = []
     for path, r in records:
         s = r["shape"]
+        # Records from before load was judged have none of it: their cells stay empty, not "quiet".
+        judged = r.get("load", {})
+        kept = judged["attempts"][judged["kept_attempt"]] if judged else {}
         for backend, b in r["backends"].items():
             for setting, v in b["settings"].items():
                 rows.append({
@@ -82,8 +86,11 @@ def csv_rows(records: list[tuple[Path, dict]]) -> list[dict]:
                     "aspect_ratio": s["aspect_ratio"], "weight_bytes": s["weight_bytes"],
                     "kv_cache_bytes": s["kv_cache_bytes"],
                     "n": v["n"], "median": v["median"], "p10": v["p10"], "p90": v["p90"], "cv": v["cv"],
+                    "best": v.get("best"), "next_best": v.get("next_best"),
                     "cpu_median": v.get("cpu_median"), "cpu_share": v.get("cpu_share"),
                     "load_before_1m": r["load_average"]["before"][0], "load_after_1m": r["load_average"]["after"][0],
+                    "disturbed": r.get("disturbed"), "others_busy_cores": kept.get("busy_cores"),
+                    "load_action": judged.get("action"),
                     "source": str(path),
                 })
     return rows

@@ -1,6 +1,9 @@
 """Time inference of one shape: a random-weight Llama, greedy generation of exactly new_tokens, per backend.
 
-Settings (each repetition runs them back to back, so drift hits all alike):
+Each backend is warmed up, then latency.repeats rounds each time every backend's every setting back to back, so
+drift and other work on the machine hit all alike. The cores other processes kept busy are read before and
+during the rounds (latency/load.py); a disturbed timing is warned about, timed again or refused as
+latency.on_disturbed says, and the record says which. Settings:
   full               batch 1, prompt_len -> new_tokens (the paper's setting)
   ttft               batch 1, prompt_len -> 1 token (when latency.ttft)
   decode_per_token   (full - ttft) / (new_tokens - 1), paired within a repetition
@@ -17,7 +20,8 @@ from pathlib import Path
 
 from morph.errors import MorphError
 from morph.io import library_versions, provenance, write_json
-from morph.latency.stats import summarize
+from morph.latency import load
+from morph.latency.stats import BEST, summarize
 from morph.model import build_model
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
@@ -97,9 +101,9 @@ def check_lengths(cfg: Experiment) -> None:
 
 
 def timed_model(shape, cfg: Experiment, device, dtype):
-    """Random weights, seeded: latency does not depend on their values, only on the shape."""
-    model = build_model(shape, cfg.model.max_position_embeddings, None, cfg.seed)
-    return model.to(device=device, dtype=dtype).eval()
+    """Random weights, seeded: latency does not depend on their values, only on the shape. Made where and in the
+    dtype they are timed: no host copy in float32 to initialise and move."""
+    return build_model(shape, cfg.model.max_position_embeddings, None, cfg.seed, device=device, dtype=dtype).eval()
 
 
 def attention_kernels(shape, device, dtype) -> dict | None:
@@ -153,38 +157,40 @@ def _check_output(out, batch: int, prompt_len: int, new_tokens: int, backend: st
         )
 
 
-def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress: bool) -> dict:
-    from tqdm import tqdm
-
-    timed, plan = _timer(device), _settings(lat)
-    prompt_len = lat.prompt_len
-
-    def once(name, batch, new):
-        seconds, cpu, out = timed(lambda: backend.generate(prompts[batch], new))
-        _check_output(out, batch, prompt_len, new, backend.name)
-        return seconds, cpu, out
-
-    # A compiling backend compiles on its first call per shape; that call is never a sample.
+def _warm(backend, once, plan, lat) -> dict:
+    """A compiling or capturing backend does so on its first calls per shape; those calls are never samples."""
     first_call = {}
     for i in range(max(lat.warmup, backend.warmup)):
         for name, batch, new in plan:
-            seconds, _, _ = once(name, batch, new)
+            seconds, _, _ = once(backend, batch, new)
             if i == 0:
                 first_call[name] = seconds
     backend.check_ready()
+    return first_call
 
-    samples: dict[str, list[float]] = {name: [] for name, _, _ in plan}
-    cpu_samples: dict[str, list[float]] = {name: [] for name, _, _ in plan}
-    tokens = None
-    for _ in tqdm(range(lat.repeats), desc=desc, unit="rep", disable=not progress, file=sys.stderr):
-        for name, batch, new in plan:
-            seconds, cpu, out = once(name, batch, new)
-            samples[name].append(seconds)
-            cpu_samples[name].append(cpu)
-            if name == "full" and tokens is None:
-                tokens = out[0, prompt_len:].tolist()
-    backend.check_timed()
 
+def _rounds(backends: dict, once, plan, lat, desc: str, progress: bool) -> dict:
+    """latency.repeats rounds, each timing every backend's every setting back to back, so that drift and other
+    work on the machine hit all alike; the cores others kept busy in each round beside it."""
+    from tqdm import tqdm
+
+    samples = {b: {name: [] for name, _, _ in plan} for b in backends}
+    cpu = {b: {name: [] for name, _, _ in plan} for b in backends}
+    tokens, busy = {}, []
+    for _ in tqdm(range(lat.repeats), desc=desc, unit="round", disable=not progress, file=sys.stderr):
+        mark = load.Mark()
+        for b, backend in backends.items():
+            for name, batch, new in plan:
+                seconds, cpu_seconds, out = once(backend, batch, new)
+                samples[b][name].append(seconds)
+                cpu[b][name].append(cpu_seconds)
+                if name == "full" and b not in tokens:
+                    tokens[b] = out[0, lat.prompt_len:].tolist()
+        busy.append(load.others_busy_cores(mark))
+    return {"samples": samples, "cpu": cpu, "tokens": tokens, "rounds_busy_cores": busy}
+
+
+def _settings_summary(samples: dict, cpu_samples: dict, plan, lat) -> dict:
     settings = {}
     for name, batch, new in plan:
         cpu = summarize(cpu_samples[name])
@@ -205,8 +211,85 @@ def time_backend(backend, prompts: dict, lat: dict, device, desc: str, progress:
             rate = [batch * n / s for s in samples[name]]
             settings[f"throughput_b{batch}"] = {"unit": "tokens/s", "batch": batch,
                                                 "derived_from": f"{batch} * new_tokens / {name}",
-                                                "samples": rate, **summarize(rate)}
-    return {"details": backend.details(), "first_call_s": first_call, "generated_tokens": tokens, "settings": settings}
+                                                "samples": rate, **summarize(rate, higher_is_better=True)}
+    return settings
+
+
+BEFORE_S = 0.5  # how long other processes' load is read before each attempt's rounds
+
+
+def _refusal(lat, shape_id: str, busy: float, when: str, limit: float) -> MorphError:
+    cpus = os.cpu_count()
+    return MorphError(
+        f"latency.on_disturbed is refuse, and other processes kept {busy:.2f} of this machine's {cpus} cores busy "
+        f"{when} {shape_id} was timed, over latency.disturbed_at ({lat.disturbed_at} of the "
+        f"{limit / lat.disturbed_at:g} cores the timing leaves free); time it on a quiet machine, or set "
+        "latency.on_disturbed to retry or warn")
+
+
+def _action(attempts: list[dict], kept: int, lat) -> str:
+    if not attempts[kept]["disturbed"]:
+        if len(attempts) == 1:
+            return "none: not disturbed"
+        return f"timed again after {len(attempts) - 1} disturbed attempt(s); kept attempt {kept + 1}, not disturbed"
+    if lat.on_disturbed == "warn":
+        return "warned: kept the disturbed timing (latency.on_disturbed: warn)"
+    return f"timed {len(attempts)} times, every attempt disturbed; kept the least disturbed, attempt {kept + 1}"
+
+
+def time_backends(backends: dict, prompts: dict, lat, device, shape_id: str, progress: bool) -> tuple[dict, dict]:
+    """Every backend warmed up, then timed in interleaved rounds, again while other work disturbed the timing
+    and latency.on_disturbed says retry: the per-backend results and what the machine's load was."""
+    timed, plan = _timer(device), _settings(lat)
+
+    def once(backend, batch, new):
+        seconds, cpu, out = timed(lambda: backend.generate(prompts[batch], new))
+        _check_output(out, batch, lat.prompt_len, new, backend.name)
+        return seconds, cpu, out
+
+    first_call = {name: _warm(backend, once, plan, lat) for name, backend in backends.items()}
+    limit = lat.disturbed_at * max((os.cpu_count() or 1) - lat.threads, 1)
+    attempts, results = [], []
+    for _ in range(1 + (lat.retries if lat.on_disturbed == "retry" else 0)):
+        before, load_before = load.busy_over(BEFORE_S), os.getloadavg()
+        if lat.on_disturbed == "refuse" and before is not None and before > limit:
+            raise _refusal(lat, shape_id, before, "just before", limit)
+        mark = load.Mark()
+        results.append(_rounds(backends, once, plan, lat, f"{shape_id} {'+'.join(backends)}", progress))
+        during = load.others_busy_cores(mark)
+        # A reading is None where /proc/stat is missing or the interval was shorter than one clock tick.
+        busiest = max((b for b in (before, during) if b is not None), default=None)
+        attempts.append({"before_busy_cores": before, "during_busy_cores": during,
+                         "rounds_busy_cores": results[-1]["rounds_busy_cores"],
+                         "load_average_before": list(load_before), "busy_cores": busiest,
+                         "disturbed": busiest is not None and busiest > limit})
+        if not attempts[-1]["disturbed"]:
+            break
+        if lat.on_disturbed == "refuse":
+            raise _refusal(lat, shape_id, during, "while", limit)
+    for backend in backends.values():
+        backend.check_timed()
+
+    kept = min(range(len(attempts)), key=lambda i: (attempts[i]["disturbed"], attempts[i]["busy_cores"] or 0))
+    unknown = all(a["busy_cores"] is None for a in attempts)
+    result = results[kept]
+    out = {name: {"details": backend.details(), "first_call_s": first_call[name],
+                  "generated_tokens": result["tokens"][name],
+                  "settings": _settings_summary(result["samples"][name], result["cpu"][name], plan, lat)}
+           for name, backend in backends.items()}
+    verdict = {
+        "disturbed": attempts[kept]["disturbed"],
+        "action": "unknown: no /proc/stat to read other processes' load" if unknown else _action(attempts, kept, lat),
+        "on_disturbed": lat.on_disturbed, "disturbed_at": lat.disturbed_at, "limit_busy_cores": limit,
+        "cpu_count": os.cpu_count(), "threads": lat.threads,
+        "method": f"cores other processes kept busy (/proc/stat less this process's CPU time), over {BEFORE_S} s "
+                  "before and over the timed rounds",
+        "kept_attempt": kept, "attempts": attempts,
+    }
+    if verdict["disturbed"]:
+        print(f"morph latency: warning: {shape_id}: other processes kept {attempts[kept]['busy_cores']:.2f} cores "
+              f"busy before or while it was timed (over {limit:g}); {verdict['action']}", file=sys.stderr)
+    return out, verdict
 
 
 def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = True) -> dict:
@@ -235,11 +318,10 @@ def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = Tru
     prompts = {
         b: torch.randint(0, shape.vocab_size, (b, lat.prompt_len), generator=rng).to(device) for b in batches
     }
-    backends = {}
     with torch.inference_mode():
-        for name in lat.backends:
-            backend = latency_backends.make(name, model, lat.prompt_len + lat.new_tokens, cfg.seed)
-            backends[name] = time_backend(backend, prompts, lat, device, f"{shape.shape_id} {name}", progress)
+        made = {name: latency_backends.make(name, model, lat.prompt_len + lat.new_tokens, cfg.seed)
+                for name in lat.backends}
+        backends, verdict = time_backends(made, prompts, lat, device, shape.shape_id, progress)
     load_after = os.getloadavg()
 
     bytes_per_value = torch.tensor([], dtype=dtype).element_size()
@@ -258,9 +340,12 @@ def measure(cfg: Experiment, shape, inputs: list[str] = (), progress: bool = Tru
         "attention_kernels": kernels,
         "setting": {k: getattr(lat, k)
                     for k in ("prompt_len", "new_tokens", "warmup", "repeats", "ttft", "batch_sizes")}
+        | {"rounds": "interleaved: each round times every backend's every setting back to back", "statistic": BEST}
         | {"seed": cfg.seed, "max_position_embeddings": cfg.model.max_position_embeddings},
         "backends": backends,
-        # What else was running: the 1/5/15-minute load averages around the whole measurement.
+        "disturbed": verdict["disturbed"],
+        "load": verdict,
+        # The 1/5/15-minute load averages around the whole measurement, warm-up and model build included.
         "load_average": {"before": list(load_before), "after": list(load_after), "cpu_count": os.cpu_count()},
         "platform": platform.platform(),
         "versions": {"python": platform.python_version(), **library_versions("torch", "transformers", "vllm")},
@@ -276,6 +361,8 @@ def run(args):
         raise MorphError(f"--shape: {err.args[0]}") from None
     record = measure(cfg, shape, inputs=[args.params], progress=not args.no_progress)
     write_json(args.out, record)
-    full = {name: b["settings"]["full"]["median"] for name, b in record["backends"].items()}
-    print(f"{shape.shape_id}: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in full.items()) + f" -> {args.out}")
+    full = {name: b["settings"]["full"]["best"] for name, b in record["backends"].items()}
+    quiet = "DISTURBED, " + record["load"]["action"] if record["disturbed"] else "not disturbed"
+    print(f"{shape.shape_id}: best " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in full.items())
+          + f" ({quiet}) -> {args.out}")
     return 0

@@ -1,5 +1,5 @@
 """The latency family's vocabulary: the timing backends and the fused attention kernels' head widths."""
-BACKENDS = ("hf", "static", "vllm")
+BACKENDS = ("hf", "static", "graph", "vllm")
 
 # The fused attention kernels (FlashAttention, PyTorch SDPA's flash kernel) take 16-bit heads up to 256 wide, in
 # multiples of 8; a wider or unaligned head falls back to a slower kernel on a GPU.

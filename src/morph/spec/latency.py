@@ -19,6 +19,12 @@ class Latency:
     ttft: bool = rule(True)
     batch_sizes: tuple[int, ...] = rule([1], each={"min": 1})
     threads: int = rule(2, min=1)
+    # A timing is disturbed when other processes kept busy more than disturbed_at of the cores it leaves free
+    # (cpu count - threads, at least one), just before or while it ran. Then: warn (record it and say so), retry
+    # (time again, up to `retries` more times, keeping the least disturbed attempt), or refuse (stop with an error).
+    on_disturbed: str = rule("retry", choices=("warn", "retry", "refuse"))
+    retries: int = rule(2, min=1)
+    disturbed_at: float = rule(0.5, above=0, max=1)
 
     @property
     def timed_dtype(self) -> str:

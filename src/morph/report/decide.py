@@ -2,8 +2,10 @@
 
 Every feasible candidate trained at D_C is in contention, whatever the law ranked it. Among them, Hsu's
 multiple comparisons with the best finds the shapes shown (simultaneously, one-sided 95%) to be at most delta
-worse than the best; the fastest of them is released, where "fastest" treats shapes whose latency
-intervals overlap as tied and breaks the tie by loss. The release is then tested against the baseline:
+worse than the best; the fastest of them is released. Speed is the best of the interleaved timing
+rounds (other work only adds time), with the next-best round as its interval; shapes whose intervals
+overlap are tied in speed and the lower loss wins. T_C, a budget on the latency a user sees, is judged on
+the median. The release is then tested against the baseline:
 `matches` when the one-sided 95% upper bound of its loss minus the baseline's is at most delta, `worse` when
 the lower bound is above delta, `inconclusive` otherwise (with the seeds that would decide it). The bounds hold
 simultaneously over every shape in contention (Bonferroni), since the release was picked from them. delta is
@@ -19,6 +21,18 @@ RULE = ("the fastest trained feasible shape whose loss is shown, by Hsu's multip
         "shapes whose latency intervals overlap are tied in speed and the lower loss wins")
 FALLBACK_RULE = ("no shape is shown to be within delta of the best, so the lowest measured loss is released, "
                  "without that claim")
+
+
+def speed(latency: dict) -> dict:
+    """The statistic shapes are compared by, with its interval: the best timing round and the next best; from
+    tables timed before rounds were kept, the median within p10-p90; a predicted latency has no interval."""
+    if latency.get("best_s") is not None:
+        return {"latency_s": latency["best_s"], "latency_low_s": latency["best_s"],
+                "latency_high_s": latency.get("next_best_s") or latency["best_s"]}
+    if "p10_s" in latency:
+        return {"latency_s": latency["median_s"], "latency_low_s": latency["p10_s"],
+                "latency_high_s": latency["p90_s"]}
+    return {"latency_s": latency["median_s"]}
 
 
 def _latency_band(c: dict) -> tuple[float, float]:
@@ -78,7 +92,7 @@ def decide_predicted(top: dict, baseline_latency_s: float, margin: float) -> dic
     return {"shape": top, "within_margin_of_best": [], "best_measured": None, "mcb_upper": {}, "tied_in_speed": [],
             "rule": PREDICTED_RULE, "claims_within_margin_of_best": False, "verdict": verdict,
             "versus_baseline": test, "all_versus_baseline": {top["shape_id"]: test},
-            "speedup": baseline_latency_s / top["latency"]["median_s"]}
+            "speedup": baseline_latency_s / speed(top["latency"])["latency_s"]}
 
 
 def per_stack(shapes: list[dict], baseline: dict, noise: Noise | None, margin: float, budget_of) -> dict:
@@ -88,13 +102,14 @@ def per_stack(shapes: list[dict], baseline: dict, noise: Noise | None, margin: f
     out = {}
     for backend, base_lat in baseline["latency_by_backend"].items():
         t_c = budget_of(base_lat["median_s"])
-        feasible = [s | {"latency_s": lat["median_s"], "latency_low_s": lat["p10_s"], "latency_high_s": lat["p90_s"]}
-                    for s in shapes if (lat := s["latency_by_backend"].get(backend)) and lat["median_s"] <= t_c]
+        feasible = [s | speed(lat) for s in shapes
+                    if (lat := s["latency_by_backend"].get(backend)) and lat["median_s"] <= t_c]
         if not feasible:
             out[backend] = {"latency_budget_s": t_c, "feasible": [], "release": None}
             continue
-        d = decide(feasible, {"mean_loss": baseline["mean_loss"], "latency_s": base_lat["median_s"]}, noise, margin)
+        base_speed = speed(base_lat)["latency_s"]
+        d = decide(feasible, {"mean_loss": baseline["mean_loss"], "latency_s": base_speed}, noise, margin)
         out[backend] = {"latency_budget_s": t_c, "feasible": [s["shape_id"] for s in feasible],
                         "release": d["shape"]["shape_id"], "verdict": d["verdict"], "speedup": d["speedup"],
-                        "speedups": {s["shape_id"]: base_lat["median_s"] / s["latency_s"] for s in feasible}}
+                        "speedups": {s["shape_id"]: base_speed / s["latency_s"] for s in feasible}}
     return out

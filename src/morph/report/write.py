@@ -12,7 +12,7 @@ from morph.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING
 from morph.latency.table import measured_settings
 from morph.report import hindsight, measured
-from morph.report.decide import decide, decide_predicted, per_stack
+from morph.report.decide import decide, decide_predicted, per_stack, speed
 from morph.report.uncertainty import interval, item_scores, paired_draws
 from morph.spec import experiment
 from morph.spec.artifacts.common import FIGURES, PARAMS, figure
@@ -224,8 +224,8 @@ def headline(v: dict, base: str) -> str:
     sigma = (f"σ = {noise['sd']:.4f} (df {noise['df']}, 95% [{noise['sd_interval'][0]:.4f}, "
              f"{noise['sd_interval'][1]:.4f}]), r = {v['seeds']} seed(s) per shape" if noise else
              "the law's bootstrap refits" if v["basis"] != "measured" else "no noise estimate")
-    speed = f"{v['speedup']:.2f}x the baseline's decode speed" + (
-        f" [{v['speedup_interval'][0]:.2f}, {v['speedup_interval'][1]:.2f}] (p10-p90 timings)"
+    faster = f"{v['speedup']:.2f}x the baseline's decode speed" + (
+        f" [{v['speedup_interval'][0]:.2f}, {v['speedup_interval'][1]:.2f}] (best timing rounds to next best)"
         if v["speedup_interval"] else "")
     said = {"matches": "matches", "worse": "is worse than", "inconclusive": "is not shown to match"}[v["kind"]]
     better = "; better than the baseline beyond noise" if v["better_beyond_noise"] else ""
@@ -233,7 +233,7 @@ def headline(v: dict, base: str) -> str:
     cost = (f"; it costs Δ loss {v['delta_loss']:+.4f} for the speed-up" if v["kind"] == "worse" else "")
     return (f"{v['kind'].upper()} ({v['basis']}): {v['released']} {said} the baseline {base} within δ = "
             f"{v['margin']:.4f} ({v['margin_rule']}): Δ held-out loss {v['delta_loss']:+.4f}, {bound}; {sigma}; "
-            f"{speed}{better}{cost}{more}")
+            f"{faster}{better}{cost}{more}")
 
 
 def stack_lines(v: dict) -> list[str]:
@@ -263,6 +263,9 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         f"**{v['headline']}.**",
         "",
         *stack_lines(v),
+        *([f"**Timing disturbed:** other work competed while {', '.join(v['disturbed_timings'])} were timed "
+           "(latency.on_disturbed: warn, or retries ran out); speed is judged on each shape's best round, which "
+           "interference can only slow, so read close speed-ups with care.", ""] if v["disturbed_timings"] else []),
         f"**Released: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, "
         f"n_layers={chosen['shape']['n_layers']}; weights `{v['weights']}`). Rule: {rule['statement']}.",
         "",
@@ -386,11 +389,11 @@ def evaluated_dir(shape: dict, cfg) -> str:
 
 
 def speedup_interval(chosen: dict, base: dict) -> list[float] | None:
-    """The speed-up's range from the two shapes' p10-p90 latency bands (each timing's spread, not a CI)."""
-    a, b = chosen["latency"], base["latency"]
-    if "p10_s" not in a or "p10_s" not in b:
+    """The speed-up's range from the two shapes' timing intervals (best to next-best round)."""
+    a, b = speed(chosen["latency"]), speed(base["latency"])
+    if "latency_low_s" not in a or "latency_low_s" not in b:
         return None
-    return [b["p10_s"] / a["p90_s"], b["p90_s"] / a["p10_s"]]
+    return [b["latency_low_s"] / a["latency_high_s"], b["latency_high_s"] / a["latency_low_s"]]
 
 
 def run(args):
@@ -408,14 +411,12 @@ def run(args):
     if not feasible:
         raise MorphError(f"{args.selection}: no feasible candidate was trained at D_C; the selection is inconsistent")
     for m in feasible:
-        lat = m["candidate"]["latency"]
-        m |= {"latency_s": lat["median_s"], **({"latency_low_s": lat["p10_s"], "latency_high_s": lat["p90_s"]}
-                                                if "p10_s" in lat else {})}
+        m |= speed(m["candidate"]["latency"])
     predicted = cfg.target_seeds == 1 and cfg.select.validate == "none"
     top1 = next(c for c in selection["candidates"] if c.get("slot") == slot(1))
-    base_latency = selection["baseline"]["latency"]["median_s"]
-    verdict = (decide_predicted(top1, base_latency, margin) if predicted else
-               decide(feasible, {"mean_loss": base["mean_loss"], "latency_s": base_latency}, noise, margin))
+    base_speed = speed(selection["baseline"]["latency"])["latency_s"]
+    verdict = (decide_predicted(top1, base_speed, margin) if predicted else
+               decide(feasible, {"mean_loss": base["mean_loss"], "latency_s": base_speed}, noise, margin))
     release = verdict["shape"]
     stacks = {} if predicted else per_stack(
         [m | {"latency_by_backend": m["candidate"].get("latency_by_backend", {})} for m in shapes
@@ -432,7 +433,7 @@ def run(args):
         models.append(entry | {"seed_losses": meas["losses"], "seed_runs": meas["runs"], "mean_loss": meas["mean_loss"],
                                "law_rank": cand.get("rank"), "slot": cand.get("slot")})
     for m in models:
-        m["speedup_vs_baseline"] = base_latency / m["latency"]["median_s"]
+        m["speedup_vs_baseline"] = speed(models[-1]["latency"])["latency_s"] / speed(m["latency"])["latency_s"]
     ev = cfg.evaluate
     per_item = {m["run_id"]: item_scores(read_json(eval_json(name, eval_dir)), Path(lm_eval_out(name, eval_dir)))
                 for m, (name, _, _) in zip(models, roles)}
@@ -453,6 +454,7 @@ def run(args):
     decision = {
         "verdict": verdict_record(verdict, chosen, base_model, noise, margin, cfg, predicted) | {
             "by_backend": stacks, "latency_backend": cfg.select.latency_metric,
+            "disturbed_timings": [m["shape_id"] for m in models if m["latency"].get("disturbed")],
             "accuracy": {"delta": chosen["avg_accuracy"] - base_model["avg_accuracy"],
                          "interval": interval(acc_delta, ev.confidence),
                          "items_per_task": models[0]["eval_limit"],

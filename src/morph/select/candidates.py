@@ -46,7 +46,7 @@ def by_backend(shape: Shape, timed: dict[str, dict]) -> dict[str, dict]:
     for backend, measured in timed.items():
         full = measured.get(shape.shape_id, {}).get(MODEL_SETTING)
         if full is not None:
-            out[backend] = {f"{k}_s": full[k] for k in ("median", "p10", "p90")}
+            out[backend] = {f"{k}_s": full[k] for k in ("median", "p10", "p90", "best", "next_best")}
     return out
 
 
@@ -56,7 +56,8 @@ def describe(shape: Shape, cfg: Experiment, measured: dict, model: dict, timed: 
     settings = measured.get(shape.shape_id, {})
     if cfg.select.latency_source == "measured" and MODEL_SETTING in settings:
         full = settings[MODEL_SETTING]
-        latency = {f"{k}_s": full[k] for k in ("median", "p10", "p90")} | {"cv": full["cv"], "source": "measured"}
+        latency = {f"{k}_s": full[k] for k in ("median", "p10", "p90", "best", "next_best")} | {
+            "cv": full["cv"], "disturbed": full["disturbed"], "source": "measured"}
     elif cfg.select.latency_source == "measured":
         raise MorphError(f"{shape.shape_id}: no measured latency; run its latency job or set "
                          "select.latency_source: model")

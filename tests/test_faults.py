@@ -486,6 +486,16 @@ EDITS = {
     "a second seed": (lambda t: t + "seed: 3\n", RUNS, "seed: written twice"),
     "a second train section": (lambda t: t + "train:\n  lr: 0.1\n", "runs/{run}/metrics.json",
                                "train: written twice"),
+    # In range for their type, meaningless in fact: an untrained model saved as trained, Adam that never updates.
+    "train.lr: 0": (lambda t: t.replace("lr: 0.005", "lr: 0"), "runs/{run}/metrics.json",
+                    "train.lr: 0.0 must be above 0"),
+    "train.beta2: 1.0": (lambda t: t.replace("lr: 0.005", "lr: 0.005\n  beta2: 1.0"), "runs/{run}/metrics.json",
+                         "train.beta2: 1.0 must be below 1"),
+    # Found only once the plan is known (onstart): this machine has no GPU to train on.
+    "train.accelerator: gpu": (lambda t: t.replace("lr: 0.005", "lr: 0.005\n  accelerator: gpu"),
+                               "runs/{run}/metrics.json", "train.accelerator: gpu, but torch sees no CUDA device"),
+    "latency.new_tokens: 1000": (lambda t: t.replace("new_tokens: 32", "new_tokens: 1000"), RUNS,
+                                 "latency.new_tokens: prompt_len 16 + new_tokens 1000 exceeds"),
 }
 
 

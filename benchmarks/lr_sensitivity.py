@@ -45,7 +45,7 @@ def main() -> int:
     raw = yaml.safe_load((tree / args.params).read_text())
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    by_shape = {r.shape.shape_id: r for r in cfg.validation_runs}
+    by_shape = {r.shape.shape_id: r for r in cfg.validation_runs if not r.replicate}  # the seed-0 runs
     missing = [s for s in args.shapes if s not in by_shape]
     if missing:
         raise SystemExit(f"not validation runs of {args.params}: {', '.join(missing)} (select.validate trains them)")

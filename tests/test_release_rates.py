@@ -13,7 +13,7 @@ from morph.report.contrasts import paired_noise
 from morph.report.decide import decide
 
 DRAWS = 1200
-DELTA = 0.045  # 1% of a baseline loss of 4.5: the default margin on the default experiment
+DELTA = 0.09  # 2% of a baseline loss of 4.5: the default margin on the default experiment
 SEEDS = 3
 # Four feasible candidates, fastest first, and a slow baseline: the default experiment's latencies.
 LATENCY = {"c1": 0.35, "c2": 0.46, "c3": 0.73, "c4": 0.78}
@@ -36,7 +36,12 @@ def simulate(truth: dict[str, float], base_truth: float, run_sd: float, seed_sd:
         yield decide(shapes, {"mean_loss": float(np.mean(by_name["base"])), "latency_s": BASE_LATENCY}, noise, DELTA)
 
 
-@pytest.mark.parametrize("run_sd", [0.01, 0.02, 0.04])
+# Run noise from well inside delta to the default experiment's measured D_C noise (0.032 over its steady shapes,
+# 0.064 with a shape whose seeds differ widely) and beyond.
+NOISES = [0.02, 0.032, 0.064, 0.08]
+
+
+@pytest.mark.parametrize("run_sd", NOISES)
 def test_matches_is_rarely_said_of_a_release_worse_than_the_baseline_beyond_delta(run_sd):
     """Every candidate truly worse than the baseline by just over delta (the hardest case): the release, which is
     then always truly worse beyond delta, is said to match in at most 5% of draws. With only the fast two worse,
@@ -48,7 +53,7 @@ def test_matches_is_rarely_said_of_a_release_worse_than_the_baseline_beyond_delt
         assert wrong / DRAWS <= RATE + SLACK, (truth, wrong)
 
 
-@pytest.mark.parametrize("run_sd", [0.01, 0.02])
+@pytest.mark.parametrize("run_sd", NOISES[:3])
 def test_release_is_rarely_worse_than_the_best_feasible_beyond_delta(run_sd):
     """The fast shapes truly worse than the best by more than delta, the slow ones best: the release is truly worse
     than the best by more than delta in at most 5% of draws, and it is never a faster shape merely because the
@@ -59,7 +64,7 @@ def test_release_is_rarely_worse_than_the_best_feasible_beyond_delta(run_sd):
     assert bad / DRAWS <= RATE + SLACK, bad
 
 
-@pytest.mark.parametrize("run_sd", [0.01, 0.02, 0.04])
+@pytest.mark.parametrize("run_sd", NOISES)
 def test_the_claim_within_delta_of_the_best_holds_at_its_stated_rate(run_sd):
     """Whatever the noise: when the decision claims its release is within delta of the best, it is wrong in at
     most 5% of draws."""
@@ -71,11 +76,11 @@ def test_the_claim_within_delta_of_the_best_holds_at_its_stated_rate(run_sd):
 
 
 def test_equal_arms_match_at_least_half_the_time_with_three_seeds():
-    """No information: every shape and the baseline truly equal. With r = 3 paired seeds and the run noise of
-    the default experiment's D_C runs (about 0.011 per paired difference, twice that here), the release
-    matches in at least half the draws, and the fastest shape is released in most of them."""
+    """No information: every shape and the baseline truly equal. With r = 3 paired seeds and the run noise the
+    default experiment measured at D_C over its steady shapes (0.032), the release matches in at least half the
+    draws, and the fastest shape is released in most of them."""
     truth = dict.fromkeys(LATENCY, 4.5)
-    decisions = list(simulate(truth, 4.5, 0.016, 0.02, seed=4))
+    decisions = list(simulate(truth, 4.5, 0.032, 0.02, seed=4))
     matches = sum(d["verdict"] == "matches" for d in decisions) / DRAWS
     fastest = sum(d["shape"]["shape_id"] == "c1" for d in decisions) / DRAWS
     assert matches >= 0.5, matches
@@ -85,5 +90,5 @@ def test_equal_arms_match_at_least_half_the_time_with_three_seeds():
 def test_a_bound_at_exactly_delta_is_calibrated():
     """A single candidate truly delta worse than the baseline: 'matches' comes out at the stated 5%, not far
     below it (a rule that never matched would pass the tests above)."""
-    rate = sum(d["verdict"] == "matches" for d in simulate({"c1": 4.5 + DELTA}, 4.5, 0.02, 0.02, seed=5)) / DRAWS
+    rate = sum(d["verdict"] == "matches" for d in simulate({"c1": 4.5 + DELTA}, 4.5, 0.032, 0.02, seed=5)) / DRAWS
     assert abs(rate - RATE) <= 2 * SLACK, rate

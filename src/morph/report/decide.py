@@ -13,7 +13,7 @@ simultaneously over every shape in contention (Bonferroni), since the release wa
 """
 from __future__ import annotations
 
-from morph.report.contrasts import LEVEL, Noise, mcb_upper, versus
+from morph.report.contrasts import LEVEL, Noise, mcb_upper, seeds_to_show_the_best, versus
 
 VERDICTS = ("matches", "worse", "inconclusive")
 RULE = ("the fastest trained feasible shape whose loss is shown, by Hsu's multiple comparisons with the best "
@@ -61,7 +61,8 @@ def release(shapes: list[dict], noise: Noise | None, margin: float) -> dict:
         pick, tied = best, [best["shape_id"]]
     return {"shape": pick, "within_margin_of_best": [c["shape_id"] for c in within], "best_measured": best["shape_id"],
             "mcb_upper": upper, "tied_in_speed": tied, "rule": RULE if within else FALLBACK_RULE,
-            "claims_within_margin_of_best": bool(within)}
+            "claims_within_margin_of_best": bool(within),
+            "seeds_to_show_the_best": None if within else seeds_to_show_the_best(len(shapes), noise, margin)}
 
 
 def decide(shapes: list[dict], baseline: dict, noise: Noise | None, margin: float) -> dict:
@@ -90,6 +91,7 @@ def decide_predicted(top: dict, baseline_latency_s: float, margin: float) -> dic
     test = {"delta_loss": gap.get("point"), "upper": upper, "lower": lower, "margin": margin, "verdict": verdict,
             "comparisons": 1, "better_beyond_noise": upper is not None and upper < 0, "seeds_to_decide": None}
     return {"shape": top, "within_margin_of_best": [], "best_measured": None, "mcb_upper": {}, "tied_in_speed": [],
+            "seeds_to_show_the_best": None,
             "rule": PREDICTED_RULE, "claims_within_margin_of_best": False, "verdict": verdict,
             "versus_baseline": test, "all_versus_baseline": {top["shape_id"]: test},
             "speedup": baseline_latency_s / speed(top["latency"])["latency_s"]}

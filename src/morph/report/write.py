@@ -211,6 +211,7 @@ def verdict_record(v: dict, chosen: dict, base: dict, noise, margin: float, cfg,
            "speedup": chosen["speedup_vs_baseline"], "speedup_interval": speedup_interval(chosen, base),
            "within_margin_of_best": v["within_margin_of_best"], "best_measured": v["best_measured"],
            "claims_within_margin_of_best": v["claims_within_margin_of_best"], "tied_in_speed": v["tied_in_speed"],
+           "seeds_to_show_the_best": v["seeds_to_show_the_best"],
            "mcb_upper": v["mcb_upper"], "versus_baseline": v["all_versus_baseline"]}
     return out | {"headline": headline(out, base["run_id"])}
 
@@ -256,7 +257,9 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     items = f"a seeded random {first['eval_limit']} items per task" if first["eval_limit"] else "every item"
     ranking = decision["ranking"]
     acc = v["accuracy"]
-    within = ", ".join(v["within_margin_of_best"]) or "none (no shape is shown within δ of the best)"
+    within = ", ".join(v["within_margin_of_best"]) or (
+        "none: at this noise no shape can be shown within δ of the best" + (
+            f"; about {v['seeds_to_show_the_best']} seeds per shape would" if v["seeds_to_show_the_best"] else ""))
     lines = [
         "# Shape decision",
         "",
@@ -270,7 +273,7 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         f"n_layers={chosen['shape']['n_layers']}; weights `{v['weights']}`). Rule: {rule['statement']}.",
         "",
         (f"Measured not-worse-than-best set (within δ of the best measured, {v['best_measured']}): {within}. "
-         f"Tied in speed with the release (overlapping p10-p90 latency): {', '.join(v['tied_in_speed'])}."
+         f"Tied in speed with the release (overlapping timing intervals): {', '.join(v['tied_in_speed'])}."
          if v["basis"] == "measured" else
          "Predicted, not measured: select.validate is none, so no candidate ran with seeds at D_C; the verdict rests "
          "on the law's bootstrap interval alone."),

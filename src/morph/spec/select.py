@@ -77,7 +77,7 @@ class Select(Knobs):
     # seed (seed j of every shape shares init seed and data order), when select.validate trains any.
     seeds: int = rule(3, min=1)
     # Pre-registered before any loss is seen: how much worse than the baseline (or the best) still counts as equal.
-    margin: Margin = rule(Margin(0.01))
+    margin: Margin = rule(Margin(0.02))
 
     @property
     def cap(self) -> float:

@@ -14,7 +14,6 @@ from morph.errors import MorphError
 from morph.io import read_json
 from morph.report.contrasts import Noise, paired_noise
 from morph.spec.artifacts.train import RUN_METRICS
-from morph.spec.expand import replicate_id
 
 
 def losses(runs_dir: Path, run_ids: list[str], seed: int) -> list[float]:
@@ -46,14 +45,13 @@ def check_selection(selection: dict, path: str) -> None:
 
 def shapes(cfg, selection: dict, runs_dir: Path) -> list[dict]:
     """Each candidate trained at D_C (feasible or not), with its runs (seed order), losses and mean."""
-    seeds = cfg.target_seeds
     by_shape = {c["shape_id"]: c for c in selection["candidates"]}
     runs: dict[str, list[str]] = {}
     for r in cfg.validation_runs:
         runs.setdefault(r.shape.shape_id, []).append(r.run_id)
     for c in selection["candidates"]:
         if c.get("slot") and c["shape_id"] not in runs:
-            runs[c["shape_id"]] = [replicate_id(c["slot"], j) if j else c["slot"] for j in range(seeds)]
+            runs[c["shape_id"]] = list(cfg.slot_seeds(c["slot"]))
     out = []
     for shape_id, ids in runs.items():
         cand, values = by_shape[shape_id], losses(runs_dir, ids, cfg.seed)

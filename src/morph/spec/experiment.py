@@ -130,10 +130,14 @@ class Experiment:
         """Run directories for the top-k, filled at run time from results/selection.json."""
         return tuple(slot(i) for i in range(1, self.select.k + 1))
 
+    def slot_seeds(self, slot_name: str) -> tuple[str, ...]:
+        """One slot's run directories in seed order: top-1, top-1-r1, ..."""
+        return tuple(expand.replicate_id(slot_name, r) if r else slot_name for r in range(self.target_seeds))
+
     @cached_property
     def slot_runs(self) -> tuple[str, ...]:
         """Run directories of the top-k slots under each target seed: top-1, top-1-r1, ..., top-2, ..."""
-        return tuple(expand.replicate_id(s, r) if r else s for s in self.slots for r in range(self.target_seeds))
+        return tuple(run for s in self.slots for run in self.slot_seeds(s))
 
     @cached_property
     def evaluated_models(self) -> tuple[str, ...]:

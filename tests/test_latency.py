@@ -168,8 +168,9 @@ def _expect_refusal(capsys, tmp_path, message: str, shape: str = "d40-l1", **lat
 
 
 def test_prompt_plus_output_longer_than_positions(capsys, tmp_path):
-    _expect_refusal(capsys, tmp_path, "latency.prompt_len + latency.new_tokens = 100 + 64 = 164 exceeds "
-                    "model.max_position_embeddings = 128", prompt_len=100, new_tokens=64)
+    """Refused by the experiment loader, so before any job starts."""
+    _expect_refusal(capsys, tmp_path, "latency.new_tokens: prompt_len 100 + new_tokens 64 exceeds "
+                    "model.max_position_embeddings=128", prompt_len=100, new_tokens=64)
 
 
 def test_float16_on_cpu_is_refused(capsys, tmp_path):

@@ -85,7 +85,8 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
     verdict = {"kind": "matches", "basis": "measured", "headline": "MATCHES", "weights": "runs/x/model",
                "within_margin_of_best": ["d64-l2"], "best_measured": "d64-l2", "tied_in_speed": ["d64-l2"],
                "accuracy": {"delta": 0.0, "interval": [0.0, 0.0]}, "comparisons": 1, "margin": 0.03,
-               "mcb_upper": {"d64-l2": 0.0}, "versus_baseline": {}}
+               "mcb_upper": {"d64-l2": 0.0}, "versus_baseline": {}, "seeds_to_show_the_best": None,
+               "by_backend": {}, "disturbed_timings": []}
     decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0,
                             "latency_rule": "select.latency_budget_s", "k": 1},
                 "law": "inference-aware", "chosen": model, "models": [model], "candidates": [],

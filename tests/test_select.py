@@ -182,6 +182,20 @@ def test_each_serving_stack_gets_its_own_release_and_the_report_says_when_it_cha
     assert line.startswith("**The decision depends on the serving stack** (T_C judged on hf)")
 
 
+def test_the_released_weights_are_the_run_directory_that_was_measured():
+    """A release measured through its top-k slot (select.validate a count) has its weights in runs/top-1, though
+    its metrics name the run id the slot trained."""
+    from conftest import CI_PARAMS
+    from morph.report.write import verdict_record
+    from morph.spec import experiment
+
+    d = decide([shape("d72-l4", 4.35, 0.7)], BASE, NOISE, DELTA)
+    model = {"run_id": "d72-l4-D800k", "latency": {"median_s": 0.7}, "speedup_vs_baseline": 2.0}
+    base = {"run_id": "d56-l8-D800k", "mean_loss": 4.47, "latency": {"median_s": 1.4}}
+    record = verdict_record(d, model, "top-1", base, NOISE, DELTA, experiment.load(CI_PARAMS), predicted=False)
+    assert record["weights"] == "runs/top-1/model" and record["released"] == "d72-l4-D800k"
+
+
 def test_without_noise_nothing_is_claimed():
     d = decide([shape("a", 4.40, 0.5), shape("b", 4.30, 0.9)], BASE, None, DELTA)
     assert d["shape"]["shape_id"] == "b" and not d["claims_within_margin_of_best"]

@@ -20,7 +20,7 @@ from morph.spec.artifacts.evaluate import EVAL_DIR, eval_json, lm_eval_out
 from morph.spec.artifacts.latency import LATENCY_CSV
 from morph.spec.artifacts.report import DECISION, HINDSIGHT_FIGURE, REPORT_FIGURES, REPORT_MD, SUMMARY
 from morph.spec.artifacts.select import SELECTION, slot
-from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV
+from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUNS, RUNS_CSV, run_model
 
 
 def add_arguments(p):
@@ -195,13 +195,14 @@ def hindsight_lines(h: dict | None) -> list[str]:
     return out
 
 
-def verdict_record(v: dict, chosen: dict, base: dict, noise, margin: float, cfg, predicted: bool) -> dict:
-    """The verdict as morph1b.json carries it: the release, its test against the baseline with delta, sigma and
-    its df, r, and the speed-up, each with its interval, and the one line that says it all."""
+def verdict_record(v: dict, chosen: dict, chosen_dir: str, base: dict, noise, margin: float, cfg,
+                   predicted: bool) -> dict:
+    """The verdict as morph1b.json carries it: the release (whose run directory is `chosen_dir`), its test against
+    the baseline with delta, sigma and its df, r, and the speed-up, each with its interval, and the one line that
+    says it all."""
     test, m = v["versus_baseline"], cfg.select.margin
-    rel = chosen["run_id"].split("/")[-1]
     out = {"kind": v["verdict"], "basis": "predicted, not measured" if predicted else "measured",
-           "released": chosen["run_id"], "shape_id": v["shape"]["shape_id"], "weights": f"{RUNS}/{rel}/{RUN_MODEL}",
+           "released": chosen["run_id"], "shape_id": v["shape"]["shape_id"], "weights": run_model(chosen_dir),
            "margin": margin, "margin_rule": (f"{m.value:g} x the baseline's mean held-out loss {base['mean_loss']:.4f}"
                                              if m.of == "baseline_loss" else f"{m.value:g} (absolute)"),
            "delta_loss": test["delta_loss"], "upper": test["upper"], "lower": test["lower"],
@@ -443,7 +444,7 @@ def run(args):
     draws = paired_draws(per_item, ev.bootstrap, cfg.seed)
     for m in models:
         m["avg_accuracy_interval"] = interval(draws[m["run_id"]], ev.confidence)
-    chosen = next(m for m in models if m["role"] == "release")
+    chosen, chosen_dir = next((m, name) for m, (name, _, _) in zip(models, roles) if m["role"] == "release")
     base_model = models[-1]
     if chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
@@ -455,7 +456,7 @@ def run(args):
     inputs += [runs_dir / rid / RUN_METRICS for meas in (*shapes, base) for rid in meas["runs"]]
     acc_delta = draws[chosen["run_id"]] - draws[base_model["run_id"]]
     decision = {
-        "verdict": verdict_record(verdict, chosen, base_model, noise, margin, cfg, predicted) | {
+        "verdict": verdict_record(verdict, chosen, chosen_dir, base_model, noise, margin, cfg, predicted) | {
             "by_backend": stacks, "latency_backend": cfg.select.latency_metric,
             "disturbed_timings": [m["shape_id"] for m in models if m["latency"].get("disturbed")],
             "accuracy": {"delta": chosen["avg_accuracy"] - base_model["avg_accuracy"],

@@ -268,14 +268,19 @@ def test_collect_refuses_a_measurement_of_another_shape(measured, tmp_path, caps
     assert not (tmp_path / "l.csv").exists() and not (tmp_path / "m.json").exists()
 
 
+def hf_beside(tmp_path, backend: str, repeats: int) -> dict:
+    """d40-l1's latency record's backends, `backend` timed beside hf: 8 prompt tokens, 8 new, batches 1 and 2."""
+    params = write_params(tmp_path / "p.yaml", backends=["hf", backend], prompt_len=8, new_tokens=8,
+                          ttft=True, batch_sizes=[1, 2], repeats=repeats, warmup=1)
+    assert morph("latency", "--params", params, "--shape", "d40-l1", "--out", tmp_path / "d40-l1.json",
+                 "--no-progress") == 0
+    return json.loads((tmp_path / "d40-l1.json").read_text())["backends"]
+
+
 @pytest.mark.slow  # inductor compiles the decode step: ~10 s with a warm cache, about a minute cold
 def test_static_backend_compiles_and_generates_the_same_tokens(tmp_path):
     # Two batch sizes interleaved in every repetition: each keeps its cache, so nothing compiles while timed.
-    params = write_params(tmp_path / "p.yaml", backends=["hf", "static"], prompt_len=8, new_tokens=8,
-                          ttft=True, batch_sizes=[1, 2], repeats=3, warmup=1)
-    assert morph("latency", "--params", params, "--shape", "d40-l1", "--out", tmp_path / "d40-l1.json",
-                 "--no-progress") == 0
-    rec = json.loads((tmp_path / "d40-l1.json").read_text())["backends"]
+    rec = hf_beside(tmp_path, "static", repeats=3)
     static = rec["static"]
     assert static["details"]["compiled"] and static["details"]["cache"].startswith("static")
     assert static["details"]["warmup_events"]["compilations"] >= 1
@@ -360,11 +365,7 @@ def test_graph_backend_decodes_hfs_greedy_tokens_exactly(shape):
 
 
 def test_graph_backend_in_a_latency_record(tmp_path):
-    params = write_params(tmp_path / "p.yaml", backends=["hf", "graph"], prompt_len=8, new_tokens=8,
-                          ttft=True, batch_sizes=[1, 2], repeats=2, warmup=1)
-    assert morph("latency", "--params", params, "--shape", "d40-l1", "--out", tmp_path / "d40-l1.json",
-                 "--no-progress") == 0
-    rec = json.loads((tmp_path / "d40-l1.json").read_text())["backends"]
+    rec = hf_beside(tmp_path, "graph", repeats=2)
     assert rec["graph"]["generated_tokens"] == rec["hf"]["generated_tokens"]
     assert rec["graph"]["details"]["cuda_graphs"] is False and rec["graph"]["settings"]["full_b2"]["median"] > 0
 

@@ -97,15 +97,9 @@ def mcb_upper(means: dict[str, float], noise: Noise | None, level: float = LEVEL
     return {i: max(0.0, means[i] - min(means[j] for j in names if j != i) + c) for i in names}
 
 
-def seeds_to_show_the_best(n_shapes: int, noise: Noise | None, margin: float, level: float = LEVEL) -> int | None:
-    """Seeds per shape at which the best shape's MCB bound, c * sd * sqrt(2 / r), would fall to delta if the sd
-    stayed where it is (c at today's df): the precision that 'within delta of the best' needs here."""
+def seeds_to_show_the_best(n_shapes: int, noise: Noise | None, margin: float) -> int | None:
+    """Seeds per shape at which the best shape's MCB bound, c * se, would fall to delta if the sd stayed where it
+    is: the precision that 'within delta of the best' needs here."""
     if noise is None or n_shapes < 2:
         return None
-    return max(noise.seeds + 1, math.ceil(2 * (t_quantile(noise, n_shapes - 1, level) * noise.sd / margin) ** 2))
-
-
-def within_margin_of_best(means: dict[str, float], noise: Noise | None, margin: float) -> list[str]:
-    """The shapes shown, simultaneously at LEVEL, to be at most delta worse than the best: each one's MCB upper
-    bound is at most delta."""
-    return [name for name, upper in mcb_upper(means, noise).items() if upper is not None and upper <= margin]
+    return seeds_to_decide(0.0, margin, noise, n_shapes - 1)

@@ -40,8 +40,8 @@ def _latency_band(c: dict) -> tuple[float, float]:
 
 
 def fastest(shapes: list[dict]) -> tuple[dict, list[str]]:
-    """The fastest shape by median latency, or, among the shapes whose latency interval overlaps its interval,
-    the one with the lowest mean loss; with the names of those tied in speed."""
+    """The fastest shape by its speed statistic (`speed`), or, among the shapes whose latency interval overlaps
+    its interval, the one with the lowest mean loss; with the names of those tied in speed."""
     quickest = min(shapes, key=lambda c: (c["latency_s"], c["mean_loss"]))
     low, high = _latency_band(quickest)
     tied = [c for c in shapes if _latency_band(c)[0] <= high and _latency_band(c)[1] >= low]

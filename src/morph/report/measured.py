@@ -66,6 +66,11 @@ def baseline(cfg, runs_dir: Path) -> dict:
     return {"run_id": ids[0], "runs": ids, "losses": values, "mean_loss": float(np.mean(values))}
 
 
+def grid_df(floor: dict) -> int:
+    """The degrees of freedom of the grid replicates' pooled sd (a selection's `noise`)."""
+    return sum(r["seeds"] - 1 for r in floor["replicated_runs"])
+
+
 def noise(measured: list[dict], base: dict, selection: dict) -> Noise | None:
     """The paired noise of the D_C runs when there are seeds to estimate it from; otherwise the grid replicates'
     run-to-run sd (cheaper runs, unpaired: a difference of single runs then has sd times sqrt 2)."""
@@ -73,7 +78,7 @@ def noise(measured: list[dict], base: dict, selection: dict) -> Noise | None:
     if paired is not None:
         return paired
     floor = selection["noise"]
-    df = sum(r["seeds"] - 1 for r in floor["replicated_runs"])
+    df = grid_df(floor)
     if floor["loss_sd"] is None or df < 1:
         return None
     return Noise(floor["loss_sd"], df, 1, "the grid's seed replicates (grid.replicates), unpaired and cheaper "

@@ -156,9 +156,8 @@ def noise_floor(noise: dict) -> list[str]:
         return [f"Noise floor: no replicated runs (grid.replicates), so no run-to-run sd; {cv}."]
     runs = ", ".join(f"{r['run_id']} over {r['seeds']} seeds: sd {r['loss_sd']:.4f}, range {r['loss_range']:.4f}"
                      for r in noise["replicated_runs"])
-    df = sum(r["seeds"] - 1 for r in noise["replicated_runs"])
     return [f"Noise floor of the grid (the law's, not the verdict's): run-to-run sd of the held-out loss "
-            f"{noise['loss_sd']:.4f}, df {df} ({runs}); {cv}."]
+            f"{noise['loss_sd']:.4f}, df {measured.grid_df(noise)} ({runs}); {cv}."]
 
 
 def hindsight_lines(h: dict | None) -> list[str]:
@@ -437,7 +436,7 @@ def run(args):
         models.append(entry | {"seed_losses": meas["losses"], "seed_runs": meas["runs"], "mean_loss": meas["mean_loss"],
                                "law_rank": cand.get("rank"), "slot": cand.get("slot")})
     for m in models:
-        m["speedup_vs_baseline"] = speed(models[-1]["latency"])["latency_s"] / speed(m["latency"])["latency_s"]
+        m["speedup_vs_baseline"] = base_speed / speed(m["latency"])["latency_s"]
     ev = cfg.evaluate
     per_item = {m["run_id"]: item_scores(read_json(eval_json(name, eval_dir)), Path(lm_eval_out(name, eval_dir)))
                 for m, (name, _, _) in zip(models, roles)}

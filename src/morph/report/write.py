@@ -423,7 +423,7 @@ def run(args):
     release = verdict["shape"]
     stacks = {} if predicted else per_stack(
         [m | {"latency_by_backend": m["candidate"].get("latency_by_backend", {})} for m in shapes
-         if m["candidate"]["within_tolerance"] and m["candidate"]["params"] <= cfg.select.cap],
+         if cfg.select.within_params(m["candidate"])],
         {"mean_loss": base["mean_loss"], "latency_by_backend": selection["baseline"].get("latency_by_backend", {})},
         noise, margin, cfg.select.latency_budget_for)
     # Every model lm-eval scored that the decision speaks of: the measured feasible shapes and the baseline.

@@ -150,7 +150,7 @@ def by_backend(cands: dict, sel: Select) -> dict:
     out = {}
     for backend, base in cands["baseline"].get("latency_by_backend", {}).items():
         t_c = sel.latency_budget_for(base["median_s"])
-        fits = sorted((c for c in cands["candidates"] if c["within_tolerance"] and c["params"] <= sel.cap
+        fits = sorted((c for c in cands["candidates"] if sel.within_params(c)
                        and backend in c["latency_by_backend"] and c["latency_by_backend"][backend]["median_s"] <= t_c),
                       key=lambda c: (c["predicted_loss"], c["shape_id"]))
         out[backend] = {"latency_budget_s": t_c, "ranked": [c["shape_id"] for c in fits],

@@ -84,6 +84,10 @@ class Select(Knobs):
         """The parameter cap: N_C plus the tolerance."""
         return self.params * (1 + self.tolerance)
 
+    def within_params(self, cand: dict) -> bool:
+        """A candidate (as `morph candidates` describes it) inside N_C's tolerance and under its cap."""
+        return cand["within_tolerance"] and cand["params"] <= self.cap
+
     def latency_budget_for(self, base_latency: float) -> float:
         """T_C in seconds against the baseline's latency on one machine and serving stack."""
         if self.latency_budget_s is not None:

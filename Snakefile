@@ -2,7 +2,7 @@
 # `morph dvc-yaml` writes dvc.yaml from): rules/stages.smk makes one rule per row.
 #   snakemake -j8 results/morph1b.json                       (the default experiment, params.yaml)
 #   snakemake -j2 results/morph1b.json --configfile configs/ci.yaml (the target first)
-#   snakemake --report report.html [--configfile ...]          (after a run: every figure, its rule and params)
+#   snakemake --report report.html [--configfile ...]          (after a run: the verdict first, then each result)
 report: "report/workflow.rst"
 
 

@@ -1,4 +1,5 @@
 # The validated experiment, and the checks and helpers every rule shares.
+import functools
 import json
 import os
 import shlex
@@ -8,10 +9,11 @@ from pathlib import Path
 from morph import process_lock
 from morph.errors import MorphError
 from morph.spec import experiment as morph_experiment
+from morph.workflow import dvc_sync
 from morph.workflow import pipeline
 from morph.workflow import preflight
+from morph.workflow import snakemake_report
 from morph.workflow import snakemake_timers
-from morph.spec.artifacts.common import CAPTIONS, FIGURES
 
 # `--configfile X` picks the experiment file; its path is passed to every command, and the same
 # loader validates it. Commands read that file themselves, so anything Snakemake would merge on
@@ -35,6 +37,8 @@ if workflow.is_main_process:
         lambda pid: f".snakemake/morph.lock: another Snakemake (pid {pid}) is running in this tree; wait for it "
                     f"to finish, or stop it (kill {pid}) and rerun. Do not pass --unlock or --rerun-incomplete "
                     "while it runs: both runs would write the same outputs")
+    # In a DVC tree, DVC's lock too: `dvc repro` is refused while this runs, and this while it runs (dvc_sync).
+    DVC_LOCK = dvc_sync.hold()
     preflight.sources(CFG)
 
 
@@ -43,8 +47,9 @@ def _newest(folder):
 
 
 # DVC rewrites or restores outputs without Snakemake's records, which then sees them as new and would
-# retrain. Say how to adopt such a tree instead.
-if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > _newest(".snakemake/metadata"):
+# retrain. Say how to adopt such a tree instead (dvc.lock written by this workflow's own onsuccess is no sign).
+if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > max(
+        _newest(".snakemake/metadata"), dvc_sync.RECORDED.stat().st_mtime if dvc_sync.RECORDED.is_file() else 0.0):
     print(f"morph: dvc.lock is newer than Snakemake's records. If `dvc status` is clean, adopt DVC's outputs "
           f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {shlex.quote(PARAMS)}",
           file=sys.stderr)
@@ -56,8 +61,11 @@ onstart:
                     frozenset(job.rule.name for job in workflow.dag.needrun_jobs()), workflow.local_exec)
 
 # Snakemake would wait up to a second for its rate limiter's last timer before exiting (snakemake_timers).
+# In a DVC tree, the jobs of this run, all current now, are recorded in dvc.lock: DVC sees what Snakemake built.
 onsuccess:
     snakemake_timers.cancel_pending()
+    dvc_sync.record(DVC_LOCK, dvc_sync.stage_names(((job.rule.name, job.wildcards_dict) for job in workflow.dag.jobs),
+                                                   CFG, PARAMS), CFG, PARAMS)
 
 onerror:
     snakemake_timers.cancel_pending()
@@ -69,17 +77,28 @@ if "machine" not in workflow.global_resources:
     workflow.register_resource("machine", MACHINE)
 
 def outputs(node):
-    """A node's outputs as the table declares them: folders marked as such, and each figure marked for
-    `snakemake --report`, which embeds it with its caption (report/captions/<name>.rst), rule and params."""
-    return [directory(o) if o in node.directories else figure(node, o) if o.startswith(f"{FIGURES}/") else o
-            for o in node.outs]
+    """A node's outputs as the table declares them: folders marked as such, and each figure and decision file
+    marked for `snakemake --report`, which embeds it under its category with its caption, rule and params."""
+    return [directory(o) if o in node.directories else report(o, **snakemake_report.marking(o, workflow.basedir))
+            if snakemake_report.reported(o) else o for o in node.outs]
 
 
-def figure(node, path):
-    caption = os.path.join(workflow.basedir, CAPTIONS, f"{os.path.splitext(os.path.basename(path))[0]}.rst")
-    if not os.path.isfile(caption):
-        raise MorphError(f"{caption}: no caption for the figure {path}; write one (a few sentences of reST)")
-    return report(path, caption=caption, category=node.stage)
+# The report's front page (report/workflow.rst) states the decision; Snakemake renders it with this config.
+config[snakemake_report.DECISION_KEY] = snakemake_report.Decision()
+
+
+class Unrecorded:
+    """A rule param that Snakemake's params rerun-trigger leaves out (it records only builtin values), while the
+    shell command still formats it in."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+EXPERIMENT = "<experiment file>"  # what the recorded commands hold in place of its name
 
 
 def sliced_params(node):

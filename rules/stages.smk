@@ -4,10 +4,21 @@
 RANKS = pipeline.train_ranks(CFG)  # how a training job's ranks start: train.devices x train.num_nodes
 
 
-def node_of(stage):
+def node_of(stage, params=PARAMS):
     """The stage's node for a job's wildcards (its only node, for a singleton)."""
     wildcard = stage.wildcard[0]
-    return lambda wc: stage.node(CFG, PARAMS, wc[wildcard] if wildcard else "")
+    return lambda wc: stage.node(CFG, params, wc[wildcard] if wildcard else "")
+
+
+@functools.cache
+def folder_records():
+    return pipeline.folder_records(pipeline.all_nodes(CFG, PARAMS))  # on first use: a second for the paper's grid
+
+
+def inputs(node):
+    """A node's inputs; a folder it reads with a file written beside it is judged through that file (ancient)."""
+    deps = set(node.deps)
+    return [ancient(d) if folder_records().get(d, frozenset()) & deps else d for d in node.deps]
 
 
 for stage in pipeline.STAGES:
@@ -17,10 +28,13 @@ for stage in pipeline.STAGES:
     suffix = f"/{{{key}}}" if key else ""
     rule:
         name: stage.name
-        input: (lambda node: lambda wc: node(wc).deps)(node_of(stage))
+        input: (lambda node: lambda wc: inputs(node(wc)))(node_of(stage))
         output: outputs(template)
         params:
-            cmd=(lambda node: lambda wc: node(wc).cmd)(node_of(stage)),
+            # The command runs with the experiment file's name but is recorded without it (Unrecorded): a copy
+            # of the file under another name reruns nothing; its content reaches the trigger through cfg.
+            cmd=(lambda node: lambda wc: Unrecorded(node(wc).cmd))(node_of(stage)),
+            recorded_cmd=(lambda node: lambda wc: node(wc).cmd)(node_of(stage, EXPERIMENT)),
             cfg=(lambda node: lambda wc: sliced_params(node(wc)))(node_of(stage)),
             launch=RANKS.launch if stage.ranks else "",
         threads: stage.threads(CFG)

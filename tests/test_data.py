@@ -208,7 +208,7 @@ def test_the_graphs_scatter_and_gather_equal_one_process(ci_data, ci_cfg, tmp_pa
     sample, out = ci_data / "sample", tmp_path / "tokens"
     with contextlib.chdir(ROOT):
         assert cli.main(["tokenizer", "--params", str(CI_PARAMS), "--sample", str(sample),
-                         "--out", str(out / "tokenizer")]) == 0
+                         "--out", str(out / "tokenizer"), "--summary", str(out / "tokenizer.summary.json")]) == 0
         for name in ci_cfg.sample_shards:
             assert cli.main(["tokenize-shard", "--params", str(CI_PARAMS), "--tokenizer", str(out / "tokenizer"),
                              "--shard", str(sample / f"{name}.jsonl.zst"), "--out", str(out / f"{name}.bin"),

@@ -2,18 +2,26 @@
 that bookkeeping files would change, and text read or written under an ASCII locale."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import CI_PARAMS, write_params
+from conftest import CI_PARAMS, ROOT, write_params
+from morph import cli
 from morph.errors import MorphError
-from morph.io import sha256_tree
+from morph.io import provenance, sha256_tree, write_json
+from morph.law import laws
 from morph.spec import experiment
-from morph.workflow import preflight
+from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
+from morph.spec.artifacts.report import DECISION
+from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS
+from morph.workflow import pipeline, preflight
+from test_faults import snapshot, tree
 
 
 def test_a_folder_hash_ignores_the_orchestrators_bookkeeping(tmp_path):
@@ -81,3 +89,122 @@ def test_a_missing_extra_is_named_before_evaluate_starts(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else real(name, *a))
     with pytest.raises(MorphError, match=r"lm-eval is not installed.*pip install -e '\.\[eval\]'"):
         preflight.runnable(exp, frozenset({"evaluate"}), local=True)
+
+
+def fake_metrics(root, exp, loss: float = 4.84) -> None:
+    """A metrics.json for every grid run, with the fields collect reads, as training writes them."""
+    for i, r in enumerate(exp.grid_runs):
+        write_json(root / f"runs/{r.run_id}/metrics.json", {
+            "run_id": r.run_id, "tokens": r.tokens, "val_loss": loss + i / 10, "train_loss_ema": loss,
+            "wall_s": 1.0, "tokens_per_s": 1.0, "mfu": 0.1, "seed": r.seed(exp.seed)})
+
+
+def morph(root, capsys, *argv: str) -> tuple[int, str]:
+    with contextlib.chdir(root):
+        code = cli.main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def test_a_metrics_file_edited_after_collect_is_refused_by_the_law(tmp_path, capsys):
+    """val_loss 4.84 -> 3.84 by hand still parses; the law names the file, keeps every output, and says how to
+    recover (restore or retrain it, or collect it again)."""
+    root = tree(tmp_path / "tree")
+    exp = experiment.load(root / "params.yaml")
+    fake_metrics(root, exp)
+    assert morph(root, capsys, "collect", "--params", "params.yaml")[0] == 0
+    rid = exp.grid_runs[0].run_id
+    metrics = root / f"runs/{rid}/metrics.json"
+    good = metrics.read_bytes()
+    metrics.write_bytes(good.replace(b'"val_loss": 4.84', b'"val_loss": 3.84'))
+    assert metrics.read_bytes() != good
+    before = snapshot(root)
+    code, err = morph(root, capsys, "laws", "--params", "params.yaml")
+    assert code == 2, err
+    assert (f"runs/{rid}/metrics.json: changed since collect read it into results/runs.csv (its sha256 differs from "
+            "results/runs.inputs.json's)") in err
+    assert f"snakemake -j1 --force runs/{rid}/metrics.json --configfile params.yaml" in err
+    assert f"dvc repro -f -s train-{rid}" in err and "dvc repro -f collect" in err and "Traceback" not in err
+    assert snapshot(root) == before and not (root / "results/law").exists()
+    with contextlib.chdir(root):
+        metrics.write_bytes(good)  # restored
+        laws.check_collected(RUNS_INPUTS, RUNS_CSV, "params.yaml")
+        metrics.write_bytes(good.replace(b'"val_loss": 4.84', b'"val_loss": 4.85'))  # a retrain, collected again
+        assert cli.main(["collect", "--params", "params.yaml"]) == 0
+        laws.check_collected(RUNS_INPUTS, RUNS_CSV, "params.yaml")
+    recorded = json.loads((root / RUNS_INPUTS).read_text())
+    assert recorded["params_read"] == json.loads(json.dumps({"grid": exp.params("grid")}))  # the slice collect reads
+
+
+CHECK = ("lineage", "--check", DECISION, "--params", "params.yaml")
+STALE = f"morph lineage: {DECISION} is stale: 1 record(s) behind it disagree with the experiment or the files"
+
+
+def decision_tree(root) -> None:
+    """A decision recording the latency table it read."""
+    tree(root)
+    with contextlib.chdir(root):
+        (root / LATENCY_CSV).parent.mkdir(parents=True)
+        (root / LATENCY_CSV).write_text("shape_id,median\nd40-l1,0.15\n")
+        write_json(DECISION, provenance([LATENCY_CSV]))
+
+
+def test_lineage_check_names_the_decision_an_input_changed_under(tmp_path, capsys):
+    root = tmp_path / "tree"
+    decision_tree(root)
+    assert morph(root, capsys, *CHECK)[0] == 0
+    with open(root / LATENCY_CSV, "a") as f:
+        f.write("\n")
+    code, err = morph(root, capsys, *CHECK)
+    assert code == 1 and f"{LATENCY_CSV}: changed since report read it" in err, err
+    assert STALE in err and f"`snakemake -j1 {DECISION} --configfile params.yaml` (or `dvc repro`)" in err
+
+
+def test_lineage_check_names_a_record_made_under_other_params_and_the_stale_decision(tmp_path, capsys):
+    """Records state the params their stage read (the table's slice); a record whose slice the experiment no
+    longer holds makes the decision behind it stale, though every hash still matches."""
+    from morph.io import reading_params
+
+    root = tmp_path / "tree"
+    decision_tree(root)
+    exp = experiment.load(root / "params.yaml")
+    with contextlib.chdir(root):  # as `morph latency-collect` writes it (the CLI sets the stage's params)
+        with reading_params(pipeline.params_read(exp, pipeline.STAGE["latency_collect"].reads)):
+            write_json(LATENCY_MODEL, provenance([]))
+    code, err = morph(root, capsys, *CHECK)
+    assert code == 0, err
+    good = (root / "params.yaml").read_bytes()
+    write_params(root / "params.yaml", {"latency.new_tokens": 16}, base=root / "params.yaml")
+    code, err = morph(root, capsys, *CHECK)
+    assert code == 1, err
+    assert ("results/latency_model.json: made under other params than params.yaml holds now (latency.new_tokens was "
+            "32, now 16); rerun it: `snakemake -j1 results/latency_model.json --configfile params.yaml` or `dvc repro "
+            "latency_collect`") in err
+    assert STALE in err
+    (root / "params.yaml").write_bytes(good)
+    assert morph(root, capsys, *CHECK)[0] == 0
+
+
+def test_experiment_file_not_found_names_the_working_directory(tmp_path, capsys):
+    code, err = morph(tmp_path, capsys, "grid")
+    assert code == 2
+    assert f"params.yaml: experiment file not found in {tmp_path}; run from the folder that holds it" in err, err
+
+
+def test_a_paper_scale_run_on_a_machine_without_a_gpu_is_warned_with_its_jobs_and_hours(monkeypatch):
+    """Before any job: the jobs planned and their training FLOPs as hours here and on GPUs; nothing for a small
+    experiment, a machine with a GPU, or jobs sent to a cluster."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    paper = ROOT / "configs/paper.yaml"
+    exp = experiment.load(paper)
+    everything = frozenset(o for n in pipeline.all_nodes(exp, "configs/paper.yaml") for o in n.outs)
+    said = preflight.cost_warning(exp, "configs/paper.yaml", everything, local=True)
+    assert said and said.startswith("configs/paper.yaml: 693 jobs planned, 66 of them training (2.65e+21 FLOPs)")
+    assert "hours here at this machine's measured matmul peak" in said and "H100-hours" in said
+    assert preflight.cost_warning(exp, "configs/paper.yaml", everything, local=False) is None
+    small = experiment.load(CI_PARAMS)
+    assert preflight.cost_warning(small, "configs/ci.yaml", frozenset(
+        o for n in pipeline.all_nodes(small, "configs/ci.yaml") for o in n.outs), local=True) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert preflight.cost_warning(exp, "configs/paper.yaml", everything, local=True) is None

@@ -328,7 +328,7 @@ def test_select_law_auto_fits_the_zoo_winner_and_select_predicts_with_it(tmp_pat
     assert c["predicted_loss"] == pytest.approx(float(law_truths.loss(
         auto["law"], auto["coefficients"], c["params"], cfg.select.tokens, c["d_model"], c["n_layers"],
         c.get("mlp_attention_ratio"))))
-    assert law_choice(sel).startswith(f" → {auto['law']} (lowest cross-validated error, MSE ")  # the report's line
+    assert law_choice(sel).startswith(f" → {auto['law']} (lowest cross-validated error, RMSE ")  # the report's line
     assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law",
                  out / "chinchilla.json", "--out", sel_out) == 2  # a fit the zoo did not choose
 

@@ -98,7 +98,9 @@ def _fsdp_rank(rank: int, world: int, init: str, out: str) -> None:
             torch.save(result, out)
             tokenizer = Path(out).parent / "tokenizer"
             tokenizer.mkdir()
-            save_model(model, {f"model.{k}": v for k, v in state.items()}, tokenizer, Path(out).parent / "model")
+            (tokenizer / "tokenizer_config.json").write_text("{}")
+            save_model(model, {f"model.{k}": v for k, v in state.items()}, tokenizer, Path(out).parent / "model",
+                       context=16, card="a two-rank FSDP test model")
     finally:
         dist.destroy_process_group()
 

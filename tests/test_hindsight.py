@@ -146,3 +146,56 @@ def test_a_form_whose_r_term_has_a_fixed_sign_never_identifies_the_r_effect(tmp_
     effect = run_select(tmp_path, law)["r_effect"]
     assert effect["interval"][0] > effect["practical"] > 0
     assert effect["identified"] is False and not effect["sign_free"] and "sign is fixed" in effect["statement"]
+
+
+def drawn(monkeypatch, module) -> list:
+    """The figures `module` saves, kept open instead of written."""
+    figs = []
+    monkeypatch.setattr(module, "save_png", lambda fig, path: figs.append(fig))
+    return figs
+
+
+def test_hindsight_figure_names_every_candidate_legibly_and_rings_the_release(monkeypatch):
+    """The law predicts top-1 and top-2 alike and they measure alike: labels beside the points would overlap. No two
+    texts in the figure overlap, every candidate is named once, and the release is the one marked so."""
+    trained = [{"shape_id": s, "slot": slot, "feasible": True, "predicted_loss": 4.55, "predicted_interval": None,
+                "measured_loss": loss} for s, slot, loss in (("d72-l4", "top-1", 4.372), ("d80-l3", "top-2", 4.371),
+                                                              ("d104-l1", None, 4.65))]
+    figs = drawn(monkeypatch, hindsight)
+    hindsight.plot({"trained": trained, "spearman": {"rho": 0.8}}, {"run_id": "base", "mean_loss": 4.48},
+                   Noise(sd=0.06, df=10, seeds=3, source="test"), "unused.png", released="d80-l3")
+    [fig] = figs
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert not [(a.get_text(), b.get_text()) for i, a in enumerate(texts) for j, b in enumerate(texts)
+                if i < j and boxes[i].overlaps(boxes[j])]
+    names = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for r in trained:
+        assert sum(n.startswith(r["shape_id"]) for n in names) == 1
+    assert [n for n in names if "released" in n] == ["d80-l3 (top-2), released"]
+
+
+def test_chance_levels_come_from_the_items_scored(tmp_path):
+    """Chance is the mean of 1 / choices over the items; the constant answer's rate is how often the most common gold
+    answer is the gold, and there is none where the gold is not a choice's continuation."""
+    from morph.report.uncertainty import task_levels
+
+    def item(i, answers, gold):
+        return {"doc_id": i, "target": gold, "arguments": [["ctx", a] for a in answers], "acc": 0.0}
+
+    rows = {"boolq": [item(i, [" no", " yes"], int(i % 4 != 0)) for i in range(8)],  # yes is the gold 6 times in 8
+            "arc": [item(0, ["a", "b", "c"], 0), item(1, ["d", "e", "f", "g", "h"], 1)],
+            "winogrande": [{"doc_id": 0, "target": "rest", "arguments": [["x", "rest"], ["y", "rest"]], "acc": 1.0}]}
+    summary = {"tasks": {}}
+    for task, items in rows.items():
+        (tmp_path / f"{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+        summary["tasks"][task] = {"acc": 0.0, **({"acc_norm": 0.0} if task != "winogrande" else {}),
+                                  "samples": f"{task}.jsonl"}
+    levels = task_levels(summary, tmp_path)
+    assert levels["boolq"] == {"metric": "acc_norm", "chance": 0.5, "constant_answer": 0.75}
+    assert levels["arc"]["chance"] == pytest.approx((1 / 3 + 1 / 5) / 2) and levels["arc"]["constant_answer"] == 0.5
+    assert levels["winogrande"] == {"metric": "acc", "chance": 0.5, "constant_answer": None}

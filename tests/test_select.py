@@ -1,6 +1,8 @@
 """Predict, rank, select: budgets, ranking, warnings and the no-feasible-candidate error."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from morph.errors import MorphError
@@ -70,38 +72,108 @@ def test_pareto_frontier_keeps_points_no_other_beats_on_both_axes():
     assert pareto(points) == [3, 0, 2]
 
 
+def model_entry(run_id, role, shape_id, accuracy: dict[str, float]) -> dict:
+    """A model as morph1b.json lists it, scored on `accuracy`'s tasks."""
+    return {"run_id": run_id, "role": role, "shape_id": shape_id, "params": 1000, "aspect_ratio": 32.0,
+            "predicted_loss": 3.1, "actual_loss": 3.2, "mean_loss": 3.2, "seed_losses": [3.2],
+            "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6}, "speedup_vs_baseline": 1.0,
+            "avg_accuracy": sum(accuracy.values()) / len(accuracy), "avg_accuracy_interval": [0.0, 1.0],
+            "accuracy": accuracy, "accuracy_stderr": dict.fromkeys(accuracy, 0.05), "eval_limit": None,
+            "eval_max_length": 64, "eval_too_long": dict.fromkeys(accuracy, 0), "shape": {"d_model": 64, "n_layers": 2}}
+
+
+def decision_record(models: list[dict], tasks: dict, verdict: dict | None = None) -> dict:
+    """A morph1b.json the report page renders: `models` first the release, `tasks` each task's levels."""
+    verdict = {"kind": "matches", "basis": "measured", "headline": "MATCHES", "weights": "runs/x/model",
+               "model_card": "results/model_card.md", "within_margin_of_best": ["d64-l2"], "best_measured": "d64-l2",
+               "tied_in_speed": ["d64-l2"], "accuracy": {"delta": 0.0, "interval": [0.0, 0.0]}, "comparisons": 1,
+               "margin": 0.03, "mcb_upper": {"d64-l2": 0.0}, "versus_baseline": {}, "seeds_to_show_the_best": None,
+               "by_backend": {}, "disturbed_timings": [], **(verdict or {})}
+    return {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0,
+                        "latency_rule": "select.latency_budget_s", "k": 1},
+            "law": "inference-aware", "params_count": "non-embedding", "chosen": models[0], "models": models,
+            "tasks": tasks, "candidates": [], "verdict": verdict,
+            "decision_rule": {"name": "measured", "statement": "fastest", "confidence": 0.95, "bootstrap": 10},
+            "ranking": {"informative": True, "basis": "point predictions", "statement": "one candidate"},
+            "r_effect": {"statement": "no bootstrap refits", "gamma": None},
+            "hindsight": None, "warnings": [], "law_warnings": [], "knobs": [],
+            "noise": {"loss_sd": None, "replicated_runs": [], "law_cv_rmse": None}}
+
+
+COPA = {"copa": {"metric": "acc_norm", "chance": 0.5, "constant_answer": None}}
+
+
 def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
     from pathlib import Path
 
     from morph.report.write import markdown
 
-    model = {"run_id": "d64-l2-D1M", "role": "release", "shape_id": "d64-l2", "params": 1000, "aspect_ratio": 32.0,
-             "predicted_loss": 3.1, "actual_loss": 3.2, "mean_loss": 3.2, "seed_losses": [3.2],
-             "latency": {"median_s": 0.5, "p10_s": 0.4, "p90_s": 0.6},
-             "speedup_vs_baseline": 1.0, "avg_accuracy": 0.5, "avg_accuracy_interval": [0.4, 0.6],
-             "accuracy": {"copa": 0.5}, "accuracy_stderr": {"copa": 0.05}, "eval_limit": None, "eval_max_length": 64,
-             "eval_too_long": {"copa": 0},
-             "shape": {"d_model": 64, "n_layers": 2}}
-    verdict = {"kind": "matches", "basis": "measured", "headline": "MATCHES", "weights": "runs/x/model",
-               "within_margin_of_best": ["d64-l2"], "best_measured": "d64-l2", "tied_in_speed": ["d64-l2"],
-               "accuracy": {"delta": 0.0, "interval": [0.0, 0.0]}, "comparisons": 1, "margin": 0.03,
-               "mcb_upper": {"d64-l2": 0.0}, "versus_baseline": {}, "seeds_to_show_the_best": None,
-               "by_backend": {}, "disturbed_timings": []}
-    decision = {"budgets": {"params": 1000, "tolerance": 0.1, "tokens": 10, "latency_s": 1.0,
-                            "latency_rule": "select.latency_budget_s", "k": 1},
-                "law": "inference-aware", "chosen": model, "models": [model], "candidates": [],
-                "verdict": verdict,
-                "decision_rule": {"name": "measured", "statement": "fastest", "confidence": 0.95,
-                                  "bootstrap": 10},
-                "ranking": {"informative": True, "basis": "point predictions", "statement": "one candidate"},
-                "r_effect": {"statement": "no bootstrap refits", "gamma": None},
-                "hindsight": None, "warnings": [], "law_warnings": [], "knobs": [],
-                "noise": {"loss_sd": None, "replicated_runs": [], "law_cv_rmse": None}}
+    decision = decision_record([model_entry("d64-l2-D1M", "release", "d64-l2", {"copa": 0.6})], COPA)
     page = tmp_path / "results" / "report.md"
     figs = [tmp_path / "results" / "figures" / "a.png", tmp_path / "elsewhere" / "b.png"]
     text = markdown(decision, figs, page)
     assert "![a](figures/a.png)" in text and "![b](../elsewhere/b.png)" in text
     assert markdown(decision, [Path("results/figures/a.png")], Path("results/report.md")).count("(figures/a.png)") == 1
+    assert "[model_card.md](model_card.md)" in markdown(decision, [], Path("results/report.md"))
+
+
+def table(text: str, headers: str) -> list[dict[str, str]]:
+    """The markdown table whose header starts with `headers` ("shape | Δ"), as one dict per row."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {headers}"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+def test_the_page_says_only_what_holds():
+    """A release better than the baseline beyond noise is said to be, in the headline and in its row, and no
+    weaker claim is made; the average and the per-task table use one metric; a score at or below chance (or below
+    always giving the most common answer) is marked; what N counts is stated."""
+    from conftest import CI_PARAMS
+    from morph.report.write import markdown, verdict_record
+    from morph.spec import experiment
+
+    d = decide([shape("better", BASE["mean_loss"] - 0.10, 0.5), shape("close", BASE["mean_loss"] - 0.002, 0.4)],
+               BASE, NOISE, DELTA)
+    tasks = {"boolq": {"metric": "acc", "chance": 0.5, "constant_answer": 0.62},
+             "hellaswag": {"metric": "acc_norm", "chance": 0.25, "constant_answer": 0.01},
+             "winogrande": {"metric": "acc", "chance": 0.5, "constant_answer": None}}
+    release, other = d["shape"]["shape_id"], ({"better", "close"} - {d["shape"]["shape_id"]}).pop()
+    release = model_entry(f"{release}-D1M", "release", release, {"boolq": 0.60, "hellaswag": 0.31, "winogrande": 0.50})
+    other = model_entry(f"{other}-D1M", "candidate", other, {"boolq": 0.66, "hellaswag": 0.24, "winogrande": 0.52})
+    base = model_entry("base-D1M", "baseline", "base", {"boolq": 0.64, "hellaswag": 0.25, "winogrande": 0.55})
+    record = verdict_record(d, release | {"speedup_vs_baseline": 2.0}, release["run_id"],
+                            {"run_id": "base-D1M", "mean_loss": BASE["mean_loss"], "latency": {"median_s": 1.0}},
+                            NOISE, DELTA, experiment.load(CI_PARAMS), predicted=False)
+    text = markdown(decision_record([release, other, base], tasks, record | {"model_card": "results/model_card.md",
+                                                                      "accuracy": {"delta": 0, "interval": [0, 0]},
+                                                                      "by_backend": {}, "disturbed_timings": []}),
+                    [], Path("results/report.md"))
+    assert d["versus_baseline"]["upper"] < 0 and "better than the baseline beyond noise" in record["headline"]
+    assert "within noise" not in text
+    rows = table(text, "shape")
+    for row in rows:
+        upper = float(row["bounds"].strip("[]").split(",")[1])
+        assert ("better beyond noise" in row["verdict"]) == (upper < 0), row
+    assert {r["shape"] for r in rows if "better beyond noise" in r["verdict"]} == {"better"}
+
+    per_task = {r["model"]: r for r in table(text, "model | boolq (acc)") if r["model"].endswith("-D1M")}
+    averages = {r["model"]: float(r[next(k for k in r if k.startswith("avg accuracy"))].split()[0])
+                for r in table(text, "model | role")}
+    assert len(per_task) == len(averages) == 3
+    for name, row in per_task.items():
+        cells = {t: row[f"{t} ({level['metric']})"] for t, level in tasks.items()}
+        assert averages[name] == pytest.approx(sum(float(c.split()[0]) for c in cells.values()) / len(cells), abs=1e-3)
+        for t, level in tasks.items():
+            score = float(cells[t].split()[0])
+            beaten = score > level["chance"] and score >= (level["constant_answer"] or 0)
+            assert cells[t].endswith("†") != beaten, (name, t, cells[t])
+    assert "the law's N counts the non-embedding parameters" in text
 
 
 def shape(shape_id, mean_loss, latency, band=0.0):

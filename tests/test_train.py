@@ -193,6 +193,24 @@ def test_run_writes_model_and_metrics(reference, tokens):
     assert model.generate(ids, max_new_tokens=4, do_sample=False).shape[1] == ids.shape[1] + 4
 
 
+def test_the_model_folder_carries_its_card_and_the_trained_context(reference, params):
+    """A folder others can use: AutoTokenizer caps inputs at the context the model was trained at, and the README is
+    a model card whose facts are the run's record."""
+    from huggingface_hub import ModelCard
+    from transformers import AutoTokenizer
+
+    out, m = reference
+    assert AutoTokenizer.from_pretrained(out / "model").model_max_length == experiment.load(params).model.seq_len
+    card = ModelCard.load(out / "model" / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
+    rows = [line.strip("|").split("|") for line in card.text.splitlines() if line.startswith("| ")]
+    header, values = [c.strip() for c in rows[0]], [c.strip() for c in rows[1]]
+    shape = dict(zip(header, values))
+    assert (int(shape["d_model"]), int(shape["n_layers"])) == (m["shape"]["d_model"], m["shape"]["n_layers"])
+    assert int(shape["N (non-embedding)"].replace(",", "")) == m["non_embedding_params"]
+    assert f"{m['val_loss']:.4f} nats per token" in card.text and f"{m['tokens_seen']:,} tokens" in card.text
+
+
 def test_same_seed_gives_the_same_losses_and_tensorboard_logs_the_curve(reference, tokens, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

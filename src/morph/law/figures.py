@@ -72,7 +72,7 @@ def predicted_vs_actual(df, fit_mask: np.ndarray, fits: dict, path: Path) -> Non
         ax.scatter(df["loss"][~fit_mask], pred[~fit_mask], facecolors="none", edgecolors="C3",
                    label="held out", zorder=3)
         held = res["metrics"]["heldout"]
-        ax.set(title=f"{name} (tie {res['tie']})" + (f"\nheld-out MSE {held['mse']:.2g}" if held else ""),
+        ax.set(title=f"{name} (tie {res['tie']})" + (f"\nheld-out RMSE {held['mse'] ** 0.5:.2g}" if held else ""),
                xlabel="actual loss", ylabel="predicted loss")
     pad = 0.02 * (hi - lo)
     for ax in axes[0]:
@@ -84,25 +84,31 @@ def predicted_vs_actual(df, fit_mask: np.ndarray, fits: dict, path: Path) -> Non
 
 def loss_vs_compute(df, fits: dict, path: Path) -> None:
     """Runs over C = 6ND, with each law's prediction per budget along N (shape-aware forms at the median R and
-    MLP-to-attention ratio)."""
+    MLP-to-attention ratio). A fit line is drawn along one budget, so runs are coloured by budget (and marked by
+    size) and each line takes its budget's colour."""
     plt = pyplot()
 
-    colors, markers = _size_colors(df), _budget_markers(df)
+    budgets = sorted(set(df["group"].str.split("-").str[-1]))
+    colors = {b: f"C{i % 10}" for i, b in enumerate(budgets)}
+    sizes = sorted(set(df["size"]))
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(sizes)}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     compute = 6.0 * df["params"] * df["tokens"]
     for group, g in df.groupby("group"):
         size, budget = g["size"].iloc[0], group.split("-")[-1]
-        ax.scatter(6.0 * g["params"] * g["tokens"], g["loss"], color=colors[size], marker=markers[budget],
+        ax.scatter(6.0 * g["params"] * g["tokens"], g["loss"], color=colors[budget], marker=markers[size],
                    zorder=3, label=f"N≈{size:.3g}, {budget}")
     n_grid = np.geomspace(df["params"].min() / 1.5, df["params"].max() * 1.5, 100)
-    ratios = sorted(set(df["multiplier"].dropna())) or [float(np.median(df["tokens"] / df["params"]))]
+    # each multiplier's budget label, as the runs' groups spell it
+    budget_of = {m: g.split("-")[-1] for m, g in zip(df["multiplier"], df["group"]) if np.isfinite(m)}
+    ratios = sorted(budget_of) or [float(np.median(df["tokens"] / df["params"]))]
     for name, res in fits.items():
-        for k, ratio in enumerate(ratios):
+        for ratio in ratios:
             d = ratio * n_grid
             shape = _shape_at(n_grid, df["R"].median())
             ax.plot(6.0 * n_grid * d, predict(res["coefficients"], n_grid, d, *shape, df[RATIO_COLUMN].median()),
-                    STYLES.get(name, ":"),
-                    color="grey", lw=1, label=f"{name} fit (D/N fixed)" if k == 0 else None)
+                    STYLES.get(name, ":"), color=colors.get(budget_of.get(ratio), "k"), lw=1)
+        ax.plot([], [], STYLES.get(name, ":"), color="k", label=f"{name} fit (D/N fixed; its budget's colour)")
     ax.set(xscale="log", xlabel="training compute C = 6·N·D (FLOP)", ylabel="loss",
            title="Loss against compute", xlim=(compute.min() / 3, compute.max() * 3))
     ax.legend(fontsize=7, ncol=2)
@@ -110,7 +116,8 @@ def loss_vs_compute(df, fits: dict, path: Path) -> None:
 
 
 def law_zoo(zoo: dict, path: Path) -> None:
-    """Each form's pooled held-out MSE per kind of fold, best form on top; a form that failed a fold gets no bar."""
+    """Each form's pooled held-out RMSE per kind of fold (the report's unit), best form on top; a form that failed
+    a fold gets no bar."""
     from morph.law.zoo import KINDS
 
     plt = pyplot()
@@ -118,16 +125,17 @@ def law_zoo(zoo: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(names)))
     height = 0.8 / len(kinds)
     for j, kind in enumerate(kinds):
-        mse = [zoo["forms"][n]["cv"][kind]["mse"] for n in names]
+        rmse = [zoo["forms"][n]["cv"][kind]["mse"] for n in names]
+        rmse = [m ** 0.5 if m is not None else None for m in rmse]
         y = np.arange(len(names)) + (j - (len(kinds) - 1) / 2) * height
-        ax.barh(y, [m if m is not None else 0.0 for m in mse], height, color=f"C{j}", label=KINDS[kind])
-        for yi, m in zip(y, mse):
+        ax.barh(y, [m if m is not None else 0.0 for m in rmse], height, color=f"C{j}", label=KINDS[kind])
+        for yi, m in zip(y, rmse):
             if m is None:
                 ax.text(0, yi, " a fold failed", va="center", fontsize=8)
     if zoo["noise"]:
-        ax.axvline(zoo["noise"]["mse"], color="k", ls="--", lw=1, label="run-to-run noise")
+        ax.axvline(zoo["noise"]["sd"], color="k", ls="--", lw=1, label="run-to-run noise sd")
     ax.set_yticks(np.arange(len(names)), names)
-    ax.set(xlabel="held-out MSE (pooled over folds)", title="Law zoo: cross-validated error per form")
+    ax.set(xlabel="held-out RMSE (pooled over folds)", title="Law zoo: cross-validated error per form")
     ax.legend(fontsize=8)
     save_png(fig, path)
 

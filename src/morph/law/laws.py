@@ -14,6 +14,7 @@ a run joins the current group while its N is within 10% of the group's smallest.
 """
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from morph.shape import shape_id
 from morph.spec import experiment
 from morph.spec.artifacts.common import FIGURES, PARAMS
 from morph.spec.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, LAW_DIR, PREDICTIONS, ZOO_JSON, ZOO_MD, law_json
-from morph.spec.artifacts.train import KNOB_COLUMNS, LAW_COLUMNS, RUNS_CSV
+from morph.spec.artifacts.train import KNOB_COLUMNS, LAW_COLUMNS, RUNS_CSV, RUNS_INPUTS
 from morph.spec.experiment import Experiment
 from morph.spec.law_names import AUTO, LAWS, PARAMS_COUNTS
 
@@ -37,11 +38,32 @@ ABLATION_TIES = ("all", "alpha-beta", "none")
 def add_arguments(p):
     p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--runs", default=RUNS_CSV, help="one row per trained run (morph collect)")
+    p.add_argument("--runs-inputs", help=f"the sha256 of every metrics.json collect read into --runs, checked "
+                                         f"before the fit (default: {RUNS_INPUTS} with the default --runs; none for "
+                                         "a table made elsewhere)")
     p.add_argument("--out-dir", default=LAW_DIR, help="where <law>.json and ablations.{json,md} go")
     p.add_argument("--figures", default=FIGURES, help="where the law figures go")
 
 
 # -- the table ----------------------------------------------------------------------------------------
+def check_collected(inputs: str | Path, runs: str | Path, params: str) -> None:
+    """Every metrics.json behind the runs table still holds the bytes collect read: one edited or replaced since
+    (a hand-edited loss still parses) would otherwise be fitted as collected, or not at all."""
+    from morph.io import read_json, sha256_file
+
+    again = (f"snakemake -j1 --force {shlex.quote(str(runs))} --configfile {shlex.quote(params)} "
+             "(or dvc repro -f collect)")
+    recorded = read_json(inputs, f"rebuild it with the runs table: {again}")
+    for path, digest in (recorded.get("inputs", {}) if isinstance(recorded, dict) else {}).items():
+        if not Path(path).is_file() or sha256_file(path) != digest:
+            run_id = Path(path).parent.name
+            raise MorphError(
+                f"{path}: {'missing' if not Path(path).is_file() else 'changed'} since collect read it into {runs} "
+                f"(its sha256 differs from {inputs}'s); restore it, or retrain that run: snakemake -j1 --force "
+                f"{shlex.quote(path)} --configfile {shlex.quote(params)} (or dvc repro -f -s train-{run_id}); if it "
+                f"was retrained on purpose, collect it again: {again}")
+
+
 def read_runs(path: str | Path):
     import pandas as pd
 
@@ -291,6 +313,8 @@ def run(args):
     from morph.law.figures import write_figures
 
     cfg = experiment.load(args.params)
+    if inputs := args.runs_inputs or (RUNS_INPUTS if args.runs == RUNS_CSV else None):
+        check_collected(inputs, args.runs, args.params)
     runs = read_runs(args.runs)
     df = mean_per_run(runs)
     df["size"] = size_labels(cfg, df)

@@ -95,21 +95,29 @@ def check(selection: dict, measured: dict[str, dict], noise, validate: int | str
     return out
 
 
-def plot(hindsight: dict, baseline: dict, noise, path) -> None:
-    """Predicted against measured mean loss for every trained candidate, with the law's interval and the noise."""
+def mean_half_width(noise) -> float:
+    """A seed mean's two-sided 95% half-width under the noise; 0 without a noise estimate."""
+    return float(t.ppf(0.975, noise.df)) * noise.sd / noise.seeds ** 0.5 if noise else 0.0
+
+
+def plot(hindsight: dict, baseline: dict, noise, path, released: str | None = None) -> None:
+    """Predicted against measured mean loss for every trained candidate, with the law's interval and the noise;
+    the released shape ringed. Each candidate is named in the legend, not beside its point: candidates the law
+    scores alike sit on top of each other."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    # a seed mean's two-sided 95% half-width
-    z = float(t.ppf(0.975, noise.df)) * noise.sd / noise.seeds ** 0.5 if noise else 0.0
-    for r in hindsight["trained"]:
+    z = mean_half_width(noise)
+    for i, r in enumerate(hindsight["trained"]):
         x, y = r["predicted_loss"], r["measured_loss"]
         lo, hi = r["predicted_interval"] or (x, x)
         style = "o" if r["slot"] else "s"
         face = None if r["feasible"] else "none"
+        tag = f"{r['shape_id']}" + (f" ({r['slot']})" if r["slot"] else "") + (
+            ", released" if r["shape_id"] == released else "")
         ax.errorbar(x, y, xerr=[[x - lo], [hi - x]], yerr=z or None, fmt=style, ms=7, capsize=3,
-                    mfc=face, label=None)
-        tag = f"{r['shape_id']}" + (f" ({r['slot']})" if r["slot"] else "")
-        ax.annotate(tag, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+                    mfc=face, color=f"C{i % 10}", label=tag)
+        if r["shape_id"] == released:
+            ax.scatter(x, y, s=260, facecolors="none", edgecolors="k", linewidths=1.5, zorder=4)
     if baseline.get("mean_loss") is not None:
         ax.axhline(baseline["mean_loss"], color="k", ls=":", lw=1, label=f"baseline {baseline['run_id']}")
     xs = [r["predicted_loss"] for r in hindsight["trained"]] + [r["measured_loss"] for r in hindsight["trained"]]
@@ -117,8 +125,8 @@ def plot(hindsight: dict, baseline: dict, noise, path) -> None:
         ax.plot([min(xs), max(xs)], [min(xs), max(xs)], "k--", lw=0.8, label="predicted = measured")
     rho = hindsight["spearman"]["rho"]
     ax.set(xlabel="predicted loss at D_C (bars: the law's 95% interval)",
-           ylabel="measured held-out loss, mean over seeds (bars: 95%)",
+           ylabel="measured loss, seed mean (bars: 95%)",
            title="Hindsight: the law against trained candidates" + (f" (ρ = {rho:+.2f})" if rho is not None else ""))
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the axes, covering no point
     fig.tight_layout()
     save_png(fig, path)

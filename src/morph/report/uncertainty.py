@@ -8,6 +8,7 @@ interval; one of the per-draw differences between two models says whether they a
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,21 @@ def item_scores(summary: dict, folder: Path) -> dict[str, dict[int, float]]:
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         scores[task] = {int(r["doc_id"]): float(r[metric]) for r in rows}
     return scores
+
+
+def task_levels(summary: dict, folder: Path) -> dict[str, dict]:
+    """Task -> its headline metric and what an accuracy must beat, from the items scored (the same for every model):
+    chance, the mean over items of 1 / the number of choices, and the constant answer's rate, the share of items
+    whose gold answer is the most common one (BoolQ's "yes"; None where the gold continuation is not a choice's,
+    as in Winogrande's partial scoring)."""
+    out = {}
+    for task, s in summary["tasks"].items():
+        rows = [json.loads(line) for line in (folder / s["samples"]).read_text(encoding="utf-8").splitlines()]
+        gold = Counter(r["arguments"][r["target"]][1] for r in rows if isinstance(r["target"], int))
+        out[task] = {"metric": headline_metric(s),
+                     "chance": sum(1 / len(r["arguments"]) for r in rows) / len(rows),
+                     "constant_answer": max(gold.values()) / len(rows) if gold.total() == len(rows) else None}
+    return out
 
 
 def paired_draws(per_model: dict[str, dict[str, dict[int, float]]], draws: int, seed: int) -> dict[str, np.ndarray]:

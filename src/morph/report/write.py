@@ -13,14 +13,24 @@ from morph.latency.cost_model import MODEL_SETTING
 from morph.latency.table import measured_settings
 from morph.report import hindsight, measured
 from morph.report.decide import decide, decide_predicted, per_stack, speed
-from morph.report.uncertainty import interval, item_scores, paired_draws
+from morph.report.uncertainty import headline_metric, interval, item_scores, paired_draws, task_levels
+from morph.select.pareto_figure import plot_pareto
 from morph.spec import experiment
 from morph.spec.artifacts.common import FIGURES, PARAMS, figure
 from morph.spec.artifacts.evaluate import EVAL_DIR, eval_json, lm_eval_out
 from morph.spec.artifacts.latency import LATENCY_CSV
-from morph.spec.artifacts.report import DECISION, HINDSIGHT_FIGURE, REPORT_FIGURES, REPORT_MD, SUMMARY
+from morph.spec.artifacts.report import (
+    DECISION,
+    HINDSIGHT_FIGURE,
+    MODEL_CARD,
+    PARETO_MEASURED,
+    REPORT_FIGURES,
+    REPORT_MD,
+    SUMMARY,
+)
 from morph.spec.artifacts.select import SELECTION, slot
 from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUNS, RUNS_CSV, run_model
+from morph.train import card
 
 
 def add_arguments(p):
@@ -32,6 +42,7 @@ def add_arguments(p):
     p.add_argument("--markdown", default=REPORT_MD)
     p.add_argument("--figures", default=FIGURES)
     p.add_argument("--summary", default=SUMMARY)
+    p.add_argument("--card", default=MODEL_CARD, help="the released model's card (default: %(default)s)")
     p.add_argument("--runs", default=RUNS_CSV, help="the grid's runs (morph collect), for the knob table")
     p.add_argument("--latency", default=LATENCY_CSV, help="measured latencies, for the knob table")
 
@@ -49,9 +60,10 @@ def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
         "predicted_loss": cand["predicted_loss"],
         "actual_loss": metrics["val_loss"],
         "latency": cand["latency"],
-        "accuracy": {task: s["acc"] for task, s in scores["tasks"].items()},
-        "accuracy_norm": {task: s.get("acc_norm") for task, s in scores["tasks"].items()},
-        "accuracy_stderr": {task: s["acc_stderr"] for task, s in scores["tasks"].items()},  # lm-eval's
+        # One metric throughout: each task's headline metric, the one the average and its interval use.
+        "accuracy": {task: s[headline_metric(s)] for task, s in scores["tasks"].items()},
+        # lm-eval's; None where it wrote none
+        "accuracy_stderr": {task: s.get(f"{headline_metric(s)}_stderr") for task, s in scores["tasks"].items()},
         "avg_accuracy": scores["average"],
         "eval_limit": scores.get("limit"),
         "eval_max_length": scores["max_length"],
@@ -69,41 +81,56 @@ def read_curve(path: Path) -> tuple[list[int], list[float]]:
     return [int(r["step"]) for r in rows], [float(r["train_loss"]) for r in rows]
 
 
+def legend_beside(ax) -> None:
+    """Each model named in a legend beside the axes: labels beside close points overlap, a legend never does."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+
+
 def plot(models: list[dict], curves: dict[str, Path], figures: Path) -> list[Path]:
+    """The evaluated models' figures, one colour per model throughout, the release ringed (and drawn thicker)."""
     plt = pyplot()
 
     lat = [m["latency"]["median_s"] for m in models]
     acc = [m["avg_accuracy"] for m in models]
     front = pareto(list(zip(lat, acc)))
-    # In the order drawn below; hindsight.plot draws the last.
-    paths = [Path(figure(name, figures)) for name in REPORT_FIGURES if name != HINDSIGHT_FIGURE]
+    paths = [Path(figure(name, figures)) for name in REPORT_FIGURES[:3]]  # in the order drawn below
+    color = {m["run_id"]: f"C{i % 10}" for i, m in enumerate(models)}
+    name = {m["run_id"]: f"{m['run_id']} ({m['role']})" for m in models}
+
+    def ring(ax, m, x, y):
+        if m["role"] == "release":
+            ax.scatter(x, y, s=260, facecolors="none", edgecolors="k", linewidths=1.5, zorder=4)
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m, x, y in zip(models, lat, acc):
         low, high = m["avg_accuracy_interval"]
-        ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="*" if m["role"] == "baseline" else "o", ms=9, capsize=3)
-        ax.annotate(f"{m['run_id']} ({m['role']})", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.errorbar(x, y, yerr=[[y - low], [high - y]], fmt="*" if m["role"] == "baseline" else "o", ms=9, capsize=3,
+                    color=color[m["run_id"]], label=name[m["run_id"]])
+        ring(ax, m, x, y)
     ax.plot([lat[i] for i in front], [acc[i] for i in front], "k--", lw=1, label="Pareto frontier")
     ax.set(xlabel="latency, median s (256 new tokens, batch 1)", ylabel="average zero-shot accuracy",
            title="Accuracy against latency")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     fig.tight_layout()
     save_png(fig, paths[0])
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m in models:
-        ax.scatter(m["actual_loss"], m["avg_accuracy"], s=60)
-        ax.annotate(m["run_id"], (m["actual_loss"], m["avg_accuracy"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
-    ax.set(xlabel="held-out loss", ylabel="average zero-shot accuracy", title="Loss against accuracy")
+        ax.scatter(m["actual_loss"], m["avg_accuracy"], s=60, color=color[m["run_id"]], label=name[m["run_id"]],
+                   marker="*" if m["role"] == "baseline" else "o")
+        ring(ax, m, m["actual_loss"], m["avg_accuracy"])
+    ax.set(xlabel="held-out loss of the model scored", ylabel="average zero-shot accuracy",
+           title="Loss against accuracy")
+    legend_beside(ax)
     fig.tight_layout()
     save_png(fig, paths[1])
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for m in models:
-        ax.plot(*read_curve(curves[m["run_id"]]), lw=1.2, label=f"{m['run_id']} ({m['role']})")
+        ax.plot(*read_curve(curves[m["run_id"]]), lw=2.4 if m["role"] == "release" else 1.0,
+                color=color[m["run_id"]], label=name[m["run_id"]])
     ax.set(xlabel="step", ylabel="training loss", title="Training loss of the evaluated models")
-    ax.legend(fontsize=8)
+    legend_beside(ax)
     fig.tight_layout()
     save_png(fig, paths[2])
     return paths
@@ -140,10 +167,11 @@ def law_choice(decision: dict) -> str:
     c = decision.get("law_choice")
     if c is None:
         return ""
-    out = f" → {c['form']} (lowest cross-validated error, MSE {c['cv_error']:.3g}"
+    # RMSE, the unit of every other error in the report; the zoo ranks by MSE, so the margin is a ratio of MSEs.
+    out = f" → {c['form']} (lowest cross-validated error, RMSE {c['cv_error'] ** 0.5:.3g}"
     if c["runner_up"] is not None:
-        out += f"; runner-up {c['runner_up']} at {c['margin']:.3g}×"
-    out += (f"; run-to-run noise MSE {c['noise_mse']:.3g})" if c["noise_mse"] is not None
+        out += f"; runner-up {c['runner_up']} at {c['margin']:.3g}× its MSE"
+    out += (f"; run-to-run noise sd {c['noise_mse'] ** 0.5:.3g})" if c["noise_mse"] is not None
             else "; no replicated runs to compare with noise)")
     return out
 
@@ -237,6 +265,44 @@ def headline(v: dict, base: str) -> str:
             f"{faster}{better}{cost}{more}")
 
 
+def below_chance(accuracy: float, level: dict) -> bool:
+    """An accuracy that says nothing of the model: at or below chance, or below always giving the most common
+    answer."""
+    return accuracy <= level["chance"] or level["constant_answer"] is not None and accuracy < level["constant_answer"]
+
+
+def accuracy_lines(models: list[dict], levels: dict[str, dict]) -> list[str]:
+    """The per-task table: each task's headline metric (the one the average uses) with its chance level, and each
+    score that does not beat it marked."""
+    tasks = sorted(levels)
+    first = models[0]
+    items = f"a seeded random {first['eval_limit']} items per task" if first["eval_limit"] else "every item"
+    out = [f"Per-task accuracy (the metric named under each task, the one the average uses, ± lm-eval's standard "
+           f"error; zero-shot, {items}, scored at the trained context of {first['eval_max_length']} tokens). "
+           "Chance is 1 / the number of choices over the items scored; where one answer is the gold of many items "
+           "(BoolQ's \"yes\"), always giving it scores the rate in brackets. † marks a score at or below chance or "
+           "below that rate: it says nothing of the model.", "",
+           "| model | " + " | ".join(f"{t} ({levels[t]['metric']})" for t in tasks) + " |",
+           "|---|" + "---|" * len(tasks),
+           "| chance [most common answer] | " + " | ".join(
+               f"{levels[t]['chance']:.3f}" + (f" [{levels[t]['constant_answer']:.3f}]"
+                                               if (levels[t]["constant_answer"] or 0) > levels[t]["chance"] else "")
+               for t in tasks) + " |"]
+    for m in models:
+        cells = [f"{m['accuracy'][t]:.3f}"
+                 + (f" ± {m['accuracy_stderr'][t]:.3f}" if m["accuracy_stderr"][t] is not None else "")
+                 + (" †" if below_chance(m["accuracy"][t], levels[t]) else "") for t in tasks]
+        out.append(f"| {m['run_id']} | " + " | ".join(cells) + " |")
+    return out
+
+
+def params_counted(decision: dict) -> str:
+    """What N counts: the budget and the tables count every parameter; the law counts what fit.params_count chose."""
+    law_n = {"total": "every parameter too", "non-embedding": "the non-embedding parameters"}[decision["params_count"]]
+    return (f"N_C and every N the report shows count every parameter, embeddings included; the law's N counts {law_n} "
+            "(the count fit.params_count chose)")
+
+
 def stack_lines(v: dict) -> list[str]:
     """With several timed backends: each one's release and speed-up, and whether the decision depends on it."""
     stacks = v.get("by_backend") or {}
@@ -252,7 +318,6 @@ def stack_lines(v: dict) -> list[str]:
 def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     b, chosen, rule, v = decision["budgets"], decision["chosen"], decision["decision_rule"], decision["verdict"]
     level = f"{rule['confidence']:.0%}"
-    tasks = sorted({t for m in decision["models"] for t in m["accuracy"]})
     first = decision["models"][0]
     items = f"a seeded random {first['eval_limit']} items per task" if first["eval_limit"] else "every item"
     ranking = decision["ranking"]
@@ -270,7 +335,9 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
            "(latency.on_disturbed: warn, or retries ran out); speed is judged on each shape's best round, which "
            "interference can only slow, so read close speed-ups with care.", ""] if v["disturbed_timings"] else []),
         f"**Released: {chosen['run_id']}** (d_model={chosen['shape']['d_model']}, "
-        f"n_layers={chosen['shape']['n_layers']}; weights `{v['weights']}`). Rule: {rule['statement']}.",
+        f"n_layers={chosen['shape']['n_layers']}; weights `{v['weights']}`, model card "
+        f"[{Path(v['model_card']).name}]({os.path.relpath(v['model_card'], md_path.parent)})). "
+        f"Rule: {rule['statement']}.",
         "",
         (f"Measured not-worse-than-best set (within δ of the best measured, {v['best_measured']}): {within}. "
          f"Tied in speed with the release (overlapping timing intervals): {', '.join(v['tied_in_speed'])}."
@@ -283,7 +350,7 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         "",
         f"Budgets: N_C = {b['params']:,} parameters (±{b['tolerance']:.0%}), D_C = {b['tokens']:,} tokens, "
         f"T_C = {b['latency_s']:.3f} s ({b['latency_rule']}); top-k = {b['k']}; "
-        f"law: {decision['law']}{law_choice(decision)}.",
+        f"law: {decision['law']}{law_choice(decision)}. {params_counted(decision)}.",
         "",
         f"The law chose what to train; once measured, its ranking is scored, not obeyed. Ranking "
         f"({'informative' if ranking['informative'] else 'not informative'}, judged on {ranking['basis']}): "
@@ -306,7 +373,7 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         "|---|---|---|---|---|---|",
         *(f"| {shape} | {c['delta_loss']:+.4f} | "
           + (f"[{c['lower']:+.4f}, {c['upper']:+.4f}]" if c["upper"] is not None else "—")
-          + f" | {c['verdict']} | "
+          + f" | {c['verdict']}{', better beyond noise' if c['better_beyond_noise'] else ''} | "
           + (f"{v['mcb_upper'][shape]:.4f}" if v["mcb_upper"].get(shape) is not None else "—")
           + f" | {next(m['speedup_vs_baseline'] for m in decision['models'] if m['shape_id'] == shape):.2f}x |"
           for shape, c in v["versus_baseline"].items()),
@@ -332,16 +399,15 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
             f"{lat['median_s']:.3f} {band} | {m['speedup_vs_baseline']:.2f}x | "
             f"{m['avg_accuracy']:.4f} [{low:.4f}, {high:.4f}] |"
         )
-    lines += ["", "\\* The mean over tasks of acc_norm, or acc where a task has none (Winogrande), as lm-eval reports "
-              f"them; the interval is a {rule['bootstrap']}-draw bootstrap over the scored items "
+    lines += ["", "\\* The mean over tasks of the per-task accuracies below (acc_norm, or acc where a task has none), "
+              f"as lm-eval reports them; the interval is a {rule['bootstrap']}-draw bootstrap over the scored items "
               f"(resampled within each task, the same draws for every model)."]
-    lines += ["", f"Per-task accuracy (acc ± its standard error; lm-eval, zero-shot, "
-              f"{items}, scored at the trained context of {first['eval_max_length']} tokens):", "",
-              "| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for m in decision["models"]:
-        cells = [f"{m['accuracy'][t]:.3f} ± {m['accuracy_stderr'][t]:.3f}" for t in tasks]
-        lines.append(f"| {m['run_id']} | " + " | ".join(cells) + " |")
+    lines += ["", *accuracy_lines(decision["models"], decision["tasks"])]
     caveats = decision["warnings"] + [f"law: {w}" for w in decision["law_warnings"]]
+    if chance := [t for t, level in decision["tasks"].items()
+                  if all(below_chance(m["accuracy"][t], level) for m in decision["models"])]:
+        caveats.append(f"no model scores above chance or the most common answer on {', '.join(chance)}: those "
+                       "tasks do not tell these models apart")
     caveats += [f"{task}: {n:,} items drawn had an answer longer than the trained context ({first['eval_max_length']} "
                 "tokens), which lm-eval cannot score, and were passed over for others"
                 for task, n in first["eval_too_long"].items() if n]
@@ -370,6 +436,25 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         lines.append(f"![{p.stem}]({os.path.relpath(p, md_path.parent)})")
     lines += ["", "Inputs and their sha256 are listed in `morph1b.json` (`inputs`); `morph lineage` walks them back."]
     return "\n".join(lines) + "\n"
+
+
+def release_card(decision: dict, metrics: dict, md_path: Path, card_path: Path) -> str:
+    """The released model's card: its training card (from its metrics.json) with its accuracies beside the
+    baseline's and how it was chosen."""
+    v, chosen, b = decision["verdict"], decision["chosen"], decision["budgets"]
+    base = next(m for m in decision["models"] if m["role"] == "baseline")
+    low, high = chosen["avg_accuracy_interval"]
+    return card.render(metrics, {
+        "Evaluation": [f"Average zero-shot accuracy {chosen['avg_accuracy']:.4f} [{low:.4f}, {high:.4f}] against the "
+                       f"baseline's {base['avg_accuracy']:.4f}; Δ {v['accuracy']['delta']:+.4f} "
+                       f"[{v['accuracy']['interval'][0]:+.4f}, {v['accuracy']['interval'][1]:+.4f}].", "",
+                       *accuracy_lines([chosen, base], decision["tasks"])],
+        "How it was chosen": [f"{v['headline']}.", "", f"Rule: {decision['decision_rule']['statement']}. Budgets: "
+                              f"N_C = {b['params']:,} parameters, D_C = {b['tokens']:,} tokens, "
+                              f"T_C = {b['latency_s']:.3f} s. "
+                              f"{params_counted(decision)}.", "",
+                              f"The weights are `{v['weights']}`; the whole report is "
+                              f"[{md_path.name}]({os.path.relpath(md_path, card_path.parent)})."]})
 
 
 def summary(decision: dict) -> dict:
@@ -440,7 +525,9 @@ def run(args):
     ev = cfg.evaluate
     per_item = {m["run_id"]: item_scores(read_json(eval_json(name, eval_dir)), Path(lm_eval_out(name, eval_dir)))
                 for m, (name, _, _) in zip(models, roles)}
-    draws = paired_draws(per_item, ev.bootstrap, cfg.seed)
+    draws = paired_draws(per_item, ev.bootstrap, cfg.seed)  # also checks that every model answered the same items
+    first = roles[0][0]
+    levels = task_levels(read_json(eval_json(first, eval_dir)), Path(lm_eval_out(first, eval_dir)))
     for m in models:
         m["avg_accuracy_interval"] = interval(draws[m["run_id"]], ev.confidence)
     chosen, chosen_dir = next((m, name) for m, (name, _, _) in zip(models, roles) if m["role"] == "release")
@@ -456,7 +543,7 @@ def run(args):
     acc_delta = draws[chosen["run_id"]] - draws[base_model["run_id"]]
     decision = {
         "verdict": verdict_record(verdict, chosen, chosen_dir, base_model, noise, margin, cfg, predicted) | {
-            "by_backend": stacks, "latency_backend": cfg.select.latency_metric,
+            "model_card": args.card, "by_backend": stacks, "latency_backend": cfg.select.latency_metric,
             "disturbed_timings": [m["shape_id"] for m in models if m["latency"].get("disturbed")],
             "accuracy": {"delta": chosen["avg_accuracy"] - base_model["avg_accuracy"],
                          "interval": interval(acc_delta, ev.confidence),
@@ -465,12 +552,14 @@ def run(args):
                                  "wide"}},
         "budgets": selection["budgets"],
         "law": selection["law"],
+        "params_count": selection["params_count"],
         **({"law_choice": selection["law_choice"]} if "law_choice" in selection else {}),
         "chosen": chosen,
         "decision_rule": {"name": "predicted" if predicted else "measured", "statement": verdict["rule"],
                           "confidence": ev.confidence, "bootstrap": ev.bootstrap, "seed": cfg.seed},
         "hindsight": hind,
         "models": models,
+        "tasks": levels,  # each task's accuracy metric, chance and most common answer's rate
         "noise": selection["noise"],
         "ranking": selection["ranking"],
         "r_effect": selection["r_effect"],
@@ -481,11 +570,20 @@ def run(args):
         **provenance(inputs),
     }
     figure_paths = plot(models, curves, Path(args.figures))
-    figure_paths.append(Path(figure(HINDSIGHT_FIGURE, args.figures)))
-    hindsight.plot(hind or {"trained": [], "spearman": {"rho": None}}, base_model, noise, figure_paths[-1])
+    figure_paths += [Path(figure(name, args.figures)) for name in (HINDSIGHT_FIGURE, PARETO_MEASURED)]
+    released = decision["verdict"]["shape_id"]
+    hindsight.plot(hind or {"trained": [], "spearman": {"rho": None}}, base_model, noise, figure_paths[-2], released)
+    half = hindsight.mean_half_width(noise)
+    plot_pareto(selection, figure_paths[-1], released=released,
+                measured={m["shape_id"]: (m["mean_loss"], half)
+                          for m in (*shapes, base | {"shape_id": selection["baseline"]["shape_id"]})})
     md_path = Path(args.markdown)
     text = markdown(decision, figure_paths, md_path)
     with atomic_path(md_path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    card_path = Path(args.card)
+    text = release_card(decision, read_json(runs_dir / chosen_dir / RUN_METRICS), md_path, card_path)
+    with atomic_path(card_path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     write_json(args.summary, summary(decision))
     write_json(args.out, decision)  # last, so a present morph1b.json means a complete report

@@ -309,9 +309,13 @@ def read_raw(path: str | Path) -> Any:
     """The experiment file's YAML as written, or a ConfigError naming the file."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: experiment file not found")
+        where = "" if path.is_absolute() else f" in {Path.cwd()}"
+        raise ConfigError(f"{path}: experiment file not found{where}; run from the folder that holds it, or give its "
+                          "path (morph <command> --params FILE, snakemake --configfile FILE)")
     if not path.is_file():
-        raise ConfigError(f"{path}: is a directory, not an experiment file; pass a YAML file such as params.yaml")
+        shown = sorted(str(f) for f in path.glob("*.y*ml"))[:5]
+        raise ConfigError(f"{path}: is a directory, not an experiment file; pass a YAML file "
+                          + (f"in it: {', '.join(shown)}" if shown else "such as params.yaml"))
     try:
         text = path.read_text(encoding="utf-8")
         if problem := _repeated_key(yaml.compose(text, Loader=yaml.SafeLoader)):

@@ -32,7 +32,8 @@ from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, run_dir
 from morph.spec.expand import Run, seeded, split_replicate
 from morph.spec.experiment import Experiment
 from morph.spec.train import Train
-from morph.train import run_lock
+from morph.train import card, run_lock
+from morph.train.card import CARD
 
 if TYPE_CHECKING:
     from morph.train.launch import Launch
@@ -152,12 +153,17 @@ def check_tokenizer(directory: Path, meta: dict, meta_path: Path, params: str) -
                      "repro -f -s tokenizer), then train again")
 
 
-def save_model(model, state: dict, tokenizer_dir: Path, dest: Path) -> None:
-    """save_pretrained of the module's whole `state` plus the tokenizer, so AutoTokenizer and lm-eval's hf model
-    load the directory."""
+def save_model(model, state: dict, tokenizer_dir: Path, dest: Path, context: int, card: str) -> None:
+    """save_pretrained of the module's whole `state`, the tokenizer and the model card, so AutoTokenizer and
+    lm-eval's hf model load the directory. The tokenizer's model_max_length is the context the model was trained
+    and is evaluated at (model.seq_len): positions up to max_position_embeddings exist but were never trained."""
     with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
         shutil.copytree(tokenizer_dir, tmp, dirs_exist_ok=True)
+        config = tmp / "tokenizer_config.json"
+        config.write_text(json.dumps(json.loads(config.read_text(encoding="utf-8")) | {"model_max_length": context},
+                                     indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / CARD).write_text(card, encoding="utf-8")
 
 
 def loggers(t: Train, out: Path) -> list:
@@ -284,12 +290,10 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     # The old model/ and metrics.json stay whole until the new ones are: a failed rerun leaves the old result,
     # and a crash between the two writes leaves no metrics.json, never a new model beside old metrics.
     (out / RUN_METRICS).unlink(missing_ok=True)
-    save_model(model, state, data.tokenizer_dir, out / RUN_MODEL)
     metrics = {
         "run_id": run.run_id,
         "slot": slot,
         "fingerprint": fp,  # a slot whose run this is already trained reuses it (reuse_twin)
-        "model_sha256": sha256_tree(out / RUN_MODEL),  # lineage checks the weights against it
         "shape": run.shape.to_dict(),
         "params": run.shape.params(),
         "non_embedding_params": run.shape.non_embedding_params(),
@@ -328,6 +332,8 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "provenance": provenance([data.root / META, *(inputs or [])],
                                  {"tokens_sha256": data.meta.get("sha256"), "tokenizer": data.meta.get("tokenizer")}),
     }
+    save_model(model, state, data.tokenizer_dir, out / RUN_MODEL, seq_len, card.render(metrics))
+    metrics["model_sha256"] = sha256_tree(out / RUN_MODEL)  # lineage checks the weights against it
     write_json(out / RUN_METRICS, metrics)
     shutil.rmtree(out / "ckpt", ignore_errors=True)  # a finished run needs no checkpoint
     say(f"{run.run_id}: val_loss {val_loss:.4f}, {tokens_per_s:,.0f} tokens/s, MFU {metrics['mfu']:.1%} "

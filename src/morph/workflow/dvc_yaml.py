@@ -62,12 +62,15 @@ def render(cfg: Experiment, params_path: str = "params.yaml") -> tuple[str, int]
     return HEADER.format(params=params_path) + body, len(stages)
 
 
+def is_current(cfg: Experiment, params_path: str, path: Path = Path("dvc.yaml")) -> bool:
+    """Whether the file holds the stages `morph dvc-yaml` writes for this experiment."""
+    return path.is_file() and path.read_text(encoding="utf-8") == render(cfg, params_path)[0]
+
+
 def refuse_if_stale(params_path: str, root: str) -> None:
     """Run by every command DVC starts: a grid change (say, from `dvc exp run -S`) needs new stages."""
     current = Path(root) / "dvc.yaml"
-    if not current.is_file():
-        return
-    if current.read_text(encoding="utf-8") != render(experiment.load(params_path), params_path)[0]:
+    if current.is_file() and not is_current(experiment.load(params_path), params_path, current):
         raise MorphError(f"{current} is out of date with {params_path} (the grid or the stages changed); run "
                          f"`morph dvc-yaml --params {shlex.quote(params_path)}`, then the same dvc command again")
 

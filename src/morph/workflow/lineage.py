@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from morph.errors import MorphError
-from morph.io import sha256_tree
+from morph.io import PARAMS_READ, sha256_tree
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import SAMPLE, TOKENS, TOKENS_META
@@ -23,7 +23,8 @@ def add_arguments(p):
     p.add_argument("--lock", default="dvc.lock", help="DVC's lock file, for the hashes DVC recorded (optional)")
     p.add_argument("--json", action="store_true", help="print the chain as JSON")
     p.add_argument("--check", action="store_true",
-                   help="exit 1, naming each file, if any input differs from the hash an output recorded")
+                   help="exit 1, naming each file, if any input differs from the hash an output recorded or an "
+                        "output was made under other params than the experiment's")
 
 
 def producer_of(path: str, by_out: dict[str, pipeline.Node]) -> pipeline.Node | None:
@@ -35,8 +36,8 @@ def producer_of(path: str, by_out: dict[str, pipeline.Node]) -> pipeline.Node | 
     return None
 
 
-def recorded_inputs(path: str) -> dict[str, str]:
-    """The input hashes a JSON output wrote about itself (its provenance), if any."""
+def recorded(path: str, field: str) -> dict:
+    """One field of the provenance a JSON output wrote about itself (io.provenance), or {}."""
     p = Path(path)
     if p.suffix != ".json" or not p.is_file():
         return {}
@@ -46,9 +47,36 @@ def recorded_inputs(path: str) -> dict[str, str]:
         return {}
     if not isinstance(data, dict):
         return {}
-    # Stages record their inputs at the top level or inside their "provenance" block.
+    # Stages record their provenance at the top level or inside their "provenance" block.
     nested = data.get("provenance") if isinstance(data.get("provenance"), dict) else {}
-    return {**(nested.get("inputs") or {}), **(data.get("inputs") or {})}
+    return {**(nested.get(field) or {}), **(data.get(field) or {})}
+
+
+def recorded_inputs(path: str) -> dict[str, str]:
+    """The input hashes a JSON output recorded, if any."""
+    return recorded(path, "inputs")
+
+
+def _as_json(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def changed_params(old, new, key: str) -> list[str]:
+    """Each params key whose value differs, down to the leaves where both sides are sections."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for k in sorted({*old, *new}) for line in changed_params(old.get(k), new.get(k), f"{key}.{k}")]
+    return [] if _as_json(old) == _as_json(new) else [f"{key} was {_as_json(old)}, now {_as_json(new)}"]
+
+
+def stale_record(node: pipeline.Node, params: dict) -> dict | None:
+    """The node's first output that records the params it was made under, with the keys that differ from `params`
+    (the experiment's values of the keys the node reads); None if they agree or no output records them."""
+    for out in node.outs:
+        made = recorded(out, PARAMS_READ)
+        if made:
+            changed = [line for k in params for line in changed_params(made.get(k), params[k], k)]
+            return {"record": out, "changed": changed} if changed else None
+    return None
 
 
 def dvc_lock_hashes(lock: Path) -> dict[str, dict[str, str]]:
@@ -86,11 +114,13 @@ def chain(target: str, cfg: Experiment, params_path: str, lock: Path) -> list[di
             })
             if upstream:
                 todo.append((upstream, dep))
+        params = json.loads(_as_json(pipeline.params_read(cfg, node.params)))  # tuples as the records hold lists
         steps.append({
             "stage": node.name,
             "for": wanted,
             "cmd": node.cmd,
-            "params": {k: cfg.params(k) for k in node.params},
+            "params": params,
+            "stale": stale_record(node, params),
             "deps": deps,
             "outs": list(node.outs),
         })
@@ -129,9 +159,11 @@ def run(args):
     steps = chain(args.path, cfg, params, Path(args.lock))
     if args.json:
         print(json.dumps(steps, indent=2))
-        return _verdict(steps) if args.check else 0
+        return _verdict(steps, args.path, params) if args.check else 0
     for i, s in enumerate(steps):
         print(f"[{i}] {s['stage']}  (produces {s['for']})")
+        if s["stale"]:
+            print(f"    STALE: {s['stale']['record']} was made under {'; '.join(s['stale']['changed'])}")
         print(f"    cmd: {s['cmd']}")
         for key, value in s["params"].items():
             print(f"    param {key}: {json.dumps(value, sort_keys=True)}")
@@ -141,13 +173,19 @@ def run(args):
             print(f"    <- {d['path']}  sha256:{digest}  [{d['produced_by']}]{note}")
     sources = sorted({d["path"] for s in steps for d in s["deps"] if d["produced_by"] == "source"})
     print(f"sources: {', '.join(sources)}")
-    return _verdict(steps) if args.check else 0
+    return _verdict(steps, args.path, params) if args.check else 0
 
 
-def mismatches(steps: list[dict]) -> list[str]:
-    """Each input whose current hash differs from what the output that read it recorded."""
+def mismatches(steps: list[dict], params_path: str) -> list[str]:
+    """Each input whose current hash differs from what the output that read it recorded, and each output made
+    under other params than the experiment's."""
     found = []
     for s in steps:
+        if s["stale"]:
+            record = s["stale"]["record"]
+            found.append(f"{record}: made under other params than {params_path} holds now "
+                         f"({'; '.join(s['stale']['changed'])}); rerun it: `snakemake -j1 "
+                         f"{shlex.quote(record)} --configfile {shlex.quote(params_path)}` or `dvc repro {s['stage']}`")
         for d in s["deps"]:
             if d["recorded_sha256"] is not None and d["recorded_sha256"] != d["sha256"]:
                 now = "missing" if d["sha256"] is None else "changed"
@@ -163,8 +201,12 @@ def mismatches(steps: list[dict]) -> list[str]:
     return found
 
 
-def _verdict(steps: list[dict]) -> int:
-    found = mismatches(steps)
+def _verdict(steps: list[dict], target: str, params_path: str) -> int:
+    found = mismatches(steps, params_path)
     for line in found:
         print(f"morph lineage: mismatch: {line}", file=sys.stderr)
+    if found:
+        print(f"morph lineage: {target} is stale: {len(found)} record(s) behind it disagree with the experiment or "
+              f"the files (above); follow each fix, then `snakemake -j1 {shlex.quote(target)} --configfile "
+              f"{shlex.quote(params_path)}` (or `dvc repro`) brings it up to date", file=sys.stderr)
     return 1 if found else 0

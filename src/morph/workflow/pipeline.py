@@ -20,7 +20,7 @@ from functools import cache
 from morph import source
 from morph.shape import RUN_ID_PATTERN, SHAPE_ID_PATTERN
 from morph.spec.artifacts import common, data, evaluate, latency, law, report, select, train
-from morph.spec.data import SHARD_PATTERN
+from morph.spec.data import SHARD_PATTERN, source_files
 from morph.spec.experiment import Experiment
 from morph.spec.law_names import AUTO
 from morph.spec.tasks import TASKS_DIR
@@ -30,7 +30,10 @@ from morph.spec.tasks import TASKS_DIR
 # reruns training when their content changes, but not when a damaged one is rebuilt to the same bytes.
 TOKEN_OUTS = (data.TOKENS_META,)
 TRAIN_READS = ("seed", "tokenizer", "model", "train")
-TASKS = os.path.relpath(TASKS_DIR, source.REPO)  # the task YAMLs and their helpers: evaluate's data-as-code
+# The task YAMLs and their helpers, evaluate's data-as-code, as files: Snakemake judges a file by its checksum
+# and a folder by its modification time alone.
+TASKS = tuple(sorted(os.path.relpath(f, source.REPO) for pattern in ("*.yaml", "*.py")
+                     for f in glob.glob(os.path.join(TASKS_DIR, pattern))))
 
 
 @dataclass(frozen=True)
@@ -109,16 +112,18 @@ def _check(lookup, key: str) -> None:
 
 
 def _sample(exp: Experiment, _key: str) -> Job:
-    # Globs are expanded: both tools track files. A glob matching nothing is refused before any job (preflight).
-    sources = () if exp.data.source == "hub" else tuple(sorted(f for pat in exp.data.paths for f in glob.glob(pat)))
+    # Globs are expanded by the sample's own rule: both tools track the files it reads. A glob matching nothing is
+    # refused before any job (preflight).
+    sources = () if exp.data.source == "hub" else tuple(sorted(source_files(exp.data.paths, check=False)))
     return Job(("--out", data.SAMPLE), deps=sources,
                outs=(data.SAMPLE_MANIFEST, *(data.sample_shard(s) for s in exp.sample_shards)))
 
 
 def _tokenizer(exp: Experiment, _key: str) -> Job:
     train_shards = (data.sample_shard(s) for s in exp.sample_shards if s.startswith("train-"))
-    return Job(("--sample", data.SAMPLE, "--out", data.TOKENIZER), deps=(data.SAMPLE_MANIFEST, *train_shards),
-               outs=(data.TOKENIZER,), directories=(data.TOKENIZER,))
+    return Job(("--sample", data.SAMPLE, "--out", data.TOKENIZER, "--summary", data.TOKENIZER_SUMMARY),
+               deps=(data.SAMPLE_MANIFEST, *train_shards), outs=(data.TOKENIZER, data.TOKENIZER_SUMMARY),
+               directories=(data.TOKENIZER,))
 
 
 def _sample_shard(exp: Experiment, shard: str) -> None:
@@ -130,12 +135,14 @@ def _tokenize_shard(exp: Experiment, shard: str) -> Job:
     _check(lambda s: _sample_shard(exp, s), shard)
     out, summary = data.token_shard(shard), data.token_shard_summary(shard)
     return Job(("--tokenizer", data.TOKENIZER, "--shard", data.sample_shard(shard), "--out", out,
-                "--summary", summary), deps=(data.TOKENIZER, data.sample_shard(shard)), outs=(out, summary))
+                "--summary", summary), deps=(data.TOKENIZER, data.TOKENIZER_SUMMARY, data.sample_shard(shard)),
+               outs=(out, summary))
 
 
 def _tokenize_gather(exp: Experiment, _key: str) -> Job:
     return Job(("--sample", data.SAMPLE, "--tokens", data.TOKENS),
-               deps=(data.SAMPLE_MANIFEST, data.TOKENIZER, *(data.token_shard_summary(s) for s in exp.sample_shards)),
+               deps=(data.SAMPLE_MANIFEST, data.TOKENIZER, data.TOKENIZER_SUMMARY,
+                     *(data.token_shard_summary(s) for s in exp.sample_shards)),
                outs=(data.TOKENS_META,))
 
 
@@ -179,8 +186,9 @@ def _latency_collect(exp: Experiment, _key: str) -> Job:
 
 def _laws(exp: Experiment, _key: str) -> Job:
     fitted = (*exp.fit.laws, *((AUTO,) if exp.select.law == AUTO else ()))  # with auto: the zoo's winner, fitted
-    return Job(("--runs", train.RUNS_CSV, "--out-dir", law.LAW_DIR, "--figures", common.FIGURES),
-               deps=(train.RUNS_CSV,),
+    return Job(("--runs", train.RUNS_CSV, "--runs-inputs", train.RUNS_INPUTS, "--out-dir", law.LAW_DIR,
+                "--figures", common.FIGURES),
+               deps=(train.RUNS_CSV, train.RUNS_INPUTS),
                outs=(*(law.law_json(name) for name in fitted), *(f"{law.LAW_DIR}/{t}" for t in law.TABLES),
                      *(common.figure(f) for f in law.LAW_FIGURES)))
 
@@ -200,7 +208,8 @@ def _select(exp: Experiment, _key: str) -> Job:
 def _evaluate(exp: Experiment, run: str) -> Job:
     out, lm_eval_out = evaluate.eval_json(run), evaluate.lm_eval_out(run)
     return Job(("--model", train.run_model(run), "--out", out, "--lm-eval-out", lm_eval_out),
-               deps=(TASKS, train.run_model(run)), outs=(out, lm_eval_out), directories=(lm_eval_out,))
+               deps=(*TASKS, train.run_model(run), train.run_metrics(run)), outs=(out, lm_eval_out),
+               directories=(lm_eval_out,))  # metrics.json: the model's sha256, written with it (folder_records)
 
 
 def _report(exp: Experiment, _key: str) -> Job:
@@ -211,7 +220,7 @@ def _report(exp: Experiment, _key: str) -> Job:
                deps=(select.SELECTION, train.RUNS_CSV, latency.LATENCY_CSV,
                      *(train.run_metrics(r) for r in measured), *(train.loss_curve(r) for r in runs),
                      *(evaluate.eval_json(r) for r in runs), *(evaluate.lm_eval_out(r) for r in runs)),
-               outs=(report.DECISION, report.REPORT_MD, report.SUMMARY,
+               outs=(report.DECISION, report.REPORT_MD, report.SUMMARY, report.MODEL_CARD,
                      *(common.figure(f) for f in report.REPORT_FIGURES)),
                metrics=(report.SUMMARY,))  # its numbers reach `dvc metrics show` through this flat summary
 
@@ -253,6 +262,23 @@ STAGE = {s.name: s for s in STAGES}
 
 def all_nodes(exp: Experiment, params: str = common.PARAMS) -> list[Node]:
     return [n for stage in STAGES for n in stage.nodes(exp, params)]
+
+
+def folder_records(nodes: list[Node]) -> dict[str, frozenset[str]]:
+    """Each folder output with the files its job writes with it. A node that reads a folder and one of those
+    files sees any rebuild of the folder through the file, so Snakemake, which judges a folder by its modification
+    time alone (a `cp -r` of the tree would rerun every reader), may ignore the folder's time."""
+    return {d: frozenset(o for o in n.outs if o not in n.directories) for n in nodes for d in n.directories}
+
+
+def params_read(exp: Experiment, keys: Iterable[str]) -> dict:
+    """The values of the params keys a node reads: what both tools' rerun triggers and the records compare."""
+    return {k: exp.params(k) for k in keys}
+
+
+def reads_of(command: str) -> tuple[str, ...]:
+    """The params keys the stage (or stages, for `train`) a `morph` command runs reads; () for a tool."""
+    return tuple(dict.fromkeys(k for s in STAGES if s.command == command for k in s.reads))
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,25 @@
 """What can be known before any job starts, checked when the Snakefile loads and when a command DVC runs starts.
 
 Snakemake deletes a job's outputs as the job starts, so a fault that a stage would refuse only once running
-would cost its previous result. Checked here, cheaply (no file is hashed unless it changed after its record):
-the sources data.paths names, training's launch settings against this machine and the extras a planned stage
-needs, the sample's shards against its manifest, the tokenizer directory's files, and every JSON and CSV
-output the graph already holds.
+would cost its previous result. Checked here, cheaply (no file is hashed unless it changed after its record, and
+the sources are read only before a sample that runs): the sources data.paths names, training's launch settings
+against this machine and the extras a planned stage needs, the sample's shards against its manifest, the
+tokenizer directory's files, and every JSON and CSV output the graph already holds.
 """
 from __future__ import annotations
 
 import csv
-import glob
 import importlib.util
 import io
 import json
-import os
 import shlex
+import sys
 from pathlib import Path
 
 from morph.errors import MorphError
 from morph.io import sha256_file
 from morph.spec.artifacts.data import SAMPLE, SAMPLE_MANIFEST, TOKENIZER, TOKENIZER_FILES, TOKENS_META
+from morph.spec.data import source_files
 from morph.spec.experiment import Experiment
 from morph.workflow import pipeline
 
@@ -29,7 +29,9 @@ def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset(),
     """Refuse, naming the file and the fix, anything that would fail a job after Snakemake deleted its outputs.
     Outputs in `rebuilt` (what the planned jobs write) are skipped: a forced rebuild is the fix named here.
     `planned` names the stages about to run and `local` says whether they run on this machine."""
-    sources(exp)
+    sources(exp, read="sample" in planned)
+    if warning := cost_warning(exp, params, rebuilt, local):
+        print(f"morph: warning: {warning}", file=sys.stderr)
     runnable(exp, planned, local)
     if SAMPLE_MANIFEST not in rebuilt:
         _sample_shards(params)
@@ -58,18 +60,52 @@ def runnable(exp: Experiment, planned: frozenset[str], local: bool) -> None:
         check_launch(exp.train, launch, this_machine(launch.accelerator), largest, exp.model.seq_len)
 
 
-def sources(exp: Experiment) -> None:
-    """Each data.paths glob matches files: checked as the Snakefile loads, even for a dry run."""
+# Above this much training on this machine's CPUs (at best) a run is worth a second thought before it starts.
+COSTLY_CPU_S = 24 * 3600
+REFERENCE_GPU = "H100"  # the datasheet peak (train/flops.py) the GPU-hours are counted at
+FASTEST_CPU_FLOPS = 1e13  # no CPU reaches this in fp32: below it times COSTLY_CPU_S, nothing is measured
+
+
+def cost_warning(exp: Experiment, params: str, rebuilt: frozenset[str], local: bool) -> str | None:
+    """The planned jobs and their training FLOPs as hours, when they would train on this machine's CPUs for more than
+    COSTLY_CPU_S even at its measured matmul peak. A top-k slot's shape is chosen at run time; it is counted at the
+    baseline's size, which it matches within select.tolerance."""
+    jobs = [n for n in pipeline.all_nodes(exp, params) if set(n.outs) & rebuilt]
+    trainings = [n for n in jobs if n.stage in TRAINING]
+    if not local or not trainings:
+        return None
+    import torch
+
+    from morph.train.flops import DATASHEET_PEAKS, matmul_peak_flops, train_flops_per_token
+
+    if torch.cuda.is_available():
+        return None
+    runs = [exp.run(n.key) if n.stage == "train" else exp.baseline for n in trainings]
+    flops = sum(r.tokens * train_flops_per_token(r.shape, exp.model.seq_len) for r in runs)
+    if flops <= FASTEST_CPU_FLOPS * COSTLY_CPU_S or flops <= (cpu := matmul_peak_flops("cpu")) * COSTLY_CPU_S:
+        return None
+    gpu = dict(DATASHEET_PEAKS)[REFERENCE_GPU]["bfloat16"]
+    return (f"{params}: {len(jobs)} jobs planned, {len(trainings)} of them training ({flops:.3g} FLOPs), on a machine "
+            f"with no GPU: at least {flops / cpu / 3600:,.0f} hours here at this machine's measured matmul peak "
+            f"({cpu / 1e9:.0f} GFLOP/s, {torch.get_num_threads()} threads), or {flops / gpu / 3600:,.0f} "
+            f"{REFERENCE_GPU}-hours at its bf16 dense peak. It is meant for GPUs or a cluster (--profile "
+            "profiles/slurm); a small experiment (params.yaml, configs/ci.yaml) runs here")
+
+
+def sources(exp: Experiment, read: bool = False) -> None:
+    """Each data.paths glob matches files: checked as the Snakefile loads, even for a dry run. With `read` (the
+    sample is planned, so its folder is about to go), the sample's own index pass and draw run here, making every
+    refusal it makes about its sources (a truncated shard, a line that is not JSON, a held-out document also drawn
+    for training, a corpus too small) while the old sample stands. It costs one of the two reads the sample
+    itself makes, and only before a sample that runs."""
     if exp.data.source == "hub":
         return
-    for pattern in exp.data.paths:
-        matches = glob.glob(pattern, recursive=True)
-        if not matches:
-            raise MorphError(f"data.paths: {pattern!r} matches no file (relative to {os.getcwd()}); fix the "
-                             "pattern in the experiment file")
-        if folders := [m for m in matches if not os.path.isfile(m)]:
-            raise MorphError(f"data.paths: {pattern!r} matches {folders[0]}, which is not a file; make the pattern "
-                             "match DCLM shards (*.jsonl.zst) only")
+    if read:
+        from morph.data.sample import draw, targets
+
+        draw(exp, targets(exp))
+    else:
+        source_files(exp.data.paths)
 
 
 def _sample_shards(params: str) -> None:

@@ -11,6 +11,9 @@ SAMPLE_MANIFEST = f"{SAMPLE}/{MANIFEST}"
 TOKENS = "data/tokens"
 TOKENIZER = f"{TOKENS}/{TOKENIZER_DIR}"
 TOKENS_META = f"{TOKENS}/{META}"
+# The tokenizer's sha256, written with it: its readers see a rebuild through this file, which Snakemake
+# checksums, where it would judge the folder by its modification time alone.
+TOKENIZER_SUMMARY = f"{TOKENS}/{TOKENIZER_DIR}.summary.json"
 # What save_pretrained writes for a fast tokenizer; training copies them into every model directory.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 

@@ -1,0 +1,66 @@
+"""What `snakemake --report` shows: each reported output under the category a reader looks for, its caption, and
+the decision that the front page (report/workflow.rst) states. rules/common.smk marks the outputs. No stage
+imports this module, so editing it reruns nothing."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from pathlib import Path
+
+from morph.errors import MorphError
+from morph.spec.artifacts import latency, law, report, select
+from morph.spec.artifacts.common import CAPTIONS, FIGURES, figure
+
+# The report's menu sorts categories by name, so Decision, the verdict and its evidence, comes first.
+CATEGORIES = {
+    "Decision": (report.DECISION, report.REPORT_MD, report.SUMMARY, figure(report.PARETO_MEASURED)),
+    "Evaluation": (figure(report.ACCURACY_VS_LATENCY), figure(report.LOSS_VS_ACCURACY)),
+    "Latency": (figure(latency.LATENCY_FIGURE), figure(select.PARETO_FIGURE)),
+    "Law": (*(figure(f) for f in law.LAW_FIGURES), figure(report.HINDSIGHT_FIGURE)),
+    "Training": (figure(report.LOSS_CURVES),),
+}
+CATEGORY = {path: name for name, paths in CATEGORIES.items() for path in paths}
+DECISION_KEY = "decision"  # the front page reads morph1b.json as {{ snakemake.config.decision }}
+
+
+def reported(path: str) -> bool:
+    """Whether `snakemake --report` shows this output: every figure, and the files the categories name."""
+    return path in CATEGORY or path.startswith(f"{FIGURES}/")
+
+
+def marking(path: str, basedir: str) -> dict:
+    """The `report()` flag's arguments for an output: its category, its caption (report/captions/<name>.rst), and
+    the caption's first sentence as a label, which the category's listing shows beside the file."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    caption = os.path.join(basedir, CAPTIONS, f"{name}.rst")
+    if not os.path.isfile(caption):
+        raise MorphError(f"{caption}: no caption for {path}; write one (a few sentences of reST)")
+    if path not in CATEGORY:
+        raise MorphError(f"{path}: no report category; add it to CATEGORIES in {__name__}")
+    return {"caption": caption, "category": CATEGORY[path],
+            "labels": {"result": f"{os.path.basename(path)}: {gist(Path(caption).read_text())}"}}
+
+
+def gist(caption: str) -> str:
+    """A caption's first sentence as plain text: its words, without reST's quoting."""
+    return re.split(r"(?<=\.)\s", " ".join(caption.replace("`", "").split()), maxsplit=1)[0]
+
+
+class Decision(Mapping):
+    """results/morph1b.json, read when the report's front page is rendered; empty until the report stage has run."""
+
+    @cached_property
+    def _record(self) -> dict:
+        return json.loads(Path(report.DECISION).read_text()) if Path(report.DECISION).is_file() else {}
+
+    def __getitem__(self, key: str):
+        return self._record[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._record)
+
+    def __len__(self) -> int:
+        return len(self._record)

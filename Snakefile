@@ -12,4 +12,4 @@ include: "rules/stages.smk"
 
 rule all:
     input:
-        "results/morph1b.json",
+        DECISION,

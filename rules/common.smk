@@ -9,6 +9,8 @@ from pathlib import Path
 from morph import process_lock
 from morph.errors import MorphError
 from morph.spec import experiment as morph_experiment
+from morph.spec.artifacts.common import PARAMS as PARAMS_FILE
+from morph.spec.artifacts.report import DECISION
 from morph.workflow import dvc_sync
 from morph.workflow import pipeline
 from morph.workflow import preflight
@@ -20,7 +22,7 @@ from morph.workflow import snakemake_timers
 # top of it (`--config k=v`, a second --configfile) is refused rather than silently ignored.
 if len(workflow.overwrite_configfiles) > 1:
     raise MorphError("--configfile: give one experiment file; morph's commands read that one file")
-PARAMS = os.path.relpath(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles else "params.yaml"
+PARAMS = os.path.relpath(workflow.overwrite_configfiles[0]) if workflow.overwrite_configfiles else PARAMS_FILE
 # Loaded first: a NaN in the file would otherwise read as an override (NaN != NaN).
 CFG = morph_experiment.load(PARAMS)
 if config != (morph_experiment.read_raw(PARAMS) if workflow.overwrite_configfiles else {}):

@@ -445,8 +445,12 @@ def test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree(dvc_tree):
 
 
 def test_dvc_metrics_and_plots_show(dvc_tree):
-    metrics = sh(["dvc", "metrics", "show", "--json"], dvc_tree).stdout
-    assert '"verdict"' in metrics and "results/summary.json" in metrics
+    metrics = json.loads(sh(["dvc", "metrics", "show", "--json"], dvc_tree).stdout)
+    files = {f: d["data"] for rev in metrics.values() for f, d in rev["data"].items()}
+    assert list(files) == ["results/summary.json"], list(files)  # the flat summary alone, no run's metrics.json
+    assert 1 + len(files["results/summary.json"]) <= 12  # the table's columns: the path, then one per number
+    table = sh(["dvc", "metrics", "show"], dvc_tree).stdout
+    assert "verdict" in table and "runs/" not in table, table
     plots = sh(["dvc", "plots", "show", "--json"], dvc_tree, timeout=600).stdout
     for name in ("training_loss", "latency_per_shape", "predicted_vs_actual_loss", "loss_curves.png"):
         assert name in plots, name

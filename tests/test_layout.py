@@ -106,3 +106,53 @@ def test_each_family_is_a_folder_and_the_root_holds_only_shared_modules():
     root = sorted(p.stem for p in source.PACKAGE_DIR.glob("*.py"))
     assert root == sorted((*SHARED, "cli")), root
     assert all((source.PACKAGE_DIR / f / "__init__.py").is_file() for f in (*FAMILIES, *BOTTOM, "workflow"))
+
+
+# -- artifact names: declared once, in morph/spec/artifacts ---------------------------------------------------
+ARTIFACTS = source.PACKAGE_DIR / "spec" / "artifacts"
+WORKFLOW_FILES = [source.REPO / "Snakefile", *sorted((source.REPO / "rules").glob("*.smk"))]
+
+
+def declared_names() -> set[str]:
+    """The file names and paths the artifacts modules declare (bare words such as `model` are too common in
+    prose and code to police; every name with a dot or a slash is checked)."""
+    names = set()
+    for path in ARTIFACTS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                value = node.value.strip("/")
+                if value and not value.startswith(".") and " " not in value and "{" not in value and (
+                        "." in value or "/" in value):  # suffixes such as .json are not names
+                    names.add(value)
+    return names
+
+
+def spelled_out(text: str, names: set[str], python: bool) -> list[tuple[int, str]]:
+    """(line, literal) for each string literal, or literal piece of an f-string, that is a declared name."""
+    if python:
+        literals = [(n.lineno, n.value) for n in ast.walk(ast.parse(text))
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    else:  # Snakemake's syntax is not Python's: its quoted strings, line by line
+        import re
+
+        literals = [(i, m.group(1) or m.group(2) or "") for i, line in enumerate(text.splitlines(), 1)
+                    for m in re.finditer(r'"([^"\n]*)"|\'([^\'\n]*)\'', line)]
+    return [(line, value) for line, value in literals if value.strip("/") in names]
+
+
+def test_artifact_names_are_spelled_only_where_they_are_declared():
+    names = declared_names()
+    assert {"metrics.json", "meta.json", "results/morph1b.json"} <= names  # the scan sees the declarations
+    found = [f"{path.relative_to(source.REPO)}:{line}: {value!r}"
+             for path in [*sorted(source.PACKAGE_DIR.rglob("*.py")), *WORKFLOW_FILES] if ARTIFACTS not in path.parents
+             for line, value in spelled_out(path.read_text(encoding="utf-8"), names, path.suffix == ".py")]
+    assert not found, "use the name from morph.spec.artifacts instead:\n" + "\n".join(found)
+
+
+def test_the_literal_check_sees_a_name_in_a_path_an_fstring_and_a_rule():
+    names = {"meta.json", "results/morph1b.json"}
+    assert spelled_out("p = root / 'meta.json'\nq = f'{root}/meta.json'\n", names, python=True) == [
+        (1, "meta.json"), (2, "/meta.json")]
+    assert spelled_out('rule all:\n    input: "results/morph1b.json"\n', names, python=False) == [
+        (2, "results/morph1b.json")]
+    assert spelled_out('"""A docstring naming meta.json in prose."""\n', names, python=True) == []

@@ -1,6 +1,7 @@
 """Snakemake and DVC hold the same graph, built from one table; dvc.yaml is current."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import subprocess
@@ -170,3 +171,69 @@ def test_snakemake_ends_with_no_timer_holding_its_exit(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "data/tokens/meta.json").is_file()
     assert "pending timers: 0" in out.stdout, out.stdout[-500:]
+
+
+# -- every params key a stage's code reads is one its row declares ---------------------------------------------
+SECTIONS = frozenset(f.name for f in __import__("dataclasses").fields(experiment.Experiment))
+EXPERIMENT_NAMES = frozenset({"cfg", "exp", "experiment"})  # what stage code calls the loaded experiment
+
+
+def params_reads(text: str) -> set[tuple[str, int]]:
+    """(key, line) for each `cfg.<section>` and `cfg.<section>.<key>` in the source: a read the stage's row
+    must declare, or a change to it would not rerun the stage. Reads inside Experiment's own methods are the
+    loader's, checked by its schema."""
+    found = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in EXPERIMENT_NAMES \
+                and node.attr in SECTIONS:
+            found.add((node.attr, node.lineno))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+                and isinstance(node.value.value, ast.Name) and node.value.value.id in EXPERIMENT_NAMES \
+                and node.value.attr in SECTIONS:
+            found.add((f"{node.value.attr}.{node.attr}", node.lineno))
+    return found
+
+
+def declared(key: str, reads: tuple[str, ...]) -> bool:
+    """A read of `key` is declared by the key itself, a section holding it, or (for a whole section read) a
+    key inside it: `select.law` covers `cfg.select` as the row that reads only the law spells it."""
+    return any(key == r or key.startswith(r + ".") or r.startswith(key + ".") for r in reads)
+
+
+def test_every_params_key_a_stages_code_reads_is_declared_by_its_row():
+    from morph import source
+
+    undeclared = []
+    for stage in pipeline.STAGES:
+        for module in source.closure(stage.module):
+            if module.startswith(("morph.spec", "morph.workflow")):
+                continue  # the loader and the graph, not the stage
+            path = source.module_file(module)
+            undeclared += [f"{stage.name} ({', '.join(stage.reads)}): {module}:{line} reads {key}"
+                           for key, line in sorted(params_reads(path.read_text(encoding="utf-8")))
+                           if not declared(key, stage.reads)]
+    assert not undeclared, "declare these in the stage's row of pipeline.STAGES:\n" + "\n".join(undeclared)
+
+
+def test_the_params_read_scan_sees_sections_and_keys_read_through_the_experiment():
+    text = "def f(cfg, exp):\n    a = cfg.data.paths\n    b = exp.seed\n    c = other.data.paths\n"
+    assert params_reads(text) == {("data", 2), ("data.paths", 2), ("seed", 3)}
+    assert declared("data.paths", ("data",)) and declared("select", ("select.law",))
+    assert not declared("data.paths", ("seed", "tokenizer"))
+
+
+@pytest.mark.parametrize("params", ["params.yaml", "configs/ci.yaml", "configs/paper.yaml"])
+def test_every_command_the_table_builds_parses_with_its_stages_own_flags(params):
+    """The builder's flags and the stage's add_arguments are two declarations of one interface: each node's
+    command must parse with the CLI exactly (no unknown flag, every required one given)."""
+    import shlex
+
+    from morph import cli
+
+    for node in pipeline.all_nodes(experiment.load(REPO / params), params):
+        argv = shlex.split(node.cmd)[1:]  # past `morph`
+        try:
+            args = cli.build_parser(only=argv[0]).parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{node.name}: `{node.cmd}` does not parse with morph {argv[0]}'s flags")
+        assert args.params == params and args.command == argv[0]

@@ -11,6 +11,7 @@ import sys
 
 from morph.errors import MorphError
 from morph.io import reading_params
+from morph.spec.artifacts.common import PARAMS, PARAMS_FLAG
 from morph.workflow import pipeline
 from morph.workflow.commands import COMMANDS
 
@@ -30,6 +31,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             continue  # a stage not built in this checkout
         p = sub.add_parser(name, help=module.__doc__.strip().split("\n")[0], description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        flag = getattr(module, "PARAMS_FLAG", {"default": PARAMS, "help": "experiment file (default: %(default)s)"})
+        if flag is not None:  # a module's PARAMS_FLAG changes the flag's default, or (None) drops it
+            p.add_argument(PARAMS_FLAG, **flag)
         module.add_arguments(p)
         p.set_defaults(_module=module)
     return parser

@@ -29,5 +29,5 @@ def checked_shard(sample: Path, entry: dict) -> Path:
     if not path.exists():
         raise MorphError(f"{path}: missing (has `morph sample` run?)")
     if sha256_file(path) != entry["sha256"]:
-        raise MorphError(f"{path}: does not match the sha256 in {sample / 'manifest.json'}; rerun `morph sample`")
+        raise MorphError(f"{path}: does not match the sha256 in {sample / MANIFEST}; rerun `morph sample`")
     return path

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
+from morph.spec.artifacts.data import TOKENIZER_JSON
 from morph.spec.experiment import Experiment
 
 EOT = "<|endoftext|>"
@@ -20,7 +21,7 @@ def load_saved(directory: str | Path):
     """The saved tokenizer, ready to encode documents: a literal "<|endoftext|>" inside one is text."""
     from tokenizers import Tokenizer
 
-    path = Path(directory) / "tokenizer.json"
+    path = Path(directory) / TOKENIZER_JSON
     if not path.exists():
         raise MorphError(f"{path}: missing (run `morph tokenizer` first)")
     tok = Tokenizer.from_file(str(path))

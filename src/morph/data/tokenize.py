@@ -13,12 +13,10 @@ from morph.data import saved_tokenizer, tokenize_gather, tokenize_shard, tokeniz
 from morph.data.manifest import SPLITS, checked_shard, read_manifest
 from morph.io import atomic_dir, write_json
 from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import META, SAMPLE, TOKENIZER_DIR, TOKENS, token_shard, token_shard_summary
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
     p.add_argument("--out", default=TOKENS, help="output directory (default: %(default)s)")
 

@@ -17,7 +17,6 @@ from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 from morph.errors import MorphError
 from morph.io import library_versions, provenance, read_json, sha256_tree, write_json
 from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import (
     MANIFEST,
     META,
@@ -31,7 +30,6 @@ from morph.spec.experiment import Experiment
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
     p.add_argument("--tokens", default=TOKENS,
                    help="directory of the token shards, their summaries and tokenizer/; meta.json goes here "
@@ -102,5 +100,5 @@ def run(args):
     write_json(tokens / META, meta)
     print(f"{meta['tokenizer']}: {meta['splits']['train']['tokens']:,} train and {meta['splits']['val']['tokens']:,} "
           f"val tokens ({meta['dtype']}) in {sum(len(s['shards']) for s in meta['splits'].values())} shards, "
-          f"listed in {tokens / 'meta.json'}")
+          f"listed in {tokens / META}")
     return 0

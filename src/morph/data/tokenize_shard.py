@@ -21,14 +21,12 @@ from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 from morph.data.shards import read_docs
 from morph.io import atomic_path, sha256_file, sha256_tree, write_json
 from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import TOKENIZER
 
 BATCH_CHARS = 4_000_000  # text per encoder call: few calls, small in memory (1M is slower)
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--tokenizer", default=TOKENIZER,
                    help="the tokenizer stage's directory (default: %(default)s)")
     p.add_argument("--shard", required=True, help="a sample shard, e.g. data/sample/train-00000.jsonl.zst")

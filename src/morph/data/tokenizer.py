@@ -21,7 +21,6 @@ from morph.data.shards import read_docs
 from morph.errors import MorphError
 from morph.io import atomic_dir, sha256_tree, write_json
 from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import SAMPLE, TOKENIZER, TOKENIZER_SUMMARY
 from morph.spec.experiment import Experiment
 
@@ -32,7 +31,6 @@ SUBSAMPLE_STREAM = 1
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
     p.add_argument("--out", default=TOKENIZER, help="output directory (default: %(default)s)")
     p.add_argument("--summary", default=TOKENIZER_SUMMARY, help="the tokenizer's sha256 (default: %(default)s)")

@@ -30,7 +30,8 @@ from morph.evaluate import task_data as eval_data
 from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.spec import experiment
 from morph.spec import tasks as task_specs
-from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import TOKENIZER_FILES
+from morph.spec.artifacts.train import RUN_METRICS
 
 # Set before lm_eval/transformers/huggingface_hub are imported: they read it once, at import.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -42,7 +43,6 @@ ITEMS_FILE = "items.json"
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--model", required=True, help="save_pretrained model directory, e.g. runs/top-1/model")
     p.add_argument("--out", required=True, help="output JSON, e.g. results/eval/top-1.json")
     p.add_argument("--lm-eval-out",
@@ -73,8 +73,8 @@ def check_model_dir(model_dir: str | Path) -> Path:
         missing.append("config.json")
     if not any(any(model_dir.glob(p)) for p in WEIGHT_PATTERNS):
         missing.append("weights (*.safetensors or pytorch_model.bin)")
-    if not (model_dir / "tokenizer.json").exists() and not (model_dir / "tokenizer_config.json").exists():
-        missing.append("tokenizer (tokenizer.json or tokenizer_config.json)")
+    if not any((model_dir / name).exists() for name in TOKENIZER_FILES):
+        missing.append(f"tokenizer ({' or '.join(TOKENIZER_FILES)})")
     if missing:
         raise MorphError(f"--model {model_dir}: not a save_pretrained model directory; missing {', '.join(missing)}")
     from safetensors import SafetensorError, safe_open
@@ -85,7 +85,7 @@ def check_model_dir(model_dir: str | Path) -> Path:
                 pass  # the header and the file's length agree
         except SafetensorError as err:
             raise MorphError(f"{weights}: not readable weights ({err}); retrain the model (snakemake -j1 --force "
-                             f"{model_dir.parent / 'metrics.json'}) or restore the file") from None
+                             f"{model_dir.parent / RUN_METRICS}) or restore the file") from None
     return model_dir
 
 

@@ -11,7 +11,7 @@ from morph.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import FEATURES, MODEL_SETTING, features, fit, leave_one_out
 from morph.shape import Shape
 from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS, figure
+from morph.spec.artifacts.common import figure
 from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
 from morph.spec.experiment import Experiment
 
@@ -26,7 +26,6 @@ CSV_COLUMNS = (
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--latency-dir", default=LATENCY_DIR, help="folder of <shape_id>.json (default: %(default)s)")
     p.add_argument("--out", default=LATENCY_CSV, help="CSV, one row per shape x backend x setting")
     p.add_argument("--model-out", default=LATENCY_MODEL, help="fitted latency model (JSON)")

@@ -24,7 +24,6 @@ from morph.latency import load
 from morph.latency.stats import BEST, summarize
 from morph.model import build_model
 from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
 from morph.spec.backends import flash_head_dim_problem
 from morph.spec.experiment import Experiment
 
@@ -32,7 +31,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--shape", required=True, help="shape id, e.g. d64-l2 (see `morph grid`)")
     p.add_argument("--out", required=True, help="output JSON, e.g. latency/d64-l2.json")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

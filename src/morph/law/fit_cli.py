@@ -14,6 +14,8 @@ from morph.law.forms import LAWS, TIES, Law
 from morph.law.solvers import SOLVERS
 from morph.law.zoo import cross_validate, markdown
 
+PARAMS_FLAG = None  # fits any runs table: no experiment file, so the CLI adds no --params
+
 
 def add_arguments(p):
     p.add_argument("--runs", required=True,

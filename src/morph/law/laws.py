@@ -26,7 +26,7 @@ from morph.law.forms import Law
 from morph.law.zoo import SIZE_TOLERANCE, cross_validate, markdown, replicate_noise
 from morph.shape import shape_id
 from morph.spec import experiment
-from morph.spec.artifacts.common import FIGURES, PARAMS
+from morph.spec.artifacts.common import FIGURES
 from morph.spec.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, LAW_DIR, PREDICTIONS, ZOO_JSON, ZOO_MD, law_json
 from morph.spec.artifacts.train import KNOB_COLUMNS, LAW_COLUMNS, RUNS_CSV, RUNS_INPUTS
 from morph.spec.experiment import Experiment
@@ -36,7 +36,6 @@ ABLATION_TIES = ("all", "alpha-beta", "none")
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--runs", default=RUNS_CSV, help="one row per trained run (morph collect)")
     p.add_argument("--runs-inputs", help=f"the sha256 of every metrics.json collect read into --runs, checked "
                                          f"before the fit (default: {RUNS_INPUTS} with the default --runs; none for "

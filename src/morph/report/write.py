@@ -16,7 +16,7 @@ from morph.report.decide import decide, decide_predicted, per_stack, speed
 from morph.report.uncertainty import headline_metric, interval, item_scores, paired_draws, task_levels
 from morph.select.pareto_figure import plot_pareto
 from morph.spec import experiment
-from morph.spec.artifacts.common import FIGURES, PARAMS, figure
+from morph.spec.artifacts.common import FIGURES, figure
 from morph.spec.artifacts.evaluate import EVAL_DIR, eval_json, lm_eval_out
 from morph.spec.artifacts.latency import LATENCY_CSV
 from morph.spec.artifacts.report import (
@@ -34,7 +34,6 @@ from morph.train import card
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--selection", default=SELECTION)
     p.add_argument("--runs-dir", default=RUNS)
     p.add_argument("--eval-dir", default=EVAL_DIR)
@@ -458,14 +457,15 @@ def release_card(decision: dict, metrics: dict, md_path: Path, card_path: Path) 
 
 
 def summary(decision: dict) -> dict:
-    """The flat numbers worth comparing across experiments (`dvc metrics show`, `dvc exp show`): the verdict."""
+    """The flat numbers worth comparing across experiments (`dvc metrics show`, `dvc exp show`): the verdict, in
+    at most 11 columns so the table (with its path column) fits a screen; the regret and the rest stay in
+    morph1b.json."""
     v, h = decision["verdict"], decision["hindsight"] or {}
     noise = v["noise"] or {}
     flat = {"verdict": v["kind"], "basis": v["basis"], "released": v["shape_id"], "delta_loss": v["delta_loss"],
             "delta_loss_upper": v["upper"], "margin": v["margin"], "sigma": noise.get("sd"),
             "sigma_df": noise.get("df"),
-            "seeds": v["seeds"], "speedup": v["speedup"], "spearman": (h.get("spearman") or {}).get("rho"),
-            "regret": (h.get("regret") or {}).get("loss")}
+            "seeds": v["seeds"], "speedup": v["speedup"], "spearman": (h.get("spearman") or {}).get("rho")}
     return {k: x for k, x in flat.items() if x is not None}
 
 

@@ -12,7 +12,7 @@ from morph.select.pareto_figure import plot_pareto
 from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, predictive_interval, r_effect, separated
 from morph.shape import Shape, run_id
 from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS, figure
+from morph.spec.artifacts.common import figure
 from morph.spec.artifacts.law import law_json
 from morph.spec.artifacts.select import CANDIDATES, PARETO_FIGURE, SELECTION, slot
 from morph.spec.law_names import AUTO
@@ -20,7 +20,6 @@ from morph.spec.select import Select
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--candidates", default=CANDIDATES)
     p.add_argument("--law", required=True, help="fitted law JSON (morph laws / morph fit)")
     p.add_argument("--out", default=SELECTION)

@@ -16,6 +16,7 @@ import yaml
 
 from morph.shape import Shape, ShapeError, ShapeRules
 from morph.spec import expand
+from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.select import slot
 from morph.spec.backends import FLASH_MAX_HEAD_DIM, flash_head_dim_problem
 from morph.spec.data import Data
@@ -327,7 +328,7 @@ def read_raw(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
 
 
-def load(path: str | Path = "params.yaml") -> Experiment:
+def load(path: str | Path = PARAMS) -> Experiment:
     raw = read_raw(path)
     try:
         return parse(raw)

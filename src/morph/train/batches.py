@@ -62,7 +62,7 @@ def _open_shard(root: Path, shard: dict, dtype: str, params: str) -> np.memmap:
     name = Path(shard["file"]).stem
     rebuild = f"rebuild it (and nothing after it) with {rebuild_token_shard(name, params)}"
     if not path.exists():
-        raise MorphError(f"{path}: missing token shard listed in {root / 'meta.json'}; {rebuild}")
+        raise MorphError(f"{path}: missing token shard listed in {root / META}; {rebuild}")
     found = path.stat().st_size // np.dtype(dtype).itemsize
     if found != shard["tokens"]:
         raise MorphError(f"{path}: holds {found:,} tokens but meta.json lists {shard['tokens']:,} (truncated); "
@@ -82,16 +82,16 @@ def open_tokens(root: str | Path, params: str = PARAMS) -> TokenData:
     meta = read_json(root / META)
     for key in ("vocab_size", "eot_id", "dtype", "splits"):
         if key not in meta:
-            raise MorphError(f"{root / 'meta.json'}: missing key {key!r}")
+            raise MorphError(f"{root / META}: missing key {key!r}")
     if meta["dtype"] not in DTYPES:
-        raise MorphError(f"{root / 'meta.json'}: dtype {meta['dtype']!r} is not one of {list(DTYPES)}")
+        raise MorphError(f"{root / META}: dtype {meta['dtype']!r} is not one of {list(DTYPES)}")
     if not (root / TOKENIZER_DIR).is_dir():
         raise MorphError(f"{root / 'tokenizer'}: tokenizer directory not found")
     streams = {}
     for split in ("train", "val"):
         shards = meta["splits"].get(split, {}).get("shards")
         if not shards:
-            raise MorphError(f"{root / 'meta.json'}: lists no {split} shards; rerun `morph tokenize-gather`")
+            raise MorphError(f"{root / META}: lists no {split} shards; rerun `morph tokenize-gather`")
         streams[split] = TokenStream([_open_shard(root, s, meta["dtype"], params) for s in shards],
                                      f"the {split} shards in {root}")
     return TokenData(root, meta, streams["train"], streams["val"])

@@ -11,6 +11,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from morph.errors import MorphError
 from morph.io import atomic_path
+from morph.spec.artifacts.train import CSV_LOG
 
 # The loss curve of earlier sessions while a resumed run trains; beside logs/, which CSVLogger clears.
 EARLIER = "curve-before-resume.csv"
@@ -82,7 +83,7 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
 def keep_curve_before(log_dir: Path, start: int | None) -> None:
     """Before a run starts: on resume, set the loss curve up to `start` aside (CSVLogger would delete it);
     on a fresh start, drop any old curve."""
-    curve, kept = log_dir / "metrics.csv", log_dir.parent / EARLIER
+    curve, kept = log_dir / CSV_LOG, log_dir.parent / EARLIER
     if start is None:
         curve.unlink(missing_ok=True)
         kept.unlink(missing_ok=True)
@@ -97,5 +98,5 @@ def join_curve(log_dir: Path) -> None:
     """After training: one metrics.csv holding every session's rows."""
     kept = log_dir.parent / EARLIER
     if kept.exists():
-        _write_rows(log_dir / "metrics.csv", _rows(kept) + _rows(log_dir / "metrics.csv"))
+        _write_rows(log_dir / CSV_LOG, _rows(kept) + _rows(log_dir / CSV_LOG))
         kept.unlink()

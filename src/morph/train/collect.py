@@ -19,7 +19,6 @@ from morph.spec.experiment import Experiment
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--runs-dir", default=RUNS,
                    help="directory holding runs/<run_id>/metrics.json (default: %(default)s)")
     p.add_argument("--out", default=RUNS_CSV, help="CSV to write (default: %(default)s)")

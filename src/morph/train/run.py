@@ -27,7 +27,7 @@ from morph.io import atomic_dir, library_versions, provenance, read_json, sha256
 from morph.shape import run_id as make_run_id
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import META, TOKENIZER_FILES, TOKENS
+from morph.spec.artifacts.data import META, TOKENIZER_CONFIG, TOKENIZER_FILES, TOKENS
 from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, run_dir
 from morph.spec.expand import Run, seeded, split_replicate
 from morph.spec.experiment import Experiment
@@ -43,7 +43,6 @@ NOT_FINGERPRINTED = ("threads", "checkpoint_every", "val_batches", "log_every")
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", help="a grid or baseline run id (see `morph grid`)")
     which.add_argument("--selection", help="results/selection.json, with --slot")
@@ -160,7 +159,7 @@ def save_model(model, state: dict, tokenizer_dir: Path, dest: Path, context: int
     with atomic_dir(dest) as tmp:
         model.save_pretrained(tmp, state_dict={k.removeprefix("model."): v for k, v in state.items()})
         shutil.copytree(tokenizer_dir, tmp, dirs_exist_ok=True)
-        config = tmp / "tokenizer_config.json"
+        config = tmp / TOKENIZER_CONFIG
         config.write_text(json.dumps(json.loads(config.read_text(encoding="utf-8")) | {"model_max_length": context},
                                      indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (tmp / CARD).write_text(card, encoding="utf-8")
@@ -238,7 +237,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     data = open_tokens(tokens_dir, params)
     if data.meta["vocab_size"] != run.shape.vocab_size:
         raise MorphError(
-            f"{data.root / 'meta.json'}: vocab_size {data.meta['vocab_size']} differs from the experiment's "
+            f"{data.root / META}: vocab_size {data.meta['vocab_size']} differs from the experiment's "
             f"tokenizer ({run.shape.vocab_size}); rebuild the tokens for this experiment: "
             f"morph tokenize --params {params} --out {data.root}"
         )

@@ -43,7 +43,7 @@ def plots(cfg: Experiment, nodes: list[pipeline.Node]) -> list:
     return data + [o for o in outs if o.startswith(f"{FIGURES}/")]
 
 
-def render(cfg: Experiment, params_path: str = "params.yaml") -> tuple[str, int]:
+def render(cfg: Experiment, params_path: str = PARAMS) -> tuple[str, int]:
     """The dvc.yaml text and its stage count."""
     stages = {}
     nodes = pipeline.all_nodes(cfg, params_path)
@@ -51,7 +51,7 @@ def render(cfg: Experiment, params_path: str = "params.yaml") -> tuple[str, int]
         stage = {"cmd": node.cmd, "deps": list(node.deps)}
         if node.params:
             # DVC reads params.yaml by default; another experiment file is named explicitly.
-            stage["params"] = list(node.params) if params_path == "params.yaml" else [{params_path: list(node.params)}]
+            stage["params"] = list(node.params) if params_path == PARAMS else [{params_path: list(node.params)}]
         outs = [o for o in node.outs if o not in node.metrics]
         if outs:
             stage["outs"] = outs
@@ -76,7 +76,6 @@ def refuse_if_stale(params_path: str, root: str) -> None:
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--out", default="dvc.yaml", help="where to write (default: %(default)s)")
     p.add_argument("--check", action="store_true", help="exit 1 if the file on disk is out of date; write nothing")
 

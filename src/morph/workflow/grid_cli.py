@@ -4,11 +4,9 @@ from __future__ import annotations
 import json
 
 from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
 
 
 def add_arguments(p):
-    p.add_argument("--params", default=PARAMS, help="experiment file (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 

@@ -16,10 +16,12 @@ from morph.spec.artifacts.data import SAMPLE, TOKENS, TOKENS_META
 from morph.spec.experiment import Experiment
 from morph.workflow import pipeline
 
+# The CLI's --params, with no default: the experiment the outputs recorded is the default.
+PARAMS_FLAG = {"help": "experiment file (default: the one the outputs recorded, else params.yaml)"}
+
 
 def add_arguments(p):
     p.add_argument("path", help="a file the workflow produced, e.g. results/morph1b.json or a figure")
-    p.add_argument("--params", help="experiment file (default: the one the outputs recorded, else params.yaml)")
     p.add_argument("--lock", default="dvc.lock", help="DVC's lock file, for the hashes DVC recorded (optional)")
     p.add_argument("--json", action="store_true", help="print the chain as JSON")
     p.add_argument("--check", action="store_true",

@@ -97,7 +97,7 @@ class Stage:
 
     def node(self, exp: Experiment, params: str, key: str = "") -> Node:
         job = self.build(exp, key)
-        return Node(self.name, key, command("morph", self.command, "--params", params, *job.args),
+        return Node(self.name, key, command("morph", self.command, common.PARAMS_FLAG, params, *job.args),
                     deps=(*code_inputs(self.module, self.reads), *job.deps), outs=job.outs, params=self.reads,
                     metrics=job.metrics, directories=job.directories)
 
@@ -147,8 +147,9 @@ def _tokenize_gather(exp: Experiment, _key: str) -> Job:
 
 
 def _run_outs(run: str) -> dict:
+    # A run's metrics.json is an ordinary output: `dvc metrics show` lists the report's flat summary alone.
     return {"outs": (train.run_model(run), train.run_metrics(run), train.loss_curve(run)),
-            "directories": (train.run_model(run),), "metrics": (train.run_metrics(run),)}
+            "directories": (train.run_model(run),)}
 
 
 def _train(exp: Experiment, run_id: str) -> Job:
@@ -227,11 +228,11 @@ def _report(exp: Experiment, _key: str) -> Job:
 
 STAGES = (
     Stage("sample", "sample", "morph.data.sample", ("seed", "data"), _sample),
-    Stage("tokenizer", "tokenizer", "morph.data.tokenizer", ("seed", "tokenizer"), _tokenizer),
+    Stage("tokenizer", "tokenizer", "morph.data.tokenizer", ("seed", "data", "tokenizer"), _tokenizer),
     # The scatter: one job per sample shard.
     Stage("tokenize_shard", "tokenize-shard", "morph.data.tokenize_shard", ("tokenizer",), _tokenize_shard,
           keys=lambda exp: exp.sample_shards, wildcard=("shard", SHARD_PATTERN)),
-    Stage("tokenize_gather", "tokenize-gather", "morph.data.tokenize_gather", ("data", "tokenizer"),
+    Stage("tokenize_gather", "tokenize-gather", "morph.data.tokenize_gather", ("seed", "data", "tokenizer"),
           _tokenize_gather),
     Stage("train", "train", "morph.train.run", TRAIN_READS, _train,
           keys=lambda exp: [r.run_id for r in (*exp.grid_runs, *exp.target_runs)],

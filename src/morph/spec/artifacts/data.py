@@ -15,7 +15,8 @@ TOKENS_META = f"{TOKENS}/{META}"
 # checksums, where it would judge the folder by its modification time alone.
 TOKENIZER_SUMMARY = f"{TOKENS}/{TOKENIZER_DIR}.summary.json"
 # What save_pretrained writes for a fast tokenizer; training copies them into every model directory.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+TOKENIZER_JSON, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
+TOKENIZER_FILES = (TOKENIZER_JSON, TOKENIZER_CONFIG)
 
 
 # Shards are files, not a directory, so each tokenize job reads and writes its own.

@@ -5,7 +5,8 @@ RUNS = "runs"
 RUN_METRICS = "metrics.json"  # in a run directory: held-out loss and the run's numbers
 RUN_MODEL = "model"  # in a run directory: the weights, config and tokenizer, loadable by transformers
 LOGS = "logs"  # in a run directory: where Lightning's loggers write (name=LOGS, version="")
-LOSS_CURVE = f"{LOGS}/metrics.csv"  # in a run directory: the CSV logger's loss curve, which the graph reads
+CSV_LOG = "metrics.csv"  # the file Lightning's CSVLogger writes in its folder
+LOSS_CURVE = f"{LOGS}/{CSV_LOG}"  # in a run directory: the CSV logger's loss curve, which the graph reads
 RUNS_CSV = "results/runs.csv"
 RUNS_INPUTS = "results/runs.inputs.json"  # the sha256 of every metrics.json collect read, for lineage
 # runs.csv, one row per run: what collect writes and the law, select and report read.

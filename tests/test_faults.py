@@ -467,8 +467,8 @@ def copy_of(tree: Path, dest: Path) -> Path:
 
 
 def results(root: Path) -> dict[str, str]:
-    """Every file the graph made or read, without Snakemake's logs and records."""
-    return {k: v for k, v in snapshot(root).items() if not k.startswith((".snakemake/", "logs/"))}
+    """Every file the graph made or read, without the tools' logs, records and locks (a run holds DVC's lock too)."""
+    return {k: v for k, v in snapshot(root).items() if not k.startswith((".snakemake/", ".dvc/tmp/", "logs/"))}
 
 
 def refused(out: subprocess.CompletedProcess, *says: str) -> None:

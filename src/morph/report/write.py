@@ -315,8 +315,19 @@ def stack_lines(v: dict) -> list[str]:
 
 
 def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
+    """report.md: the decision first, then its evidence against the baseline, the law in hindsight, the evaluated
+    models, the candidates, the knobs and the figures."""
+    lines = [*decision_lines(decision, md_path), "", *versus_lines(decision), "",
+             "## Hindsight: the law against trained candidates", "", *hindsight_lines(decision["hindsight"]), "",
+             *model_lines(decision), *caveat_lines(decision), "", *candidate_lines(decision), *knob_lines(decision),
+             "", "## Figures", "", *(f"![{p.stem}]({os.path.relpath(p, md_path.parent)})" for p in figure_paths),
+             "", "Inputs and their sha256 are listed in `morph1b.json` (`inputs`); `morph lineage` walks them back."]
+    return "\n".join(lines) + "\n"
+
+
+def decision_lines(decision: dict, md_path: Path) -> list[str]:
+    """The verdict, the release and the rule, the not-worse set, then the budgets, the law and the noise."""
     b, chosen, rule, v = decision["budgets"], decision["chosen"], decision["decision_rule"], decision["verdict"]
-    level = f"{rule['confidence']:.0%}"
     first = decision["models"][0]
     items = f"a seeded random {first['eval_limit']} items per task" if first["eval_limit"] else "every item"
     ranking = decision["ranking"]
@@ -362,7 +373,14 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
         + ".",
         "",
         *noise_floor(decision["noise"]),
-        "",
+    ]
+    return lines
+
+
+def versus_lines(decision: dict) -> list[str]:
+    """Each measured shape against the baseline, with its MCB bound and speed-up."""
+    v = decision["verdict"]
+    return [
         "## Against the baseline",
         "",
         f"Each measured feasible shape's mean held-out loss over its seeds minus the baseline's, with one-sided 95% "
@@ -376,16 +394,18 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
           + (f"{v['mcb_upper'][shape]:.4f}" if v["mcb_upper"].get(shape) is not None else "—")
           + f" | {next(m['speedup_vs_baseline'] for m in decision['models'] if m['shape_id'] == shape):.2f}x |"
           for shape, c in v["versus_baseline"].items()),
-        "",
-        "## Hindsight: the law against trained candidates",
-        "",
-        *hindsight_lines(decision["hindsight"]),
-        "",
+    ]
+
+
+def model_lines(decision: dict) -> list[str]:
+    """The evaluated models' table, then their accuracies per task."""
+    rule = decision["decision_rule"]
+    lines = [
         "## Evaluated models",
         "",
         f"| model | role | N | R | predicted loss | held-out loss, mean [per seed] | latency median [p10, p90] s | "
         f"speed-up | "
-        f"avg accuracy* [{level} interval] |",
+        f"avg accuracy* [{rule['confidence']:.0%} interval] |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in decision["models"]:
@@ -401,7 +421,12 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     lines += ["", "\\* The mean over tasks of the per-task accuracies below (acc_norm, or acc where a task has none), "
               f"as lm-eval reports them; the interval is a {rule['bootstrap']}-draw bootstrap over the scored items "
               f"(resampled within each task, the same draws for every model)."]
-    lines += ["", *accuracy_lines(decision["models"], decision["tasks"])]
+    return lines + ["", *accuracy_lines(decision["models"], decision["tasks"])]
+
+
+def caveat_lines(decision: dict) -> list[str]:
+    """What limits the evidence: the stages' warnings, tasks no model beats chance on, items too long to score."""
+    first = decision["models"][0]
     caveats = decision["warnings"] + [f"law: {w}" for w in decision["law_warnings"]]
     if chance := [t for t, level in decision["tasks"].items()
                   if all(below_chance(m["accuracy"][t], level) for m in decision["models"])]:
@@ -410,9 +435,11 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
     caveats += [f"{task}: {n:,} items drawn had an answer longer than the trained context ({first['eval_max_length']} "
                 "tokens), which lm-eval cannot score, and were passed over for others"
                 for task, n in first["eval_too_long"].items() if n]
-    if caveats:
-        lines += ["", "Caveats:", ""] + [f"- {w}" for w in caveats]
-    lines += ["", "## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | law cannot separate it "
+    return ["", "Caveats:", "", *(f"- {w}" for w in caveats)] if caveats else []
+
+
+def candidate_lines(decision: dict) -> list[str]:
+    lines = ["## Candidates", "", "| shape | N | R | predicted loss | latency s | rank | law cannot separate it "
               "from | kept / reason |", "|---|---|---|---|---|---|---|---|"]
     for c in decision["candidates"]:
         lines.append(
@@ -420,21 +447,21 @@ def markdown(decision: dict, figure_paths: list[Path], md_path: Path) -> str:
             f"{c['latency']['median_s']:.3f} | {c.get('rank', '-')} | "
             f"{', '.join(c.get('indistinguishable_from', [])) or '-'} | {'kept' if c['kept'] else c['reason']} |"
         )
-    if decision["knobs"]:
-        lines += ["", "## Architecture knobs", "",
+    return lines
+
+
+def knob_lines(decision: dict) -> list[str]:
+    if not decision["knobs"]:
+        return []
+    return ["", "## Architecture knobs", "",
                   "Each grid run with an ffn ratio or grouped-query knob against the default shape of its size and "
                   "depth at the same budget (the law sees these runs only through N, D and R):", "",
                   "| run | default | MLP:attention | kv heads | N | held-out loss | Δ loss | latency s | × default |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {k['run_id']} | {k['default']} | {k['mlp_attention_ratio']:.2f} (default "
-                  f"{k['default_mlp_attention_ratio']:.2f}) | {k['n_kv_heads']} (default {k['default_n_kv_heads']}) | "
-                  f"{k['params']:,} | {k['loss']:.4f} | {k['loss_change']:+.4f} | {k['latency_s']:.3f} | "
-                  f"{k['latency_ratio']:.2f} |" for k in decision["knobs"]]
-    lines += ["", "## Figures", ""]
-    for p in figure_paths:
-        lines.append(f"![{p.stem}]({os.path.relpath(p, md_path.parent)})")
-    lines += ["", "Inputs and their sha256 are listed in `morph1b.json` (`inputs`); `morph lineage` walks them back."]
-    return "\n".join(lines) + "\n"
+            "|---|---|---|---|---|---|---|---|---|",
+            *(f"| {k['run_id']} | {k['default']} | {k['mlp_attention_ratio']:.2f} (default "
+              f"{k['default_mlp_attention_ratio']:.2f}) | {k['n_kv_heads']} (default {k['default_n_kv_heads']}) | "
+              f"{k['params']:,} | {k['loss']:.4f} | {k['loss_change']:+.4f} | {k['latency_s']:.3f} | "
+              f"{k['latency_ratio']:.2f} |" for k in decision["knobs"])]
 
 
 def release_card(decision: dict, metrics: dict, md_path: Path, card_path: Path) -> str:

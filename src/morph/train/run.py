@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -212,26 +213,37 @@ def steady_throughput(module, step_tokens: int, budget: int) -> dict:
             "timed": "every step: the run is no longer than its warm-up"}
 
 
-def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
-          inputs: list[Path] | None = None, params: str = PARAMS) -> dict | None:
-    """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics on rank 0, None elsewhere.
+@dataclass
+class Setup:
+    """What a run trains with, once checked against this machine and the tokens."""
+    launch: Launch
+    data: object  # batches.TokenData
+    total: int  # optimiser steps
+    seed: int
+    fingerprint: str
 
-    With several ranks, Lightning starts the others by running this process's command again (or srun
-    started them all); each trains on its rows of every batch and only rank 0 writes.
-    """
+
+@dataclass
+class Fitted:
+    """A finished fit on rank 0: the module, its gathered weights and the held-out loss."""
+    model: object
+    module: object
+    state: dict
+    val_loss: float
+    world_size: int
+    resumed_from: int | None
+    lock: object  # the run's lock on rank 0, held through the save
+
+
+def setup(cfg: Experiment, run: Run, tokens_dir: str | Path, params: str) -> Setup:
+    """The launch settings checked against this machine, the tokens against the experiment, and the threads set."""
     import torch
 
-    from morph.model import build_model
-    from morph.train.batches import make_datamodule, open_tokens, steps_for_budget
-    from morph.train.checkpointing import join_curve, keep_curve_before
-    from morph.train.flops import ATTENTION_FLOPS, device_peak, mfu, train_flops_per_token
-    from morph.train.launch import check, global_rank, local_rank, resolve, this_machine
-    from morph.train.lm import CausalLM, Optim
+    from morph.train.batches import open_tokens, steps_for_budget
+    from morph.train.launch import check, resolve, this_machine
     from morph.train.memory import keep_freed_memory
 
-    started = time.perf_counter()
-    out = Path(out)
-    t, m, seed = cfg.train, cfg.model, run.seed(cfg.seed)
+    t, m = cfg.train, cfg.model
     launch = resolve(t, torch.cuda.is_available())
     check(t, launch, this_machine(launch.accelerator), run.shape, m.seq_len)
     data = open_tokens(tokens_dir, params)
@@ -242,76 +254,91 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
             f"morph tokenize --params {params} --out {data.root}"
         )
     check_tokenizer(data.tokenizer_dir, data.meta, data.root / META, params)
-    seq_len, batch = m.seq_len, t.batch_size
-    total = steps_for_budget(run.tokens, batch, seq_len)
     torch.set_num_threads(t.threads)
     if launch.accelerator == "cpu":  # on a GPU the steps' tensors live on the device; the host's memory goes back
         keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(t.threads)  # for ranks Lightning starts, which it would otherwise set
-    meta_sha = sha256_file(data.root / META)
-    fp = fingerprint(run, cfg, meta_sha)
-    if slot is not None and (done := reuse_twin(run, fp, out, slot)) is not None:
-        return done
-    ckpt = out / "ckpt" / "last.ckpt"
-    start = resume_point(ckpt, fp)
-    # Rank 0 alone writes; here that is the process that starts the others, before it starts them.
-    rank_zero = global_rank(t.devices) == 0
-    lock = run_lock.hold(out) if rank_zero else None  # noqa: F841 (held until this process exits)
-    if start is not None and rank_zero:
-        say(f"resuming {run.run_id} from step {start} of {total} ({ckpt})")
+    return Setup(launch, data, steps_for_budget(run.tokens, t.batch_size, m.seq_len), run.seed(cfg.seed),
+                 fingerprint(run, cfg, sha256_file(data.root / META)))
 
-    device = torch.device("cuda", local_rank(t.devices)) if launch.accelerator == "gpu" else None
-    model = build_model(run.shape, m.max_position_embeddings, data.meta["eot_id"], seed, device)
-    module = CausalLM(model, Optim.from_params(t, total), fp, compile=t.compile, log_every=min(t.log_every, total))
-    dm = make_datamodule(data, seq_len, t, run.tokens, seed, start or 0)
+
+def fit(cfg: Experiment, run: Run, s: Setup, out: Path) -> Fitted | None:
+    """Train from scratch or from the checkpoint this run left, then one pass over the held-out windows; the
+    result on rank 0, None elsewhere. Rank 0 alone writes; here that is the process that starts the others,
+    before it starts them."""
+    import torch
+
+    from morph.model import build_model
+    from morph.train.batches import make_datamodule
+    from morph.train.checkpointing import join_curve, keep_curve_before
+    from morph.train.launch import global_rank, local_rank
+    from morph.train.lm import CausalLM, Optim
+
+    t, m = cfg.train, cfg.model
+    ckpt = out / "ckpt" / "last.ckpt"
+    start = resume_point(ckpt, s.fingerprint)
+    rank_zero = global_rank(t.devices) == 0
+    lock = run_lock.hold(out) if rank_zero else None
+    if start is not None and rank_zero:
+        say(f"resuming {run.run_id} from step {start} of {s.total} ({ckpt})")
+
+    device = torch.device("cuda", local_rank(t.devices)) if s.launch.accelerator == "gpu" else None
+    model = build_model(run.shape, m.max_position_embeddings, s.data.meta["eot_id"], s.seed, device)
+    module = CausalLM(model, Optim.from_params(t, s.total), s.fingerprint, compile=t.compile,
+                      log_every=min(t.log_every, s.total))
+    dm = make_datamodule(s.data, m.seq_len, t, run.tokens, s.seed, start or 0)
     if rank_zero:
         keep_curve_before(out / LOGS, start)
         if start is None:
             shutil.rmtree(out / "tb", ignore_errors=True)  # a fresh run's events never mix with an old run's
-    trainer = make_trainer(t, launch, out, total)
+    trainer = make_trainer(t, s.launch, out, s.total)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if start is not None else None)
-    if trainer.global_step != total:
-        raise MorphError(f"training stopped at step {trainer.global_step} of {total}")
+    if trainer.global_step != s.total:
+        raise MorphError(f"training stopped at step {trainer.global_step} of {s.total}")
     trainer.limit_val_batches = 1.0  # fit validated nothing; now one pass over every rank's held-out share
     trainer.validate(module, datamodule=dm, verbose=False)
-    val_loss = module.val_loss
     # Gathered from every rank's shard under fsdp (so every rank takes part); the module's own weights elsewhere.
     state = trainer.strategy.lightning_module_state_dict()
     if not trainer.is_global_zero:
         return None
     join_curve(out / LOGS)
-    if not torch.isfinite(torch.tensor(val_loss)):
-        raise MorphError(f"held-out loss of {run.run_id} is {val_loss}; not writing metrics")
+    if not torch.isfinite(torch.tensor(module.val_loss)):
+        raise MorphError(f"held-out loss of {run.run_id} is {module.val_loss}; not writing metrics")
+    return Fitted(model, module, state, module.val_loss, trainer.world_size, start, lock)
 
+
+def record(cfg: Experiment, run: Run, s: Setup, f: Fitted, slot: str | None, inputs: list[Path],
+           wall_s: float) -> dict:
+    """The run's metrics.json: what was trained, its held-out loss, its speed and where its inputs came from."""
+    from morph.train.flops import ATTENTION_FLOPS, device_peak, mfu, train_flops_per_token
+
+    t, seq_len, launch = cfg.train, cfg.model.seq_len, s.launch
     peak = device_peak("cuda" if launch.accelerator == "gpu" else "cpu", launch.precision)
-    throughput = steady_throughput(module, batch * seq_len, run.tokens)
+    throughput = steady_throughput(f.module, t.batch_size * seq_len, run.tokens)
     tokens_per_s = throughput["tokens_per_s"]
-    # The old model/ and metrics.json stay whole until the new ones are: a failed rerun leaves the old result,
-    # and a crash between the two writes leaves no metrics.json, never a new model beside old metrics.
-    (out / RUN_METRICS).unlink(missing_ok=True)
-    metrics = {
+    return {
         "run_id": run.run_id,
         "slot": slot,
-        "fingerprint": fp,  # a slot whose run this is already trained reuses it (reuse_twin)
+        "fingerprint": s.fingerprint,  # a slot whose run this is already trained reuses it (reuse_twin)
         "shape": run.shape.to_dict(),
         "params": run.shape.params(),
         "non_embedding_params": run.shape.non_embedding_params(),
         "multiplier": run.multiplier,
         "tokens": run.tokens,
         "tokens_seen": run.tokens,  # the last batch's targets past the budget are masked out
-        "steps": total,
-        "batch_size": batch,
+        "steps": s.total,
+        "batch_size": t.batch_size,
         "micro_batch_size": t.micro_batch,
-        "world_size": trainer.world_size,
+        "world_size": f.world_size,
         "seq_len": seq_len,
-        "data_epochs": run.tokens / len(data.train),
-        "val_loss": val_loss,
-        "val_tokens": module.val_count,
-        "train_loss_ema": module.train_loss_ema,
-        "resumed_from_step": start,
-        "wall_s": time.perf_counter() - started,
-        "train_s": module.train_s,
-        "train_cpu_s": module.train_cpu_s,  # rank 0's process
+        "data_epochs": run.tokens / len(s.data.train),
+        "val_loss": f.val_loss,
+        "val_tokens": f.module.val_count,
+        "train_loss_ema": f.module.train_loss_ema,
+        "resumed_from_step": f.resumed_from,
+        "wall_s": wall_s,
+        "train_s": f.module.train_s,
+        "train_cpu_s": f.module.train_cpu_s,  # rank 0's process
         "tokens_per_s": tokens_per_s,
         "throughput": throughput,
         "train_flops_per_token": train_flops_per_token(run.shape, seq_len),
@@ -319,7 +346,7 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "peak": peak,
         # Of all ranks together, against one device's peak times the ranks.
         "mfu": mfu(tokens_per_s, run.shape, seq_len, peak["flops"] * t.world_size),
-        "seed": seed,
+        "seed": s.seed,
         "replicate": run.replicate,
         "replicate_of": run.original,
         "precision": launch.precision,
@@ -328,15 +355,39 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
         "threads": t.threads,
         "config": {"model": cfg.params("model"), "train": cfg.params("train")},
         "versions": library_versions("torch", "lightning", "transformers", "numpy", "morph"),
-        "provenance": provenance([data.root / META, *(inputs or [])],
-                                 {"tokens_sha256": data.meta.get("sha256"), "tokenizer": data.meta.get("tokenizer")}),
+        "provenance": provenance([s.data.root / META, *inputs], {"tokens_sha256": s.data.meta.get("sha256"),
+                                                                 "tokenizer": s.data.meta.get("tokenizer")}),
     }
-    save_model(model, state, data.tokenizer_dir, out / RUN_MODEL, seq_len, card.render(metrics))
+
+
+def save(s: Setup, f: Fitted, metrics: dict, out: Path, context: int) -> None:
+    """The model folder, then metrics.json naming its sha256. The old ones stay whole until the new ones are: a
+    failed rerun leaves the old result, and a crash between the two writes leaves no metrics.json, never a new
+    model beside old metrics."""
+    (out / RUN_METRICS).unlink(missing_ok=True)
+    save_model(f.model, f.state, s.data.tokenizer_dir, out / RUN_MODEL, context, card.render(metrics))
     metrics["model_sha256"] = sha256_tree(out / RUN_MODEL)  # lineage checks the weights against it
     write_json(out / RUN_METRICS, metrics)
     shutil.rmtree(out / "ckpt", ignore_errors=True)  # a finished run needs no checkpoint
-    say(f"{run.run_id}: val_loss {val_loss:.4f}, {tokens_per_s:,.0f} tokens/s, MFU {metrics['mfu']:.1%} "
-        f"({peak['source']})")
+
+
+def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
+          inputs: list[Path] | None = None, params: str = PARAMS) -> dict | None:
+    """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics on rank 0, None elsewhere.
+
+    With several ranks, Lightning starts the others by running this process's command again (or srun
+    started them all); each trains on its rows of every batch and only rank 0 writes.
+    """
+    started, out = time.perf_counter(), Path(out)
+    s = setup(cfg, run, tokens_dir, params)
+    if slot is not None and (done := reuse_twin(run, s.fingerprint, out, slot)) is not None:
+        return done
+    if (f := fit(cfg, run, s, out)) is None:
+        return None
+    metrics = record(cfg, run, s, f, slot, inputs or [], time.perf_counter() - started)
+    save(s, f, metrics, out, cfg.model.seq_len)
+    say(f"{run.run_id}: val_loss {f.val_loss:.4f}, {metrics['tokens_per_s']:,.0f} tokens/s, MFU {metrics['mfu']:.1%} "
+        f"({metrics['peak']['source']})")
     return metrics
 
 

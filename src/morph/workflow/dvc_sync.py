@@ -84,6 +84,17 @@ def record(lock, stages: list[str], cfg: Experiment, params: str) -> None:
               file=sys.stderr)
         return
     lock.close()  # dvc commit takes the lock itself
+    # Only what DVC sees as changed: committing a stage rehashes its outputs into the cache, minutes for the whole
+    # default graph, so a rerun of one job must not pay for all of them. The status read costs a few seconds.
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], capture_output=True, text=True)
+    try:
+        changed = {name.rpartition(":")[2] for name in json.loads(status.stdout)}
+        stages = [s for s in stages if s in changed]
+    except (json.JSONDecodeError, TypeError):
+        pass  # unreadable status: record every stage of the run
+    if not stages:
+        RECORDED.touch()
+        return
     out = subprocess.run([sys.executable, "-m", "dvc", "commit", "-f", "-q", *stages], capture_output=True, text=True)
     if out.returncode != 0:
         print(f"morph: dvc.lock: recording this run failed ({out.stderr.strip()[-500:]}); to record it: {adopt}",

@@ -105,4 +105,4 @@ EXPERIMENT = "<experiment file>"  # what the recorded commands hold in place of 
 
 def sliced_params(node):
     """The params sections a node reads; Snakemake's params rerun-trigger fires when they change."""
-    return json.dumps({k: CFG.params(k) for k in node.params}, sort_keys=True)
+    return json.dumps(pipeline.params_read(CFG, node.params), sort_keys=True)

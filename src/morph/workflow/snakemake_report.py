@@ -41,7 +41,7 @@ def marking(path: str, basedir: str) -> dict:
     if path not in CATEGORY:
         raise MorphError(f"{path}: no report category; add it to CATEGORIES in {__name__}")
     return {"caption": caption, "category": CATEGORY[path],
-            "labels": {"result": f"{os.path.basename(path)}: {gist(Path(caption).read_text())}"}}
+            "labels": {"result": f"{os.path.basename(path)}: {gist(Path(caption).read_text(encoding='utf-8'))}"}}
 
 
 def gist(caption: str) -> str:
@@ -54,7 +54,7 @@ class Decision(Mapping):
 
     @cached_property
     def _record(self) -> dict:
-        return json.loads(Path(report.DECISION).read_text()) if Path(report.DECISION).is_file() else {}
+        return json.loads(Path(report.DECISION).read_text(encoding="utf-8")) if Path(report.DECISION).is_file() else {}
 
     def __getitem__(self, key: str):
         return self._record[key]

@@ -237,3 +237,31 @@ def test_every_command_the_table_builds_parses_with_its_stages_own_flags(params)
         except SystemExit:
             pytest.fail(f"{node.name}: `{node.cmd}` does not parse with morph {argv[0]}'s flags")
         assert args.params == params and args.command == argv[0]
+
+
+@pytest.mark.parametrize("params", ["params.yaml", "configs/ci.yaml", "configs/paper.yaml"])
+def test_a_stages_cli_flags_are_its_builders(params):
+    """One declaration per stage interface: the parser a stage command gets offers exactly its interface's flags,
+    no stage module declares flags of its own, and every node's command parses back into the very interface
+    value its builder made (a flag the builder sets that the CLI would read into another field, or drop, fails)."""
+    import dataclasses
+    import importlib
+    import shlex
+
+    from morph import cli
+
+    for stage in pipeline.STAGES:
+        assert not hasattr(importlib.import_module(stage.module), "add_arguments"), stage.module
+        parser = cli.build_parser(only=stage.command)
+        sub = next(a for a in parser._actions if a.dest == "command").choices[stage.command]
+        offered = {o for a in sub._actions for o in a.option_strings} - {"-h", "--help", "--params"}
+        declared = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(stage.interface)}
+        assert offered == declared, f"morph {stage.command}: CLI {sorted(offered ^ declared)} differ"
+    exp = experiment.load(REPO / params)
+    for stage in pipeline.STAGES:
+        key = next(iter(stage.keys(exp)), None) if stage.keys else ""  # every key goes through one builder
+        if key is None:
+            continue
+        made, argv = stage.build(exp, key).args, shlex.split(stage.node(exp, params, key).cmd)[1:]
+        parsed = stage.interface.from_namespace(cli.build_parser(only=argv[0]).parse_args(argv))
+        assert parsed == made, f"{stage.name} {key}: the command parses to {parsed}, its builder made {made}"

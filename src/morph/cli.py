@@ -13,7 +13,7 @@ from morph.errors import MorphError
 from morph.io import reading_params
 from morph.spec.artifacts.common import PARAMS, PARAMS_FLAG
 from morph.workflow import pipeline
-from morph.workflow.commands import COMMANDS
+from morph.workflow.commands import COMMANDS, INTERFACES
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -34,7 +34,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         flag = getattr(module, "PARAMS_FLAG", {"default": PARAMS, "help": "experiment file (default: %(default)s)"})
         if flag is not None:  # a module's PARAMS_FLAG changes the flag's default, or (None) drops it
             p.add_argument(PARAMS_FLAG, **flag)
-        module.add_arguments(p)
+        # A stage's flags are its interface's, the ones its node passes; a tool declares its own.
+        (INTERFACES[name] if name in INTERFACES else module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 

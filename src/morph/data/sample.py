@@ -36,16 +36,12 @@ from morph.data.shards import DocWriter, read_docs
 from morph.errors import MorphError
 from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.spec import experiment
-from morph.spec.artifacts.data import MANIFEST, SAMPLE, sample_shard
+from morph.spec.artifacts.data import MANIFEST, sample_shard
 from morph.spec.data import source_files
 from morph.spec.experiment import Experiment
 
 # Streaming shuffle buffer for the hub: documents are drawn uniformly from a window this large.
 HUB_SHUFFLE_BUFFER = 10_000
-
-
-def add_arguments(p):
-    p.add_argument("--out", default=SAMPLE, help="output directory (default: %(default)s)")
 
 
 @dataclass(frozen=True)

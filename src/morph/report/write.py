@@ -16,34 +16,16 @@ from morph.report.decide import decide, decide_predicted, per_stack, speed
 from morph.report.uncertainty import headline_metric, interval, item_scores, paired_draws, task_levels
 from morph.select.pareto_figure import plot_pareto
 from morph.spec import experiment
-from morph.spec.artifacts.common import FIGURES, figure
-from morph.spec.artifacts.evaluate import EVAL_DIR, eval_json, lm_eval_out
-from morph.spec.artifacts.latency import LATENCY_CSV
+from morph.spec.artifacts.common import figure
+from morph.spec.artifacts.evaluate import eval_json, lm_eval_out
 from morph.spec.artifacts.report import (
-    DECISION,
     HINDSIGHT_FIGURE,
-    MODEL_CARD,
     PARETO_MEASURED,
     REPORT_FIGURES,
-    REPORT_MD,
-    SUMMARY,
 )
-from morph.spec.artifacts.select import SELECTION, slot
-from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUNS, RUNS_CSV, run_model
+from morph.spec.artifacts.select import slot
+from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, run_model
 from morph.train import card
-
-
-def add_arguments(p):
-    p.add_argument("--selection", default=SELECTION)
-    p.add_argument("--runs-dir", default=RUNS)
-    p.add_argument("--eval-dir", default=EVAL_DIR)
-    p.add_argument("--out", default=DECISION)
-    p.add_argument("--markdown", default=REPORT_MD)
-    p.add_argument("--figures", default=FIGURES)
-    p.add_argument("--summary", default=SUMMARY)
-    p.add_argument("--card", default=MODEL_CARD, help="the released model's card (default: %(default)s)")
-    p.add_argument("--runs", default=RUNS_CSV, help="the grid's runs (morph collect), for the knob table")
-    p.add_argument("--latency", default=LATENCY_CSV, help="measured latencies, for the knob table")
 
 
 def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:

@@ -9,15 +9,7 @@ from morph.latency.cost_model import MODEL_SETTING, predict_latency
 from morph.latency.table import measured_settings
 from morph.shape import Shape
 from morph.spec import experiment
-from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
-from morph.spec.artifacts.select import CANDIDATES
 from morph.spec.experiment import Experiment
-
-
-def add_arguments(p):
-    p.add_argument("--latency", default=LATENCY_CSV, help="measured latencies (latency-collect)")
-    p.add_argument("--latency-model", default=LATENCY_MODEL, help="fitted latency model")
-    p.add_argument("--out", default=CANDIDATES)
 
 
 def serving_costs(shape: Shape, cfg: Experiment, settings: dict[str, dict]) -> dict:

@@ -12,19 +12,10 @@ from morph.select.pareto_figure import plot_pareto
 from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, predictive_interval, r_effect, separated
 from morph.shape import Shape, run_id
 from morph.spec import experiment
-from morph.spec.artifacts.common import figure
 from morph.spec.artifacts.law import law_json
-from morph.spec.artifacts.select import CANDIDATES, PARETO_FIGURE, SELECTION, slot
+from morph.spec.artifacts.select import slot
 from morph.spec.law_names import AUTO
 from morph.spec.select import Select
-
-
-def add_arguments(p):
-    p.add_argument("--candidates", default=CANDIDATES)
-    p.add_argument("--law", required=True, help="fitted law JSON (morph laws / morph fit)")
-    p.add_argument("--out", default=SELECTION)
-    p.add_argument("--figure", default=figure(PARETO_FIGURE), help="the Pareto view (default: %(default)s)")
-
 
 IMPLAUSIBLE = 100  # a budget this many times the slowest candidate was likely set in the wrong unit
 
@@ -36,7 +27,6 @@ def latency_budget(sel: Select, baseline: dict) -> tuple[float, str]:
         return sel.latency_budget_for(base), "select.latency_budget_s"
     rel = sel.latency_budget_relative
     return sel.latency_budget_for(base), f"{rel.factor:g} x the baseline {baseline['shape_id']}'s {base:.3f} s"
-
 
 
 def drop_reason(c: dict, sel: Select, t_c: float) -> str | None:

@@ -14,16 +14,8 @@ from morph.errors import MorphError
 from morph.io import atomic_path, provenance, read_json, write_json
 from morph.spec import expand, experiment
 from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.train import RUN_METRICS, RUNS, RUNS_COLUMNS, RUNS_CSV, RUNS_INPUTS
+from morph.spec.artifacts.train import RUN_METRICS, RUNS_COLUMNS
 from morph.spec.experiment import Experiment
-
-
-def add_arguments(p):
-    p.add_argument("--runs-dir", default=RUNS,
-                   help="directory holding runs/<run_id>/metrics.json (default: %(default)s)")
-    p.add_argument("--out", default=RUNS_CSV, help="CSV to write (default: %(default)s)")
-    p.add_argument("--inputs-out", default=RUNS_INPUTS,
-                   help="JSON recording the sha256 of every metrics.json read (default: %(default)s)")
 
 
 def row(run: expand.Run, metrics: dict, path: Path) -> dict:

@@ -28,7 +28,7 @@ from morph.io import atomic_dir, library_versions, provenance, read_json, sha256
 from morph.shape import run_id as make_run_id
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import META, TOKENIZER_CONFIG, TOKENIZER_FILES, TOKENS
+from morph.spec.artifacts.data import META, TOKENIZER_CONFIG, TOKENIZER_FILES
 from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, run_dir
 from morph.spec.expand import Run, seeded, split_replicate
 from morph.spec.experiment import Experiment
@@ -41,16 +41,6 @@ if TYPE_CHECKING:
 
 # Settings that do not change the numbers a run produces, so a checkpoint survives them.
 NOT_FINGERPRINTED = ("threads", "checkpoint_every", "val_batches", "log_every")
-
-
-def add_arguments(p):
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run", help="a grid or baseline run id (see `morph grid`)")
-    which.add_argument("--selection", help="results/selection.json, with --slot")
-    p.add_argument("--slot", help="the target slot to train, e.g. top-1, or top-1-r1 for its seed replicate 1 "
-                                  "(with --selection)")
-    p.add_argument("--tokens", default=TOKENS, help="tokens directory (default: %(default)s)")
-    p.add_argument("--out", required=True, help="run directory, e.g. runs/<run_id>")
 
 
 def say(message: str) -> None:

@@ -2,7 +2,7 @@
 the rest are tools around it."""
 from morph.workflow.pipeline import STAGES
 
-# subcommand -> module exposing add_arguments(parser) and run(args)
+# subcommand -> module exposing run(args); a tool's module also add_arguments(parser)
 TOOLS = {
     "grid": "morph.workflow.grid_cli",  # what the experiment expands to
     "tokenize": "morph.data.tokenize",  # tokenize-shard and tokenize-gather in one process
@@ -11,3 +11,4 @@ TOOLS = {
     "lineage": "morph.workflow.lineage",
 }
 COMMANDS = {**{s.command: s.module for s in STAGES}, **TOOLS}
+INTERFACES = {s.command: s.interface for s in STAGES}  # a stage command's flags

@@ -22,6 +22,7 @@ from morph.shape import RUN_ID_PATTERN, SHAPE_ID_PATTERN
 from morph.spec.artifacts import common, data, evaluate, latency, law, report, select, train
 from morph.spec.data import SHARD_PATTERN, source_files
 from morph.spec.experiment import Experiment
+from morph.spec.interface import IN, OUT, OUT_FOLDER, Interface
 from morph.spec.law_names import AUTO
 from morph.spec.tasks import TASKS_DIR
 
@@ -54,10 +55,11 @@ class Node:
 
 @dataclass(frozen=True)
 class Job:
-    """What a stage's builder knows about one node: its arguments after `--params`, data inputs and outputs."""
-    args: tuple[str, ...]
-    deps: tuple[str, ...]
-    outs: tuple[str, ...]
+    """What a stage's builder knows about one node: its flags (their inputs and outputs are the node's too), and
+    the data inputs and outputs no flag names."""
+    args: Interface
+    deps: tuple[str, ...] = ()
+    outs: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     directories: tuple[str, ...] = ()
 
@@ -88,6 +90,7 @@ class Stage:
     command: str
     module: str
     reads: tuple[str, ...]  # params keys whose change reruns it; their schema modules are its code too
+    interface: type[Interface]  # its command's flags, declared once (spec/artifacts)
     build: Callable[..., Job]  # (experiment, key) -> Job; key is "" for a singleton
     keys: Callable[[Experiment], Iterable[str]] | None = None  # the instances; None: a singleton
     wildcard: tuple[str, str] = ("", "")  # Snakemake's wildcard for the key and its pattern
@@ -97,9 +100,13 @@ class Stage:
 
     def node(self, exp: Experiment, params: str, key: str = "") -> Node:
         job = self.build(exp, key)
-        return Node(self.name, key, command("morph", self.command, common.PARAMS_FLAG, params, *job.args),
-                    deps=(*code_inputs(self.module, self.reads), *job.deps), outs=job.outs, params=self.reads,
-                    metrics=job.metrics, directories=job.directories)
+        if type(job.args) is not self.interface:
+            raise TypeError(f"stage {self.name}: its builder made {type(job.args).__name__}, not {self.interface}")
+        a = job.args
+        return Node(self.name, key, command("morph", self.command, common.PARAMS_FLAG, params, *a.argv()),
+                    deps=(*code_inputs(self.module, self.reads), *a.paths(IN), *job.deps),
+                    outs=(*a.paths(OUT, OUT_FOLDER), *job.outs), params=self.reads, metrics=job.metrics,
+                    directories=(*a.paths(OUT_FOLDER), *job.directories))
 
     def nodes(self, exp: Experiment, params: str) -> list[Node]:
         return [self.node(exp, params, k) for k in self.keys(exp)] if self.keys else [self.node(exp, params)]
@@ -115,15 +122,13 @@ def _sample(exp: Experiment, _key: str) -> Job:
     # Globs are expanded by the sample's own rule: both tools track the files it reads. A glob matching nothing is
     # refused before any job (preflight).
     sources = () if exp.data.source == "hub" else tuple(sorted(source_files(exp.data.paths, check=False)))
-    return Job(("--out", data.SAMPLE), deps=sources,
+    return Job(data.Sample(), deps=sources,
                outs=(data.SAMPLE_MANIFEST, *(data.sample_shard(s) for s in exp.sample_shards)))
 
 
 def _tokenizer(exp: Experiment, _key: str) -> Job:
     train_shards = (data.sample_shard(s) for s in exp.sample_shards if s.startswith("train-"))
-    return Job(("--sample", data.SAMPLE, "--out", data.TOKENIZER, "--summary", data.TOKENIZER_SUMMARY),
-               deps=(data.SAMPLE_MANIFEST, *train_shards), outs=(data.TOKENIZER, data.TOKENIZER_SUMMARY),
-               directories=(data.TOKENIZER,))
+    return Job(data.Tokenizer(), deps=(data.SAMPLE_MANIFEST, *train_shards))
 
 
 def _sample_shard(exp: Experiment, shard: str) -> None:
@@ -133,14 +138,12 @@ def _sample_shard(exp: Experiment, shard: str) -> None:
 
 def _tokenize_shard(exp: Experiment, shard: str) -> Job:
     _check(lambda s: _sample_shard(exp, s), shard)
-    out, summary = data.token_shard(shard), data.token_shard_summary(shard)
-    return Job(("--tokenizer", data.TOKENIZER, "--shard", data.sample_shard(shard), "--out", out,
-                "--summary", summary), deps=(data.TOKENIZER, data.TOKENIZER_SUMMARY, data.sample_shard(shard)),
-               outs=(out, summary))
+    return Job(data.TokenizeShard(shard=data.sample_shard(shard), out=data.token_shard(shard),
+                                  summary=data.token_shard_summary(shard)), deps=(data.TOKENIZER_SUMMARY,))
 
 
 def _tokenize_gather(exp: Experiment, _key: str) -> Job:
-    return Job(("--sample", data.SAMPLE, "--tokens", data.TOKENS),
+    return Job(data.TokenizeGather(),
                deps=(data.SAMPLE_MANIFEST, data.TOKENIZER, data.TOKENIZER_SUMMARY,
                      *(data.token_shard_summary(s) for s in exp.sample_shards)),
                outs=(data.TOKENS_META,))
@@ -154,109 +157,99 @@ def _run_outs(run: str) -> dict:
 
 def _train(exp: Experiment, run_id: str) -> Job:
     _check(exp.run, run_id)
-    return Job(("--run", run_id, "--tokens", data.TOKENS, "--out", train.run_dir(run_id)), deps=TOKEN_OUTS,
-               **_run_outs(run_id))
+    return Job(train.Train(run=run_id, out=train.run_dir(run_id)), deps=TOKEN_OUTS, **_run_outs(run_id))
 
 
 def _train_slot(exp: Experiment, slot: str) -> Job:
     # After the validation runs: a slot whose shape one of them trained copies it (train/run.py reuse_twin).
     validated = tuple(train.run_metrics(r.run_id) for r in exp.validation_runs)
-    return Job(("--selection", select.SELECTION, "--slot", slot, "--tokens", data.TOKENS,
-                "--out", train.run_dir(slot)), deps=(*TOKEN_OUTS, select.SELECTION, *validated), **_run_outs(slot))
+    return Job(train.Train(selection=select.SELECTION, slot=slot, out=train.run_dir(slot)),
+               deps=(*TOKEN_OUTS, *validated), **_run_outs(slot))
 
 
 def _collect(exp: Experiment, _key: str) -> Job:
-    return Job(("--runs-dir", train.RUNS, "--out", train.RUNS_CSV, "--inputs-out", train.RUNS_INPUTS),
-               deps=tuple(train.run_metrics(r.run_id) for r in exp.grid_runs),
-               outs=(train.RUNS_CSV, train.RUNS_INPUTS))
+    return Job(train.Collect(), deps=tuple(train.run_metrics(r.run_id) for r in exp.grid_runs))
 
 
 def _latency(exp: Experiment, shape_id: str) -> Job:
     _check(exp.shape, shape_id)
-    out = latency.latency_json(shape_id)
-    return Job(("--shape", shape_id, "--out", out), deps=(), outs=(out,))
+    return Job(latency.Latency(shape=shape_id, out=latency.latency_json(shape_id)))
 
 
 def _latency_collect(exp: Experiment, _key: str) -> Job:
-    fig = common.figure(latency.LATENCY_FIGURE)
-    return Job(("--latency-dir", latency.LATENCY_DIR, "--out", latency.LATENCY_CSV,
-                "--model-out", latency.LATENCY_MODEL, "--figure", fig),
-               deps=tuple(latency.latency_json(s.shape_id) for s in exp.latency_shapes),
-               outs=(latency.LATENCY_CSV, latency.LATENCY_MODEL, fig))
+    return Job(latency.LatencyCollect(), deps=tuple(latency.latency_json(s.shape_id) for s in exp.latency_shapes))
 
 
 def _laws(exp: Experiment, _key: str) -> Job:
     fitted = (*exp.fit.laws, *((AUTO,) if exp.select.law == AUTO else ()))  # with auto: the zoo's winner, fitted
-    return Job(("--runs", train.RUNS_CSV, "--runs-inputs", train.RUNS_INPUTS, "--out-dir", law.LAW_DIR,
-                "--figures", common.FIGURES),
-               deps=(train.RUNS_CSV, train.RUNS_INPUTS),
+    return Job(law.Laws(runs_inputs=train.RUNS_INPUTS),
                outs=(*(law.law_json(name) for name in fitted), *(f"{law.LAW_DIR}/{t}" for t in law.TABLES),
                      *(common.figure(f) for f in law.LAW_FIGURES)))
 
 
 def _candidates(exp: Experiment, _key: str) -> Job:
-    return Job(("--latency", latency.LATENCY_CSV, "--latency-model", latency.LATENCY_MODEL,
-                "--out", select.CANDIDATES),
-               deps=(latency.LATENCY_CSV, latency.LATENCY_MODEL), outs=(select.CANDIDATES,))
+    return Job(select.Candidates())
 
 
 def _select(exp: Experiment, _key: str) -> Job:
-    fitted, fig = law.law_json(exp.select.law), common.figure(select.PARETO_FIGURE)
-    return Job(("--candidates", select.CANDIDATES, "--law", fitted, "--out", select.SELECTION, "--figure", fig),
-               deps=(select.CANDIDATES, fitted), outs=(select.SELECTION, fig))
+    return Job(select.Select(law=law.law_json(exp.select.law)))
 
 
 def _evaluate(exp: Experiment, run: str) -> Job:
-    out, lm_eval_out = evaluate.eval_json(run), evaluate.lm_eval_out(run)
-    return Job(("--model", train.run_model(run), "--out", out, "--lm-eval-out", lm_eval_out),
-               deps=(*TASKS, train.run_model(run), train.run_metrics(run)), outs=(out, lm_eval_out),
-               directories=(lm_eval_out,))  # metrics.json: the model's sha256, written with it (folder_records)
+    # metrics.json: the model's sha256, written with it (folder_records)
+    return Job(evaluate.Evaluate(model=train.run_model(run), out=evaluate.eval_json(run),
+                                 lm_eval_out=evaluate.lm_eval_out(run)), deps=(*TASKS, train.run_metrics(run)))
 
 
 def _report(exp: Experiment, _key: str) -> Job:
     runs = exp.evaluated_models
     measured = dict.fromkeys((*runs, *exp.slot_runs, *(r.run_id for r in exp.target_runs)))  # every seed at D_C
-    return Job(("--out", report.DECISION, "--summary", report.SUMMARY, "--runs", train.RUNS_CSV,
-                "--latency", latency.LATENCY_CSV),
-               deps=(select.SELECTION, train.RUNS_CSV, latency.LATENCY_CSV,
-                     *(train.run_metrics(r) for r in measured), *(train.loss_curve(r) for r in runs),
+    return Job(report.Report(),
+               deps=(*(train.run_metrics(r) for r in measured), *(train.loss_curve(r) for r in runs),
                      *(evaluate.eval_json(r) for r in runs), *(evaluate.lm_eval_out(r) for r in runs)),
-               outs=(report.DECISION, report.REPORT_MD, report.SUMMARY, report.MODEL_CARD,
-                     *(common.figure(f) for f in report.REPORT_FIGURES)),
+               outs=tuple(common.figure(f) for f in report.REPORT_FIGURES),
                metrics=(report.SUMMARY,))  # its numbers reach `dvc metrics show` through this flat summary
 
 
 STAGES = (
-    Stage("sample", "sample", "morph.data.sample", ("seed", "data"), _sample),
-    Stage("tokenizer", "tokenizer", "morph.data.tokenizer", ("seed", "data", "tokenizer"), _tokenizer),
+    Stage("sample", "sample", "morph.data.sample", ("seed", "data"), data.Sample, _sample),
+    Stage("tokenizer", "tokenizer", "morph.data.tokenizer", ("seed", "data", "tokenizer"), data.Tokenizer,
+          _tokenizer),
     # The scatter: one job per sample shard.
-    Stage("tokenize_shard", "tokenize-shard", "morph.data.tokenize_shard", ("tokenizer",), _tokenize_shard,
+    Stage("tokenize_shard", "tokenize-shard", "morph.data.tokenize_shard", ("tokenizer",),
+          data.TokenizeShard, _tokenize_shard,
           keys=lambda exp: exp.sample_shards, wildcard=("shard", SHARD_PATTERN)),
     Stage("tokenize_gather", "tokenize-gather", "morph.data.tokenize_gather", ("seed", "data", "tokenizer"),
-          _tokenize_gather),
-    Stage("train", "train", "morph.train.run", TRAIN_READS, _train,
+          data.TokenizeGather, _tokenize_gather),
+    Stage("train", "train", "morph.train.run", TRAIN_READS, train.Train, _train,
           keys=lambda exp: [r.run_id for r in (*exp.grid_runs, *exp.target_runs)],
           wildcard=("run_id", RUN_ID_PATTERN), threads=lambda exp: exp.train.threads, ranks=True),
-    Stage("collect", "collect", "morph.train.collect", ("grid",), _collect),
-    Stage("latency", "latency", "morph.latency.measure", ("seed", "tokenizer", "model", "latency"), _latency,
+    Stage("collect", "collect", "morph.train.collect", ("grid",), train.Collect, _collect),
+    Stage("latency", "latency", "morph.latency.measure", ("seed", "tokenizer", "model", "latency"),
+          latency.Latency, _latency,
           keys=lambda exp: [s.shape_id for s in exp.latency_shapes], wildcard=("shape_id", SHAPE_ID_PATTERN),
           threads=lambda exp: exp.latency.threads, exclusive=True),
-    Stage("latency_collect", "latency-collect", "morph.latency.collect", ("latency",), _latency_collect),
+    Stage("latency_collect", "latency-collect", "morph.latency.collect", ("latency",),
+          latency.LatencyCollect, _latency_collect),
     # select.law: with auto, the zoo's winner is fitted too.
-    Stage("laws", "laws", "morph.law.laws", ("seed", "tokenizer", "model", "fit", "grid", "select.law"), _laws),
+    Stage("laws", "laws", "morph.law.laws", ("seed", "tokenizer", "model", "fit", "grid", "select.law"),
+          law.Laws, _laws),
     # latency: the device and dtype a KV-cache budget is counted in.
-    Stage("candidates", "candidates", "morph.select.candidates", ("select", "latency"), _candidates),
-    Stage("select", "select", "morph.select.rank", ("select",), _select),
+    Stage("candidates", "candidates", "morph.select.candidates", ("select", "latency"),
+          select.Candidates, _candidates),
+    Stage("select", "select", "morph.select.rank", ("select",), select.Select, _select),
     # The top-k slots: which shape each trains is read from the selection at run time.
-    Stage("train_target", "train", "morph.train.run", TRAIN_READS, _train_slot,
+    Stage("train_target", "train", "morph.train.run", TRAIN_READS, train.Train, _train_slot,
           keys=lambda exp: exp.slot_runs, wildcard=("slot", select.SLOT_PATTERN),
           threads=lambda exp: exp.train.threads, ranks=True),
     # model: scored at model.seq_len, the context the model was trained at.
-    Stage("evaluate", "evaluate", "morph.evaluate.score", ("seed", "model", "evaluate"), _evaluate,
+    Stage("evaluate", "evaluate", "morph.evaluate.score", ("seed", "model", "evaluate"),
+          evaluate.Evaluate, _evaluate,
           keys=lambda exp: exp.evaluated_models, wildcard=("model", r"[^/]+"),
           threads=lambda exp: exp.evaluate.threads),
     # seed, evaluate: the bootstrap behind the accuracy intervals; grid: the knob table; select: the verdict.
-    Stage("report", "report", "morph.report.write", ("seed", "grid", "select", "evaluate"), _report),
+    Stage("report", "report", "morph.report.write", ("seed", "grid", "select", "evaluate"),
+          report.Report, _report),
 )
 STAGE = {s.name: s for s in STAGES}
 

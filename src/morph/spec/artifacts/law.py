@@ -1,6 +1,12 @@
 """The law stage's artifacts: each fitted law, the zoo, the ablations, the predictions and the figures."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from morph.spec.artifacts.common import FIGURES
+from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS
+from morph.spec.interface import FOLDER, IN, Interface, flag
+
 LAW_DIR = "results/law"
 PREDICTIONS = "predictions.csv"  # each run's loss and every law's prediction of it
 ZOO_JSON, ZOO_MD = "zoo.json", "zoo.md"
@@ -13,3 +19,13 @@ LAW_FIGURES = (LOSS_VS_R, PREDICTED_VS_ACTUAL, LOSS_VS_COMPUTE, LAW_ZOO)  # draw
 
 def law_json(law: str, root: str = LAW_DIR) -> str:
     return f"{root}/{law}.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Laws(Interface):
+    runs: str = flag(RUNS_CSV, role=IN, help="one row per trained run (morph collect)")
+    runs_inputs: str | None = flag(None, role=IN, help=f"the sha256 of every metrics.json collect read into --runs, "
+                                                       f"checked before the fit (default: {RUNS_INPUTS} with the "
+                                                       "default --runs; none for a table made elsewhere)")
+    out_dir: str = flag(LAW_DIR, role=FOLDER, help="where <law>.json and ablations.{json,md} go")
+    figures: str = flag(FIGURES, role=FOLDER, help="where the law figures go")

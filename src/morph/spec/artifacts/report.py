@@ -1,6 +1,15 @@
 """The report stage's artifacts: the decision, its markdown report, the flat metrics and the figures."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from morph.spec.artifacts.common import FIGURES
+from morph.spec.artifacts.evaluate import EVAL_DIR
+from morph.spec.artifacts.latency import LATENCY_CSV
+from morph.spec.artifacts.select import SELECTION
+from morph.spec.artifacts.train import RUNS, RUNS_CSV
+from morph.spec.interface import FOLDER, IN, OUT, Interface, flag
+
 DECISION = "results/morph1b.json"
 REPORT_MD = "results/report.md"
 SUMMARY = "results/summary.json"  # flat numbers for `dvc metrics show`
@@ -10,3 +19,17 @@ PARETO_MEASURED = "pareto_measured"  # select's Pareto view with the measured lo
 ACCURACY_VS_LATENCY, LOSS_VS_ACCURACY, LOSS_CURVES = "accuracy_vs_latency", "loss_vs_accuracy", "loss_curves"
 # drawn by `morph report`; plot() draws all but the last two
 REPORT_FIGURES = (ACCURACY_VS_LATENCY, LOSS_VS_ACCURACY, LOSS_CURVES, HINDSIGHT_FIGURE, PARETO_MEASURED)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report(Interface):
+    selection: str = flag(SELECTION, role=IN, help="the selection (morph select)")
+    runs: str = flag(RUNS_CSV, role=IN, help="the grid's runs (morph collect), for the knob table")
+    latency: str = flag(LATENCY_CSV, role=IN, help="measured latencies, for the knob table")
+    runs_dir: str = flag(RUNS, role=FOLDER, help="the run folders")
+    eval_dir: str = flag(EVAL_DIR, role=FOLDER, help="the models' scores (morph evaluate)")
+    out: str = flag(DECISION, role=OUT, help="the decision and its evidence")
+    markdown: str = flag(REPORT_MD, role=OUT, help="the report")
+    summary: str = flag(SUMMARY, role=OUT, help="flat numbers for `dvc metrics show`")
+    card: str = flag(MODEL_CARD, role=OUT, help="the released model's card")
+    figures: str = flag(FIGURES, role=FOLDER, help="where the report's figures go")

@@ -1,6 +1,11 @@
 """The training stages' artifacts: one folder per run, and the table collect gathers from them."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from morph.spec.artifacts.data import TOKENS
+from morph.spec.interface import FOLDER, IN, OUT, VALUE, Interface, flag
+
 RUNS = "runs"
 RUN_METRICS = "metrics.json"  # in a run directory: held-out loss and the run's numbers
 RUN_MODEL = "model"  # in a run directory: the weights, config and tokenizer, loadable by transformers
@@ -31,3 +36,20 @@ def run_model(run: str) -> str:
 
 def loss_curve(run: str) -> str:
     return f"{run_dir(run)}/{LOSS_CURVE}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Train(Interface):
+    run: str | None = flag(None, role=VALUE, group="which", help="a grid or baseline run id (see `morph grid`)")
+    selection: str | None = flag(None, role=IN, group="which", help="results/selection.json, with --slot")
+    slot: str | None = flag(None, help="the target slot to train, e.g. top-1, or top-1-r1 for its seed replicate 1 "
+                                       "(with --selection)")
+    tokens: str = flag(TOKENS, role=FOLDER, help="tokens directory")
+    out: str = flag(role=FOLDER, help="run directory, e.g. runs/<run_id>")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Collect(Interface):
+    runs_dir: str = flag(RUNS, role=FOLDER, help="directory holding runs/<run_id>/metrics.json")
+    out: str = flag(RUNS_CSV, role=OUT, help="CSV to write")
+    inputs_out: str = flag(RUNS_INPUTS, role=OUT, help="JSON recording the sha256 of every metrics.json read")

@@ -2,6 +2,7 @@
 # `morph dvc-yaml` writes dvc.yaml from): rules/stages.smk makes one rule per row.
 #   snakemake -j8 results/morph1b.json                       (the default experiment, params.yaml)
 #   snakemake -j2 results/morph1b.json --configfile configs/ci.yaml (the target first)
+#   snakemake -j2 --configfile configs/paper.yaml              (rule all: the experiment's own morph1b.json, in its out_dir)
 #   snakemake --report report.html [--configfile ...]          (after a run: the verdict first, then each result)
 report: "report/workflow.rst"
 
@@ -12,4 +13,4 @@ include: "rules/stages.smk"
 
 rule all:
     input:
-        DECISION,
+        CFG.at(DECISION),

@@ -53,7 +53,7 @@ def _newest(folder):
 if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > max(
         _newest(".snakemake/metadata"), dvc_sync.RECORDED.stat().st_mtime if dvc_sync.RECORDED.is_file() else 0.0):
     print(f"morph: dvc.lock is newer than Snakemake's records. If `dvc status` is clean, adopt DVC's outputs "
-          f"without rerunning anything: snakemake --touch -j1 results/morph1b.json --configfile {shlex.quote(PARAMS)}",
+          f"without rerunning anything: snakemake --touch -j1 {CFG.at(DECISION)} --configfile {shlex.quote(PARAMS)}",
           file=sys.stderr)
 
 # Snakemake deletes a job's outputs as it starts it, so what would fail a job is refused before any starts,
@@ -81,12 +81,13 @@ if "machine" not in workflow.global_resources:
 def outputs(node):
     """A node's outputs as the table declares them: folders marked as such, and each figure and decision file
     marked for `snakemake --report`, which embeds it under its category with its caption, rule and params."""
-    return [directory(o) if o in node.directories else report(o, **snakemake_report.marking(o, workflow.basedir))
-            if snakemake_report.reported(o) else o for o in node.outs]
+    return [directory(o) if o in node.directories
+            else report(o, **snakemake_report.marking(o, workflow.basedir, CFG.out_dir))
+            if snakemake_report.reported(o, CFG.out_dir) else o for o in node.outs]
 
 
 # The report's front page (report/workflow.rst) states the decision; Snakemake renders it with this config.
-config[snakemake_report.DECISION_KEY] = snakemake_report.Decision()
+config[snakemake_report.DECISION_KEY] = snakemake_report.Decision(CFG.at(DECISION))
 
 
 class Unrecorded:

@@ -43,6 +43,6 @@ for stage in pipeline.STAGES:
             machine=MACHINE if stage.exclusive else 1,
             **(RANKS.resources if stage.ranks else {}),
         wildcard_constraints: **({key: pattern} if key else {})
-        log: f"logs/{stage.name}{suffix}.log"
-        benchmark: f"logs/benchmarks/{stage.name}{suffix}.tsv"
+        log: CFG.at(f"logs/{stage.name}{suffix}.log")
+        benchmark: CFG.at(f"logs/benchmarks/{stage.name}{suffix}.tsv")
         shell: "{params.launch}{params.cmd} > {log} 2>&1"

@@ -24,7 +24,7 @@ from morph.spec.artifacts.report import (
     REPORT_FIGURES,
 )
 from morph.spec.artifacts.select import slot
-from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, run_model
+from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL
 from morph.train import card
 
 
@@ -210,7 +210,8 @@ def verdict_record(v: dict, chosen: dict, chosen_dir: str, base: dict, noise, ma
     says it all."""
     test, m = v["versus_baseline"], cfg.select.margin
     out = {"kind": v["verdict"], "basis": "predicted, not measured" if predicted else "measured",
-           "released": chosen["run_id"], "shape_id": v["shape"]["shape_id"], "weights": run_model(chosen_dir),
+           "released": chosen["run_id"], "shape_id": v["shape"]["shape_id"],
+           "weights": str(Path(chosen_dir) / RUN_MODEL),
            "margin": margin, "margin_rule": (f"{m.value:g} x the baseline's mean held-out loss {base['mean_loss']:.4f}"
                                              if m.of == "baseline_loss" else f"{m.value:g} (absolute)"),
            "delta_loss": test["delta_loss"], "upper": test["upper"], "lower": test["lower"],
@@ -551,7 +552,8 @@ def run(args):
     inputs += [runs_dir / rid / RUN_METRICS for meas in (*shapes, base) for rid in meas["runs"]]
     acc_delta = draws[chosen["run_id"]] - draws[base_model["run_id"]]
     decision = {
-        "verdict": verdict_record(verdict, chosen, chosen_dir, base_model, noise, margin, cfg, predicted) | {
+        "verdict": verdict_record(verdict, chosen, str(runs_dir / chosen_dir), base_model, noise, margin, cfg,
+                                   predicted) | {
             "model_card": args.card, "by_backend": stacks, "latency_backend": cfg.select.latency_metric,
             "disturbed_timings": [m["shape_id"] for m in models if m["latency"].get("disturbed")],
             "accuracy": {"delta": chosen["avg_accuracy"] - base_model["avg_accuracy"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -32,9 +32,20 @@ from morph.spec.tokenizer import Tokenizer
 from morph.spec.train import Train
 
 
+def _out_dir_rule(value: str) -> str | None:
+    parts = PurePosixPath(value).parts
+    if not value or value.startswith("/") or ".." in parts or "\\" in value:
+        return (f"must be a folder inside the checkout, written with '/', e.g. experiments/my-run (got {value!r}): "
+                "both tools track the outputs by their paths there")
+    return None
+
+
 @dataclass(frozen=True)
 class Experiment:
     seed: int = rule(0, min=0)
+    # Where this experiment's data, runs, timings, results and logs go: "." is the checkout itself, so two
+    # experiments with different folders live side by side.
+    out_dir: str = rule(".", check=_out_dir_rule)
     data: Data = section()
     tokenizer: Tokenizer = section()
     model: Model = section()
@@ -44,6 +55,11 @@ class Experiment:
     fit: Fit = section()
     select: Select = section(required=True)
     evaluate: Evaluate = section()
+
+    def at(self, path: str) -> str:
+        """An artifact's path (as spec/artifacts declares it) inside this experiment's out_dir."""
+        root = PurePosixPath(self.out_dir)
+        return path if root == PurePosixPath(".") else str(root / path)
 
     def params(self, name: str) -> Any:
         """One params key as plain data (lists, dicts), as a tool that hashes params sees it: a section

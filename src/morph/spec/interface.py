@@ -62,6 +62,11 @@ class Interface:
             words += [option(f)] if value is True else [option(f), str(value)]
         return tuple(words)
 
+    def under(self, at) -> Interface:
+        """The same flags with every path passed through `at` (an experiment's folder)."""
+        return dataclasses.replace(self, **{f.name: at(getattr(self, f.name)) for f in dataclasses.fields(self)
+                                            if f.metadata["role"] != VALUE and getattr(self, f.name) is not None})
+
     def paths(self, *roles: str) -> tuple[str, ...]:
         return tuple(str(getattr(self, f.name)) for f in dataclasses.fields(self)
                      if f.metadata["role"] in roles and getattr(self, f.name) is not None)

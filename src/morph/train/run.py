@@ -29,7 +29,7 @@ from morph.shape import run_id as make_run_id
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import META, TOKENIZER_CONFIG, TOKENIZER_FILES
-from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, run_dir
+from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL
 from morph.spec.expand import Run, seeded, split_replicate
 from morph.spec.experiment import Experiment
 from morph.spec.train import Train
@@ -112,7 +112,7 @@ def reuse_twin(run: Run, fp: str, out: Path, slot: str) -> dict | None:
     """A top-k slot whose run was already trained (as a select.validate run, same shape, budget, seed, settings,
     data and code: the same fingerprint) is that run: its model and curve are copied instead of retrained, which
     gives the same bytes. None when there is no such finished twin."""
-    twin = Path(run_dir(run.run_id))
+    twin = out.parent / run.run_id  # the runs folder holds both
     metrics_path = twin / RUN_METRICS
     if twin.resolve() == out.resolve() or not metrics_path.is_file():
         return None

@@ -32,15 +32,15 @@ def plots(cfg: Experiment, nodes: list[pipeline.Node]) -> list:
     data = [
         {"training_loss": {"template": "linear", "x": "step", "y": {c: "train_loss" for c in curves},
                            "title": "Training loss of every run", "x_label": "step", "y_label": "training loss"}},
-        {"latency_per_shape": {"template": "scatter", "x": "shape_id", "y": {LATENCY_CSV: "median"},
+        {"latency_per_shape": {"template": "scatter", "x": "shape_id", "y": {cfg.at(LATENCY_CSV): "median"},
                                "title": "Latency per shape (one point per backend, setting and batch)",
                                "x_label": "shape", "y_label": "median latency"}},
         {"predicted_vs_actual_loss": {"template": "scatter", "x": "actual",
-                                      "y": {f"{LAW_DIR}/{PREDICTIONS}": list(cfg.fit.laws)},
+                                      "y": {cfg.at(f"{LAW_DIR}/{PREDICTIONS}"): list(cfg.fit.laws)},
                                       "title": "Each law's predicted loss against the held-out loss",
                                       "x_label": "held-out loss", "y_label": "predicted loss"}},
     ]
-    return data + [o for o in outs if o.startswith(f"{FIGURES}/")]
+    return data + [o for o in outs if o.startswith(f"{cfg.at(FIGURES)}/")]
 
 
 def render(cfg: Experiment, params_path: str = PARAMS) -> tuple[str, int]:

@@ -60,6 +60,7 @@ class Job:
     args: Interface
     deps: tuple[str, ...] = ()
     outs: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # inputs no stage writes (data sources, task files): outside the out_dir
     metrics: tuple[str, ...] = ()
     directories: tuple[str, ...] = ()
 
@@ -102,11 +103,11 @@ class Stage:
         job = self.build(exp, key)
         if type(job.args) is not self.interface:
             raise TypeError(f"stage {self.name}: its builder made {type(job.args).__name__}, not {self.interface}")
-        a = job.args
+        a, at = job.args.under(exp.at), lambda paths: tuple(map(exp.at, paths))
         return Node(self.name, key, command("morph", self.command, common.PARAMS_FLAG, params, *a.argv()),
-                    deps=(*code_inputs(self.module, self.reads), *a.paths(IN), *job.deps),
-                    outs=(*a.paths(OUT, OUT_FOLDER), *job.outs), params=self.reads, metrics=job.metrics,
-                    directories=(*a.paths(OUT_FOLDER), *job.directories))
+                    deps=(*code_inputs(self.module, self.reads), *job.sources, *a.paths(IN), *at(job.deps)),
+                    outs=(*a.paths(OUT, OUT_FOLDER), *at(job.outs)), params=self.reads, metrics=at(job.metrics),
+                    directories=(*a.paths(OUT_FOLDER), *at(job.directories)))
 
     def nodes(self, exp: Experiment, params: str) -> list[Node]:
         return [self.node(exp, params, k) for k in self.keys(exp)] if self.keys else [self.node(exp, params)]
@@ -122,7 +123,7 @@ def _sample(exp: Experiment, _key: str) -> Job:
     # Globs are expanded by the sample's own rule: both tools track the files it reads. A glob matching nothing is
     # refused before any job (preflight).
     sources = () if exp.data.source == "hub" else tuple(sorted(source_files(exp.data.paths, check=False)))
-    return Job(data.Sample(), deps=sources,
+    return Job(data.Sample(), sources=sources,
                outs=(data.SAMPLE_MANIFEST, *(data.sample_shard(s) for s in exp.sample_shards)))
 
 
@@ -198,7 +199,8 @@ def _select(exp: Experiment, _key: str) -> Job:
 def _evaluate(exp: Experiment, run: str) -> Job:
     # metrics.json: the model's sha256, written with it (folder_records)
     return Job(evaluate.Evaluate(model=train.run_model(run), out=evaluate.eval_json(run),
-                                 lm_eval_out=evaluate.lm_eval_out(run)), deps=(*TASKS, train.run_metrics(run)))
+                                 lm_eval_out=evaluate.lm_eval_out(run)), sources=TASKS,
+               deps=(train.run_metrics(run),))
 
 
 def _report(exp: Experiment, _key: str) -> Job:

@@ -33,10 +33,10 @@ def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset(),
     if warning := cost_warning(exp, params, rebuilt, local):
         print(f"morph: warning: {warning}", file=sys.stderr)
     runnable(exp, planned, local)
-    if SAMPLE_MANIFEST not in rebuilt:
-        _sample_shards(params)
-    if TOKENIZER not in rebuilt:
-        missing_tokenizer_file(Path(TOKENIZER), params, refuse=True)
+    if exp.at(SAMPLE_MANIFEST) not in rebuilt:
+        _sample_shards(exp, params)
+    if exp.at(TOKENIZER) not in rebuilt:
+        missing_tokenizer_file(exp, params, refuse=True)
     _outputs(exp, params, rebuilt)
 
 
@@ -108,9 +108,9 @@ def sources(exp: Experiment, read: bool = False) -> None:
         source_files(exp.data.paths)
 
 
-def _sample_shards(params: str) -> None:
+def _sample_shards(exp: Experiment, params: str) -> None:
     """Each shard the manifest lists still holds the bytes it recorded (only shards written after it are hashed)."""
-    manifest = Path(SAMPLE_MANIFEST)
+    manifest = Path(exp.at(SAMPLE_MANIFEST))
     if not manifest.is_file():
         return
     try:
@@ -119,31 +119,33 @@ def _sample_shards(params: str) -> None:
     except (ValueError, KeyError, TypeError, AttributeError):
         return  # a damaged manifest is the JSON check's to name
     written = manifest.stat().st_mtime
-    fix = f"rebuild the sample: {rebuild_data(SAMPLE_MANIFEST, 'sample', params)}"
+    fix = f"rebuild the sample: {rebuild_data(exp, SAMPLE_MANIFEST, 'sample', params)}"
     for shard in recorded:
-        path = Path(SAMPLE) / shard["file"]
+        path = Path(exp.at(SAMPLE)) / shard["file"]
         if not path.is_file():
             continue  # the graph rebuilds a missing output
         if path.stat().st_mtime > written and sha256_file(path) != shard["sha256"]:
             raise MorphError(f"{path}: changed since {manifest} recorded its sha256 (damaged?); {fix}")
 
 
-def rebuild_data(output: str, stage: str, params: str) -> str:
+def rebuild_data(exp: Experiment, output: str, stage: str, params: str) -> str:
     """The commands that rebuild a data output and the tokens after it in one go. Snakemake then finds meta.json
     byte-identical by its checksum, so nothing trained on it reruns; within the run that rebuilt the data it would
     still rerun what follows, hence meta.json as the second target."""
-    return (f"snakemake -j1 --force {output} {TOKENS_META} --configfile {shlex.quote(params)} "
+    return (f"snakemake -j1 --force {exp.at(output)} {exp.at(TOKENS_META)} --configfile {shlex.quote(params)} "
             f"(or dvc repro -f -s {stage}, then dvc repro)")
 
 
-def missing_tokenizer_file(directory: Path, params: str, refuse: bool = False) -> str | None:
-    """The first file a saved tokenizer lacks, as a message with the fix (raised when `refuse`), or None."""
+def missing_tokenizer_file(exp: Experiment, params: str, refuse: bool = False) -> str | None:
+    """The first file the experiment's saved tokenizer lacks, as a message with the fix (raised when `refuse`), or
+    None."""
+    directory = Path(exp.at(TOKENIZER))
     if not directory.is_dir():
         return None
     for name in TOKENIZER_FILES:
         if not (directory / name).is_file():
             problem = (f"{directory / name}: missing, so {directory} is incomplete; rebuild it: "
-                       f"{rebuild_data(TOKENIZER, 'tokenizer', params)}")
+                       f"{rebuild_data(exp, TOKENIZER, 'tokenizer', params)}")
             if refuse:
                 raise MorphError(problem)
             return problem

@@ -26,14 +26,21 @@ CATEGORY = {path: name for name, paths in CATEGORIES.items() for path in paths}
 DECISION_KEY = "decision"  # the front page reads morph1b.json as {{ snakemake.config.decision }}
 
 
-def reported(path: str) -> bool:
+def declared(path: str, out_dir: str) -> str:
+    """An output's path as spec/artifacts declares it: without its experiment's folder."""
+    return os.path.relpath(path, out_dir)
+
+
+def reported(path: str, out_dir: str = ".") -> bool:
     """Whether `snakemake --report` shows this output: every figure, and the files the categories name."""
+    path = declared(path, out_dir)
     return path in CATEGORY or path.startswith(f"{FIGURES}/")
 
 
-def marking(path: str, basedir: str) -> dict:
+def marking(path: str, basedir: str, out_dir: str = ".") -> dict:
     """The `report()` flag's arguments for an output: its category, its caption (report/captions/<name>.rst), and
     the caption's first sentence as a label, which the category's listing shows beside the file."""
+    path = declared(path, out_dir)
     name = os.path.splitext(os.path.basename(path))[0]
     caption = os.path.join(basedir, CAPTIONS, f"{name}.rst")
     if not os.path.isfile(caption):
@@ -50,11 +57,15 @@ def gist(caption: str) -> str:
 
 
 class Decision(Mapping):
-    """results/morph1b.json, read when the report's front page is rendered; empty until the report stage has run."""
+    """The experiment's morph1b.json, read when the report's front page is rendered; empty until the report stage
+    has run."""
+
+    def __init__(self, path: str = report.DECISION):
+        self.path = Path(path)
 
     @cached_property
     def _record(self) -> dict:
-        return json.loads(Path(report.DECISION).read_text(encoding="utf-8")) if Path(report.DECISION).is_file() else {}
+        return json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
 
     def __getitem__(self, key: str):
         return self._record[key]

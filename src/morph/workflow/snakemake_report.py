@@ -3,26 +3,26 @@ the decision that the front page (report/workflow.rst) states. rules/common.smk 
 imports this module, so editing it reruns nothing."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
 import re
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 
 from morph.errors import MorphError
-from morph.spec.artifacts import latency, law, report, select
-from morph.spec.artifacts.common import CAPTIONS, FIGURES, figure
+from morph.spec import artifacts
+from morph.spec.artifacts import report
+from morph.spec.artifacts.common import CAPTIONS, FIGURES
 
-# The report's menu sorts categories by name, so Decision, the verdict and its evidence, comes first.
-CATEGORIES = {
-    "Decision": (report.DECISION, report.REPORT_MD, report.SUMMARY, figure(report.PARETO_MEASURED)),
-    "Evaluation": (figure(report.ACCURACY_VS_LATENCY), figure(report.LOSS_VS_ACCURACY)),
-    "Latency": (figure(latency.LATENCY_FIGURE), figure(select.PARETO_FIGURE)),
-    "Law": (*(figure(f) for f in law.LAW_FIGURES), figure(report.HINDSIGHT_FIGURE)),
-    "Training": (figure(report.LOSS_CURVES),),
-}
-CATEGORY = {path: name for name, paths in CATEGORIES.items() for path in paths}
+# Each family's artifacts module declares what the report shows of it (REPORTED: path -> category). The report's
+# menu sorts categories by name, so Decision, the verdict and its evidence, comes first.
+CATEGORY = {path: name for info in pkgutil.iter_modules(artifacts.__path__)
+            for path, name in getattr(importlib.import_module(f"{artifacts.__name__}.{info.name}"), "REPORTED",
+                                      {}).items()}
+CATEGORIES = {name: tuple(p for p, n in CATEGORY.items() if n == name) for name in sorted(set(CATEGORY.values()))}
 DECISION_KEY = "decision"  # the front page reads morph1b.json as {{ snakemake.config.decision }}
 
 

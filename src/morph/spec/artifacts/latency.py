@@ -10,6 +10,7 @@ LATENCY_DIR = "latency"
 LATENCY_CSV = "results/latency.csv"
 LATENCY_MODEL = "results/latency_model.json"
 LATENCY_FIGURE = "latency_shape"
+REPORTED = {figure(LATENCY_FIGURE): "Latency"}  # what `snakemake --report` shows, under which category
 
 
 def latency_json(shape_id: str, root: str = LATENCY_DIR) -> str:

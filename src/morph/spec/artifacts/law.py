@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.artifacts.common import FIGURES
+from morph.spec.artifacts.common import FIGURES, figure
 from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS
 from morph.spec.interface import FOLDER, IN, Interface, flag
 
@@ -15,6 +15,7 @@ TABLES = (ABLATIONS_JSON, ABLATIONS_MD, ZOO_JSON, ZOO_MD, PREDICTIONS)  # in LAW
 LOSS_VS_R, PREDICTED_VS_ACTUAL = "loss_vs_R", "predicted_vs_actual"
 LOSS_VS_COMPUTE, LAW_ZOO = "loss_vs_compute", "law_zoo"
 LAW_FIGURES = (LOSS_VS_R, PREDICTED_VS_ACTUAL, LOSS_VS_COMPUTE, LAW_ZOO)  # drawn by `morph laws`
+REPORTED = {figure(f): "Law" for f in LAW_FIGURES}  # what `snakemake --report` shows, under which category
 
 
 def law_json(law: str, root: str = LAW_DIR) -> str:

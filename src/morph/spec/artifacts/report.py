@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.artifacts.common import FIGURES
+from morph.spec.artifacts.common import FIGURES, figure
 from morph.spec.artifacts.evaluate import EVAL_DIR
 from morph.spec.artifacts.latency import LATENCY_CSV
 from morph.spec.artifacts.select import SELECTION
@@ -19,6 +19,10 @@ PARETO_MEASURED = "pareto_measured"  # select's Pareto view with the measured lo
 ACCURACY_VS_LATENCY, LOSS_VS_ACCURACY, LOSS_CURVES = "accuracy_vs_latency", "loss_vs_accuracy", "loss_curves"
 # drawn by `morph report`; plot() draws all but the last two
 REPORT_FIGURES = (ACCURACY_VS_LATENCY, LOSS_VS_ACCURACY, LOSS_CURVES, HINDSIGHT_FIGURE, PARETO_MEASURED)
+# What `snakemake --report` shows, under which category: the decision first, each figure where a reader looks for it.
+REPORTED = {**dict.fromkeys((DECISION, REPORT_MD, SUMMARY, figure(PARETO_MEASURED)), "Decision"),
+            figure(ACCURACY_VS_LATENCY): "Evaluation", figure(LOSS_VS_ACCURACY): "Evaluation",
+            figure(HINDSIGHT_FIGURE): "Law", figure(LOSS_CURVES): "Training"}
 
 
 @dataclass(frozen=True, kw_only=True)

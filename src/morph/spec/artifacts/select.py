@@ -10,6 +10,7 @@ from morph.spec.interface import IN, OUT, Interface, flag
 CANDIDATES = "results/candidates.json"
 SELECTION = "results/selection.json"
 PARETO_FIGURE = "pareto"
+REPORTED = {figure(PARETO_FIGURE): "Latency"}  # what `snakemake --report` shows, under which category
 SLOT_PATTERN = r"top-\d+(-r\d+)?"  # a run directory the selection fills at run time, under a seed replicate
 
 

@@ -254,6 +254,7 @@ STAGES = (
           report.Report, _report),
 )
 STAGE = {s.name: s for s in STAGES}
+TRAINING = frozenset(s.name for s in STAGES if s.command == "train")  # the stages that train a model
 
 
 def all_nodes(exp: Experiment, params: str = common.PARAMS) -> list[Node]:

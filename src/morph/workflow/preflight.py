@@ -40,16 +40,13 @@ def check(exp: Experiment, params: str, rebuilt: frozenset[str] = frozenset(),
     _outputs(exp, params, rebuilt)
 
 
-TRAINING = frozenset({"train", "train_target"})
-
-
 def runnable(exp: Experiment, planned: frozenset[str], local: bool) -> None:
     """What a planned job would refuse once started, refused now: training's strategy, precision, devices and
     memory against this machine (jobs sent to a cluster are judged there), and the extras a stage imports."""
     if planned & {"evaluate"} and importlib.util.find_spec("lm_eval") is None:
         raise MorphError("evaluate: lm-eval is not installed in this environment; pip install -e '.[eval]' (or run "
                          "scripts/bootstrap.sh), then rerun")
-    if local and planned & TRAINING:
+    if local and planned & pipeline.TRAINING:
         import torch
 
         from morph.train.launch import check as check_launch
@@ -68,20 +65,19 @@ FASTEST_CPU_FLOPS = 1e13  # no CPU reaches this in fp32: below it times COSTLY_C
 
 def cost_warning(exp: Experiment, params: str, rebuilt: frozenset[str], local: bool) -> str | None:
     """The planned jobs and their training FLOPs as hours, when they would train on this machine's CPUs for more than
-    COSTLY_CPU_S even at its measured matmul peak. A top-k slot's shape is chosen at run time; it is counted at the
-    baseline's size, which it matches within select.tolerance."""
+    COSTLY_CPU_S even at its measured matmul peak, counted as `morph grid --cost` counts them (workflow/cost.py)."""
     jobs = [n for n in pipeline.all_nodes(exp, params) if set(n.outs) & rebuilt]
-    trainings = [n for n in jobs if n.stage in TRAINING]
+    trainings = [n for n in jobs if n.stage in pipeline.TRAINING]
     if not local or not trainings:
         return None
     import torch
 
-    from morph.train.flops import DATASHEET_PEAKS, matmul_peak_flops, train_flops_per_token
+    from morph.train.flops import DATASHEET_PEAKS, matmul_peak_flops
+    from morph.workflow.cost import costs
 
     if torch.cuda.is_available():
         return None
-    runs = [exp.run(n.key) if n.stage == "train" else exp.baseline for n in trainings]
-    flops = sum(r.tokens * train_flops_per_token(r.shape, exp.model.seq_len) for r in runs)
+    flops = sum(c.flops for c in costs(exp, trainings))
     if flops <= FASTEST_CPU_FLOPS * COSTLY_CPU_S or flops <= (cpu := matmul_peak_flops("cpu")) * COSTLY_CPU_S:
         return None
     gpu = dict(DATASHEET_PEAKS)[REFERENCE_GPU]["bfloat16"]

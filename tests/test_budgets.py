@@ -14,6 +14,9 @@ from morph import cli
 from morph.errors import MorphError
 from morph.select.rank import choose
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
+from morph.spec.artifacts.select import SELECTION
 from morph.spec.schema import build
 from morph.spec.select import Select
 
@@ -84,26 +87,26 @@ def write_tree(root, factor: float, relative: bool):
     """Latency tables and a fitted law for the CI experiment's candidates (depths 1-3, baseline 6 layers).
     Latency grows with depth, 0.05 + 0.1 L seconds; the law favours depth (loss grows with R)."""
     over = RELATIVE if relative else {"select.latency_budget_s": 0.3}
-    params = write_params(root / "params.yaml", over)
+    params = write_params(root / PARAMS, over)
     exp = experiment.load(params)
     rows = [{"shape_id": s.shape_id, "backend": "hf", "setting": "full", "median": (0.05 + 0.1 * s.n_layers) * factor,
              "p10": 0, "p90": 0, "cv": ""} for s in (*exp.candidate_shapes, exp.baseline.shape)]
     (root / "results").mkdir(exist_ok=True)
-    with open(root / "results/latency.csv", "w", newline="") as f:
+    with open(root / LATENCY_CSV, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    (root / "results/latency_model.json").write_text(json.dumps({"models": []}))
+    (root / LATENCY_MODEL).write_text(json.dumps({"models": []}))
     (root / "results/law.json").write_text(json.dumps({"law": "inference-aware", "coefficients": {
         "E": 1.5, "A": 400.0, "B": 400.0, "alpha": 0.3, "beta": 0.3, "eps": 0.01, "gamma": 1.0}}))
 
 
 def decide(root, capsys) -> dict:
     with contextlib.chdir(root):
-        assert cli.main(["candidates", "--params", "params.yaml"]) == 0
-        assert cli.main(["select", "--params", "params.yaml", "--law", "results/law.json"]) == 0
+        assert cli.main(["candidates", "--params", PARAMS]) == 0
+        assert cli.main(["select", "--params", PARAMS, "--law", "results/law.json"]) == 0
     capsys.readouterr()
-    return json.loads((root / "results/selection.json").read_text())
+    return json.loads((root / SELECTION).read_text())
 
 
 @pytest.mark.parametrize("relative", [True, False], ids=["relative T_C", "absolute T_C"])

@@ -9,9 +9,10 @@ from conftest import CI_PARAMS, ROOT
 from morph import cli
 from morph.errors import MorphError
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
 
 
-@pytest.mark.parametrize("path", [ROOT / "params.yaml", CI_PARAMS])
+@pytest.mark.parametrize("path", [ROOT / PARAMS, CI_PARAMS])
 def test_shipped_experiments_load(path):
     cfg = experiment.load(path)
     assert cfg.data.train_tokens >= max(r.tokens for r in cfg.grid_runs)

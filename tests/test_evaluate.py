@@ -17,6 +17,8 @@ from morph.evaluate.score import check_model_dir, evaluate
 from morph.io import sha256_tree
 from morph.spec import experiment
 from morph.spec import tasks as task_specs
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.evaluate import eval_json, lm_eval_out
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["arc_easy", "copa", "winogrande"]
@@ -59,16 +61,17 @@ def model_dir(tmp_path_factory):
 def params(tmp_path_factory):
     cfg = dict(CI)
     cfg["evaluate"] = {"tasks": TASKS, "limit": LIMIT, "batch_size": 16, "threads": 1}
-    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    path = tmp_path_factory.mktemp("params") / PARAMS
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 @pytest.fixture(scope="module")
 def cli_result(model_dir, params, tmp_path_factory):
-    out = tmp_path_factory.mktemp("results") / "eval" / "top-1.json"
+    root = tmp_path_factory.mktemp("tree")
+    out = root / eval_json("top-1")
     rc = cli.main(["evaluate", "--params", str(params), "--model", str(model_dir), "--out", str(out),
-                   "--lm-eval-out", str(out.with_suffix(""))])
+                   "--lm-eval-out", str(root / lm_eval_out("top-1"))])
     assert rc == 0
     return json.loads(out.read_text())
 

@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -17,9 +18,13 @@ from morph.errors import MorphError
 from morph.io import provenance, sha256_tree, write_json
 from morph.law import laws
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import TOKENIZER_DIR, TOKENIZER_JSON
 from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
+from morph.spec.artifacts.law import LAW_DIR
 from morph.spec.artifacts.report import DECISION
-from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS
+from morph.spec.artifacts.select import SELECTION
+from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS, run_metrics
 from morph.workflow import pipeline, preflight
 from test_faults import snapshot, tree
 
@@ -27,13 +32,13 @@ from test_faults import snapshot, tree
 def test_a_folder_hash_ignores_the_orchestrators_bookkeeping(tmp_path):
     """A tokenizer folder Snakemake built (with its timestamp file) hashes like the same bytes built by hand or
     by DVC, so switching tools retrains nothing; a changed byte still changes the hash."""
-    folder = tmp_path / "tokenizer"
+    folder = tmp_path / TOKENIZER_DIR
     folder.mkdir()
-    (folder / "tokenizer.json").write_bytes(b'{"model": "bpe"}')
+    (folder / TOKENIZER_JSON).write_bytes(b'{"model": "bpe"}')
     by_hand = sha256_tree(folder)
     (folder / ".snakemake_timestamp").write_bytes(b"")
     assert sha256_tree(folder) == by_hand
-    (folder / "tokenizer.json").write_bytes(b'{"model": "BPE"}')
+    (folder / TOKENIZER_JSON).write_bytes(b'{"model": "BPE"}')
     assert sha256_tree(folder) != by_hand
 
 
@@ -64,10 +69,10 @@ def test_a_hand_edited_selection_cannot_steer_the_release():
 
     cand = {"shape_id": "d104-l1", "latency": {"median_s": 0.9}, "within_tolerance": True, "kept": False}
     selection = {"budgets": {"latency_s": 0.5}, "candidates": [cand]}
-    check_selection(selection, "results/selection.json")
+    check_selection(selection, SELECTION)
     cand["kept"] = True
-    with pytest.raises(MorphError, match=r"results/selection.json: candidate d104-l1 is marked kept.*morph select"):
-        check_selection(selection, "results/selection.json")
+    with pytest.raises(MorphError, match=re.escape(SELECTION) + r": candidate d104-l1 is marked kept.*morph select"):
+        check_selection(selection, SELECTION)
 
 
 @pytest.mark.parametrize("overrides,says", [
@@ -94,7 +99,7 @@ def test_a_missing_extra_is_named_before_evaluate_starts(monkeypatch):
 def fake_metrics(root, exp, loss: float = 4.84) -> None:
     """A metrics.json for every grid run, with the fields collect reads, as training writes them."""
     for i, r in enumerate(exp.grid_runs):
-        write_json(root / f"runs/{r.run_id}/metrics.json", {
+        write_json(root / run_metrics(r.run_id), {
             "run_id": r.run_id, "tokens": r.tokens, "val_loss": loss + i / 10, "train_loss_ema": loss,
             "wall_s": 1.0, "tokens_per_s": 1.0, "mfu": 0.1, "seed": r.seed(exp.seed)})
 
@@ -109,33 +114,33 @@ def test_a_metrics_file_edited_after_collect_is_refused_by_the_law(tmp_path, cap
     """val_loss 4.84 -> 3.84 by hand still parses; the law names the file, keeps every output, and says how to
     recover (restore or retrain it, or collect it again)."""
     root = tree(tmp_path / "tree")
-    exp = experiment.load(root / "params.yaml")
+    exp = experiment.load(root / PARAMS)
     fake_metrics(root, exp)
-    assert morph(root, capsys, "collect", "--params", "params.yaml")[0] == 0
+    assert morph(root, capsys, "collect", "--params", PARAMS)[0] == 0
     rid = exp.grid_runs[0].run_id
-    metrics = root / f"runs/{rid}/metrics.json"
+    metrics = root / run_metrics(rid)
     good = metrics.read_bytes()
     metrics.write_bytes(good.replace(b'"val_loss": 4.84', b'"val_loss": 3.84'))
     assert metrics.read_bytes() != good
     before = snapshot(root)
-    code, err = morph(root, capsys, "laws", "--params", "params.yaml")
+    code, err = morph(root, capsys, "laws", "--params", PARAMS)
     assert code == 2, err
-    assert (f"runs/{rid}/metrics.json: changed since collect read it into results/runs.csv (its sha256 differs from "
-            "results/runs.inputs.json's)") in err
-    assert f"snakemake -j1 --force runs/{rid}/metrics.json --configfile params.yaml" in err
+    assert (f"{run_metrics(rid)}: changed since collect read it into {RUNS_CSV} (its sha256 differs from "
+            f"{RUNS_INPUTS}'s)") in err
+    assert f"snakemake -j1 --force {run_metrics(rid)} --configfile {PARAMS}" in err
     assert f"dvc repro -f -s train-{rid}" in err and "dvc repro -f collect" in err and "Traceback" not in err
-    assert snapshot(root) == before and not (root / "results/law").exists()
+    assert snapshot(root) == before and not (root / LAW_DIR).exists()
     with contextlib.chdir(root):
         metrics.write_bytes(good)  # restored
-        laws.check_collected(RUNS_INPUTS, RUNS_CSV, "params.yaml")
+        laws.check_collected(RUNS_INPUTS, RUNS_CSV, PARAMS)
         metrics.write_bytes(good.replace(b'"val_loss": 4.84', b'"val_loss": 4.85'))  # a retrain, collected again
-        assert cli.main(["collect", "--params", "params.yaml"]) == 0
-        laws.check_collected(RUNS_INPUTS, RUNS_CSV, "params.yaml")
+        assert cli.main(["collect", "--params", PARAMS]) == 0
+        laws.check_collected(RUNS_INPUTS, RUNS_CSV, PARAMS)
     recorded = json.loads((root / RUNS_INPUTS).read_text())
     assert recorded["params_read"] == json.loads(json.dumps({"grid": exp.params("grid")}))  # the slice collect reads
 
 
-CHECK = ("lineage", "--check", DECISION, "--params", "params.yaml")
+CHECK = ("lineage", "--check", DECISION, "--params", PARAMS)
 STALE = f"morph lineage: {DECISION} is stale: 1 record(s) behind it disagree with the experiment or the files"
 
 
@@ -156,7 +161,7 @@ def test_lineage_check_names_the_decision_an_input_changed_under(tmp_path, capsy
         f.write("\n")
     code, err = morph(root, capsys, *CHECK)
     assert code == 1 and f"{LATENCY_CSV}: changed since report read it" in err, err
-    assert STALE in err and f"`snakemake -j1 {DECISION} --configfile params.yaml` (or `dvc repro`)" in err
+    assert STALE in err and f"`snakemake -j1 {DECISION} --configfile {PARAMS}` (or `dvc repro`)" in err
 
 
 def test_lineage_check_names_a_record_made_under_other_params_and_the_stale_decision(tmp_path, capsys):
@@ -166,28 +171,27 @@ def test_lineage_check_names_a_record_made_under_other_params_and_the_stale_deci
 
     root = tmp_path / "tree"
     decision_tree(root)
-    exp = experiment.load(root / "params.yaml")
+    exp = experiment.load(root / PARAMS)
     with contextlib.chdir(root):  # as `morph latency-collect` writes it (the CLI sets the stage's params)
         with reading_params(pipeline.params_read(exp, pipeline.STAGE["latency_collect"].reads)):
             write_json(LATENCY_MODEL, provenance([]))
     code, err = morph(root, capsys, *CHECK)
     assert code == 0, err
-    good = (root / "params.yaml").read_bytes()
-    write_params(root / "params.yaml", {"latency.new_tokens": 16}, base=root / "params.yaml")
+    good = (root / PARAMS).read_bytes()
+    write_params(root / PARAMS, {"latency.new_tokens": 16}, base=root / PARAMS)
     code, err = morph(root, capsys, *CHECK)
     assert code == 1, err
-    assert ("results/latency_model.json: made under other params than params.yaml holds now (latency.new_tokens was "
-            "32, now 16); rerun it: `snakemake -j1 results/latency_model.json --configfile params.yaml` or `dvc repro "
-            "latency_collect`") in err
+    assert (f"{LATENCY_MODEL}: made under other params than {PARAMS} holds now (latency.new_tokens was 32, now 16); "
+            f"rerun it: `snakemake -j1 {LATENCY_MODEL} --configfile {PARAMS}` or `dvc repro latency_collect`") in err
     assert STALE in err
-    (root / "params.yaml").write_bytes(good)
+    (root / PARAMS).write_bytes(good)
     assert morph(root, capsys, *CHECK)[0] == 0
 
 
 def test_experiment_file_not_found_names_the_working_directory(tmp_path, capsys):
     code, err = morph(tmp_path, capsys, "grid")
     assert code == 2
-    assert f"params.yaml: experiment file not found in {tmp_path}; run from the folder that holds it" in err, err
+    assert f"{PARAMS}: experiment file not found in {tmp_path}; run from the folder that holds it" in err, err
 
 
 def test_a_paper_scale_run_on_a_machine_without_a_gpu_is_warned_with_its_jobs_and_hours(monkeypatch):

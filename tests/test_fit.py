@@ -21,6 +21,10 @@ from morph.law.laws import size_labels
 from morph.law.solvers import Objective, start_grid
 from morph.report.write import law_choice
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS, figure
+from morph.spec.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, LAW_FIGURES, ZOO_JSON, ZOO_MD, law_json
+from morph.spec.artifacts.select import SELECTION
+from morph.spec.artifacts.train import RUNS_CSV
 from morph.spec.law_names import LAWS
 
 DATA = Path(__file__).parent / "data"
@@ -172,7 +176,7 @@ def test_eval_csv_gives_grouped_spearman_and_predict_loss_reads_the_result(tmp_p
 
 # -- bad input ---------------------------------------------------------------------------------------
 def _bad(tmp_path, capsys, df: pd.DataFrame, *extra) -> str:
-    runs = tmp_path / "runs.csv"
+    runs = tmp_path / "my_runs.csv"
     df.to_csv(runs, index=False)
     args = ["fit", "--runs", runs, "--out", tmp_path / "out.json", *extra]
     if "--law" not in extra:
@@ -206,7 +210,7 @@ def test_missing_column_is_needed_only_by_the_law_that_uses_it(tmp_path, capsys)
     df = synthetic("chinchilla", 20, 0.0).drop(columns=["d_model"])
     err = _bad(tmp_path, capsys, df)
     assert "missing column 'd_model'; the inference-aware law needs columns params, tokens, d_model" in err
-    assert morph("fit", "--runs", tmp_path / "runs.csv", "--law", "chinchilla", "--tie", "all",
+    assert morph("fit", "--runs", tmp_path / "my_runs.csv", "--law", "chinchilla", "--tie", "all",
                  "--out", tmp_path / "ok.json") == 0
 
 
@@ -223,7 +227,7 @@ def test_non_convergence_names_the_solver_and_best_residual(tmp_path, capsys):
 
 
 def test_a_bad_eval_table_is_named(tmp_path, capsys):
-    runs, ev = tmp_path / "runs.csv", tmp_path / "eval.csv"
+    runs, ev = tmp_path / "my_runs.csv", tmp_path / "eval.csv"
     synthetic("chinchilla", 20, 0.0).to_csv(runs, index=False)
     synthetic("chinchilla", 5, 0.0).drop(columns=["tokens"]).to_csv(ev, index=False)
     assert morph("fit", "--runs", runs, "--eval", ev, "--law", "chinchilla", "--out", tmp_path / "o.json") == 2
@@ -237,13 +241,13 @@ def _experiment(tmp_path) -> Path:
                             {"params": 120000, "depths": [1, 2, 4]}, {"params": 240000, "depths": [1, 2, 4]}]
     raw["grid"]["replicates"] = []
     raw["fit"].update({"bootstrap": 10, "ablation_repeats": 2})
-    path = tmp_path / "params.yaml"
+    path = tmp_path / PARAMS
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
 def _runs_table(params: Path, path: Path) -> pd.DataFrame:
-    """The training stage's runs.csv for the grid, with losses drawn from a known inference-aware law."""
+    """Collect's runs table for the grid, with losses drawn from a known inference-aware law."""
     cfg, rng = experiment.load(params), np.random.default_rng(0)
     rows = [{"run_id": r.run_id, "shape_id": r.shape.shape_id, **r.shape.to_dict(), "tokens": r.tokens,
              "multiplier": r.multiplier}
@@ -253,6 +257,7 @@ def _runs_table(params: Path, path: Path) -> pd.DataFrame:
     df["loss"] = (law_truths.inference_aware(coeffs, df["params"], df["tokens"], df["d_model"], df["n_layers"])
                   * np.exp(rng.normal(0, 0.003, len(df))))
     df = df.assign(train_loss_ema=df["loss"], wall_s=1.0, tokens_per_s=1.0, mfu=0.1)
+    path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False)
     return df
 
@@ -260,7 +265,7 @@ def _runs_table(params: Path, path: Path) -> pd.DataFrame:
 def test_sizes_come_from_the_grid_and_unknown_shapes_are_clustered(tmp_path):
     params = _experiment(tmp_path)
     cfg = experiment.load(params)
-    df = _runs_table(params, tmp_path / "runs.csv")
+    df = _runs_table(params, tmp_path / RUNS_CSV)
     labels = size_labels(cfg, df)
     assert sorted(set(labels)) == [60000, 120000, 240000]
     foreign = pd.DataFrame({"d_model": [1000, 1002, 3000], "n_layers": [7, 7, 7], "params": [1e6, 1.05e6, 5e6]})
@@ -269,11 +274,11 @@ def test_sizes_come_from_the_grid_and_unknown_shapes_are_clustered(tmp_path):
 
 def test_laws_stage_writes_fits_ablations_and_figures(tmp_path, capsys):
     params = _experiment(tmp_path)
-    runs = tmp_path / "runs.csv"
+    runs = tmp_path / RUNS_CSV
     df = _runs_table(params, runs)
     out, figs = tmp_path / "law", tmp_path / "figures"
     assert morph("laws", "--params", params, "--runs", runs, "--out-dir", out, "--figures", figs) == 0
-    ia = json.loads((out / "inference-aware.json").read_text())
+    ia = json.loads(Path(law_json("inference-aware", out)).read_text())
     fit_ids = set(ia["fit_set"]["run_ids"])
     expected = set(df["run_id"][df["multiplier"] == 2]) | {r for r in df["run_id"] if r.endswith("-t16")}
     assert fit_ids == expected and len(fit_ids) == 12
@@ -282,23 +287,23 @@ def test_laws_stage_writes_fits_ablations_and_figures(tmp_path, capsys):
     assert ia["metrics"]["heldout"]["mse"] < 3e-3  # the law the runs were drawn from (noise sd ~0.02)
     assert set(ia["inputs"]) == {str(runs), str(params)}
     assert "N120000-t4" in ia["metrics"]["heldout"]["spearman_by_group"]
-    chin = json.loads((out / "chinchilla.json").read_text())
+    chin = json.loads(Path(law_json("chinchilla", out)).read_text())
     assert chin["metrics"]["heldout"]["mse"] > 5 * ia["metrics"]["heldout"]["mse"]
-    rows = json.loads((out / "ablations.json").read_text())["rows"]
+    rows = json.loads((out / ABLATIONS_JSON).read_text())["rows"]
     assert {(r["ablation"], r["law"], r["tie"]) for r in rows} >= {
         ("paper fit set", "chinchilla", "all"), ("paper fit set", "inference-aware", "all"),
         ("without over-trained runs", "inference-aware", "all"), ("one random shape per size", "chinchilla", "all"),
         ("gamma tying", "inference-aware", "alpha-beta"), ("gamma tying", "inference-aware", "none")}
     one = next(r for r in rows if r["ablation"] == "one random shape per size" and r["law"] == "chinchilla")
     assert len(one["repeats"]) == 2 and all(len(rep["shapes"]) == 3 for rep in one["repeats"])
-    md = (out / "ablations.md").read_text()
+    md = (out / ABLATIONS_MD).read_text()
     assert md.count("\n| ") == len(rows) + 1 and "| without over-trained runs | inference-aware | all |" in md
-    zoo = json.loads((out / "zoo.json").read_text())  # every form, whatever fit.laws lists
+    zoo = json.loads((out / ZOO_JSON).read_text())  # every form, whatever fit.laws lists
     assert set(zoo["forms"]) == set(LAWS) and zoo["folds"]["size"] == ["60000", "120000", "240000"]
     assert zoo["forms"]["inference-aware"]["cv_error"] < zoo["forms"]["chinchilla"]["cv_error"]  # drawn from it
-    assert f"| 1 | {zoo['winner']} |" in (out / "zoo.md").read_text() and set(zoo["inputs"]) == {str(runs), str(params)}
-    for name in ("loss_vs_R", "predicted_vs_actual", "loss_vs_compute", "law_zoo"):
-        assert (figs / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"| 1 | {zoo['winner']} |" in (out / ZOO_MD).read_text() and set(zoo["inputs"]) == {str(runs), str(params)}
+    for name in LAW_FIGURES:
+        assert Path(figure(name, figs)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_select_law_auto_fits_the_zoo_winner_and_select_predicts_with_it(tmp_path):
@@ -307,10 +312,10 @@ def test_select_law_auto_fits_the_zoo_winner_and_select_predicts_with_it(tmp_pat
     raw["select"]["law"] = "auto"
     raw["fit"]["bootstrap"] = 0
     params.write_text(yaml.safe_dump(raw))
-    runs, out = tmp_path / "runs.csv", tmp_path / "law"
+    runs, out = tmp_path / RUNS_CSV, tmp_path / "law"
     _runs_table(params, runs)
     assert morph("laws", "--params", params, "--runs", runs, "--out-dir", out, "--figures", tmp_path / "f") == 0
-    zoo, auto = (json.loads((out / f"{n}.json").read_text()) for n in ("zoo", "auto"))
+    zoo, auto = json.loads((out / ZOO_JSON).read_text()), json.loads(Path(law_json("auto", out)).read_text())
     assert auto["law"] == zoo["winner"] and auto["chosen_by"]["cv_error"] == zoo["forms"][zoo["winner"]]["cv_error"]
     assert auto["chosen_by"]["runner_up"] == zoo["ranking"][1] and auto["chosen_by"]["margin"] >= 1
     # select reads the chosen fit: candidates from the grid's 120k-parameter shapes, inside every budget
@@ -319,8 +324,8 @@ def test_select_law_auto_fits_the_zoo_winner_and_select_predicts_with_it(tmp_pat
     cands = [s | {"shape_id": f"d{s['d_model']}-l{s['n_layers']}", "within_tolerance": True, "params_gap": 0.0,
                   "latency": {"median_s": 0.1}} for s in shapes]
     (tmp_path / "cands.json").write_text(json.dumps({"candidates": cands, "baseline": cands[0]}))
-    sel_out = tmp_path / "selection.json"
-    assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law", out / "auto.json",
+    sel_out = tmp_path / SELECTION
+    assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law", law_json("auto", out),
                  "--out", sel_out) == 0
     sel = json.loads(sel_out.read_text())
     assert sel["law"] == "auto" and sel["law_choice"]["form"] == auto["law"]
@@ -330,12 +335,12 @@ def test_select_law_auto_fits_the_zoo_winner_and_select_predicts_with_it(tmp_pat
         c.get("mlp_attention_ratio"))))
     assert law_choice(sel).startswith(f" → {auto['law']} (lowest cross-validated error, RMSE ")  # the report's line
     assert morph("select", "--params", params, "--candidates", tmp_path / "cands.json", "--law",
-                 out / "chinchilla.json", "--out", sel_out) == 2  # a fit the zoo did not choose
+                 law_json("chinchilla", out), "--out", sel_out) == 2  # a fit the zoo did not choose
 
 
 def test_laws_stage_names_a_missing_fit_multiplier(tmp_path, capsys):
     params = _experiment(tmp_path)
-    runs = tmp_path / "runs.csv"
+    runs = tmp_path / RUNS_CSV
     df = _runs_table(params, runs)
     df[df["multiplier"] != 2].to_csv(runs, index=False)
     assert morph("laws", "--params", params, "--runs", runs, "--out-dir", tmp_path / "law",
@@ -350,17 +355,17 @@ def test_degenerate_toy_runs_give_warnings_or_recorded_errors_never_silence(tmp_
     raw["grid"].update({"sizes": [{"params": 60000, "depths": [1, 2], "multipliers": [2, 4, 16]},
                                   {"params": 120000, "depths": [1, 2]}], "replicates": []})
     raw["fit"].update({"bootstrap": 5, "ablation_repeats": 1})
-    params = tmp_path / "params.yaml"
+    params = tmp_path / PARAMS
     params.write_text(yaml.safe_dump(raw))
-    runs = tmp_path / "runs.csv"
+    runs = tmp_path / RUNS_CSV
     df = _runs_table(params, runs)
     df.assign(loss=np.random.default_rng(1).uniform(5.0, 6.0, len(df))).to_csv(runs, index=False)
     assert morph("laws", "--params", params, "--runs", runs, "--out-dir", tmp_path / "law",
                  "--figures", tmp_path / "f") == 0
-    ia = json.loads((tmp_path / "law" / "inference-aware.json").read_text())
+    ia = json.loads(Path(law_json("inference-aware", tmp_path / "law")).read_text())
     assert any("only 6 rows for 5 free coefficients" in w for w in ia["warnings"])
     assert "morph laws: warning: inference-aware:" in capsys.readouterr().err
-    rows = json.loads((tmp_path / "law" / "ablations.json").read_text())["rows"]
+    rows = json.loads((tmp_path / "law" / ABLATIONS_JSON).read_text())["rows"]
     assert all(r.get("error") or r.get("warnings") for r in rows)
     assert any("fewer than the" in (r.get("error") or "") for r in rows)
 
@@ -385,7 +390,7 @@ def test_laws_fit_each_replicated_run_once_at_its_mean_and_report_the_spread(tmp
     for name, p in (("plain", params), ("replicated", replicated)):
         assert morph("laws", "--params", p, "--runs", tmp_path / f"{name}.csv", "--out-dir", tmp_path / name,
                      "--figures", tmp_path / f"{name}-f") == 0
-        fits[name] = json.loads((tmp_path / name / "inference-aware.json").read_text())
+        fits[name] = json.loads(Path(law_json("inference-aware", tmp_path / name)).read_text())
     assert fits["replicated"]["coefficients"] == pytest.approx(fits["plain"]["coefficients"], rel=1e-6)
     assert fits["replicated"]["fit_set"]["run_ids"] == fits["plain"]["fit_set"]["run_ids"]
     floor = fits["replicated"]["noise_floor"]
@@ -401,15 +406,15 @@ def test_params_count_auto_picks_the_count_the_losses_were_drawn_with(tmp_path, 
     raw = yaml.safe_load(params.read_text())
     raw["fit"].update({"bootstrap": 0, "ablation_repeats": 1, "params_count": "auto"})
     params.write_text(yaml.safe_dump(raw))
-    df = _runs_table(params, tmp_path / "runs.csv")
+    df = _runs_table(params, tmp_path / RUNS_CSV)
     n = df["params"] if truth == "total" else df["non_embedding_params"]
     # Chinchilla written out by hand, in the count under test; embeddings are 40-90% of N on this grid.
     df["loss"] = (1.5 + 60.0 * n ** -0.3 + 300.0 * df["tokens"] ** -0.3) * np.exp(
         np.random.default_rng(1).normal(0, 0.002, len(df)))
-    df.to_csv(tmp_path / "runs.csv", index=False)
-    assert morph("laws", "--params", params, "--runs", tmp_path / "runs.csv", "--out-dir", tmp_path / "law",
+    df.to_csv(tmp_path / RUNS_CSV, index=False)
+    assert morph("laws", "--params", params, "--runs", tmp_path / RUNS_CSV, "--out-dir", tmp_path / "law",
                  "--figures", tmp_path / "f") == 0
-    zoo = json.loads((tmp_path / "law" / "zoo.json").read_text())
+    zoo = json.loads((tmp_path / "law" / ZOO_JSON).read_text())
     assert zoo["count_choice"]["chosen"] == truth and set(zoo["count_choice"]["cv_error"]) == {"total",
                                                                                                 "non-embedding"}
-    assert json.loads((tmp_path / "law" / "inference-aware.json").read_text())["params_count"] == truth
+    assert json.loads(Path(law_json("inference-aware", tmp_path / "law")).read_text())["params_count"] == truth

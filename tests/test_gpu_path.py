@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from morph.shape import Shape, swiglu_ffn
+from morph.spec.artifacts.data import TOKENIZER_CONFIG, TOKENIZER_DIR
 from morph.train.launch import Launch
 
 FSDP_BF16 = Launch("gpu", "bf16-mixed", "fsdp")
@@ -96,9 +97,9 @@ def _fsdp_rank(rank: int, world: int, init: str, out: str) -> None:
             state = root.state_dict()
         if rank == 0:
             torch.save(result, out)
-            tokenizer = Path(out).parent / "tokenizer"
+            tokenizer = Path(out).parent / TOKENIZER_DIR
             tokenizer.mkdir()
-            (tokenizer / "tokenizer_config.json").write_text("{}")
+            (tokenizer / TOKENIZER_CONFIG).write_text("{}")
             save_model(model, {f"model.{k}": v for k, v in state.items()}, tokenizer, Path(out).parent / "model",
                        context=16, card="a two-rank FSDP test model")
     finally:

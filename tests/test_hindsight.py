@@ -13,6 +13,8 @@ from morph import cli
 from morph.report import hindsight
 from morph.report.contrasts import Noise
 from morph.report.decide import decide
+from morph.spec.artifacts.common import figure
+from morph.spec.artifacts.select import PARETO_FIGURE
 
 # Five candidates at one N: shallow ones are fast, and (as measured) worse. R = d_model / n_layers.
 SHAPES = [(48, 8, 0.80), (56, 6, 0.62), (64, 4, 0.45), (80, 2, 0.28), (104, 1, 0.16)]  # d_model, layers, latency s
@@ -45,7 +47,7 @@ def run_select(tmp_path, law: dict, k: int = 2) -> dict:
     (tmp_path / "law.json").write_text(json.dumps(law))
     assert cli.main(["select", "--params", str(params), "--candidates", str(tmp_path / "c.json"),
                      "--law", str(tmp_path / "law.json"), "--out", str(tmp_path / "s.json"),
-                     "--figure", str(tmp_path / "pareto.png")]) == 0
+                     "--figure", figure(PARETO_FIGURE, tmp_path)]) == 0
     return json.loads((tmp_path / "s.json").read_text())
 
 

@@ -14,6 +14,10 @@ from conftest import CI_PARAMS, write_params
 from morph.errors import MorphError
 from morph.shape import Shape, swiglu_ffn
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.latency import LATENCY_CSV
+from morph.spec.artifacts.select import SELECTION
+from morph.spec.artifacts.train import RUNS_COLUMNS, RUNS_CSV
 from morph.workflow import pipeline
 
 CI_SIZES = yaml.safe_load(CI_PARAMS.read_text())["grid"]["sizes"]
@@ -24,7 +28,7 @@ KNOBBED = {"grid.sizes": [*CI_SIZES, KNOB_SIZE], "select.ffn_ratios": [1.0],
 
 @pytest.fixture(scope="module")
 def knobbed(tmp_path_factory):
-    return experiment.load(write_params(tmp_path_factory.mktemp("knobs") / "params.yaml", KNOBBED))
+    return experiment.load(write_params(tmp_path_factory.mktemp("knobs") / PARAMS, KNOBBED))
 
 
 def is_default(cfg, shape: Shape) -> bool:
@@ -130,7 +134,8 @@ def test_a_selected_knobbed_candidate_trains_as_that_shape(knobbed, tmp_path):
     described = json.loads(json.dumps(shape.to_dict()))  # a candidate as candidates.json stores it
     rebuilt = Shape.from_dict(described)
     assert rebuilt == shape
-    selection = tmp_path / "selection.json"
+    selection = tmp_path / SELECTION
+    selection.parent.mkdir()
     entry = {"slot": "top-1", "run_id": run_id(rebuilt, tokens=1000), **{k: described[k] for k in (
         "d_model", "n_layers", "ffn_ratio", "n_kv_heads")}}
     selection.write_text(json.dumps({"top_k": [entry], "tokens": 1000}))
@@ -140,7 +145,6 @@ def test_a_selected_knobbed_candidate_trains_as_that_shape(knobbed, tmp_path):
 
 
 def _runs_csv(cfg, path):
-    from morph.spec.artifacts.train import RUNS_COLUMNS
     from morph.train.collect import row
 
     rows = []
@@ -148,6 +152,7 @@ def _runs_csv(cfg, path):
         metrics = {"run_id": run.run_id, "tokens": run.tokens, "val_loss": 3.0 + 0.01 * i, "train_loss_ema": 3.0,
                    "wall_s": 1.0, "tokens_per_s": 1.0, "mfu": 0.1, "seed": run.seed(cfg.seed)}
         rows.append(row(run, metrics, path))
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=RUNS_COLUMNS)
         writer.writeheader()
@@ -160,7 +165,7 @@ def test_runs_table_carries_the_knobs_as_built_and_refuses_a_bad_column(knobbed,
 
     from morph.law.laws import read_runs
 
-    path = tmp_path / "runs.csv"
+    path = tmp_path / RUNS_CSV
     _runs_csv(knobbed, path)
     df = read_runs(path)
     for _, r in df.iterrows():
@@ -181,9 +186,9 @@ def test_runs_table_carries_the_knobs_as_built_and_refuses_a_bad_column(knobbed,
 def test_knob_table_compares_each_variant_with_its_size_and_depths_default(knobbed, tmp_path):
     from morph.report.write import knob_effects
 
-    runs = tmp_path / "runs.csv"
+    runs = tmp_path / RUNS_CSV
     rows = {r["run_id"]: r for r in _runs_csv(knobbed, runs)}
-    latency = tmp_path / "latency.csv"
+    latency = tmp_path / LATENCY_CSV
     with open(latency, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["shape_id", "backend", "setting", "median", "p10", "p90", "cv"])
         writer.writeheader()

@@ -20,6 +20,8 @@ from morph.latency import measure as latency
 from morph.latency.cost_model import FEATURES, features, fit, leave_one_out, predict_latency
 from morph.shape import Shape, swiglu_ffn
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS, figure
+from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -48,7 +50,7 @@ def measured(tmp_path_factory):
     ci = experiment.load(ROOT / "configs/ci.yaml")
     smallest = min(ci.latency_shapes, key=lambda s: s.params())
     grid = [ci.shape(i) for i in (smallest.shape_id, *NAMED) if i != ci.baseline.shape.shape_id]
-    params = write_ci_params(root / "params.yaml", {
+    params = write_ci_params(root / PARAMS, {
         "grid": {"multipliers": [2], "shapes": [{"d_model": s.d_model, "n_layers": s.n_layers} for s in grid]},
         "select.params": ci.shape("d64-l1").params(), "select.depths": [1], "select.k": 1,
         "latency.backends": ["hf"], "latency.ttft": True, "latency.batch_sizes": [1], "latency.repeats": 5,
@@ -56,10 +58,10 @@ def measured(tmp_path_factory):
     cfg = experiment.load(params)
     assert sorted(s.shape_id for s in cfg.latency_shapes) == sorted({smallest.shape_id, *NAMED})
     assert all(s == ci.shape(s.shape_id) for s in cfg.latency_shapes)  # the CI experiment's models, unchanged
-    out = root / "latency"
+    out = root / LATENCY_DIR
     for shape in cfg.latency_shapes:
         assert morph("latency", "--params", params, "--shape", shape.shape_id,
-                     "--out", out / f"{shape.shape_id}.json", "--no-progress") == 0
+                     "--out", latency_json(shape.shape_id, out), "--no-progress") == 0
     return {"params": params, "cfg": cfg, "dir": out,
             "records": {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}}
 
@@ -161,10 +163,10 @@ def test_done_when_depth_drives_latency(measured):
 
 def _expect_refusal(capsys, tmp_path, message: str, shape: str = "d40-l1", **latency_keys):
     params = write_params(tmp_path / "bad.yaml", **latency_keys)
-    out = tmp_path / "latency" / f"{shape}.json"
+    out = Path(latency_json(shape, tmp_path / LATENCY_DIR))
     assert morph("latency", "--params", params, "--shape", shape, "--out", out, "--no-progress") == 2
     assert message in capsys.readouterr().err
-    assert not out.exists() and not list(tmp_path.glob("latency/.*.tmp"))
+    assert not out.exists() and not list(out.parent.glob(".*.tmp"))
 
 
 def test_prompt_plus_output_longer_than_positions(capsys, tmp_path):
@@ -225,12 +227,11 @@ def test_latency_model_recovers_known_coefficients():
 
 
 def test_collect_csv_model_and_figure(measured, tmp_path, capsys):
-    res = tmp_path / "results"
+    table, model_out, fig = tmp_path / LATENCY_CSV, tmp_path / LATENCY_MODEL, tmp_path / figure(LATENCY_FIGURE)
     assert morph("latency-collect", "--params", measured["params"], "--latency-dir", measured["dir"],
-                 "--out", res / "latency.csv", "--model-out", res / "latency_model.json",
-                 "--figure", res / "figures/latency_shape.png") == 0
+                 "--out", table, "--model-out", model_out, "--figure", fig) == 0
     print(capsys.readouterr().out)
-    rows = list(csv.DictReader(open(res / "latency.csv")))
+    rows = list(csv.DictReader(open(table)))
     shapes = experiment.load(measured["params"]).latency_shapes
     assert len(rows) == len(shapes) * 4  # shapes x (full, ttft, decode_per_token, throughput_b1)
     row = next(r for r in rows if r["shape_id"] == "d64-l1" and r["setting"] == "full")
@@ -241,7 +242,7 @@ def test_collect_csv_model_and_figure(measured, tmp_path, capsys):
     assert float(row["others_busy_cores"]) >= 0
     assert (row["d_model"], row["n_layers"], row["aspect_ratio"]) == ("64", "1", "64.0")
 
-    model = json.loads((res / "latency_model.json").read_text())
+    model = json.loads(model_out.read_text())
     (fitted,) = model["models"]
     assert (fitted["device"], fitted["backend"], len(fitted["shapes"])) == ("cpu", "hf", len(shapes))
     # The fit carries depth: at d_model 32, six layers are predicted slower than two.
@@ -250,12 +251,12 @@ def test_collect_csv_model_and_figure(measured, tmp_path, capsys):
     loo = fitted["loo"]
     assert 0 <= loo["mean_rel_error"] <= loo["max_rel_error"] and set(loo["per_shape"]) == set(measured["records"])
     print(f"LOO on measured CI shapes: mean {loo['mean_rel_error']:.1%}, max {loo['max_rel_error']:.1%}")
-    assert set(model["provenance"]["inputs"]) >= {str(measured["dir"] / f"{s}.json") for s in measured["records"]}
+    assert set(model["provenance"]["inputs"]) >= {latency_json(s, measured["dir"]) for s in measured["records"]}
     # The prediction for a measured shape is the fit's, within its in-sample error.
     d64 = measured["cfg"].shape("d64-l1")
-    rel = abs(predict_latency(res / "latency_model.json", d64) - full_median(measured, "d64-l1"))
+    rel = abs(predict_latency(model_out, d64) - full_median(measured, "d64-l1"))
     assert rel / full_median(measured, "d64-l1") <= fitted["fit_rel_error"]["max"] + 1e-9
-    assert (res / "figures/latency_shape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_collect_refuses_a_measurement_of_another_shape(measured, tmp_path, capsys):

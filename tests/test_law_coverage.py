@@ -19,6 +19,7 @@ from morph.law.laws import size_labels
 from morph.law.zoo import cross_validate
 from morph.select.separation import prediction_draws, predictive_interval
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
 
 FITS = 40
 BOOTSTRAP = 40
@@ -29,7 +30,7 @@ NOISE = 0.0351 / 5.0  # the default grid's run-to-run sd, as a share of its loss
 
 @pytest.fixture(scope="module")
 def default():
-    return experiment.load(REPO / "params.yaml")
+    return experiment.load(REPO / PARAMS)
 
 
 def grid_table(cfg, rng) -> pd.DataFrame:

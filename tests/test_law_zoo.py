@@ -106,7 +106,7 @@ def test_gemstones_inference_aware_has_lower_cross_validated_error_than_chinchil
 
 
 def test_fit_cv_writes_scores_and_prints_the_table(tmp_path, capsys):
-    csv, out = tmp_path / "runs.csv", tmp_path / "zoo.json"
+    csv, out = tmp_path / "my_runs.csv", tmp_path / "my_zoo.json"
     runs("kaplan").to_csv(csv, index=False)
     assert morph("fit", "--cv", "--runs", csv, "--tie", "none", "--out", out) == 0
     zoo = json.loads(out.read_text())
@@ -138,23 +138,23 @@ def test_replicates_give_the_noise_floor():
 def test_unknown_form_is_refused_with_the_choices(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown law 'power'; choose one of"):
         Law("power")
-    runs("chinchilla").to_csv(tmp_path / "runs.csv", index=False)
+    runs("chinchilla").to_csv(tmp_path / "my_runs.csv", index=False)
     with pytest.raises(SystemExit):
-        morph("fit", "--runs", tmp_path / "runs.csv", "--law", "power", "--out", tmp_path / "o.json")
+        morph("fit", "--runs", tmp_path / "my_runs.csv", "--law", "power", "--out", tmp_path / "o.json")
     assert "invalid choice: 'power'" in capsys.readouterr().err
 
 
 def test_cv_on_a_csv_without_a_needed_column_names_file_and_column(tmp_path, capsys):
-    csv = tmp_path / "runs.csv"
+    csv = tmp_path / "my_runs.csv"
     runs("chinchilla").drop(columns=["n_layers"]).to_csv(csv, index=False)
-    assert morph("fit", "--cv", "--runs", csv, "--out", tmp_path / "zoo.json") == 2
+    assert morph("fit", "--cv", "--runs", csv, "--out", tmp_path / "my_zoo.json") == 2
     err = capsys.readouterr().err
     assert f"{csv}: missing column 'n_layers'; the inference-aware law needs columns" in err
-    assert not (tmp_path / "zoo.json").exists()
+    assert not (tmp_path / "my_zoo.json").exists()
 
 
 def test_cv_refuses_single_fit_options_and_single_size_data(tmp_path, capsys):
-    csv = tmp_path / "runs.csv"
+    csv = tmp_path / "my_runs.csv"
     runs("chinchilla").to_csv(csv, index=False)
     assert morph("fit", "--cv", "--law", "kaplan", "--runs", csv, "--out", tmp_path / "z.json") == 2
     assert "--law: not used with --cv" in capsys.readouterr().err
@@ -166,11 +166,11 @@ def test_cv_refuses_single_fit_options_and_single_size_data(tmp_path, capsys):
 
 
 def test_a_bad_multiplier_is_named_and_an_empty_one_never_held_out(tmp_path, capsys):
-    csv = tmp_path / "runs.csv"
+    csv = tmp_path / "my_runs.csv"
     df = runs("chinchilla").astype({"multiplier": object})
     df.loc[3, "multiplier"] = "twenty"
     df.to_csv(csv, index=False)
-    assert morph("fit", "--cv", "--runs", csv, "--out", tmp_path / "zoo.json") == 2
+    assert morph("fit", "--cv", "--runs", csv, "--out", tmp_path / "my_zoo.json") == 2
     assert f"{csv}: line 5: column 'multiplier' is 'twenty'; a multiplier" in capsys.readouterr().err
     df.loc[3, "multiplier"] = None
     zoo = cross_validate(df, [Law("chinchilla", "all")], "lm", "one empty")
@@ -266,7 +266,7 @@ def test_the_ratio_factor_drops_out_where_the_runs_cannot_place_its_u(ratios, wh
 
 @pytest.mark.parametrize("value,shown", [(0.0, "0.0"), (-1.5, "-1.5"), (np.nan, "nan"), ("inf", "inf")])
 def test_a_bad_mlp_attention_ratio_is_named_with_file_line_and_column(tmp_path, capsys, value, shown):
-    csv = tmp_path / "runs.csv"
+    csv = tmp_path / "my_runs.csv"
     df = ratio_runs().astype({"mlp_attention_ratio": object})
     df.loc[7, "mlp_attention_ratio"] = value
     df.to_csv(csv, index=False)

@@ -14,6 +14,7 @@ from morph import cli
 from morph.errors import MorphError
 from morph.select.rank import choose
 from morph.spec import experiment
+from morph.spec.artifacts.train import RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV, RUNS_INPUTS
 from morph.spec.schema import build
 from morph.spec.select import Select
 
@@ -63,21 +64,22 @@ def test_two_replicates_differ_in_weights_and_loss_but_not_in_shape_or_budget(tm
     from safetensors.torch import load_file
 
     params = write_params(tmp_path / "p.yaml", TINY)
-    runs = tmp_path / "runs"
+    runs = tmp_path / RUNS
     for rid in ("d32-l1-t0.1", "d32-l1-t0.1-r1"):
         assert cli.main(["train", "--params", str(params), "--run", rid, "--tokens", str(ci_tokens),
                          "--out", str(runs / rid)]) == 0
-    a, b = (pd.read_json(runs / rid / "metrics.json", typ="series") for rid in ("d32-l1-t0.1", "d32-l1-t0.1-r1"))
+    a, b = (pd.read_json(runs / rid / RUN_METRICS, typ="series") for rid in ("d32-l1-t0.1", "d32-l1-t0.1-r1"))
     assert a["shape"] == b["shape"] and a["params"] == b["params"]
     assert a["tokens_seen"] == b["tokens_seen"] == a["tokens"] and a["steps"] == b["steps"]
     assert a["seed"] != b["seed"] and (a["replicate"], b["replicate"]) == (0, 1)
     assert a["val_loss"] != b["val_loss"]
-    wa, wb = (load_file(runs / rid / "model" / "model.safetensors") for rid in ("d32-l1-t0.1", "d32-l1-t0.1-r1"))
+    wa, wb = (load_file(runs / rid / RUN_MODEL / "model.safetensors") for rid in ("d32-l1-t0.1", "d32-l1-t0.1-r1"))
     assert wa.keys() == wb.keys() and all(wa[k].shape == wb[k].shape for k in wa)
     assert not any(torch.equal(wa[k], wb[k]) for k in wa if k.endswith("proj.weight"))
 
-    out = tmp_path / "runs.csv"
-    assert cli.main(["collect", "--params", str(params), "--runs-dir", str(runs), "--out", str(out)]) == 0
+    out = tmp_path / RUNS_CSV
+    assert cli.main(["collect", "--params", str(params), "--runs-dir", str(runs), "--out", str(out),
+                     "--inputs-out", str(tmp_path / RUNS_INPUTS)]) == 0
     rows = list(csv.DictReader(out.open()))
     assert [(r["run_id"], r["replicate"], r["replicate_of"]) for r in rows] == [
         ("d32-l1-t0.1", "0", "d32-l1-t0.1"), ("d32-l1-t0.1-r1", "1", "d32-l1-t0.1")]

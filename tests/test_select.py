@@ -10,6 +10,9 @@ from morph.figures import pareto
 from morph.report.contrasts import Noise, paired_noise
 from morph.report.decide import decide
 from morph.select.rank import choose
+from morph.spec.artifacts.common import FIGURES, figure
+from morph.spec.artifacts.report import MODEL_CARD, REPORT_MD
+from morph.spec.artifacts.train import run_dir, run_model
 from morph.spec.schema import build
 from morph.spec.select import Select
 
@@ -85,7 +88,7 @@ def model_entry(run_id, role, shape_id, accuracy: dict[str, float]) -> dict:
 def decision_record(models: list[dict], tasks: dict, verdict: dict | None = None) -> dict:
     """A morph1b.json the report page renders: `models` first the release, `tasks` each task's levels."""
     verdict = {"kind": "matches", "basis": "measured", "headline": "MATCHES", "weights": "runs/x/model",
-               "model_card": "results/model_card.md", "within_margin_of_best": ["d64-l2"], "best_measured": "d64-l2",
+               "model_card": MODEL_CARD, "within_margin_of_best": ["d64-l2"], "best_measured": "d64-l2",
                "tied_in_speed": ["d64-l2"], "accuracy": {"delta": 0.0, "interval": [0.0, 0.0]}, "comparisons": 1,
                "margin": 0.03, "mcb_upper": {"d64-l2": 0.0}, "versus_baseline": {}, "seeds_to_show_the_best": None,
                "by_backend": {}, "disturbed_timings": [], **(verdict or {})}
@@ -109,12 +112,13 @@ def test_report_links_figures_relative_to_the_page_wherever_they_are(tmp_path):
     from morph.report.write import markdown
 
     decision = decision_record([model_entry("d64-l2-D1M", "release", "d64-l2", {"copa": 0.6})], COPA)
-    page = tmp_path / "results" / "report.md"
-    figs = [tmp_path / "results" / "figures" / "a.png", tmp_path / "elsewhere" / "b.png"]
+    page = tmp_path / REPORT_MD
+    figs = [Path(figure("a", tmp_path / FIGURES)), tmp_path / "elsewhere" / "b.png"]
     text = markdown(decision, figs, page)
     assert "![a](figures/a.png)" in text and "![b](../elsewhere/b.png)" in text
-    assert markdown(decision, [Path("results/figures/a.png")], Path("results/report.md")).count("(figures/a.png)") == 1
-    assert "[model_card.md](model_card.md)" in markdown(decision, [], Path("results/report.md"))
+    assert markdown(decision, [Path(figure("a"))], Path(REPORT_MD)).count("(figures/a.png)") == 1
+    card = Path(MODEL_CARD).name  # beside the page
+    assert f"[{card}]({card})" in markdown(decision, [], Path(REPORT_MD))
 
 
 def table(text: str, headers: str) -> list[dict[str, str]]:
@@ -150,10 +154,10 @@ def test_the_page_says_only_what_holds():
     record = verdict_record(d, release | {"speedup_vs_baseline": 2.0}, release["run_id"],
                             {"run_id": "base-D1M", "mean_loss": BASE["mean_loss"], "latency": {"median_s": 1.0}},
                             NOISE, DELTA, experiment.load(CI_PARAMS), predicted=False)
-    text = markdown(decision_record([release, other, base], tasks, record | {"model_card": "results/model_card.md",
-                                                                      "accuracy": {"delta": 0, "interval": [0, 0]},
-                                                                      "by_backend": {}, "disturbed_timings": []}),
-                    [], Path("results/report.md"))
+    text = markdown(decision_record([release, other, base], tasks, record | {
+                        "model_card": MODEL_CARD, "accuracy": {"delta": 0, "interval": [0, 0]}, "by_backend": {},
+                        "disturbed_timings": []}),
+                    [], Path(REPORT_MD))
     assert d["versus_baseline"]["upper"] < 0 and "better than the baseline beyond noise" in record["headline"]
     assert "within noise" not in text
     rows = table(text, "shape")
@@ -264,8 +268,9 @@ def test_the_released_weights_are_the_run_directory_that_was_measured():
     d = decide([shape("d72-l4", 4.35, 0.7)], BASE, NOISE, DELTA)
     model = {"run_id": "d72-l4-D800k", "latency": {"median_s": 0.7}, "speedup_vs_baseline": 2.0}
     base = {"run_id": "d56-l8-D800k", "mean_loss": 4.47, "latency": {"median_s": 1.4}}
-    record = verdict_record(d, model, "top-1", base, NOISE, DELTA, experiment.load(CI_PARAMS), predicted=False)
-    assert record["weights"] == "runs/top-1/model" and record["released"] == "d72-l4-D800k"
+    record = verdict_record(d, model, run_dir("top-1"), base, NOISE, DELTA, experiment.load(CI_PARAMS),
+                            predicted=False)
+    assert record["weights"] == run_model("top-1") and record["released"] == "d72-l4-D800k"
 
 
 def test_without_noise_nothing_is_claimed():

@@ -15,6 +15,8 @@ import test_faults as faults
 from conftest import write_params
 from morph.data.shards import read_docs, write_docs
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import MANIFEST, TOKENS_META
 from morph.workflow import pipeline
 from test_end_to_end import CI, planned_jobs, sh
 from test_faults import FIXTURE, SAMPLE, refused, results, run_morph, snapshot
@@ -49,11 +51,11 @@ def test_a_symlink_loop_under_data_raw_repeats_no_document_in_the_sample_or_the_
     (root / "data/raw/fixture/loop").symlink_to(".")
     code, err = run_morph(SAMPLE, root, capsys)
     assert code == 0, err
-    source = json.loads((root / "out/sample/manifest.json").read_text())["source"]
+    source = json.loads((root / "out/sample" / MANIFEST).read_text())["source"]
     assert list(source["inputs"]) == [SHARD]
     assert source["docs"] == sum(1 for _ in read_docs(FIXTURE[0]))
     with contextlib.chdir(root):
-        [node] = [n for n in pipeline.all_nodes(experiment.load("params.yaml"), "params.yaml") if n.stage == "sample"]
+        [node] = [n for n in pipeline.all_nodes(experiment.load(PARAMS), PARAMS) if n.stage == "sample"]
     assert [d for d in node.deps if d.startswith("data/")] == [SHARD]
 
 
@@ -80,9 +82,6 @@ def test_a_held_out_document_also_drawn_for_training_is_refused_by_its_text(tmp_
 
 # ---- under Snakemake: a bad source is refused before the sample's folder is deleted ------------------------
 
-META = "data/tokens/meta.json"
-
-
 @pytest.fixture(scope="module")
 def sampled(tmp_path_factory) -> Path:
     """The data Snakemake built from the fixture's first shard up to meta.json; each row works on a copy."""
@@ -90,7 +89,7 @@ def sampled(tmp_path_factory) -> Path:
     write_params(root / CI, MOSTLY_TRAINING, base=root / CI)
     for extra in FIXTURE[1:]:
         (root / "data/raw/fixture" / extra.name).unlink()
-    sh(["snakemake", "-j1", META, "--configfile", CI], root, timeout=900)
+    sh(["snakemake", "-j1", TOKENS_META, "--configfile", CI], root, timeout=900)
     return root
 
 
@@ -121,7 +120,7 @@ def test_a_bad_extra_shard_is_refused_before_snakemake_deletes_the_sample(fault,
     add, says = BAD_SOURCES[fault]
     add(root)
     before = data(root)
-    refused(sh(["snakemake", "-j1", META, "--configfile", CI], root, check=False), *says)
+    refused(sh(["snakemake", "-j1", TOKENS_META, "--configfile", CI], root, check=False), *says)
     assert data(root) == before
     (root / EXTRA).unlink()
-    assert planned_jobs(root, target=META) == {}
+    assert planned_jobs(root, target=TOKENS_META) == {}

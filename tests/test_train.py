@@ -18,6 +18,10 @@ import pytest
 from conftest import write_params as write_ci_params
 from morph.shape import ShapeRules
 from morph.spec import experiment
+from morph.spec.artifacts.common import PARAMS
+from morph.spec.artifacts.data import META
+from morph.spec.artifacts.select import SELECTION
+from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV, RUNS_INPUTS, run_metrics
 
 BIN = Path(sys.executable).parent
 
@@ -47,7 +51,7 @@ def train_run(params: Path, rid: str, tokens: Path, out: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def params(tmp_path_factory):
-    return write_params(tmp_path_factory.mktemp("params") / "params.yaml")
+    return write_params(tmp_path_factory.mktemp("params") / PARAMS)
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +143,7 @@ def test_a_truncated_shard_is_named_with_the_command_that_rebuilds_it(tokens, pa
     shard.write_bytes(shard.read_bytes()[:1000])
     err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(damaged),
                   "--out", str(tmp_path / "out"))
-    assert f"{shard}: holds 500 tokens but meta.json lists" in err and "(truncated)" in err
+    assert f"{shard}: holds 500 tokens but {META} lists" in err and "(truncated)" in err
     assert f"snakemake -j1 --force data/tokens/train-00002.bin --configfile {params}" in err
     assert "dvc repro -s tokenize_shard-train-00002" in err
     assert not (tmp_path / "out").exists()
@@ -173,7 +177,7 @@ def test_run_writes_model_and_metrics(reference, tokens):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out, m = reference
-    saved = json.loads((out / "metrics.json").read_text())
+    saved = json.loads((out / RUN_METRICS).read_text())
     assert saved == m
     assert m["tokens_seen"] == m["tokens"] == 46176 and m["steps"] == 181
     assert m["params"] == 46176 and m["non_embedding_params"] == 13408
@@ -182,13 +186,13 @@ def test_run_writes_model_and_metrics(reference, tokens):
     # timed past the first steps and without the 18 checkpoint writes: fewer seconds than the whole loop
     assert m["throughput"]["steps"] == 181 - 2 and 0 < m["throughput"]["seconds"] < m["train_s"]
     assert m["tokens_per_s"] == pytest.approx(179 * 8 * 32 / m["throughput"]["seconds"])
-    assert m["provenance"]["inputs"][str(tokens / "meta.json")]
+    assert m["provenance"]["inputs"][str(tokens / META)]
     assert not (out / "ckpt").exists()
-    curve = (out / "logs" / "metrics.csv").read_text().splitlines()
+    curve = (out / LOSS_CURVE).read_text().splitlines()
     assert curve[0].split(",") == ["lr", "step", "train_loss", "train_loss_ema"] and len(curve) == 1 + 19
     assert float(curve[-1].split(",")[3]) == pytest.approx(m["train_loss_ema"])
-    tok = AutoTokenizer.from_pretrained(out / "model")
-    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    tok = AutoTokenizer.from_pretrained(out / RUN_MODEL)
+    model = AutoModelForCausalLM.from_pretrained(out / RUN_MODEL)
     ids = tok("To be, or not to be", return_tensors="pt").input_ids
     assert model.generate(ids, max_new_tokens=4, do_sample=False).shape[1] == ids.shape[1] + 4
 
@@ -200,8 +204,8 @@ def test_the_model_folder_carries_its_card_and_the_trained_context(reference, pa
     from transformers import AutoTokenizer
 
     out, m = reference
-    assert AutoTokenizer.from_pretrained(out / "model").model_max_length == experiment.load(params).model.seq_len
-    card = ModelCard.load(out / "model" / "README.md")
+    assert AutoTokenizer.from_pretrained(out / RUN_MODEL).model_max_length == experiment.load(params).model.seq_len
+    card = ModelCard.load(out / RUN_MODEL / "README.md")
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "text-generation"
     rows = [line.strip("|").split("|") for line in card.text.splitlines() if line.startswith("| ")]
     header, values = [c.strip() for c in rows[0]], [c.strip() for c in rows[1]]
@@ -220,7 +224,7 @@ def test_same_seed_gives_the_same_losses_and_tensorboard_logs_the_curve(referenc
     assert again["val_loss"] == first["val_loss"]
     assert again["train_loss_ema"] == first["train_loss_ema"]
     events = EventAccumulator(str(tmp_path / "again" / "tb")).Reload()
-    with open(tmp_path / "again" / "logs" / "metrics.csv", newline="") as f:
+    with open(tmp_path / "again" / LOSS_CURVE, newline="") as f:
         curve = list(csv.DictReader(f))
     for tag in ("train_loss", "train_loss_ema", "lr"):
         logged = [(e.step, e.value) for e in events.Scalars(tag)]
@@ -243,7 +247,7 @@ def test_sigkill_then_restart_resumes_to_the_same_loss(reference, params, tokens
     os.kill(child.pid, signal.SIGKILL)
     child.join()
     assert child.exitcode == -signal.SIGKILL
-    assert ckpt.exists() and not (out / "metrics.json").exists()
+    assert ckpt.exists() and not (out / RUN_METRICS).exists()
     assert resume_point(ckpt, "another configuration") is None
     assert "different configuration" in capsys.readouterr().err
 
@@ -255,21 +259,22 @@ def test_sigkill_then_restart_resumes_to_the_same_loss(reference, params, tokens
     assert resumed["val_loss"] == first["val_loss"]
     assert resumed["train_loss_ema"] == first["train_loss_ema"]
     # the loss curve spans both sessions, step for step like the uninterrupted run's
-    curve = [(r["step"], float(r["lr"])) for r in csv.DictReader((out / "logs" / "metrics.csv").open())]
-    ref_curve = [(r["step"], float(r["lr"])) for r in csv.DictReader((ref_out / "logs" / "metrics.csv").open())]
+    curve = [(r["step"], float(r["lr"])) for r in csv.DictReader((out / LOSS_CURVE).open())]
+    ref_curve = [(r["step"], float(r["lr"])) for r in csv.DictReader((ref_out / LOSS_CURVE).open())]
     assert curve == ref_curve
 
 
 def test_selected_slot_trains_through_the_same_path(params, tokens, tmp_path):
     from morph import cli
 
-    selection = tmp_path / "selection.json"
+    selection = tmp_path / SELECTION
+    selection.parent.mkdir()
     selection.write_text(json.dumps({"top_k": [{"slot": "top-1", "d_model": 32, "n_layers": 2,
                                                 "run_id": "d32-l2-D4096"}], "tokens": 4096}))
     out = tmp_path / "top-1"
     assert cli.main(["train", "--params", str(params), "--selection", str(selection), "--slot", "top-1",
                      "--tokens", str(tokens), "--out", str(out)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / RUN_METRICS).read_text())
     assert (m["run_id"], m["slot"], m["tokens_seen"], m["steps"]) == ("d32-l2-D4096", "top-1", 4096, 16)
     assert m["shape"]["n_layers"] == 2 and str(selection) in m["provenance"]["inputs"]
 
@@ -296,12 +301,12 @@ def morph_train(params: Path, rid: str, tokens: Path, out: Path) -> subprocess.P
 def two_ranks(tokens, tmp_path_factory):
     """The reference run on 2 CPU ranks (gloo, 1 thread each)."""
     root = tmp_path_factory.mktemp("ranks")
-    params = write_params(root / "params.yaml", **RANKS)
+    params = write_params(root / PARAMS, **RANKS)
     out = root / "d32-l1-t1"
     proc = morph_train(params, "d32-l1-t1", tokens, out)
     log = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, log[-3000:]
-    return params, out, json.loads((out / "metrics.json").read_text()), log
+    return params, out, json.loads((out / RUN_METRICS).read_text()), log
 
 
 def test_two_ranks_train_to_the_one_device_loss(reference, two_ranks):
@@ -311,7 +316,7 @@ def test_two_ranks_train_to_the_one_device_loss(reference, two_ranks):
     assert (m["tokens_seen"], m["steps"], m["val_tokens"]) == (ref["tokens_seen"], ref["steps"], ref["val_tokens"])
     assert close(m["val_loss"], ref["val_loss"]) and close(m["train_loss_ema"], ref["train_loss_ema"])
     # rank 0 alone wrote the curve: one row per logged step, as on one device
-    rows = lambda d: [r["step"] for r in csv.DictReader((d / "logs" / "metrics.csv").open())]  # noqa: E731 (a one-line helper)
+    rows = lambda d: [r["step"] for r in csv.DictReader((d / LOSS_CURVE).open())]  # noqa: E731 (a one-line helper)
     assert rows(out) == rows(ref_out)
     assert log.count("val_loss") == 1 and not (out / "ckpt").exists()
 
@@ -333,13 +338,13 @@ def test_sigkill_of_two_ranks_then_restart_resumes(two_ranks, tokens, tmp_path):
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # both ranks at once
     proc.communicate()
-    assert proc.returncode == -signal.SIGKILL and not (out / "metrics.json").exists()
+    assert proc.returncode == -signal.SIGKILL and not (out / RUN_METRICS).exists()
 
     again = morph_train(params, "d32-l1-t1", tokens, out)
     log = again.communicate(timeout=600)[0]
     assert again.returncode == 0, log[-3000:]
     assert log.count("resuming d32-l1-t1 from step") == 1
-    m = json.loads((out / "metrics.json").read_text())
+    m = json.loads((out / RUN_METRICS).read_text())
     assert 0 < m["resumed_from_step"] < m["steps"]
     assert m["val_loss"] == uninterrupted["val_loss"]
     # the checkpoint holds the ranks' summed EMA, so the sum's rounding order changes once: last bits only
@@ -393,22 +398,23 @@ def test_seq_len_longer_than_the_data(tmp_path, tokens, params, capsys):
 
     short = tmp_path / "tokens"
     shutil.copytree(tokens, short)
-    meta = json.loads((short / "meta.json").read_text())
+    meta = json.loads((short / META).read_text())
     val = meta["splits"]["val"]["shards"][0]
     np.fromfile(short / val["file"], dtype=np.uint16)[:20].tofile(short / val["file"])
     val.update(tokens=20, sha256=sha256_file(short / val["file"]))
-    (short / "meta.json").write_text(json.dumps(meta))
+    (short / META).write_text(json.dumps(meta))
     err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(short),
                   "--out", str(tmp_path / "out"))
     assert f"the val shards in {short} hold at most 20 tokens each, fewer than model.seq_len + 1 = 33" in err
-    assert not (tmp_path / "out" / "metrics.json").exists()
+    assert not (tmp_path / "out" / RUN_METRICS).exists()
 
 
 def test_bad_run_id_slot_and_tokens(tmp_path, tokens, params, capsys):
     out = str(tmp_path / "out")
     assert "'d99-l9-t1' is not in the experiment's grid" in run_cli(
         capsys, "train", "--params", str(params), "--run", "d99-l9-t1", "--tokens", str(tokens), "--out", out)
-    selection = tmp_path / "selection.json"
+    selection = tmp_path / SELECTION
+    selection.parent.mkdir()
     selection.write_text(json.dumps({"top_k": [], "tokens": 4096}))
     assert "no entry for slot 'top-2'" in run_cli(
         capsys, "train", "--params", str(params), "--selection", str(selection), "--slot", "top-2",
@@ -424,7 +430,7 @@ def test_diverging_run_stops_naming_the_step(tmp_path, tokens, capsys):
     err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(tokens),
                   "--out", str(out))
     assert "training loss is" in err and "at step" in err and "lower train.lr" in err
-    assert not (out / "metrics.json").exists() and not (out / "model").exists()
+    assert not (out / RUN_METRICS).exists() and not (out / RUN_MODEL).exists()
 
 
 def test_a_failed_rerun_keeps_the_old_complete_result(reference, tokens, tmp_path, capsys):
@@ -434,13 +440,13 @@ def test_a_failed_rerun_keeps_the_old_complete_result(reference, tokens, tmp_pat
 
     out = tmp_path / "d32-l1-t1"
     shutil.copytree(reference[0], out)
-    before = {name: sha256_tree(out / name) for name in ("model", "metrics.json")}
+    before = {name: sha256_tree(out / name) for name in (RUN_MODEL, RUN_METRICS)}
     diverging = write_params(tmp_path / "p.yaml", lr=1e30, warmup_frac=0.0)
     err = run_cli(capsys, "train", "--params", str(diverging), "--run", "d32-l1-t1", "--tokens", str(tokens),
                   "--out", str(out))
     assert "training loss is" in err
-    assert {name: sha256_tree(out / name) for name in ("model", "metrics.json")} == before
-    assert json.loads((out / "metrics.json").read_text())["model_sha256"] == before["model"]
+    assert {name: sha256_tree(out / name) for name in (RUN_MODEL, RUN_METRICS)} == before
+    assert json.loads((out / RUN_METRICS).read_text())["model_sha256"] == before[RUN_MODEL]
 
 
 def test_a_second_trainer_on_the_same_run_is_refused_naming_the_first(params, tokens, tmp_path, capsys):
@@ -456,7 +462,7 @@ def test_a_second_trainer_on_the_same_run_is_refused_naming_the_first(params, to
     finally:
         held.close()
     assert f"{out}: another `morph train` (pid {os.getpid()}) is training this run" in err
-    assert not (out / "model").exists() and not (out / "ckpt").exists()
+    assert not (out / RUN_MODEL).exists() and not (out / "ckpt").exists()
     run_lock.hold(out).close()  # released with its holder, as a killed trainer's is
 
 
@@ -467,18 +473,18 @@ def test_token_ids_past_the_vocabulary_are_named(params, tokens, tmp_path, capsy
 
     bad = tmp_path / "tokens"
     shutil.copytree(tokens, bad)
-    meta = json.loads((bad / "meta.json").read_text())
+    meta = json.loads((bad / META).read_text())
     for shard in meta["splits"]["train"]["shards"] + meta["splits"]["val"]["shards"]:
         ids = np.fromfile(bad / shard["file"], dtype=meta["dtype"])
         ids[::50] = meta["vocab_size"] + 88  # ids a larger tokenizer would write
         ids.tofile(bad / shard["file"])
         shard["sha256"] = sha256_file(bad / shard["file"])
-    (bad / "meta.json").write_text(json.dumps(meta))
+    (bad / META).write_text(json.dumps(meta))
     err = run_cli(capsys, "train", "--params", str(params), "--run", "d32-l1-t1", "--tokens", str(bad),
                   "--out", str(tmp_path / "out"))
-    assert f"{bad}: token id {meta['vocab_size'] + 88} is not below meta.json's vocab_size" in err
+    assert f"{bad}: token id {meta['vocab_size'] + 88} is not below {META}'s vocab_size" in err
     assert "rerun `morph tokenize`" in err and "IndexError" not in err
-    assert not (tmp_path / "out" / "metrics.json").exists()
+    assert not (tmp_path / "out" / RUN_METRICS).exists()
 
 
 # ---- collect -----------------------------------------------------------------------------------
@@ -489,14 +495,16 @@ def test_collect_writes_one_row_per_grid_run(reference, params, tmp_path, capsys
     from morph import cli
 
     out, m = reference
-    runs = tmp_path / "runs"
-    csv_path = tmp_path / "results" / "runs.csv"
-    err = run_cli(capsys, "collect", "--params", str(params), "--runs-dir", str(runs), "--out", str(csv_path))
-    assert f"{runs / 'd32-l1-t1' / 'metrics.json'}: missing" in err and not csv_path.exists()
+    runs, csv_path, inputs = tmp_path / RUNS, tmp_path / RUNS_CSV, str(tmp_path / RUNS_INPUTS)
+    metrics = tmp_path / run_metrics("d32-l1-t1")
+    err = run_cli(capsys, "collect", "--params", str(params), "--runs-dir", str(runs), "--out", str(csv_path),
+                  "--inputs-out", inputs)
+    assert f"{metrics}: missing" in err and not csv_path.exists()
 
-    (runs / "d32-l1-t1").mkdir(parents=True)
-    shutil.copy(out / "metrics.json", runs / "d32-l1-t1" / "metrics.json")
-    assert cli.main(["collect", "--params", str(params), "--runs-dir", str(runs), "--out", str(csv_path)]) == 0
+    metrics.parent.mkdir(parents=True)
+    shutil.copy(out / RUN_METRICS, metrics)
+    assert cli.main(["collect", "--params", str(params), "--runs-dir", str(runs), "--out", str(csv_path),
+                     "--inputs-out", inputs]) == 0
     rows = list(csv.DictReader(csv_path.open()))
     assert len(rows) == 1 and rows[0]["run_id"] == "d32-l1-t1"
     assert float(rows[0]["loss"]) == m["val_loss"] and int(rows[0]["params"]) == 46176

@@ -61,15 +61,18 @@ if Path("dvc.lock").is_file() and Path("dvc.lock").stat().st_mtime > max(
 onstart:
     preflight.check(CFG, PARAMS, frozenset(str(f) for job in workflow.dag.needrun_jobs() for f in job.output),
                     frozenset(job.rule.name for job in workflow.dag.needrun_jobs()), workflow.local_exec)
+    PROGRESS.start()
 
 # Snakemake would wait up to a second for its rate limiter's last timer before exiting (snakemake_timers).
 # In a DVC tree, the jobs of this run, all current now, are recorded in dvc.lock: DVC sees what Snakemake built.
 onsuccess:
+    PROGRESS.stop()
     snakemake_timers.cancel_pending()
     dvc_sync.record(DVC_LOCK, dvc_sync.stage_names(((job.rule.name, job.wildcards_dict) for job in workflow.dag.jobs),
                                                    CFG, PARAMS), CFG, PARAMS)
 
 onerror:
+    PROGRESS.stop()
     snakemake_timers.cancel_pending()
 
 
@@ -107,3 +110,11 @@ EXPERIMENT = "<experiment file>"  # what the recorded commands hold in place of 
 def sliced_params(node):
     """The params sections a node reads; Snakemake's params rerun-trigger fires when they change."""
     return json.dumps(pipeline.params_read(CFG, node.params), sort_keys=True)
+
+
+# Progress a person can read: while jobs run, each running job's progress bar (from its log) and the graph's time
+# left, on stderr every MORPH_PROGRESS_S seconds (30; 0: none). onstart calls PROGRESS.start() (not a dry run's),
+# onsuccess and onerror PROGRESS.stop() (workflow/progress.py).
+from morph.workflow import progress as workflow_progress
+
+PROGRESS = workflow_progress.Monitor(workflow, workflow_progress.training_flops(CFG), exclusive=("machine", MACHINE))

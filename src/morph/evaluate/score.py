@@ -21,7 +21,10 @@ import importlib.util
 import json
 import logging
 import os
+import re
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,10 +50,11 @@ def run(args):
     cfg = experiment.load(args.params)
     ev = cfg.evaluate
     lm_eval_out = args.lm_eval_out or Path(args.out).with_suffix("")
-    result = evaluate(
-        args.model, ev.tasks, max_length=cfg.model.seq_len, lm_eval_out=lm_eval_out, limit=ev.limit,
-        batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads,
-    )
+    with counted_repeats():
+        result = evaluate(
+            args.model, ev.tasks, max_length=cfg.model.seq_len, lm_eval_out=lm_eval_out, limit=ev.limit,
+            batch_size=ev.batch_size, seed=cfg.seed, threads=ev.threads,
+        )
     write_json(args.out, result)
     print(summary(result))
     print(f"wrote {args.out}")
@@ -81,6 +85,50 @@ def check_model_dir(model_dir: str | Path) -> Path:
             raise MorphError(f"{weights}: not readable weights ({err}); retrain the model (snakemake -j1 --force "
                              f"{model_dir.parent / RUN_METRICS}) or restore the file") from None
     return model_dir
+
+
+class Repeats(logging.Filter):
+    """Lets the first record of each message through, its numbers aside, and counts the rest: lm-eval warns once
+    per request it truncates ("Combined length of context (70) and continuation (3) exceeds model's maximum length
+    (64). Truncating 10 tokens from the left."), hundreds of lines at a short trained context."""
+
+    NUMBERS = re.compile(r"\d+(?:\.\d+)?")
+
+    def __init__(self):
+        super().__init__()
+        self.counts: dict[tuple[str, str, str], int] = {}  # (logger, level, message with each number as N) -> count
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelname, self.NUMBERS.sub("N", record.getMessage()))
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return self.counts[key] == 1
+
+    def summary(self) -> list[str]:
+        """One line per message logged more than once, with its count (a Python warning's first line: without the
+        source line logging's capture adds)."""
+        return [f"{level} {name}: {(message.strip().splitlines() or [''])[0]} (logged {n} times, numbers aside; only "
+                "the first is shown above)" for (name, level, message), n in self.counts.items() if n > 1]
+
+
+@contextmanager
+def counted_repeats(stream=None):
+    """While lm-eval runs: each distinct warning once (Python warnings too, through logging), then one line per
+    repeated one with its count. The handler shows what logging's last resort would otherwise print (WARNING and
+    up, the message alone), on the root logger, which lm-eval's loggers propagate to."""
+    repeats = Repeats()
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(repeats)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    try:
+        yield repeats
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        for line in repeats.summary():
+            print(line, file=handler.stream, flush=True)
 
 
 def _quiet_custom_dataset_notice() -> None:

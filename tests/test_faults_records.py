@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import CI_PARAMS, ROOT, write_params
+from conftest import CI_PARAMS, ROOT, record_with, write_params
 from morph import cli
 from morph.errors import MorphError
 from morph.io import provenance, sha256_tree, write_json
@@ -25,6 +25,7 @@ from morph.spec.artifacts.law import LAW_DIR
 from morph.spec.artifacts.report import DECISION
 from morph.spec.artifacts.select import SELECTION
 from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS, run_metrics
+from morph.spec.records import RunMetrics, Selection
 from morph.workflow import pipeline, preflight
 from test_faults import snapshot, tree
 
@@ -68,7 +69,7 @@ def test_a_hand_edited_selection_cannot_steer_the_release():
     from morph.report.measured import check_selection
 
     cand = {"shape_id": "d104-l1", "latency": {"median_s": 0.9}, "within_tolerance": True, "kept": False}
-    selection = {"budgets": {"latency_s": 0.5}, "candidates": [cand]}
+    selection = record_with(Selection, budgets={"latency_s": 0.5}, candidates=[cand])
     check_selection(selection, SELECTION)
     cand["kept"] = True
     with pytest.raises(MorphError, match=re.escape(SELECTION) + r": candidate d104-l1 is marked kept.*morph select"):
@@ -99,9 +100,9 @@ def test_a_missing_extra_is_named_before_evaluate_starts(monkeypatch):
 def fake_metrics(root, exp, loss: float = 4.84) -> None:
     """A metrics.json for every grid run, with the fields collect reads, as training writes them."""
     for i, r in enumerate(exp.grid_runs):
-        write_json(root / run_metrics(r.run_id), {
-            "run_id": r.run_id, "tokens": r.tokens, "val_loss": loss + i / 10, "train_loss_ema": loss,
-            "wall_s": 1.0, "tokens_per_s": 1.0, "mfu": 0.1, "seed": r.seed(exp.seed)})
+        write_json(root / run_metrics(r.run_id), record_with(
+            RunMetrics, run_id=r.run_id, tokens=r.tokens, val_loss=loss + i / 10, train_loss_ema=loss, wall_s=1.0,
+            tokens_per_s=1.0, mfu=0.1, seed=r.seed(exp.seed)).to_json())
 
 
 def morph(root, capsys, *argv: str) -> tuple[int, str]:

@@ -15,6 +15,7 @@ from morph.report.contrasts import Noise
 from morph.report.decide import decide
 from morph.spec.artifacts.common import figure
 from morph.spec.artifacts.select import PARETO_FIGURE
+from morph.spec.records import Selection
 
 # Five candidates at one N: shallow ones are fast, and (as measured) worse. R = d_model / n_layers.
 SHAPES = [(48, 8, 0.80), (56, 6, 0.62), (64, 4, 0.45), (80, 2, 0.28), (104, 1, 0.16)]  # d_model, layers, latency s
@@ -112,8 +113,9 @@ def test_the_bracket_mirrors_when_latencies_are_reversed(tmp_path):
 
 def test_hindsight_numbers_follow_their_definitions(tmp_path):
     selection = run_select(tmp_path, flat_law(draws=20))
+    record = Selection.from_json(selection, tmp_path / "s.json")  # its candidates are selection's, edited below
     got = measured(selection)
-    h = hindsight.check(selection, got, NOISE, "all", 0)
+    h = hindsight.check(record, got, NOISE, "all", 0)
     feasible = [c for c in selection["candidates"] if c["kept"]]
     losses = {c["shape_id"]: got[c["shape_id"]]["loss"] for c in feasible}
     top1 = selection["top_k"][0]["shape_id"]
@@ -129,13 +131,13 @@ def test_hindsight_numbers_follow_their_definitions(tmp_path):
     # A law whose order is the measured one: rho = 1, which one ordering in n! reaches by chance.
     for c in selection["candidates"]:
         c["predicted_loss"] = got[c["shape_id"]]["loss"] + 0.1
-    h = hindsight.check(selection, got, NOISE, "all", 0)
+    h = hindsight.check(record, got, NOISE, "all", 0)
     assert h["spearman"]["rho"] == pytest.approx(1.0)
     assert h["spearman"]["p_value"] == pytest.approx(1 / math.factorial(len(feasible)))
     # Reversed, the order is the worst one: every ordering does at least as well.
     for c in selection["candidates"]:
         c["predicted_loss"] = 10 - got[c["shape_id"]]["loss"]
-    assert hindsight.check(selection, got, NOISE, "all", 0)["spearman"]["p_value"] == pytest.approx(1.0)
+    assert hindsight.check(record, got, NOISE, "all", 0)["spearman"]["p_value"] == pytest.approx(1.0)
 
 
 def test_a_form_whose_r_term_has_a_fixed_sign_never_identifies_the_r_effect(tmp_path):

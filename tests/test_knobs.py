@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from conftest import CI_PARAMS, write_params
+from conftest import CI_PARAMS, record_with, write_params
 from morph.errors import MorphError
 from morph.shape import Shape, swiglu_ffn
 from morph.spec import experiment
@@ -18,6 +18,7 @@ from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.latency import LATENCY_CSV
 from morph.spec.artifacts.select import SELECTION
 from morph.spec.artifacts.train import RUNS_COLUMNS, RUNS_CSV
+from morph.spec.records import RunMetrics, SelectedSlot, Selection
 from morph.workflow import pipeline
 
 CI_SIZES = yaml.safe_load(CI_PARAMS.read_text())["grid"]["sizes"]
@@ -136,9 +137,9 @@ def test_a_selected_knobbed_candidate_trains_as_that_shape(knobbed, tmp_path):
     assert rebuilt == shape
     selection = tmp_path / SELECTION
     selection.parent.mkdir()
-    entry = {"slot": "top-1", "run_id": run_id(rebuilt, tokens=1000), **{k: described[k] for k in (
-        "d_model", "n_layers", "ffn_ratio", "n_kv_heads")}}
-    selection.write_text(json.dumps({"top_k": [entry], "tokens": 1000}))
+    entry = record_with(SelectedSlot, slot="top-1", run_id=run_id(rebuilt, tokens=1000), **{k: described[k] for k in (
+        "d_model", "n_layers", "ffn_ratio", "n_kv_heads")})
+    selection.write_text(json.dumps(record_with(Selection, top_k=[entry], tokens=1000).to_json()))
     args = argparse.Namespace(run=None, slot="top-1", selection=str(selection), params="p")
     run, slot = resolve_run(knobbed, args)
     assert (run.shape, run.run_id, slot) == (shape, f"{shape.shape_id}-D1k", "top-1")
@@ -149,8 +150,8 @@ def _runs_csv(cfg, path):
 
     rows = []
     for i, run in enumerate(cfg.grid_runs):
-        metrics = {"run_id": run.run_id, "tokens": run.tokens, "val_loss": 3.0 + 0.01 * i, "train_loss_ema": 3.0,
-                   "wall_s": 1.0, "tokens_per_s": 1.0, "mfu": 0.1, "seed": run.seed(cfg.seed)}
+        metrics = record_with(RunMetrics, run_id=run.run_id, tokens=run.tokens, val_loss=3.0 + 0.01 * i,
+                              train_loss_ema=3.0, wall_s=1.0, tokens_per_s=1.0, mfu=0.1, seed=run.seed(cfg.seed))
         rows.append(row(run, metrics, path))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import record_with
 from conftest import write_params as write_ci_params
 from morph.shape import ShapeRules
 from morph.spec import experiment
@@ -22,6 +23,7 @@ from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import META
 from morph.spec.artifacts.select import SELECTION
 from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV, RUNS_INPUTS, run_metrics
+from morph.spec.records import SelectedSlot, Selection
 
 BIN = Path(sys.executable).parent
 
@@ -269,8 +271,8 @@ def test_selected_slot_trains_through_the_same_path(params, tokens, tmp_path):
 
     selection = tmp_path / SELECTION
     selection.parent.mkdir()
-    selection.write_text(json.dumps({"top_k": [{"slot": "top-1", "d_model": 32, "n_layers": 2,
-                                                "run_id": "d32-l2-D4096"}], "tokens": 4096}))
+    top_1 = record_with(SelectedSlot, slot="top-1", d_model=32, n_layers=2, n_kv_heads=2, run_id="d32-l2-D4096")
+    selection.write_text(json.dumps(record_with(Selection, top_k=[top_1], tokens=4096).to_json()))
     out = tmp_path / "top-1"
     assert cli.main(["train", "--params", str(params), "--selection", str(selection), "--slot", "top-1",
                      "--tokens", str(tokens), "--out", str(out)]) == 0
@@ -415,7 +417,7 @@ def test_bad_run_id_slot_and_tokens(tmp_path, tokens, params, capsys):
         capsys, "train", "--params", str(params), "--run", "d99-l9-t1", "--tokens", str(tokens), "--out", out)
     selection = tmp_path / SELECTION
     selection.parent.mkdir()
-    selection.write_text(json.dumps({"top_k": [], "tokens": 4096}))
+    selection.write_text(json.dumps(record_with(Selection, top_k=[], tokens=4096).to_json()))
     assert "no entry for slot 'top-2'" in run_cli(
         capsys, "train", "--params", str(params), "--selection", str(selection), "--slot", "top-2",
         "--tokens", str(tokens), "--out", out)

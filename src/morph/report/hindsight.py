@@ -16,6 +16,7 @@ from scipy.stats import t
 
 from morph.figures import pyplot, save_png
 from morph.spec.artifacts.select import slot
+from morph.spec.records import Selection
 
 
 def _spearman(pred: np.ndarray, actual: np.ndarray) -> float | None:
@@ -48,10 +49,10 @@ def spearman_p(pred: np.ndarray, actual: np.ndarray, rho: float, seed: int) -> d
     return {"p_value": float(np.mean(rhos >= rho - 1e-12)), "method": how}
 
 
-def trained_candidates(selection: dict, measured: dict[str, dict]) -> list[dict]:
+def trained_candidates(selection: Selection, measured: dict[str, dict]) -> list[dict]:
     """Each candidate with a measured loss at D_C (`measured`: shape id -> {run_id, loss})."""
     out = []
-    for c in selection["candidates"]:
+    for c in selection.candidates:
         if c["shape_id"] in measured:
             m = measured[c["shape_id"]]
             out.append({"shape_id": c["shape_id"], "run_id": m["run_id"], "feasible": c["kept"],
@@ -62,16 +63,16 @@ def trained_candidates(selection: dict, measured: dict[str, dict]) -> list[dict]
     return out
 
 
-def check(selection: dict, measured: dict[str, dict], noise, validate: int | str, seed: int) -> dict:
+def check(selection: Selection, measured: dict[str, dict], noise, validate: int | str, seed: int) -> dict:
     """The hindsight section of morph1b.json: the law's ranking scored against the mean measured losses."""
     rows = trained_candidates(selection, measured)
     feasible = [r for r in rows if r["feasible"]]
-    n_feasible = sum(c["kept"] for c in selection["candidates"])
+    n_feasible = sum(c["kept"] for c in selection.candidates)
     pred = np.array([r["predicted_loss"] for r in feasible])
     actual = np.array([r["measured_loss"] for r in feasible])
     out = {"validate": validate, "trained": rows, "n_feasible": n_feasible, "n_feasible_trained": len(feasible),
            "all_feasible_trained": len(feasible) == n_feasible, "loss_sd": noise.sd if noise else None,
-           "law_cv_rmse": selection["noise"]["law_cv_rmse"]}
+           "law_cv_rmse": selection.noise["law_cv_rmse"]}
     rho = _spearman(pred, actual)
     out["spearman"] = {"rho": rho, "n": len(feasible),
                        **(spearman_p(pred, actual, rho, seed) if rho is not None else {"p_value": None})}

@@ -11,29 +11,29 @@ from pathlib import Path
 import numpy as np
 
 from morph.errors import MorphError
-from morph.io import read_json
 from morph.report.contrasts import Noise, paired_noise
 from morph.spec.artifacts.train import RUN_METRICS
+from morph.spec.records import RunMetrics, Selection
 
 
 def losses(runs_dir: Path, run_ids: list[str], seed: int) -> list[float]:
     """The held-out loss of each run, checked to be seed replicate j's (seed + j), so shapes pair by seed."""
     out = []
     for j, rid in enumerate(run_ids):
-        m = read_json(runs_dir / rid / RUN_METRICS)
-        if m.get("seed") != seed + j:
-            raise MorphError(f"{runs_dir / rid / RUN_METRICS}: trained with seed {m.get('seed')!r}, but seed replicate "
+        m = RunMetrics.read(runs_dir / rid / RUN_METRICS)
+        if m.seed != seed + j:
+            raise MorphError(f"{runs_dir / rid / RUN_METRICS}: trained with seed {m.seed!r}, but seed replicate "
                              f"{j} of the experiment's seed {seed} is {seed + j}; retrain it with the experiment's "
                              f"command (`morph lineage --check` names it)")
-        out.append(float(m["val_loss"]))
+        out.append(float(m.val_loss))
     return out
 
 
-def check_selection(selection: dict, path: str) -> None:
+def check_selection(selection: Selection, path: str) -> None:
     """The selection read back against its own budgets: a candidate marked feasible meets T_C and the parameter
     tolerance, and the top-k are feasible, so a hand-edited selection.json cannot steer the release."""
-    t_c = selection["budgets"]["latency_s"]
-    for c in selection["candidates"]:
+    t_c = selection.budgets["latency_s"]
+    for c in selection.candidates:
         meets = c["latency"]["median_s"] <= t_c and c["within_tolerance"]
         if c["kept"] and not meets or c.get("slot") and not c["kept"]:
             raise MorphError(f"{path}: candidate {c['shape_id']} is marked {'kept' if c['kept'] else 'dropped'}"
@@ -43,13 +43,13 @@ def check_selection(selection: dict, path: str) -> None:
                              "names what changed)")
 
 
-def shapes(cfg, selection: dict, runs_dir: Path) -> list[dict]:
+def shapes(cfg, selection: Selection, runs_dir: Path) -> list[dict]:
     """Each candidate trained at D_C (feasible or not), with its runs (seed order), losses and mean."""
-    by_shape = {c["shape_id"]: c for c in selection["candidates"]}
+    by_shape = {c["shape_id"]: c for c in selection.candidates}
     runs: dict[str, list[str]] = {}
     for r in cfg.validation_runs:
         runs.setdefault(r.shape.shape_id, []).append(r.run_id)
-    for c in selection["candidates"]:
+    for c in selection.candidates:
         if c.get("slot") and c["shape_id"] not in runs:
             runs[c["shape_id"]] = list(cfg.slot_seeds(c["slot"]))
     out = []
@@ -71,13 +71,13 @@ def grid_df(floor: dict) -> int:
     return sum(r["seeds"] - 1 for r in floor["replicated_runs"])
 
 
-def noise(measured: list[dict], base: dict, selection: dict) -> Noise | None:
+def noise(measured: list[dict], base: dict, selection: Selection) -> Noise | None:
     """The paired noise of the D_C runs when there are seeds to estimate it from; otherwise the grid replicates'
     run-to-run sd (cheaper runs, unpaired: a difference of single runs then has sd times sqrt 2)."""
     paired = paired_noise({**{m["shape_id"]: m["losses"] for m in measured}, "baseline": base["losses"]})
     if paired is not None:
         return paired
-    floor = selection["noise"]
+    floor = selection.noise
     df = grid_df(floor)
     if floor["loss_sd"] is None or df < 1:
         return None

@@ -25,21 +25,22 @@ from morph.spec.artifacts.report import (
 )
 from morph.spec.artifacts.select import slot
 from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL
+from morph.spec.records import Decision, RunMetrics, Selection
 from morph.train import card
 
 
 def model_entry(role: str, run_dir: Path, eval_path: Path, cand: dict) -> dict:
-    metrics, scores = read_json(run_dir / RUN_METRICS), read_json(eval_path)
+    metrics, scores = RunMetrics.read(run_dir / RUN_METRICS), read_json(eval_path)
     return {
         "role": role,
-        "run_id": metrics["run_id"],
+        "run_id": metrics.run_id,
         "shape_id": cand["shape_id"],
         "shape": {k: cand[k] for k in ("d_model", "n_layers", "n_heads", "n_kv_heads", "ffn", "vocab_size")},
         "params": cand["params"],
         "aspect_ratio": cand["aspect_ratio"],
-        "tokens_seen": metrics["tokens_seen"],
+        "tokens_seen": metrics.tokens_seen,
         "predicted_loss": cand["predicted_loss"],
-        "actual_loss": metrics["val_loss"],
+        "actual_loss": metrics.val_loss,
         "latency": cand["latency"],
         # One metric throughout: each task's headline metric, the one the average and its interval use.
         "accuracy": {task: s[headline_metric(s)] for task, s in scores["tasks"].items()},
@@ -447,7 +448,7 @@ def knob_lines(decision: dict) -> list[str]:
               f"{k['latency_ratio']:.2f} |" for k in decision["knobs"])]
 
 
-def release_card(decision: dict, metrics: dict, md_path: Path, card_path: Path) -> str:
+def release_card(decision: dict, metrics: RunMetrics, md_path: Path, card_path: Path) -> str:
     """The released model's card: its training card (from its metrics.json) with its accuracies beside the
     baseline's and how it was chosen."""
     v, chosen, b = decision["verdict"], decision["chosen"], decision["budgets"]
@@ -496,9 +497,9 @@ def speedup_interval(chosen: dict, base: dict) -> list[float] | None:
 
 def run(args):
     cfg = experiment.load(args.params)
-    selection = read_json(args.selection)
-    if selection["law"] != cfg.select.law:
-        raise MorphError(f"{args.selection}: selected with law {selection['law']!r}, params say {cfg.select.law!r}")
+    selection = Selection.read(args.selection)
+    if selection.law != cfg.select.law:
+        raise MorphError(f"{args.selection}: selected with law {selection.law!r}, params say {cfg.select.law!r}")
     measured.check_selection(selection, args.selection)
     runs_dir, eval_dir = Path(args.runs_dir), Path(args.eval_dir)
     shapes = measured.shapes(cfg, selection, runs_dir)
@@ -511,19 +512,19 @@ def run(args):
     for m in feasible:
         m |= speed(m["candidate"]["latency"])
     predicted = cfg.target_seeds == 1 and cfg.select.validate == "none"
-    top1 = next(c for c in selection["candidates"] if c.get("slot") == slot(1))
-    base_speed = speed(selection["baseline"]["latency"])["latency_s"]
+    top1 = next(c for c in selection.candidates if c.get("slot") == slot(1))
+    base_speed = speed(selection.baseline["latency"])["latency_s"]
     verdict = (decide_predicted(top1, base_speed, margin) if predicted else
                decide(feasible, {"mean_loss": base["mean_loss"], "latency_s": base_speed}, noise, margin))
     release = verdict["shape"]
     stacks = {} if predicted else per_stack(
         [m | {"latency_by_backend": m["candidate"].get("latency_by_backend", {})} for m in shapes
          if cfg.select.within_params(m["candidate"])],
-        {"mean_loss": base["mean_loss"], "latency_by_backend": selection["baseline"].get("latency_by_backend", {})},
+        {"mean_loss": base["mean_loss"], "latency_by_backend": selection.baseline.get("latency_by_backend", {})},
         noise, margin, cfg.select.latency_budget_for)
     # Every model lm-eval scored that the decision speaks of: the measured feasible shapes and the baseline.
     roles = [(evaluated_dir(m, cfg), m["candidate"], m) for m in feasible] + [
-        (base["run_id"], selection["baseline"], base)]
+        (base["run_id"], selection.baseline, base)]
     models = []
     for name, cand, meas in roles:
         role = "baseline" if meas is base else "release" if cand["shape_id"] == release["shape_id"] else "candidate"
@@ -542,7 +543,7 @@ def run(args):
         m["avg_accuracy_interval"] = interval(draws[m["run_id"]], ev.confidence)
     chosen, chosen_dir = next((m, name) for m, (name, _, _) in zip(models, roles) if m["role"] == "release")
     base_model = models[-1]
-    if chosen["latency"]["median_s"] > selection["budgets"]["latency_s"]:
+    if chosen["latency"]["median_s"] > selection.budgets["latency_s"]:
         raise MorphError(f"chosen {chosen['run_id']} breaks the latency budget; the selection is inconsistent")
     hind = (hindsight.check(selection, {m["shape_id"]: {"run_id": m["run_id"], "loss": m["mean_loss"]} for m in shapes},
                             noise, cfg.select.validate, cfg.seed) if cfg.validation_runs else None)
@@ -551,9 +552,9 @@ def run(args):
         eval_json(name, eval_dir), lm_eval_out(name, eval_dir), runs_dir / name / LOSS_CURVE)]
     inputs += [runs_dir / rid / RUN_METRICS for meas in (*shapes, base) for rid in meas["runs"]]
     acc_delta = draws[chosen["run_id"]] - draws[base_model["run_id"]]
-    decision = {
-        "verdict": verdict_record(verdict, chosen, str(runs_dir / chosen_dir), base_model, noise, margin, cfg,
-                                   predicted) | {
+    decision = Decision(
+        verdict=verdict_record(verdict, chosen, str(runs_dir / chosen_dir), base_model, noise, margin, cfg,
+                               predicted) | {
             "model_card": args.card, "by_backend": stacks, "latency_backend": cfg.select.latency_metric,
             "disturbed_timings": [m["shape_id"] for m in models if m["latency"].get("disturbed")],
             "accuracy": {"delta": chosen["avg_accuracy"] - base_model["avg_accuracy"],
@@ -561,42 +562,43 @@ def run(args):
                          "items_per_task": models[0]["eval_limit"],
                          "role": "descriptive: not part of the verdict; at this many items a task its interval is "
                                  "wide"}},
-        "budgets": selection["budgets"],
-        "law": selection["law"],
-        "params_count": selection["params_count"],
-        **({"law_choice": selection["law_choice"]} if "law_choice" in selection else {}),
-        "chosen": chosen,
-        "decision_rule": {"name": "predicted" if predicted else "measured", "statement": verdict["rule"],
-                          "confidence": ev.confidence, "bootstrap": ev.bootstrap, "seed": cfg.seed},
-        "hindsight": hind,
-        "models": models,
-        "tasks": levels,  # each task's accuracy metric, chance and most common answer's rate
-        "noise": selection["noise"],
-        "ranking": selection["ranking"],
-        "r_effect": selection["r_effect"],
-        "candidates": selection["candidates"],
-        "knobs": knob_effects(cfg, Path(args.runs), Path(args.latency)),
-        "warnings": selection["warnings"],
-        "law_warnings": selection["law_warnings"],
+        budgets=selection.budgets,
+        law=selection.law,
+        params_count=selection.params_count,
+        law_choice=selection.law_choice,
+        chosen=chosen,
+        decision_rule={"name": "predicted" if predicted else "measured", "statement": verdict["rule"],
+                       "confidence": ev.confidence, "bootstrap": ev.bootstrap, "seed": cfg.seed},
+        hindsight=hind,
+        models=models,
+        tasks=levels,  # each task's accuracy metric, chance and most common answer's rate
+        noise=selection.noise,
+        ranking=selection.ranking,
+        r_effect=selection.r_effect,
+        candidates=selection.candidates,
+        knobs=knob_effects(cfg, Path(args.runs), Path(args.latency)),
+        warnings=selection.warnings,
+        law_warnings=selection.law_warnings,
         **provenance(inputs),
-    }
+    )
+    record = decision.to_json()  # morph1b.json as written: the page, the card and the summary render it
     figure_paths = plot(models, curves, Path(args.figures))
     figure_paths += [Path(figure(name, args.figures)) for name in (HINDSIGHT_FIGURE, PARETO_MEASURED)]
-    released = decision["verdict"]["shape_id"]
+    released = decision.verdict["shape_id"]
     hindsight.plot(hind or {"trained": [], "spearman": {"rho": None}}, base_model, noise, figure_paths[-2], released)
     half = hindsight.mean_half_width(noise)
     plot_pareto(selection, figure_paths[-1], released=released,
                 measured={m["shape_id"]: (m["mean_loss"], half)
-                          for m in (*shapes, base | {"shape_id": selection["baseline"]["shape_id"]})})
+                          for m in (*shapes, base | {"shape_id": selection.baseline["shape_id"]})})
     md_path = Path(args.markdown)
-    text = markdown(decision, figure_paths, md_path)
+    text = markdown(record, figure_paths, md_path)
     with atomic_path(md_path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     card_path = Path(args.card)
-    text = release_card(decision, read_json(runs_dir / chosen_dir / RUN_METRICS), md_path, card_path)
+    text = release_card(record, RunMetrics.read(runs_dir / chosen_dir / RUN_METRICS), md_path, card_path)
     with atomic_path(card_path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    write_json(args.summary, summary(decision))
-    write_json(args.out, decision)  # last, so a present morph1b.json means a complete report
-    print(f"verdict: {decision['verdict']['headline']}")
+    write_json(args.summary, summary(record))
+    write_json(args.out, record)  # last, so a present morph1b.json means a complete report
+    print(f"verdict: {decision.verdict['headline']}")
     return 0

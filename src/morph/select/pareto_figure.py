@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from morph.figures import pareto, pyplot, save_png
+from morph.spec.records import Selection
 
 # cost key in a candidate -> (axis label, whether more is better, budget key in the selection's budgets)
 COSTS = {
@@ -27,11 +28,11 @@ def budget_line(budgets: dict, key: str) -> float | None:
     return b
 
 
-def plot_pareto(selection: dict, path: str | Path, measured: dict[str, tuple[float, float]] | None = None,
+def plot_pareto(selection: Selection, path: str | Path, measured: dict[str, tuple[float, float]] | None = None,
                 released: str | None = None) -> None:
     """`measured`: shape id -> (mean measured loss, its 95% half-width), the baseline's included; `released`: the
     released shape id."""
-    cands, base, measured = selection["candidates"], selection["baseline"], measured or {}
+    cands, base, measured = selection.candidates, selection.baseline, measured or {}
     keys = [k for k in COSTS if k == "latency_s" or all(k in c.get("serving", {}) for c in cands)]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.8), squeeze=False)
@@ -57,7 +58,7 @@ def plot_pareto(selection: dict, path: str | Path, measured: dict[str, tuple[flo
             if c["shape_id"] == released:
                 ax.scatter(x, mean, s=220, facecolors="none", edgecolors="k", linewidths=1.5, zorder=4,
                            label=f"released: {released}")
-        if (limit := budget_line(selection["budgets"], key)) is not None:
+        if (limit := budget_line(selection.budgets, key)) is not None:
             ax.axvline(limit, color="C3", linestyle="--", linewidth=1, label="budget")
         ax.set_xlabel(label)
         ax.set_ylabel("loss at D_C" if measured else "predicted loss at D_C")

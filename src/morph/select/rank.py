@@ -15,6 +15,7 @@ from morph.spec import experiment
 from morph.spec.artifacts.law import law_json
 from morph.spec.artifacts.select import slot
 from morph.spec.law_names import AUTO
+from morph.spec.records import SelectedSlot, Selection
 from morph.spec.select import Select
 
 IMPLAUSIBLE = 100  # a budget this many times the slowest candidate was likely set in the wrong unit
@@ -187,30 +188,28 @@ def run(args):
         c["predicted_vs_baseline"] = baseline_gap(c, cands["baseline"], with_base, cands["candidates"].index(c))
     for w in warnings:
         print(f"morph select: warning: {w}", file=sys.stderr)
-    out = {
-        "by_backend": by_backend(cands, sel),
-        "budgets": {"params": sel.params, "tokens": sel.tokens, "latency_s": t_c, "latency_rule": t_c_rule,
-                    "tolerance": sel.tolerance, "k": sel.k, **serving_budgets(sel)},
-        "law": sel.law,
-        "params_count": law.get("params_count", "total"),
-        **({"law_choice": {"form": law["law"], **law["chosen_by"]}} if sel.law == AUTO else {}),
-        "tokens": sel.tokens,
-        "warnings": warnings,
+    out = Selection(
+        by_backend=by_backend(cands, sel),
+        budgets={"params": sel.params, "tokens": sel.tokens, "latency_s": t_c, "latency_rule": t_c_rule,
+                 "tolerance": sel.tolerance, "k": sel.k, **serving_budgets(sel)},
+        law=sel.law,
+        params_count=law.get("params_count", "total"),
+        law_choice={"form": law["law"], **law["chosen_by"]} if sel.law == AUTO else None,
+        tokens=sel.tokens,
+        warnings=warnings,
         # A degenerate fit (e.g. no shape effect found) must travel with the decision it informed.
-        "law_warnings": law.get("warnings", []),
-        "noise": {"loss_sd": noise, "replicated_runs": floor.get("replicated_runs", []),
-                  "law_cv_rmse": floor.get("cv_error_rmse")},
-        "ranking": ranking,
-        "r_effect": r_effect(law, cands["candidates"], sel.tokens,
-                             sel.margin.absolute(cands["baseline"]["predicted_loss"])),
-        "top_k": [{k: c[k] for k in ("slot", "run_id", "shape_id", "d_model", "n_layers", "ffn_ratio", "n_kv_heads",
-                                        "params", "predicted_loss", "indistinguishable_from",
-                                        "predicted_vs_baseline")} for c in top],
-        "candidates": cands["candidates"],
-        "baseline": cands["baseline"],
+        law_warnings=law.get("warnings", []),
+        noise={"loss_sd": noise, "replicated_runs": floor.get("replicated_runs", []),
+               "law_cv_rmse": floor.get("cv_error_rmse")},
+        ranking=ranking,
+        r_effect=r_effect(law, cands["candidates"], sel.tokens,
+                          sel.margin.absolute(cands["baseline"]["predicted_loss"])),
+        top_k=[SelectedSlot(**{k: c[k] for k in SelectedSlot.keys()}) for c in top],
+        candidates=cands["candidates"],
+        baseline=cands["baseline"],
         **provenance([args.candidates, args.law]),
-    }
-    write_json(args.out, out)
+    )
+    write_json(args.out, out.to_json())
     plot_pareto(out, args.figure)
     print("top-k: " + ", ".join(f"{c['slot']}={c['shape_id']} (L̂={c['predicted_loss']:.4f})" for c in top))
     return 0

@@ -4,14 +4,15 @@ model's card from the same record with its accuracies and how it was chosen adde
 from __future__ import annotations
 
 from morph.spec.artifacts.data import SAMPLE_MANIFEST
+from morph.spec.records import RunMetrics
 
 CARD = "README.md"  # in a model folder, where the Hub and `huggingface_hub.ModelCard.load` look
 
 
-def render(metrics: dict, sections: dict[str, list[str]] | None = None) -> str:
+def render(metrics: RunMetrics, sections: dict[str, list[str]] | None = None) -> str:
     """The card of the run `metrics` records (run.py's metrics.json), then each extra section: title -> lines. It
     holds no timing, so a run that reproduces its weights reproduces its model folder byte for byte."""
-    s, m = metrics["shape"], metrics
+    s, m = metrics.shape, metrics
     lines = [
         "---",
         "library_name: transformers",
@@ -19,11 +20,11 @@ def render(metrics: dict, sections: dict[str, list[str]] | None = None) -> str:
         "tags: [morph, llama, scaling-laws]",
         "---",
         "",
-        f"# {m['run_id']}",
+        f"# {m.run_id}",
         "",
-        f"A Llama-architecture causal language model trained from scratch by morph (run `{m['run_id']}`, seed "
-        f"{m['seed']}). It loads with `AutoModelForCausalLM` and `AutoTokenizer`; its context is the "
-        f"{m['seq_len']} tokens it was trained at (the tokenizer's `model_max_length`).",
+        f"A Llama-architecture causal language model trained from scratch by morph (run `{m.run_id}`, seed "
+        f"{m.seed}). It loads with `AutoModelForCausalLM` and `AutoTokenizer`; its context is the "
+        f"{m.seq_len} tokens it was trained at (the tokenizer's `model_max_length`).",
         "",
         "## Shape",
         "",
@@ -31,22 +32,22 @@ def render(metrics: dict, sections: dict[str, list[str]] | None = None) -> str:
         "N (non-embedding) |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {s['d_model']} | {s['n_layers']} | {s['n_heads']} | {s['n_kv_heads']} | {s['ffn']} | {s['vocab_size']} | "
-        f"{'yes' if s['tie_embeddings'] else 'no'} | {m['params']:,} | {m['non_embedding_params']:,} |",
+        f"{'yes' if s['tie_embeddings'] else 'no'} | {m.params:,} | {m.non_embedding_params:,} |",
         "",
         "## Training budget",
         "",
-        f"- {m['tokens_seen']:,} tokens" + (f" ({m['multiplier']:g} per parameter)" if m["multiplier"] else "")
-        + f", {m['steps']:,} steps of {m['batch_size']} sequences of {m['seq_len']} tokens",
-        f"- {m['precision']} on {m['world_size']} {m['accelerator']} rank(s)",  # no timings: same run, same bytes
+        f"- {m.tokens_seen:,} tokens" + (f" ({m.multiplier:g} per parameter)" if m.multiplier else "")
+        + f", {m.steps:,} steps of {m.batch_size} sequences of {m.seq_len} tokens",
+        f"- {m.precision} on {m.world_size} {m.accelerator} rank(s)",  # no timings: same run, same bytes
         "",
         "## Data",
         "",
-        f"- tokenizer `{m['provenance']['tokenizer']}`; {m['data_epochs']:.2f} passes over the experiment's training "
+        f"- tokenizer `{m.provenance['tokenizer']}`; {m.data_epochs:.2f} passes over the experiment's training "
         f"tokens (a seeded document sample; `{SAMPLE_MANIFEST}` names its sources)",
         "",
         "## Held-out loss",
         "",
-        f"{m['val_loss']:.4f} nats per token over {m['val_tokens']:,} held-out tokens.",
+        f"{m.val_loss:.4f} nats per token over {m.val_tokens:,} held-out tokens.",
     ]
     for title, body in (sections or {}).items():
         lines += ["", f"## {title}", "", *body]

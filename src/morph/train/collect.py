@@ -11,26 +11,27 @@ import statistics
 from pathlib import Path
 
 from morph.errors import MorphError
-from morph.io import atomic_path, provenance, read_json, write_json
+from morph.io import atomic_path, provenance, write_json
 from morph.spec import expand, experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.train import RUN_METRICS, RUNS_COLUMNS
 from morph.spec.experiment import Experiment
+from morph.spec.records import RunMetrics
 
 
-def row(run: expand.Run, metrics: dict, path: Path) -> dict:
-    if metrics.get("run_id") != run.run_id or metrics.get("tokens") != run.tokens:
+def row(run: expand.Run, metrics: RunMetrics, path: Path) -> dict:
+    if metrics.run_id != run.run_id or metrics.tokens != run.tokens:
         raise MorphError(
-            f"{path}: holds run {metrics.get('run_id')!r} at {metrics.get('tokens')} tokens, but the experiment "
+            f"{path}: holds run {metrics.run_id!r} at {metrics.tokens} tokens, but the experiment "
             f"expects {run.run_id!r} at {run.tokens}; retrain it"
         )
     s = run.shape
     return {"run_id": run.run_id, "d_model": s.d_model, "n_layers": s.n_layers, "n_heads": s.n_heads,
             "params": s.params(), "non_embedding_params": s.non_embedding_params(), "tokens": run.tokens,
-            "multiplier": run.multiplier, "aspect_ratio": s.aspect_ratio, "loss": metrics["val_loss"],
-            "train_loss_ema": metrics["train_loss_ema"], "wall_s": metrics["wall_s"],
-            "tokens_per_s": metrics["tokens_per_s"], "mfu": metrics["mfu"], "replicate": run.replicate,
-            "replicate_of": run.original, "seed": metrics["seed"],
+            "multiplier": run.multiplier, "aspect_ratio": s.aspect_ratio, "loss": metrics.val_loss,
+            "train_loss_ema": metrics.train_loss_ema, "wall_s": metrics.wall_s,
+            "tokens_per_s": metrics.tokens_per_s, "mfu": metrics.mfu, "replicate": run.replicate,
+            "replicate_of": run.original, "seed": metrics.seed,
             "shape_id": s.shape_id, "n_kv_heads": s.n_kv_heads, "ffn": s.ffn,
             "mlp_attention_ratio": s.mlp_attention_ratio}
 
@@ -53,13 +54,7 @@ def read_row(run: expand.Run, path: Path, params: str) -> dict:
            f"(or dvc repro -f -s train-{run.run_id}), or restore the file")
     if not path.exists():
         raise MorphError(f"{path}: missing; {fix}")
-    metrics = read_json(path, fix)
-    if not isinstance(metrics, dict):
-        raise MorphError(f"{path}: holds a {type(metrics).__name__}, not a run's metrics; {fix}")
-    try:
-        return row(run, metrics, path)
-    except KeyError as err:
-        raise MorphError(f"{path}: lacks {err.args[0]!r}; {fix}") from None
+    return row(run, RunMetrics.read(path, fix), path)
 
 
 def collect(cfg: Experiment, runs_dir: str | Path, out: str | Path, inputs_out: str | Path,

@@ -18,20 +18,20 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from morph import source
 from morph.errors import MorphError
-from morph.io import atomic_dir, library_versions, provenance, read_json, sha256_file, sha256_tree, write_json
-from morph.shape import run_id as make_run_id
+from morph.io import atomic_dir, library_versions, provenance, sha256_file, sha256_tree, write_json
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import META, TOKENIZER_CONFIG, TOKENIZER_FILES
 from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL
 from morph.spec.expand import Run, seeded, split_replicate
 from morph.spec.experiment import Experiment
+from morph.spec.records import RunMetrics, Selection
 from morph.spec.train import Train
 from morph.train import card, run_lock
 from morph.train.card import CARD
@@ -58,21 +58,14 @@ def resolve_run(cfg: Experiment, args) -> tuple[Run, str | None]:
             raise MorphError(f"{args.params}: {err.args[0]}") from None
     if not args.slot:
         raise MorphError("--selection needs --slot (one of " + ", ".join(cfg.slots) + ")")
-    selection = read_json(args.selection)
+    selection = Selection.read(args.selection)
     name, replicate = split_replicate(args.slot)
-    entries = [e for e in selection.get("top_k", []) if e.get("slot") == name]
-    if not entries:
+    if (entry := selection.slot(name)) is None:
         raise MorphError(f"{args.selection}: no entry for slot {args.slot!r} under top_k")
-    entry, tokens = entries[0], selection.get("tokens")
-    if not isinstance(tokens, int) or tokens < 1:
-        raise MorphError(f"{args.selection}: 'tokens' must be a positive integer token budget, got {tokens!r}")
-    try:
-        # knobs absent from an entry are the defaults
-        shape = cfg.rules.build(int(entry["d_model"]), int(entry["n_layers"]), entry.get("ffn_ratio"),
-                                entry.get("n_kv_heads"))
-    except KeyError as err:
-        raise MorphError(f"{args.selection}: slot {args.slot!r} lacks {err.args[0]!r}") from None
-    run = Run(entry.get("run_id") or make_run_id(shape, tokens=tokens), shape, tokens, None)
+    if selection.tokens < 1:
+        raise MorphError(f"{args.selection}: 'tokens' must be a positive token budget, got {selection.tokens!r}")
+    shape = cfg.rules.build(entry.d_model, entry.n_layers, entry.ffn_ratio, entry.n_kv_heads)
+    run = Run(entry.run_id, shape, selection.tokens, None)
     return seeded(run, replicate + 1)[replicate], args.slot
 
 
@@ -108,7 +101,7 @@ def resume_point(ckpt: Path, fp: str) -> int | None:
     return int(state["global_step"])
 
 
-def reuse_twin(run: Run, fp: str, out: Path, slot: str) -> dict | None:
+def reuse_twin(run: Run, fp: str, out: Path, slot: str) -> RunMetrics | None:
     """A top-k slot whose run was already trained (as a select.validate run, same shape, budget, seed, settings,
     data and code: the same fingerprint) is that run: its model and curve are copied instead of retrained, which
     gives the same bytes. None when there is no such finished twin."""
@@ -116,15 +109,15 @@ def reuse_twin(run: Run, fp: str, out: Path, slot: str) -> dict | None:
     metrics_path = twin / RUN_METRICS
     if twin.resolve() == out.resolve() or not metrics_path.is_file():
         return None
-    metrics = read_json(metrics_path)
-    if metrics.get("fingerprint") != fp or sha256_tree(twin / RUN_MODEL) != metrics.get("model_sha256"):
+    metrics = RunMetrics.read(metrics_path)
+    if metrics.fingerprint != fp or sha256_tree(twin / RUN_MODEL) != metrics.model_sha256:
         return None
     (out / RUN_METRICS).unlink(missing_ok=True)
     for part in (RUN_MODEL, LOGS):
         with atomic_dir(out / part) as tmp:
             shutil.copytree(twin / part, tmp, dirs_exist_ok=True)
-    metrics |= {"slot": slot, "reused_from": str(twin)}
-    write_json(out / RUN_METRICS, metrics)
+    metrics = replace(metrics, slot=slot, reused_from=str(twin))
+    write_json(out / RUN_METRICS, metrics.to_json())
     say(f"{slot}: {run.run_id} is already trained in {twin} with the same fingerprint; copied")
     return metrics
 
@@ -298,72 +291,77 @@ def fit(cfg: Experiment, run: Run, s: Setup, out: Path) -> Fitted | None:
 
 
 def record(cfg: Experiment, run: Run, s: Setup, f: Fitted, slot: str | None, inputs: list[Path],
-           wall_s: float) -> dict:
-    """The run's metrics.json: what was trained, its held-out loss, its speed and where its inputs came from."""
+           wall_s: float) -> RunMetrics:
+    """The run's metrics.json: what was trained, its held-out loss, its speed and where its inputs came from; the
+    model's sha256 is added once it is saved (save)."""
     from morph.train.flops import ATTENTION_FLOPS, device_peak, mfu, train_flops_per_token
 
     t, seq_len, launch = cfg.train, cfg.model.seq_len, s.launch
     peak = device_peak("cuda" if launch.accelerator == "gpu" else "cpu", launch.precision)
     throughput = steady_throughput(f.module, t.batch_size * seq_len, run.tokens)
     tokens_per_s = throughput["tokens_per_s"]
-    return {
-        "run_id": run.run_id,
-        "slot": slot,
-        "fingerprint": s.fingerprint,  # a slot whose run this is already trained reuses it (reuse_twin)
-        "shape": run.shape.to_dict(),
-        "params": run.shape.params(),
-        "non_embedding_params": run.shape.non_embedding_params(),
-        "multiplier": run.multiplier,
-        "tokens": run.tokens,
-        "tokens_seen": run.tokens,  # the last batch's targets past the budget are masked out
-        "steps": s.total,
-        "batch_size": t.batch_size,
-        "micro_batch_size": t.micro_batch,
-        "world_size": f.world_size,
-        "seq_len": seq_len,
-        "data_epochs": run.tokens / len(s.data.train),
-        "val_loss": f.val_loss,
-        "val_tokens": f.module.val_count,
-        "train_loss_ema": f.module.train_loss_ema,
-        "resumed_from_step": f.resumed_from,
-        "wall_s": wall_s,
-        "train_s": f.module.train_s,
-        "train_cpu_s": f.module.train_cpu_s,  # rank 0's process
-        "tokens_per_s": tokens_per_s,
-        "throughput": throughput,
-        "train_flops_per_token": train_flops_per_token(run.shape, seq_len),
-        "attention_flops": ATTENTION_FLOPS,
-        "peak": peak,
+    return RunMetrics(
+        run_id=run.run_id,
+        slot=slot,
+        fingerprint=s.fingerprint,  # a slot whose run this is already trained reuses it (reuse_twin)
+        shape=run.shape.to_dict(),
+        params=run.shape.params(),
+        non_embedding_params=run.shape.non_embedding_params(),
+        multiplier=run.multiplier,
+        tokens=run.tokens,
+        tokens_seen=run.tokens,  # the last batch's targets past the budget are masked out
+        steps=s.total,
+        batch_size=t.batch_size,
+        micro_batch_size=t.micro_batch,
+        world_size=f.world_size,
+        seq_len=seq_len,
+        data_epochs=run.tokens / len(s.data.train),
+        val_loss=f.val_loss,
+        val_tokens=f.module.val_count,
+        train_loss_ema=f.module.train_loss_ema,
+        resumed_from_step=f.resumed_from,
+        wall_s=wall_s,
+        train_s=f.module.train_s,
+        train_cpu_s=f.module.train_cpu_s,  # rank 0's process
+        tokens_per_s=tokens_per_s,
+        throughput=throughput,
+        train_flops_per_token=train_flops_per_token(run.shape, seq_len),
+        attention_flops=ATTENTION_FLOPS,
+        peak=peak,
         # Of all ranks together, against one device's peak times the ranks.
-        "mfu": mfu(tokens_per_s, run.shape, seq_len, peak["flops"] * t.world_size),
-        "seed": s.seed,
-        "replicate": run.replicate,
-        "replicate_of": run.original,
-        "precision": launch.precision,
-        "accelerator": launch.accelerator,
-        "strategy": launch.strategy,
-        "threads": t.threads,
-        "config": {"model": cfg.params("model"), "train": cfg.params("train")},
-        "versions": library_versions("torch", "lightning", "transformers", "numpy", "morph"),
-        "provenance": provenance([s.data.root / META, *inputs], {"tokens_sha256": s.data.meta.get("sha256"),
+        mfu=mfu(tokens_per_s, run.shape, seq_len, peak["flops"] * t.world_size),
+        seed=s.seed,
+        replicate=run.replicate,
+        replicate_of=run.original,
+        precision=launch.precision,
+        accelerator=launch.accelerator,
+        strategy=launch.strategy,
+        threads=t.threads,
+        config={"model": cfg.params("model"), "train": cfg.params("train")},
+        versions=library_versions("torch", "lightning", "transformers", "numpy", "morph"),
+        provenance=provenance([s.data.root / META, *inputs], {"tokens_sha256": s.data.meta.get("sha256"),
                                                                  "tokenizer": s.data.meta.get("tokenizer")}),
-    }
+        model_sha256=None,
+    )
 
 
-def save(s: Setup, f: Fitted, metrics: dict, out: Path, context: int) -> None:
-    """The model folder, then metrics.json naming its sha256. The old ones stay whole until the new ones are: a
-    failed rerun leaves the old result, and a crash between the two writes leaves no metrics.json, never a new
-    model beside old metrics."""
+def save(s: Setup, f: Fitted, metrics: RunMetrics, out: Path, context: int) -> RunMetrics:
+    """The model folder, then metrics.json naming its sha256 (the record returned). The old ones stay whole until
+    the new ones are: a failed rerun leaves the old result, and a crash between the two writes leaves no
+    metrics.json, never a new model beside old metrics."""
     (out / RUN_METRICS).unlink(missing_ok=True)
     save_model(f.model, f.state, s.data.tokenizer_dir, out / RUN_MODEL, context, card.render(metrics))
-    metrics["model_sha256"] = sha256_tree(out / RUN_MODEL)  # lineage checks the weights against it
-    write_json(out / RUN_METRICS, metrics)
+    # lineage checks the weights against it
+    metrics = replace(metrics, model_sha256=sha256_tree(out / RUN_MODEL))
+    write_json(out / RUN_METRICS, metrics.to_json())
     shutil.rmtree(out / "ckpt", ignore_errors=True)  # a finished run needs no checkpoint
+    return metrics
 
 
 def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, slot: str | None = None,
           inputs: list[Path] | None = None, params: str = PARAMS) -> dict | None:
-    """Train `run` and write <out>/model and <out>/metrics.json; returns the metrics on rank 0, None elsewhere.
+    """Train `run` and write <out>/model and <out>/metrics.json; returns metrics.json's content (RunMetrics.to_json)
+    on rank 0, None elsewhere.
 
     With several ranks, Lightning starts the others by running this process's command again (or srun
     started them all); each trains on its rows of every batch and only rank 0 writes.
@@ -371,14 +369,14 @@ def train(cfg: Experiment, run: Run, tokens_dir: str | Path, out: str | Path, sl
     started, out = time.perf_counter(), Path(out)
     s = setup(cfg, run, tokens_dir, params)
     if slot is not None and (done := reuse_twin(run, s.fingerprint, out, slot)) is not None:
-        return done
+        return done.to_json()
     if (f := fit(cfg, run, s, out)) is None:
         return None
     metrics = record(cfg, run, s, f, slot, inputs or [], time.perf_counter() - started)
-    save(s, f, metrics, out, cfg.model.seq_len)
-    say(f"{run.run_id}: val_loss {f.val_loss:.4f}, {metrics['tokens_per_s']:,.0f} tokens/s, MFU {metrics['mfu']:.1%} "
-        f"({metrics['peak']['source']})")
-    return metrics
+    metrics = save(s, f, metrics, out, cfg.model.seq_len)
+    say(f"{run.run_id}: val_loss {f.val_loss:.4f}, {metrics.tokens_per_s:,.0f} tokens/s, MFU {metrics.mfu:.1%} "
+        f"({metrics.peak['source']})")
+    return metrics.to_json()
 
 
 def run(args):

@@ -23,9 +23,8 @@ from morph.spec.artifacts.data import TOKENIZER_DIR, TOKENIZER_JSON
 from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
 from morph.spec.artifacts.law import LAW_DIR
 from morph.spec.artifacts.report import DECISION
-from morph.spec.artifacts.select import SELECTION
-from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS, run_metrics
-from morph.spec.records import RunMetrics, Selection
+from morph.spec.artifacts.select import SELECTION, Selection
+from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS, RunMetrics, run_metrics
 from morph.workflow import pipeline, preflight
 from test_faults import snapshot, tree
 

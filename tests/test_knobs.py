@@ -16,9 +16,8 @@ from morph.shape import Shape, swiglu_ffn
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.latency import LATENCY_CSV
-from morph.spec.artifacts.select import SELECTION
-from morph.spec.artifacts.train import RUNS_COLUMNS, RUNS_CSV
-from morph.spec.records import RunMetrics, SelectedSlot, Selection
+from morph.spec.artifacts.select import SELECTION, SelectedSlot, Selection
+from morph.spec.artifacts.train import RUNS_COLUMNS, RUNS_CSV, RunMetrics
 from morph.workflow import pipeline
 
 CI_SIZES = yaml.safe_load(CI_PARAMS.read_text())["grid"]["sizes"]

@@ -262,6 +262,7 @@ def test_a_stages_cli_flags_are_its_builders(params):
         key = next(iter(stage.keys(exp)), None) if stage.keys else ""  # every key goes through one builder
         if key is None:
             continue
-        made, argv = stage.build(exp, key).args, shlex.split(stage.node(exp, params, key).cmd)[1:]
+        made = stage.build(exp, key).args.under(exp.at)  # its paths inside the experiment's out_dir
+        argv = shlex.split(stage.node(exp, params, key).cmd)[1:]
         parsed = stage.interface.from_namespace(cli.build_parser(only=argv[0]).parse_args(argv))
         assert parsed == made, f"{stage.name} {key}: the command parses to {parsed}, its builder made {made}"

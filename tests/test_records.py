@@ -14,10 +14,10 @@ from morph import cli
 from morph.errors import MorphError
 from morph.io import write_json
 from morph.spec.artifacts.common import figure
-from morph.spec.artifacts.report import DECISION
-from morph.spec.artifacts.select import CANDIDATES, PARETO_FIGURE, SELECTION, slot
-from morph.spec.artifacts.train import RUN_METRICS, RUNS
-from morph.spec.records import Decision, Record, RunMetrics, SelectedSlot, Selection
+from morph.spec.artifacts.report import DECISION, Decision
+from morph.spec.artifacts.select import CANDIDATES, PARETO_FIGURE, SELECTION, SelectedSlot, Selection, slot
+from morph.spec.artifacts.train import RUN_METRICS, RUNS, RunMetrics
+from morph.spec.records import Record
 
 # Three candidates near the CI experiment's N_C (the selection reads their stated params), small enough to train
 # a few steps: d_model, n_layers, median latency s.

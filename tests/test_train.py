@@ -21,9 +21,8 @@ from morph.shape import ShapeRules
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import META
-from morph.spec.artifacts.select import SELECTION
+from morph.spec.artifacts.select import SELECTION, SelectedSlot, Selection
 from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV, RUNS_INPUTS, run_metrics
-from morph.spec.records import SelectedSlot, Selection
 
 BIN = Path(sys.executable).parent
 

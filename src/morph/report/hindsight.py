@@ -15,8 +15,7 @@ import numpy as np
 from scipy.stats import t
 
 from morph.figures import pyplot, save_png
-from morph.spec.artifacts.select import slot
-from morph.spec.records import Selection
+from morph.spec.artifacts.select import Selection, slot
 
 
 def _spearman(pred: np.ndarray, actual: np.ndarray) -> float | None:

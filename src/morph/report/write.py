@@ -22,10 +22,10 @@ from morph.spec.artifacts.report import (
     HINDSIGHT_FIGURE,
     PARETO_MEASURED,
     REPORT_FIGURES,
+    Decision,
 )
-from morph.spec.artifacts.select import slot
-from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL
-from morph.spec.records import Decision, RunMetrics, Selection
+from morph.spec.artifacts.select import Selection, slot
+from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RunMetrics
 from morph.train import card
 
 

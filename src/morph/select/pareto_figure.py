@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from morph.figures import pareto, pyplot, save_png
-from morph.spec.records import Selection
+from morph.spec.artifacts.select import Selection
 
 # cost key in a candidate -> (axis label, whether more is better, budget key in the selection's budgets)
 COSTS = {

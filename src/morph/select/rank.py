@@ -13,9 +13,8 @@ from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, 
 from morph.shape import Shape, run_id
 from morph.spec import experiment
 from morph.spec.artifacts.law import law_json
-from morph.spec.artifacts.select import slot
+from morph.spec.artifacts.select import SelectedSlot, Selection, slot
 from morph.spec.law_names import AUTO
-from morph.spec.records import SelectedSlot, Selection
 from morph.spec.select import Select
 
 IMPLAUSIBLE = 100  # a budget this many times the slowest candidate was likely set in the wrong unit

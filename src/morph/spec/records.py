@@ -1,5 +1,7 @@
-"""The records one stage writes and others read, each declared once: a training run's metrics.json (`RunMetrics`),
-the selection (`Selection`, with its top-k `SelectedSlot`s) and the decision (`Decision`).
+"""A record one stage writes and others read, declared once as a `Record` subclass in its producer's artifacts
+module (spec/artifacts): a training run's metrics.json (`train.RunMetrics`), the selection (`select.Selection`,
+with its top-k `SelectedSlot`s) and the decision (`report.Decision`). There, an edit to one record's schema reruns
+only the stages that read that record.
 
 A record is a frozen dataclass whose fields are its file's top-level keys, in the order they are written, so
 `to_json` gives the very mapping the writer wrote before (the same bytes through `io.write_json`). `from_json`
@@ -9,8 +11,7 @@ morph or edited by hand stops its reader at once instead of inside a computation
 a provenance block, per-task scores, latency sub-records, the candidates) stay mappings: the top level is the
 contract. A key listed in a record's OPTIONAL is written only when set, and absent means None.
 
-Stages that read several records import this module, so it holds no file names (those are in `spec/artifacts`):
-the reader passes the path, and the messages name it.
+The reader passes the path, and the messages name it.
 """
 from __future__ import annotations
 
@@ -136,127 +137,3 @@ class Record:
                 value = [item._build(v, path, f"{key}[{i}]", fix) for i, v in enumerate(value)]
             values[name] = value
         return cls(**values)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunMetrics(Record):
-    """A training run's metrics.json (`morph train`'s record step): what was trained, its held-out loss, its speed
-    and where its inputs came from."""
-    WHAT: ClassVar[str] = "a training run's metrics"
-    FIX: ClassVar[str] = "retrain the run with `morph train` (snakemake -j1 --force {path}), or restore the file"
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"reused_from"})
-
-    run_id: str
-    slot: str | None  # the top-k slot it fills, None for a grid, baseline or validation run
-    fingerprint: str  # of shape, budget, settings, seed, tokens and code: a slot reuses a twin with the same one
-    shape: dict  # Shape.to_dict()
-    params: int
-    non_embedding_params: int
-    multiplier: float | None  # tokens per parameter; None for a fixed budget
-    tokens: int
-    tokens_seen: int
-    steps: int
-    batch_size: int
-    micro_batch_size: int
-    world_size: int
-    seq_len: int
-    data_epochs: float
-    val_loss: float
-    val_tokens: int
-    train_loss_ema: float
-    resumed_from_step: int | None
-    wall_s: float
-    train_s: float
-    train_cpu_s: float
-    tokens_per_s: float
-    throughput: dict  # tokens_per_s, steps, seconds and how they were timed
-    train_flops_per_token: int
-    attention_flops: str  # the convention the FLOPs count attention by
-    peak: dict  # the peak FLOP/s MFU is against and its source
-    mfu: float
-    seed: int
-    replicate: int
-    replicate_of: str
-    precision: str
-    accelerator: str
-    strategy: str
-    threads: int
-    config: dict  # the experiment's model and train sections
-    versions: dict
-    provenance: dict  # inputs, params_read, tokens_sha256, tokenizer
-    model_sha256: str | None  # of the saved model folder; None only until the model is saved (train.run.save)
-    reused_from: str | None = None  # a slot copied from a finished twin run: its directory
-
-
-@dataclass(frozen=True, kw_only=True)
-class SelectedSlot(Record):
-    """One top-k entry of the selection: the slot and the shape `morph train --slot` trains in it."""
-    WHAT: ClassVar[str] = "a top-k entry"
-
-    slot: str
-    run_id: str
-    shape_id: str
-    d_model: int
-    n_layers: int
-    ffn_ratio: float | None  # None: the default width rule
-    n_kv_heads: int
-    params: int
-    predicted_loss: float
-    indistinguishable_from: list[str]
-    predicted_vs_baseline: dict
-
-
-@dataclass(frozen=True, kw_only=True)
-class Selection(Record):
-    """results/selection.json (`morph select`): the budgets, the law's predictions, the ranking and the top-k."""
-    WHAT: ClassVar[str] = "a selection"
-    FIX: ClassVar[str] = "rebuild it with `morph select` (snakemake -j1 --force {path})"
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"law_choice", "params_read"})
-
-    by_backend: dict  # backend -> its T_C, ranking and speed-ups
-    budgets: dict  # params, tokens, latency_s, latency_rule, tolerance, k and the serving budgets set
-    law: str
-    params_count: str
-    law_choice: dict | None = None  # with select.law auto: the form the zoo chose and why
-    tokens: int
-    warnings: list[str]
-    law_warnings: list[str]
-    noise: dict  # loss_sd, replicated_runs, law_cv_rmse
-    ranking: dict
-    r_effect: dict
-    top_k: list[SelectedSlot]
-    candidates: list[dict]  # every candidate, kept or dropped with its reason
-    baseline: dict
-    inputs: dict  # provenance: path -> sha256
-    params_read: dict | None = None  # provenance: the params the stage read, when run as a stage command
-
-    def slot(self, name: str) -> SelectedSlot | None:
-        return next((e for e in self.top_k if e.slot == name), None)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Decision(Record):
-    """results/morph1b.json (`morph report`): the verdict, the rule that made it and its evidence."""
-    WHAT: ClassVar[str] = "a decision record"
-    FIX: ClassVar[str] = "rebuild it with `morph report` (snakemake -j1 --force {path})"
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"law_choice", "params_read"})
-
-    verdict: dict
-    budgets: dict
-    law: str
-    params_count: str
-    law_choice: dict | None = None
-    chosen: dict  # the released model's entry in `models`
-    decision_rule: dict
-    hindsight: dict | None  # None when no candidate beyond the top-k was trained
-    models: list[dict]
-    tasks: dict  # each task's accuracy metric, chance and most common answer's rate
-    noise: dict
-    ranking: dict
-    r_effect: dict
-    candidates: list[dict]
-    knobs: list[dict]
-    warnings: list[str]
-    law_warnings: list[str]
-    inputs: dict
-    params_read: dict | None = None

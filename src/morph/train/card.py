@@ -4,7 +4,7 @@ model's card from the same record with its accuracies and how it was chosen adde
 from __future__ import annotations
 
 from morph.spec.artifacts.data import SAMPLE_MANIFEST
-from morph.spec.records import RunMetrics
+from morph.spec.artifacts.train import RunMetrics
 
 CARD = "README.md"  # in a model folder, where the Hub and `huggingface_hub.ModelCard.load` look
 

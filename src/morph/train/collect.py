@@ -14,9 +14,8 @@ from morph.errors import MorphError
 from morph.io import atomic_path, provenance, write_json
 from morph.spec import expand, experiment
 from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.train import RUN_METRICS, RUNS_COLUMNS
+from morph.spec.artifacts.train import RUN_METRICS, RUNS_COLUMNS, RunMetrics
 from morph.spec.experiment import Experiment
-from morph.spec.records import RunMetrics
 
 
 def row(run: expand.Run, metrics: RunMetrics, path: Path) -> dict:

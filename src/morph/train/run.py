@@ -28,10 +28,10 @@ from morph.io import atomic_dir, library_versions, provenance, sha256_file, sha2
 from morph.spec import experiment
 from morph.spec.artifacts.common import PARAMS
 from morph.spec.artifacts.data import META, TOKENIZER_CONFIG, TOKENIZER_FILES
-from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL
+from morph.spec.artifacts.select import Selection
+from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, RunMetrics
 from morph.spec.expand import Run, seeded, split_replicate
 from morph.spec.experiment import Experiment
-from morph.spec.records import RunMetrics, Selection
 from morph.spec.train import Train
 from morph.train import card, run_lock
 from morph.train.card import CARD

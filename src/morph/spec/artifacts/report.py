@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from morph.spec.artifacts.common import FIGURES, figure
 from morph.spec.artifacts.evaluate import EVAL_DIR
@@ -9,6 +10,7 @@ from morph.spec.artifacts.latency import LATENCY_CSV
 from morph.spec.artifacts.select import SELECTION
 from morph.spec.artifacts.train import RUNS, RUNS_CSV
 from morph.spec.interface import FOLDER, IN, OUT, Interface, flag
+from morph.spec.records import Record
 
 DECISION = "results/morph1b.json"
 REPORT_MD = "results/report.md"
@@ -37,3 +39,31 @@ class Report(Interface):
     summary: str = flag(SUMMARY, role=OUT, help="flat numbers for `dvc metrics show`")
     card: str = flag(MODEL_CARD, role=OUT, help="the released model's card")
     figures: str = flag(FIGURES, role=FOLDER, help="where the report's figures go")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision(Record):
+    """results/morph1b.json (`morph report`): the verdict, the rule that made it and its evidence."""
+    WHAT: ClassVar[str] = "a decision record"
+    FIX: ClassVar[str] = "rebuild it with `morph report` (snakemake -j1 --force {path})"
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"law_choice", "params_read"})
+
+    verdict: dict
+    budgets: dict
+    law: str
+    params_count: str
+    law_choice: dict | None = None
+    chosen: dict  # the released model's entry in `models`
+    decision_rule: dict
+    hindsight: dict | None  # None when no candidate beyond the top-k was trained
+    models: list[dict]
+    tasks: dict  # each task's accuracy metric, chance and most common answer's rate
+    noise: dict
+    ranking: dict
+    r_effect: dict
+    candidates: list[dict]
+    knobs: list[dict]
+    warnings: list[str]
+    law_warnings: list[str]
+    inputs: dict
+    params_read: dict | None = None

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from morph.spec.artifacts.data import TOKENS
 from morph.spec.interface import FOLDER, IN, OUT, VALUE, Interface, flag
+from morph.spec.records import Record
 
 RUNS = "runs"
 RUN_METRICS = "metrics.json"  # in a run directory: held-out loss and the run's numbers
@@ -53,3 +55,53 @@ class Collect(Interface):
     runs_dir: str = flag(RUNS, role=FOLDER, help="directory holding runs/<run_id>/metrics.json")
     out: str = flag(RUNS_CSV, role=OUT, help="CSV to write")
     inputs_out: str = flag(RUNS_INPUTS, role=OUT, help="JSON recording the sha256 of every metrics.json read")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunMetrics(Record):
+    """A training run's metrics.json (`morph train`'s record step): what was trained, its held-out loss, its speed
+    and where its inputs came from."""
+    WHAT: ClassVar[str] = "a training run's metrics"
+    FIX: ClassVar[str] = "retrain the run with `morph train` (snakemake -j1 --force {path}), or restore the file"
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"reused_from"})
+
+    run_id: str
+    slot: str | None  # the top-k slot it fills, None for a grid, baseline or validation run
+    fingerprint: str  # of shape, budget, settings, seed, tokens and code: a slot reuses a twin with the same one
+    shape: dict  # Shape.to_dict()
+    params: int
+    non_embedding_params: int
+    multiplier: float | None  # tokens per parameter; None for a fixed budget
+    tokens: int
+    tokens_seen: int
+    steps: int
+    batch_size: int
+    micro_batch_size: int
+    world_size: int
+    seq_len: int
+    data_epochs: float
+    val_loss: float
+    val_tokens: int
+    train_loss_ema: float
+    resumed_from_step: int | None
+    wall_s: float
+    train_s: float
+    train_cpu_s: float
+    tokens_per_s: float
+    throughput: dict  # tokens_per_s, steps, seconds and how they were timed
+    train_flops_per_token: int
+    attention_flops: str  # the convention the FLOPs count attention by
+    peak: dict  # the peak FLOP/s MFU is against and its source
+    mfu: float
+    seed: int
+    replicate: int
+    replicate_of: str
+    precision: str
+    accelerator: str
+    strategy: str
+    threads: int
+    config: dict  # the experiment's model and train sections
+    versions: dict
+    provenance: dict  # inputs, params_read, tokens_sha256, tokenizer
+    model_sha256: str | None  # of the saved model folder; None only until the model is saved (train.run.save)
+    reused_from: str | None = None  # a slot copied from a finished twin run: its directory

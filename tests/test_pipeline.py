@@ -83,12 +83,14 @@ def test_snakemake_overrides_are_refused_by_name(extra, named):
 
 
 def test_a_command_run_by_dvc_refuses_a_stale_dvc_yaml(tmp_path):
-    """What `dvc exp run -S grid...` meets: params changed the graph, dvc.yaml did not."""
+    """What `dvc exp run -S grid...` meets: params changed the graph, dvc.yaml did not. The dvc.yaml judged is the
+    one in the folder DVC runs the stage in (a queued experiment's copy), not DVC_ROOT's (the tree it came from)."""
     params = tmp_path / "params.yaml"
     params.write_text((REPO / "configs/ci.yaml").read_text())
     with contextlib.chdir(tmp_path):  # the data globs resolve where DVC runs
         (tmp_path / "dvc.yaml").write_text(dvc_yaml.render(experiment.load("params.yaml"), "params.yaml")[0])
-    env = os.environ | {"DVC_STAGE": "collect", "DVC_ROOT": str(tmp_path)}
+    (tmp_path / "queued-from").mkdir()  # holds no dvc.yaml: were it judged, nothing would be refused
+    env = os.environ | {"DVC_STAGE": "collect", "DVC_ROOT": str(tmp_path / "queued-from")}
     cmd = MORPH + ["collect", "--params", "params.yaml", "--runs-dir", "nowhere", "--out", "runs.csv"]
     current = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert "out of date" not in current.stderr  # past the guard: collect itself fails on the missing runs

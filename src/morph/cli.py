@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             from morph.workflow import preflight
             from morph.workflow.dvc_yaml import refuse_if_stale
 
-            refuse_if_stale(args.params, os.environ["DVC_ROOT"])
+            # The stage's own folder, where its dvc.yaml is: a queued experiment runs in a copy of the tree, while
+            # DVC_ROOT still names the tree it was queued from.
+            refuse_if_stale(args.params, os.getcwd())
             preflight.check(experiment.load(args.params), args.params)
         with reading_params(stage_params(args)):
             return args._module.run(args) or 0

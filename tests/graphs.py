@@ -8,12 +8,14 @@ from pathlib import Path
 
 import yaml
 
+from morph.spec.artifacts.report import DECISION
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 REDIRECT = re.compile(r"\s*>\s*\S+\s+2>&1\s*$")
 
 
-def snakemake_jobs(params: str, target: str = "results/morph1b.json", cwd: Path = REPO) -> dict:
+def snakemake_jobs(params: str, target: str = DECISION, cwd: Path = REPO) -> dict:
     """Every job of a forced dry run: frozenset(outputs) -> (rule, command, frozenset(inputs))."""
     out = subprocess.run(
         [SNAKEMAKE, "-n", "-p", "--forceall", target, "--configfile", params],

@@ -1,7 +1,8 @@
 """The whole method on configs/ci.yaml, run once in a fresh copy of the repository through
-Snakemake, then checked: the decision's content, no-op reruns, lineage, that editing one shape
-plans exactly that shape's jobs and their dependents, and, in DVC, adoption of Snakemake's
-outputs, run-cache restores and push/pull to a fresh clone. Tests run in file order."""
+Snakemake (conftest.ci_tree, shared by the session; this file works on its own copy), then
+checked: the decision's content, no-op reruns, lineage, that editing one shape plans exactly
+that shape's jobs and their dependents, and, in DVC, adoption of Snakemake's outputs,
+run-cache restores and push/pull to a fresh clone. Tests run in file order."""
 from __future__ import annotations
 
 import contextlib
@@ -17,13 +18,22 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import copy_tree
 from graphs import REPO
 from morph.spec import experiment
-from morph.spec.artifacts.common import CAPTIONS
+from morph.spec.artifacts.common import CAPTIONS, FIGURES, figure
+from morph.spec.artifacts.data import TOKENS_META, token_shard
+from morph.spec.artifacts.evaluate import eval_json, lm_eval_out
+from morph.spec.artifacts.latency import LATENCY_FIGURE
+from morph.spec.artifacts.law import LAW_DIR, ZOO_JSON
+from morph.spec.artifacts.report import DECISION, HINDSIGHT_FIGURE, LOSS_CURVES, REPORT_MD, SUMMARY
+from morph.spec.artifacts.select import slot
+from morph.spec.artifacts.train import RUN_METRICS, RUNS, RUNS_CSV, run_dir, run_metrics, run_model
 from morph.workflow import snakemake_report
 
 BIN = Path(sys.executable).parent
 CI = "configs/ci.yaml"
+TOP = slot(1)  # the first top-k slot's run id
 pytestmark = pytest.mark.slow
 
 
@@ -50,13 +60,13 @@ def fresh_copy(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    root = fresh_copy(tmp_path_factory.mktemp("repo"))
-    sh(["snakemake", "-j2", "results/morph1b.json", "--configfile", CI], root, timeout=1800)
-    return root
+def tree(ci_tree, tmp_path_factory) -> Path:
+    """This file's own copy of the session's CI tree (conftest.ci_tree: a fresh copy of the repository with the
+    whole graph built through Snakemake): its tests edit, rebuild and adopt it, in file order."""
+    return copy_tree(ci_tree, tmp_path_factory.mktemp("repo") / "tree")
 
 
-def planned_jobs(root: Path, params: str = CI, target: str = "results/morph1b.json") -> dict[str, int]:
+def planned_jobs(root: Path, params: str = CI, target: str = DECISION) -> dict[str, int]:
     out = sh(["snakemake", "-n", target, "--configfile", params], root).stdout
     if "Nothing to be done" in out:
         return {}
@@ -67,7 +77,7 @@ def planned_jobs(root: Path, params: str = CI, target: str = "results/morph1b.js
 def measured_at_target(tree: Path, cfg) -> tuple[dict[str, list[float]], list[float]]:
     """Every validated shape's held-out losses at D_C in seed order, and the baseline's, read from the runs."""
     def loss(run_id: str) -> float:
-        return json.loads((tree / "runs" / run_id / "metrics.json").read_text())["val_loss"]
+        return json.loads((tree / run_metrics(run_id)).read_text())["val_loss"]
 
     shapes: dict[str, list[float]] = {}
     for r in cfg.validation_runs:
@@ -76,7 +86,7 @@ def measured_at_target(tree: Path, cfg) -> tuple[dict[str, list[float]], list[fl
 
 
 def test_decision_holds_real_measured_evidence(tree):
-    d = json.loads((tree / "results/morph1b.json").read_text())
+    d = json.loads((tree / DECISION).read_text())
     cfg = experiment.load(tree / CI)
     budget = cfg.select.latency_budget_s
     chosen = d["chosen"]
@@ -102,11 +112,11 @@ def test_decision_holds_real_measured_evidence(tree):
     assert base["shape"]["n_layers"] == cfg.select.baseline.n_layers
     assert (tree / d["verdict"]["weights"] / "config.json").is_file()
     assert all(len(h) == 64 for h in d["inputs"].values())
-    report = (tree / "results/report.md").read_text()
+    report = (tree / REPORT_MD).read_text()
     assert chosen["run_id"] in report
     for fig in re.findall(r"\]\(([^)]+\.png)\)", report):
-        assert (tree / "results" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "](figures/loss_curves.png)" in report
+        assert (tree / REPORT_MD).parent.joinpath(fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"]({os.path.relpath(figure(LOSS_CURVES), Path(REPORT_MD).parent)})" in report
 
 
 def test_the_release_and_verdict_follow_from_the_losses_at_d_c(tree):
@@ -115,7 +125,7 @@ def test_the_release_and_verdict_follow_from_the_losses_at_d_c(tree):
     and lower in loss beyond delta than the release."""
     from scipy import stats
 
-    d = json.loads((tree / "results/morph1b.json").read_text())
+    d = json.loads((tree / DECISION).read_text())
     cfg = experiment.load(tree / CI)
     shapes, base = measured_at_target(tree, cfg)
     v = d["verdict"]
@@ -145,11 +155,11 @@ def test_the_release_and_verdict_follow_from_the_losses_at_d_c(tree):
         assert all(latency[s] >= latency[released] or s in v["tied_in_speed"] for s in within)
     for s in mean:
         assert not (latency[s] < latency[released] and mean[s] < mean[released] - margin), s
-    report = (tree / "results/report.md").read_text()
+    report = (tree / REPORT_MD).read_text()
     assert report.splitlines()[2].startswith(f"**{v['kind'].upper()} (measured)")
     for word in (f"δ = {margin:.4f}", f"df {df}", f"r = {r}", f"{v['speedup']:.2f}x"):
         assert word in report.splitlines()[2], word
-    summary = json.loads((tree / "results/summary.json").read_text())
+    summary = json.loads((tree / SUMMARY).read_text())
     assert summary["verdict"] == v["kind"] and summary["released"] == released and summary["sigma_df"] == df
     assert all(not isinstance(x, (dict, list)) for x in summary.values())  # flat
     for m in d["models"]:
@@ -160,7 +170,7 @@ def test_the_release_and_verdict_follow_from_the_losses_at_d_c(tree):
 
 
 def test_every_feasible_candidate_is_trained_and_checks_the_law_in_hindsight(tree):
-    d = json.loads((tree / "results/morph1b.json").read_text())
+    d = json.loads((tree / DECISION).read_text())
     cfg = experiment.load(tree / CI)
     h = d["hindsight"]
     shapes, _ = measured_at_target(tree, cfg)
@@ -172,33 +182,32 @@ def test_every_feasible_candidate_is_trained_and_checks_the_law_in_hindsight(tre
     assert h["best"]["shape_id"] == best["shape_id"]
     assert h["regret"]["loss"] == pytest.approx(measured[top1] - measured[best["shape_id"]])
     assert h["spearman"]["n"] == len(feasible) and 0 < h["spearman"]["p_value"] <= 1
-    zoo = json.loads((tree / "results/law/zoo.json").read_text())
+    zoo = json.loads((tree / LAW_DIR / ZOO_JSON).read_text())
     assert len(zoo["folds"]["size"]) >= 3  # leave-one-size-out over at least three sizes
-    assert (tree / "results/figures/hindsight.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tree / figure(HINDSIGHT_FIGURE)).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_validated_top_k_shape_is_copied_and_equals_a_fresh_training(tree, tmp_path):
-    slot = json.loads((tree / "runs/top-1/metrics.json").read_text())
-    twin = json.loads((tree / "runs" / slot["run_id"] / "metrics.json").read_text())
-    assert slot["reused_from"] == f"runs/{slot['run_id']}" and slot["slot"] == "top-1"
+    slot = json.loads((tree / run_metrics(TOP)).read_text())
+    twin = json.loads((tree / run_metrics(slot["run_id"])).read_text())
+    assert slot["reused_from"] == run_dir(slot["run_id"]) and slot["slot"] == TOP
     assert slot["model_sha256"] == twin["model_sha256"]
-    second = json.loads((tree / "runs/top-1-r1/metrics.json").read_text())  # its second seed copies the twin's
+    second = json.loads((tree / run_metrics(f"{TOP}-r1")).read_text())  # its second seed copies the twin's
     assert second["run_id"] == f"{slot['run_id']}-r1" and second["seed"] == slot["seed"] + 1
-    assert second["model_sha256"] == json.loads((tree / "runs" / second["run_id"] / "metrics.json").read_text())[
-        "model_sha256"]
+    assert second["model_sha256"] == json.loads((tree / run_metrics(second["run_id"])).read_text())["model_sha256"]
     sh(["morph", "train", "--params", CI, "--run", slot["run_id"], "--out", str(tmp_path / "fresh")], tree)
-    fresh = json.loads((tmp_path / "fresh/metrics.json").read_text())
+    fresh = json.loads((tmp_path / "fresh" / RUN_METRICS).read_text())
     assert fresh["val_loss"] == slot["val_loss"] and fresh["model_sha256"] == slot["model_sha256"]
 
 
 def test_plain_lm_eval_reproduces_a_trained_models_scores(tree, tmp_path):
     cfg = yaml.safe_load((tree / CI).read_text())
-    ours = json.loads((tree / "results/eval/top-1.json").read_text())
+    ours = json.loads((tree / eval_json(TOP)).read_text())
     sh(["lm_eval", "run", "--model", "hf", "--model_args",
-        f"pretrained=runs/top-1/model,dtype=float32,max_length={cfg['model']['seq_len']}",
+        f"pretrained={run_model(TOP)},dtype=float32,max_length={cfg['model']['seq_len']}",
         "--include_path", "src/morph/evaluate/tasks",
         "--tasks", ",".join(f"morph_{t}" for t in cfg["evaluate"]["tasks"]),
-        "--batch_size", str(cfg["evaluate"]["batch_size"]), "--samples", "results/eval/top-1/items.json",
+        "--batch_size", str(cfg["evaluate"]["batch_size"]), "--samples", f"{lm_eval_out(TOP)}/items.json",
         "--output_path", str(tmp_path)], tree, timeout=900)
     [results] = tmp_path.rglob("results_*.json")
     plain = json.loads(results.read_text())["results"]
@@ -214,7 +223,7 @@ def html_report(tree) -> Path:
 
 def test_snakemake_html_report_embeds_every_figure(tree, html_report):
     html = html_report.read_text()
-    figures = sorted(p.name for p in (tree / "results/figures").glob("*.png"))
+    figures = sorted(p.name for p in (tree / FIGURES).glob("*.png"))
     # Every figure the graph draws and every decision file has a hand-written caption; the report embeds each.
     reported = sorted(Path(p).name for p in snakemake_report.CATEGORY)
     assert set(figures) <= set(reported)
@@ -233,7 +242,7 @@ def test_a_browser_finds_the_verdict_on_the_reports_front_page(tree, html_report
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    verdict = json.loads((tree / "results/morph1b.json").read_text())["verdict"]
+    verdict = json.loads((tree / DECISION).read_text())["verdict"]
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
@@ -259,7 +268,7 @@ def test_held_out_loss_falls_with_params_and_with_tokens(tree):
     import csv
     from statistics import mean
 
-    rows = list(csv.DictReader(open(tree / "results/runs.csv")))
+    rows = list(csv.DictReader(open(tree / RUNS_CSV)))
     shapes = {(r["d_model"], r["n_layers"]) for r in rows}
     loss = {(r["d_model"], r["n_layers"], float(r["multiplier"])): float(r["loss"]) for r in rows}
     for d, layers in shapes:
@@ -287,13 +296,13 @@ def test_a_copy_of_the_tree_by_cp_r_plans_nothing(tree, tmp_path):
 
 
 def test_lineage_reaches_the_raw_shards_for_every_figure_and_the_decision(tree):
-    targets = sorted((tree / "results/figures").glob("*.png")) + [tree / "results/morph1b.json"]
+    targets = sorted((tree / FIGURES).glob("*.png")) + [tree / DECISION]
     assert len(targets) >= 7
     for target in targets:
         rel = str(target.relative_to(tree))
         out = sh(["morph", "lineage", rel, "--params", CI], tree).stdout
         assert "CHANGED" not in out, rel
-        if target.name == "latency_shape.png":  # timed on random weights: no data behind it
+        if target.name == Path(figure(LATENCY_FIGURE)).name:  # timed on random weights: no data behind it
             assert re.search(r"\] latency-d\d+-l\d+ ", out) and "sample" not in out, rel
             continue
         assert re.search(r"\] sample ", out), rel
@@ -304,13 +313,13 @@ DATA_STAGES = {"sample", "tokenizer", "tokenize_shard", "tokenize_gather"}
 
 
 def test_tokens_target_is_current_and_a_seed_change_reruns_only_the_data_stages(tree):
-    assert planned_jobs(tree, target="data/tokens/meta.json") == {}
+    assert planned_jobs(tree, target=TOKENS_META) == {}
     original = (tree / CI).read_text()
     raw = yaml.safe_load(original)
     raw["seed"] += 1
     try:
         (tree / CI).write_text(yaml.safe_dump(raw))
-        plan = planned_jobs(tree, target="data/tokens/meta.json")
+        plan = planned_jobs(tree, target=TOKENS_META)
     finally:
         (tree / CI).write_text(original)
     shards = len(experiment.load(tree / CI).sample_shards)
@@ -318,7 +327,7 @@ def test_tokens_target_is_current_and_a_seed_change_reruns_only_the_data_stages(
 
 
 def test_a_truncated_token_shard_keeps_finished_runs_and_its_named_command_rebuilds_it(tree, tmp_path):
-    shard = tree / "data/tokens/train-00001.bin"
+    shard = tree / token_shard("train-00001")
     original = shard.read_bytes()
     with shard.open("r+b") as f:  # as `truncate -s 100000` does
         f.truncate(100_000)
@@ -326,8 +335,8 @@ def test_a_truncated_token_shard_keeps_finished_runs_and_its_named_command_rebui
     assert planned_jobs(tree) == {}
     err = sh(["morph", "train", "--params", CI, "--run", "d40-l1-t2", "--out", str(tmp_path / "run")], tree,
              check=False).stderr
-    rebuild = f"snakemake -j1 --force data/tokens/train-00001.bin --configfile {CI}"
-    assert "data/tokens/train-00001.bin: holds 50,000 tokens" in err and rebuild in err, err
+    rebuild = f"snakemake -j1 --force {token_shard('train-00001')} --configfile {CI}"
+    assert f"{token_shard('train-00001')}: holds 50,000 tokens" in err and rebuild in err, err
     sh(rebuild.split(), tree)
     assert shard.read_bytes() == original
     assert planned_jobs(tree) == {}
@@ -424,7 +433,7 @@ def dvc_tree(tree) -> Path:
 
 
 def test_dvc_adopts_the_snakemake_outputs_without_rerunning(dvc_tree):
-    metrics = dvc_tree / "runs/top-1/metrics.json"
+    metrics = dvc_tree / run_metrics(TOP)
     before = metrics.stat().st_mtime_ns
     status = sh(["dvc", "status"], dvc_tree).stdout
     assert "up to date" in status, status
@@ -435,9 +444,9 @@ def test_dvc_adopts_the_snakemake_outputs_without_rerunning(dvc_tree):
 
 
 def test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree(dvc_tree):
-    out = sh(["snakemake", "-n", "results/morph1b.json", "--configfile", CI], dvc_tree)
+    out = sh(["snakemake", "-n", DECISION, "--configfile", CI], dvc_tree)
     if "Nothing to be done" not in out.stdout:
-        hint = f"snakemake --touch -j1 results/morph1b.json --configfile {CI}"
+        hint = f"snakemake --touch -j1 {DECISION} --configfile {CI}"
         assert hint in out.stderr, out.stderr[-2000:]
         sh(hint.split(), dvc_tree)
     assert planned_jobs(dvc_tree) == {}
@@ -447,12 +456,12 @@ def test_snakemake_after_dvc_prints_the_command_that_adopts_the_tree(dvc_tree):
 def test_dvc_metrics_and_plots_show(dvc_tree):
     metrics = json.loads(sh(["dvc", "metrics", "show", "--json"], dvc_tree).stdout)
     files = {f: d["data"] for rev in metrics.values() for f, d in rev["data"].items()}
-    assert list(files) == ["results/summary.json"], list(files)  # the flat summary alone, no run's metrics.json
-    assert 1 + len(files["results/summary.json"]) <= 12  # the table's columns: the path, then one per number
+    assert list(files) == [SUMMARY], list(files)  # the flat summary alone, no run's metrics.json
+    assert 1 + len(files[SUMMARY]) <= 12  # the table's columns: the path, then one per number
     table = sh(["dvc", "metrics", "show"], dvc_tree).stdout
-    assert "verdict" in table and "runs/" not in table, table
+    assert "verdict" in table and f"{RUNS}/" not in table, table
     plots = sh(["dvc", "plots", "show", "--json"], dvc_tree, timeout=600).stdout
-    for name in ("training_loss", "latency_per_shape", "predicted_vs_actual_loss", "loss_curves.png"):
+    for name in ("training_loss", "latency_per_shape", "predicted_vs_actual_loss", Path(figure(LOSS_CURVES)).name):
         assert name in plots, name
 
 
@@ -487,7 +496,7 @@ def test_dvc_sees_the_same_code_edits(dvc_tree):
 
 
 def test_reverting_a_param_restores_from_the_run_cache_without_training(dvc_tree):
-    stage, metrics = "train-d40-l1-t2", dvc_tree / "runs/d40-l1-t2/metrics.json"
+    stage, metrics = "train-d40-l1-t2", dvc_tree / run_metrics("d40-l1-t2")
     original_params, original_metrics = (dvc_tree / CI).read_text(), metrics.read_bytes()
     raw = yaml.safe_load(original_params)
     raw["train"]["lr"] = raw["train"]["lr"] * 0.8
@@ -511,11 +520,10 @@ def test_push_then_pull_on_a_fresh_clone_restores_everything_and_reruns_nothing(
     sh(["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "lock"], dvc_tree)
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(dvc_tree), str(clone)], tmp_path)
-    assert not (clone / "runs").exists()
+    assert not (clone / RUNS).exists()
     sh(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], clone)
     sh(["dvc", "pull", "-q"], clone, timeout=600)
-    assert json.loads((clone / "results/morph1b.json").read_text()) == json.loads(
-        (dvc_tree / "results/morph1b.json").read_text())
-    assert (clone / "runs/top-1/model/config.json").exists()
+    assert json.loads((clone / DECISION).read_text()) == json.loads((dvc_tree / DECISION).read_text())
+    assert (clone / run_model(TOP) / "config.json").exists()
     repro = sh(["dvc", "repro"], clone, timeout=600).stdout
     assert "Running stage" not in repro, repro

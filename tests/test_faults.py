@@ -3,7 +3,8 @@ message naming the file or key and what to do; every file that existed before ke
 and the recovery the message documents leaves a tree equal to the untouched one.
 
 Each row builds its own small tree in a temporary folder (the shipped fixture and experiment files
-copied in), breaks one thing, runs one `morph` command there, and then runs the recovery."""
+copied in), breaks one thing, runs one `morph` command there, and then runs the recovery. The rows under
+Snakemake and DVC work on a copy of the session's finished CI tree (conftest.ci_tree) instead."""
 from __future__ import annotations
 
 import ast
@@ -21,9 +22,18 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from conftest import CI_PARAMS, ROOT, TWO_RUNS, write_params
+from conftest import CI_PARAMS, ROOT, TWO_RUNS, copy_tree, write_params
 from morph import cli
 from morph.io import sha256_file, write_json
+from morph.spec.artifacts.common import PARAMS, figure
+from morph.spec.artifacts.data import SAMPLE as SAMPLE_DIR
+from morph.spec.artifacts.data import SAMPLE_MANIFEST, TOKENIZER, TOKENIZER_JSON, TOKENS, TOKENS_META, sample_shard
+from morph.spec.artifacts.evaluate import eval_json
+from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
+from morph.spec.artifacts.law import law_json
+from morph.spec.artifacts.report import DECISION
+from morph.spec.artifacts.select import SELECTION, slot
+from morph.spec.artifacts.train import RUNS, RUNS_CSV, run_dir, run_metrics, run_model
 from test_end_to_end import BIN, CI, fresh_copy, planned_jobs, sh
 
 FIXTURE = sorted((ROOT / "data/raw/fixture").glob("*.jsonl.zst"))
@@ -41,21 +51,21 @@ class Case:
 
 
 def tree(root: Path) -> Path:
-    """A small working tree: the CI experiment as params.yaml and the fixture's first shard."""
+    """A small working tree: the CI experiment as params.yaml (PARAMS) and the fixture's first shard."""
     (root / "data/raw/fixture").mkdir(parents=True)
     shutil.copy2(FIXTURE[0], root / "data/raw/fixture" / FIXTURE[0].name)
-    write_params(root / "params.yaml", TWO_RUNS)
+    write_params(root / PARAMS, TWO_RUNS)
     return root
 
 
 def edit_params(**dotted):
     def apply(root: Path) -> None:
-        write_params(root / "params.yaml", dotted, base=root / "params.yaml")
+        write_params(root / PARAMS, dotted, base=root / PARAMS)
     return apply
 
 
 def restore_params(root: Path) -> None:
-    shutil.copy2(root / ".params.good", root / "params.yaml")
+    shutil.copy2(root / ".params.good", root / PARAMS)
 
 
 def write_shard(name: str, lines: list[bytes]):
@@ -79,14 +89,21 @@ def truncate(rel: str, keep: int):
 
 def raw_text(text: str):
     def apply(root: Path) -> None:
-        (root / "params.yaml").write_text(text)
+        (root / PARAMS).write_text(text)
     return apply
 
 
 def append_to_params(data: bytes):
     def apply(root: Path) -> None:
-        with open(root / "params.yaml", "ab") as f:
+        with open(root / PARAMS, "ab") as f:
             f.write(data)
+    return apply
+
+
+def write_runs(text: str):
+    def apply(root: Path) -> None:
+        (root / RUNS_CSV).parent.mkdir(parents=True, exist_ok=True)
+        (root / RUNS_CSV).write_text(text)
     return apply
 
 
@@ -102,9 +119,9 @@ def remove_dir(rel: str):
 
 
 def damaged_model(root: Path) -> None:
-    model = root / "runs/top-1/model"
+    model = root / run_model(slot(1))
     model.mkdir(parents=True)
-    for name in ("config.json", "tokenizer.json"):
+    for name in ("config.json", TOKENIZER_JSON):
         (model / name).write_text("{}")
     (model / "model.safetensors").write_bytes(os.urandom(4096))
 
@@ -115,8 +132,8 @@ def latency_records(**timing):
         from morph.latency.collect import SHAPE_FIELDS
         from morph.spec import experiment
 
-        for shape in experiment.load(root / "params.yaml").latency_shapes:
-            write_json(root / f"latency/{shape.shape_id}.json", {
+        for shape in experiment.load(root / PARAMS).latency_shapes:
+            write_json(root / latency_json(shape.shape_id), {
                 "shape_id": shape.shape_id, "shape": {k: getattr(shape, k) for k in SHAPE_FIELDS},
                 "backends": {"hf": {"settings": {"decode": {"unit": "s", "batch": 1, "n": 3, **timing}}}}})
     return apply
@@ -125,14 +142,14 @@ def latency_records(**timing):
 # Chinchilla-shaped losses (E=1.7, A=400, alpha=0.34, B=410, beta=0.28) at three sizes and three budgets.
 GOOD_RUNS = "params,tokens,loss\n" + "".join(
     f"{n},{d},{1.7 + 400 * n ** -0.34 + 410 * d ** -0.28}\n" for n in (1e6, 4e6, 1.6e7) for d in (2e7, 8e7, 3.2e8))
-SAMPLE = ["sample", "--params", "params.yaml", "--out", "out/sample"]
-GRID = ["grid", "--params", "params.yaml"]
-EVALUATE = ["evaluate", "--params", "params.yaml", "--model", "runs/top-1/model", "--out", "out/eval.json"]
-LATENCY_COLLECT = ["latency-collect", "--params", "params.yaml", "--latency-dir", "latency", "--out", "out/latency.csv",
-                   "--model-out", "out/latency_model.json", "--figure", "out/latency.png"]
-FIT = ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]
+SAMPLE = ["sample", "--params", PARAMS, "--out", "out/sample"]
+GRID = ["grid", "--params", PARAMS]
+EVALUATE = ["evaluate", "--params", PARAMS, "--model", run_model(slot(1)), "--out", "out/eval.json"]
+LATENCY_COLLECT = ["latency-collect", "--params", PARAMS, "--latency-dir", LATENCY_DIR, "--out", LATENCY_CSV,
+                   "--model-out", LATENCY_MODEL, "--figure", figure(LATENCY_FIGURE)]
+FIT = ["fit", "--runs", RUNS_CSV, "--law", "chinchilla", "--out", "out/fit.json"]
 NESTED = b'{"text": "deep", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
-CONFIG_SAYS = "params.yaml: "
+CONFIG_SAYS = f"{PARAMS}: "
 CASES = [
     Case("unknown key", edit_params(**{"data.shuffle": True}), SAMPLE, 2,
          (CONFIG_SAYS, "data.shuffle: unknown key", "allowed here"), restore_params, SAMPLE),
@@ -147,7 +164,7 @@ CASES = [
     Case("empty grid", edit_params(**{"grid.sizes": []}), SAMPLE, 2,
          ("grid: list at least one entry under grid.sizes or grid.shapes",), restore_params, SAMPLE),
     Case("YAML syntax error", raw_text("data: [unclosed\n"), SAMPLE, 2,
-         ("params.yaml: not valid YAML",), restore_params, SAMPLE),
+         (f"{PARAMS}: not valid YAML",), restore_params, SAMPLE),
     Case("k above the candidate set", edit_params(**{"select.k": 50}), SAMPLE, 2,
          ("select.k: 50 is more than the 3 candidate shapes", "lower k or add candidates"), restore_params, SAMPLE),
     Case("N_C no candidate reaches", edit_params(**{"select.params": 10}), SAMPLE, 2,
@@ -163,20 +180,17 @@ CASES = [
          ("zz-bad.jsonl.zst", "text"), remove_extra_shards, SAMPLE),
     Case("corpus too small", edit_params(**{"data.train_tokens": 50_000_000}), SAMPLE, 2,
          ("data.train_tokens", "allow_repeat"), restore_params, SAMPLE),
-    Case("missing model dir", lambda root: None,
-         ["evaluate", "--params", "params.yaml", "--model", "runs/top-1/model", "--out", "out/eval.json"], 2,
-         ("runs/top-1/model",)),
-    Case("fit on a malformed CSV", lambda root: (root / "runs.csv").write_text("params,tokens,loss\n1e6,2e7,abc\n"),
-         ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"], 2,
-         ("runs.csv", "'loss'"),
-         lambda root: (root / "runs.csv").write_text(GOOD_RUNS),
-         ["fit", "--runs", "runs.csv", "--law", "chinchilla", "--out", "out/fit.json"]),
+    Case("missing model dir", lambda root: None, EVALUATE, 2, (run_model(slot(1)),)),
+    Case("fit on a malformed CSV", write_runs("params,tokens,loss\n1e6,2e7,abc\n"), FIT, 2, (RUNS_CSV, "'loss'"),
+         write_runs(GOOD_RUNS), FIT),
     Case("a latency record without a median", latency_records(p10=0.1, p90=0.2), LATENCY_COLLECT, 2,
-         ("latency/d40-l1.json: backends.hf.settings.decode.median is None, not a number", "morph latency --shape")),
+         (f"{latency_json('d40-l1')}: backends.hf.settings.decode.median is None, not a number",
+          "morph latency --shape")),
     Case("a latency record timed as 'fast'", latency_records(median="fast", p10=0.1, p90=0.2), LATENCY_COLLECT, 2,
-         ("latency/d40-l1.json: backends.hf.settings.decode.median is 'fast', not a number",)),
+         (f"{latency_json('d40-l1')}: backends.hf.settings.decode.median is 'fast', not a number",)),
     Case("random bytes in a model's weights", damaged_model, EVALUATE, 2,
-         ("runs/top-1/model/model.safetensors: not readable weights", "snakemake -j1 --force runs/top-1/metrics.json")),
+         (f"{run_model(slot(1))}/model.safetensors: not readable weights",
+          f"snakemake -j1 --force {run_metrics(slot(1))}")),
     # Refused when the file loads (the Snakefile loads it before any job starts), naming the key.
     Case("NaN learning rate", edit_params(**{"train.lr": float("nan")}), SAMPLE, 2,
          ("train.lr: nan is not a finite number",), restore_params, SAMPLE),
@@ -203,14 +217,14 @@ CASES = [
     Case("experiment file is a directory", make_dir("exp"), ["grid", "--params", "exp"], 2,
          ("exp: is a directory, not an experiment file",)),
     Case("a folder of experiment files as the experiment file",
-         lambda root: ((root / "configs").mkdir(), shutil.copy2(root / "params.yaml", root / "configs/ci.yaml")),
+         lambda root: ((root / "configs").mkdir(), shutil.copy2(root / PARAMS, root / "configs/ci.yaml")),
          ["grid", "--params", "configs"], 2,
          ("configs: is a directory, not an experiment file; pass a YAML file in it: configs/ci.yaml",),
          lambda root: None, ["grid", "--params", "configs/ci.yaml"]),
-    Case("fit --runs a directory", make_dir("runs.csv"), FIT, 2, ("runs.csv: Is a directory", "check the path"),
-         lambda root: (remove_dir("runs.csv")(root), (root / "runs.csv").write_text(GOOD_RUNS)), FIT),
+    Case("fit --runs a directory", make_dir(RUNS_CSV), FIT, 2, (f"{RUNS_CSV}: Is a directory", "check the path"),
+         lambda root: (remove_dir(RUNS_CSV)(root), write_runs(GOOD_RUNS)(root)), FIT),
     Case("fit --out an existing directory",
-         lambda root: ((root / "runs.csv").write_text(GOOD_RUNS), make_dir("out/fit.json")(root)), FIT, 2,
+         lambda root: (write_runs(GOOD_RUNS)(root), make_dir("out/fit.json")(root)), FIT, 2,
          ("out/fit.json: is a directory, where a file is to be written",),
          remove_dir("out/fit.json"), FIT),
     Case("a shard line nested 100k deep", write_shard("zz-bad.jsonl.zst", [NESTED]), SAMPLE, 2,
@@ -233,7 +247,7 @@ def run_morph(argv: list[str], cwd: Path, capsys) -> tuple[int, str]:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_fault(case: Case, tmp_path, capsys):
     root = tree(tmp_path / "tree")
-    shutil.copy2(root / "params.yaml", root / ".params.good")
+    shutil.copy2(root / PARAMS, root / ".params.good")
     write_json(root / "out/finished.json", {"a result": 1})  # an output that must survive every case
     untouched = snapshot(root)
     case.break_it(root)
@@ -279,25 +293,26 @@ def test_lineage_check_names_corrupt_weights_a_stage_recorded(tmp_path, capsys):
     """Truncated weights under a scored model: `morph lineage --check` exits 1 and names them."""
     root = tmp_path / "tree"
     shutil.copytree(ROOT / "data/raw/fixture", root / "data/raw/fixture")
-    shutil.copy2(CI_PARAMS, root / "params.yaml")
-    weights = root / "runs/top-1/model/model.safetensors"
+    shutil.copy2(CI_PARAMS, root / PARAMS)
+    model = run_model(slot(1))
+    weights = root / model / "model.safetensors"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(os.urandom(4096))
     from morph.io import provenance
 
     with contextlib.chdir(root):
-        write_json("results/eval/top-1.json", {"provenance": provenance(["runs/top-1/model"])})
-    code, err = run_morph(["lineage", "--check", "results/eval/top-1.json"], root, capsys)
+        write_json(eval_json(slot(1)), {"provenance": provenance([model])})
+    code, err = run_morph(["lineage", "--check", eval_json(slot(1))], root, capsys)
     assert code == 0, err
-    truncate("runs/top-1/model/model.safetensors", 100)(root)
-    code, err = run_morph(["lineage", "--check", "results/eval/top-1.json"], root, capsys)
+    truncate(f"{model}/model.safetensors", 100)(root)
+    code, err = run_morph(["lineage", "--check", eval_json(slot(1))], root, capsys)
     assert code == 1
-    assert "runs/top-1/model: changed since evaluate-top-1 read it" in err
-    assert "snakemake -R runs/top-1/model" in err and "dvc repro -f train_target-top-1" in err
+    assert f"{model}: changed since evaluate-{slot(1)} read it" in err
+    assert f"snakemake -R {model}" in err and f"dvc repro -f train_target-{slot(1)}" in err
 
 
 def test_snakemake_without_its_experiment_file_says_which(tmp_path):
-    out = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), "-n", "results/morph1b.json",
+    out = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), "-n", DECISION,
                           "--configfile", str(tmp_path / "nope.yaml")], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0
     assert "nope.yaml" in out.stdout + out.stderr
@@ -309,54 +324,54 @@ def test_lineage_walks_the_experiment_the_decision_recorded(tmp_path, capsys):
     with a different --params it warns."""
     root = tmp_path / "tree"
     shutil.copytree(ROOT / "data/raw/fixture", root / "data/raw/fixture")
-    shutil.copy2(ROOT / "params.yaml", root / "params.yaml")
+    shutil.copy2(ROOT / PARAMS, root / PARAMS)
     (root / "configs").mkdir()
     shutil.copy2(CI_PARAMS, root / "configs/ci.yaml")
     from morph.io import provenance
 
     with contextlib.chdir(root):
-        write_json("results/law/inference-aware.json", provenance(["configs/ci.yaml"]))
-        write_json("results/selection.json", provenance(["results/law/inference-aware.json"]))
-        write_json("results/morph1b.json", provenance(["results/selection.json"]))
-    code, err = run_morph(["lineage", "results/morph1b.json", "--json"], root, capsys)
+        write_json(law_json("inference-aware"), provenance(["configs/ci.yaml"]))
+        write_json(SELECTION, provenance([law_json("inference-aware")]))
+        write_json(DECISION, provenance([SELECTION]))
+    code, err = run_morph(["lineage", DECISION, "--json"], root, capsys)
     assert code == 0 and "experiment configs/ci.yaml" in err and "warning" not in err
-    code, err = run_morph(["lineage", "results/morph1b.json", "--params", "params.yaml"], root, capsys)
+    code, err = run_morph(["lineage", DECISION, "--params", PARAMS], root, capsys)
     assert code == 0
-    assert "warning: results/morph1b.json was made with configs/ci.yaml, not params.yaml" in err
+    assert f"warning: {DECISION} was made with configs/ci.yaml, not {PARAMS}" in err
 
 
 # ---- training on a tree the graph's data commands built ------------------------------------------
 
 @pytest.fixture(scope="module")
 def tokens_tree(tmp_path_factory) -> Path:
-    """The small tree with data/sample and data/tokens made by the commands the graph runs."""
+    """The small tree with the sample and the tokens made by the commands the graph runs."""
     root = tree(tmp_path_factory.mktemp("tokens") / "tree")
     with contextlib.chdir(root):
-        assert cli.main(["sample", "--params", "params.yaml", "--out", "data/sample"]) == 0
-        assert cli.main(["tokenize", "--params", "params.yaml", "--sample", "data/sample", "--out", "data/tokens"]) == 0
+        assert cli.main(["sample", "--params", PARAMS, "--out", SAMPLE_DIR]) == 0
+        assert cli.main(["tokenize", "--params", PARAMS, "--sample", SAMPLE_DIR, "--out", TOKENS]) == 0
     return root
 
 
 def first_run(params: Path) -> tuple[str, list[str]]:
-    """The experiment's first grid run (`params`: the file, or a tree holding params.yaml) and its train argv."""
+    """The experiment's first grid run (`params`: the file, or a tree holding PARAMS) and its train argv."""
     from morph.spec import experiment
 
-    rid = experiment.load(params if params.is_file() else params / "params.yaml").grid_runs[0].run_id
-    return rid, ["train", "--params", "params.yaml", "--run", rid, "--out", f"runs/{rid}"]
+    rid = experiment.load(params if params.is_file() else params / PARAMS).grid_runs[0].run_id
+    return rid, ["train", "--params", PARAMS, "--run", rid, "--out", run_dir(rid)]
 
 
 def test_tokens_for_another_vocabulary_are_refused_and_the_named_command_rebuilds_them(tokens_tree, tmp_path, capsys):
     root = Path(shutil.copytree(tokens_tree, tmp_path / "tree"))
     untouched = snapshot(root)
-    meta = root / "data/tokens/meta.json"
+    meta = root / TOKENS_META
     meta.write_text(meta.read_text().replace('"vocab_size": 512', '"vocab_size": 4096'))
     broken = snapshot(root)
     assert broken != untouched
     _, argv = first_run(root)
     code, err = run_morph(argv, root, capsys)
-    fix = "morph tokenize --params params.yaml --out data/tokens"
-    assert code == 2 and "data/tokens/meta.json: vocab_size 4096 differs" in err and fix in err, err
-    assert snapshot(root) == broken and not (root / "runs").exists()
+    fix = f"morph tokenize --params {PARAMS} --out {TOKENS}"
+    assert code == 2 and f"{TOKENS_META}: vocab_size 4096 differs" in err and fix in err, err
+    assert snapshot(root) == broken and not (root / RUNS).exists()
     code, err = run_morph(fix.split()[1:], root, capsys)
     assert code == 0, err
     assert snapshot(root) == untouched
@@ -365,14 +380,14 @@ def test_tokens_for_another_vocabulary_are_refused_and_the_named_command_rebuild
 def test_an_unreadable_checkpoint_is_named_and_the_run_starts_afresh(tokens_tree, tmp_path, capsys):
     root = Path(shutil.copytree(tokens_tree, tmp_path / "tree"))
     rid, argv = first_run(root)
-    ckpt = root / f"runs/{rid}/ckpt/last.ckpt"
+    ckpt = root / run_dir(rid) / "ckpt/last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(os.urandom(4096))  # e.g. from a disk that filled while it was written
     code, err = run_morph(argv, root, capsys)
-    assert code == 0 and f"ignoring unreadable checkpoint runs/{rid}/ckpt/last.ckpt" in err, err
-    code, err = run_morph(argv[:-1] + ["runs/clean"], root, capsys)
+    assert code == 0 and f"ignoring unreadable checkpoint {run_dir(rid)}/ckpt/last.ckpt" in err, err
+    code, err = run_morph(argv[:-1] + [run_dir("clean")], root, capsys)
     assert code == 0, err
-    afresh, clean = (json.loads((root / d / "metrics.json").read_text()) for d in (f"runs/{rid}", "runs/clean"))
+    afresh, clean = (json.loads((root / run_metrics(r)).read_text()) for r in (rid, "clean"))
     assert afresh["val_loss"] == clean["val_loss"] and afresh["resumed_from_step"] is None
 
 
@@ -383,9 +398,9 @@ def test_a_file_size_limit_while_checkpointing_names_the_checkpoint(tokens_tree,
     out = subprocess.run(["bash", "-c", 'ulimit -f 200; exec "$0" "$@"', str(BIN / "morph"), *argv], cwd=root,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 2, out.stderr[-3000:]
-    assert f"runs/{rid}/ckpt/last.ckpt: the checkpoint could not be written whole" in out.stderr
+    assert f"{run_dir(rid)}/ckpt/last.ckpt: the checkpoint could not be written whole" in out.stderr
     assert "ulimit -f" in out.stderr and "Traceback" not in out.stderr
-    assert not (root / f"runs/{rid}/metrics.json").exists()
+    assert not (root / run_metrics(rid)).exists()
 
 
 # ---- the graph's tools on a fresh copy of the repository -----------------------------------------
@@ -397,13 +412,15 @@ def two_run_copy(dest: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_second_snakemake_in_a_working_tree_is_refused_and_the_first_finishes(tmp_path):
+def test_a_second_snakemake_in_a_working_tree_is_refused_and_the_first_finishes(finished, two_runs, tmp_path):
     """While the first run has a job in flight (outputs marked incomplete), the second is refused before it
-    plans, naming the first's pid, not advised to pass --rerun-incomplete; the first then finishes whole."""
-    root = two_run_copy(tmp_path / "tree")
-    target = ["results/runs.csv", "--configfile", CI]
+    plans, naming the first's pid, not advised to pass --rerun-incomplete; the first then finishes whole. The
+    first retrains two runs of a copy of the finished tree and collects them again."""
+    root = copy_of(finished, tmp_path / "tree")
+    target = [RUNS_CSV, "--configfile", CI]
     log = open(tmp_path / "first.log", "w")  # a file, not a pipe: a full pipe would stall the first run
-    first = subprocess.Popen(["snakemake", "-j1", *target], cwd=root, stdout=log, stderr=subprocess.STDOUT,
+    first = subprocess.Popen(["snakemake", "-j1", *target, "--forcerun", *map(run_metrics, two_runs)], cwd=root,
+                             stdout=log, stderr=subprocess.STDOUT,
                              env=os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"})
     incomplete = root / ".snakemake/incomplete"
     while first.poll() is None and not (incomplete.is_dir() and any(incomplete.iterdir())):
@@ -418,7 +435,8 @@ def test_a_second_snakemake_in_a_working_tree_is_refused_and_the_first_finishes(
         assert f"kill {first.pid}" in said and "Traceback" not in said
     assert first.wait(timeout=900) == 0, (tmp_path / "first.log").read_text()[-3000:]
     log.close()
-    assert planned_jobs(root, target="results/runs.csv") == {}
+    assert (tmp_path / "first.log").read_text().count("Finished jobid:") == len(two_runs) + 1  # the runs, collect
+    assert planned_jobs(root, target=RUNS_CSV) == {}
 
 
 @pytest.mark.slow
@@ -431,14 +449,14 @@ def test_snakemake_after_a_fresh_clones_dvc_repro_prints_the_command_that_adopts
     write_params(root / CI, {"select.params": TWO_RUNS["grid.sizes"][0]["params"], "select.depths": [1, 2]},
                  base=root / CI)
     stages = ["collect", "latency_collect"]
-    targets = ["results/runs.csv", "results/latency.csv"]
+    targets = [RUNS_CSV, LATENCY_CSV]
     sh(["morph", "dvc-yaml", "--params", CI], root)
     sh(["dvc", "repro", *stages], root, timeout=900)
-    built = {p: sha256_file(root / p) for p in targets + ["runs/d40-l1-t2/metrics.json"]}
+    built = {p: sha256_file(root / p) for p in targets + [run_metrics("d40-l1-t2")]}
     out = sh(["snakemake", "-n", *targets, "--configfile", CI], root)
     # Folders are judged through the files their jobs write with them, so DVC's build plans nothing here.
     assert "Nothing to be done" in out.stdout, out.stdout[-2000:]
-    hint = f"snakemake --touch -j1 results/morph1b.json --configfile {CI}"
+    hint = f"snakemake --touch -j1 {DECISION} --configfile {CI}"
     assert hint in out.stderr, out.stderr[-2000:]
     sh(hint.split(), root)
     assert "Nothing to be done" in sh(["snakemake", "-n", *targets, "--configfile", CI], root).stdout
@@ -450,20 +468,15 @@ def test_snakemake_after_a_fresh_clones_dvc_repro_prints_the_command_that_adopts
 # Snakemake deletes a job's outputs as the job starts, so these faults are refused when the Snakefile loads or,
 # once the plan is known, before any job starts; every row checks that no finished file changed.
 
-RUNS = "results/runs.csv"
-
-
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """The two-run experiment built through Snakemake up to results/runs.csv, shared by the rows below (each
-    works on a copy)."""
-    root = two_run_copy(tmp_path_factory.mktemp("finished") / "tree")
-    sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, timeout=900)
-    return root
+def finished(ci_tree) -> Path:
+    """The CI experiment's whole graph built through Snakemake (conftest.ci_tree), shared by the rows here: each
+    works on a copy."""
+    return ci_tree
 
 
 def copy_of(tree: Path, dest: Path) -> Path:
-    return Path(shutil.copytree(tree, dest, symlinks=True))  # modification times kept, as Snakemake judges them
+    return copy_tree(tree, dest)  # modification times kept, as Snakemake judges them
 
 
 def results(root: Path) -> dict[str, str]:
@@ -480,28 +493,28 @@ def refused(out: subprocess.CompletedProcess, *says: str) -> None:
 
 
 def lineage_check(root: Path) -> subprocess.CompletedProcess:
-    return sh(["morph", "lineage", "--check", RUNS, "--params", CI], root, check=False)
+    return sh(["morph", "lineage", "--check", RUNS_CSV, "--params", CI], root, check=False)
 
 
 EDITS = {
-    "a typo in data.paths": (lambda t: t.replace("data/raw/fixture/*", "data/raw/fixtures/*"), RUNS,
+    "a typo in data.paths": (lambda t: t.replace("data/raw/fixture/*", "data/raw/fixtures/*"), RUNS_CSV,
                              "data.paths: 'data/raw/fixtures/*.jsonl.zst' matches no file"),
-    "train.lr: .inf": (lambda t: t.replace("lr: 0.005", "lr: .inf"), "runs/{run}/metrics.json",
+    "train.lr: .inf": (lambda t: t.replace("lr: 0.005", "lr: .inf"), run_metrics("{run}"),
                        "train.lr: inf is not a finite number"),
-    "select.tolerance: .nan": (lambda t: t.replace("tolerance: 0.15", "tolerance: .nan"), RUNS,
+    "select.tolerance: .nan": (lambda t: t.replace("tolerance: 0.15", "tolerance: .nan"), RUNS_CSV,
                                "select.tolerance: nan is not a finite number"),
-    "a second seed": (lambda t: t + "seed: 3\n", RUNS, "seed: written twice"),
-    "a second train section": (lambda t: t + "train:\n  lr: 0.1\n", "runs/{run}/metrics.json",
+    "a second seed": (lambda t: t + "seed: 3\n", RUNS_CSV, "seed: written twice"),
+    "a second train section": (lambda t: t + "train:\n  lr: 0.1\n", run_metrics("{run}"),
                                "train: written twice"),
     # In range for their type, meaningless in fact: an untrained model saved as trained, Adam that never updates.
-    "train.lr: 0": (lambda t: t.replace("lr: 0.005", "lr: 0"), "runs/{run}/metrics.json",
+    "train.lr: 0": (lambda t: t.replace("lr: 0.005", "lr: 0"), run_metrics("{run}"),
                     "train.lr: 0.0 must be above 0"),
-    "train.beta2: 1.0": (lambda t: t.replace("lr: 0.005", "lr: 0.005\n  beta2: 1.0"), "runs/{run}/metrics.json",
+    "train.beta2: 1.0": (lambda t: t.replace("lr: 0.005", "lr: 0.005\n  beta2: 1.0"), run_metrics("{run}"),
                          "train.beta2: 1.0 must be below 1"),
     # Found only once the plan is known (onstart): this machine has no GPU to train on.
     "train.accelerator: gpu": (lambda t: t.replace("lr: 0.005", "lr: 0.005\n  accelerator: gpu"),
-                               "runs/{run}/metrics.json", "train.accelerator: gpu, but torch sees no CUDA device"),
-    "latency.new_tokens: 1000": (lambda t: t.replace("new_tokens: 32", "new_tokens: 1000"), RUNS,
+                               run_metrics("{run}"), "train.accelerator: gpu, but torch sees no CUDA device"),
+    "latency.new_tokens: 1000": (lambda t: t.replace("new_tokens: 32", "new_tokens: 1000"), RUNS_CSV,
                                  "latency.new_tokens: prompt_len 16 + new_tokens 1000 exceeds"),
 }
 
@@ -519,7 +532,7 @@ def test_a_bad_edit_is_refused_before_snakemake_deletes_anything(edit, finished,
     refused(sh(["snakemake", "-j1", target.format(run=rid), "--configfile", CI], root, check=False), says)
     assert results(root) == before
     (root / CI).write_text(good)
-    assert planned_jobs(root, target=RUNS) == {}
+    assert planned_jobs(root, target=RUNS_CSV) == {}
 
 
 @pytest.mark.slow
@@ -527,25 +540,26 @@ def test_an_experiment_file_named_with_spaces_quotes_and_accents_runs(finished, 
     root = copy_of(finished, tmp_path / "tree")
     name = "my exp's \u00e9t\u00e9.yaml"
     shutil.copy2(root / CI, root / name)
-    sh(["snakemake", "-j1", "data/tokens/meta.json", "--configfile", name], root)
-    assert planned_jobs(root, params=name, target="data/tokens/meta.json") == {}
+    sh(["snakemake", "-j1", TOKENS_META, "--configfile", name], root)
+    assert planned_jobs(root, params=name, target=TOKENS_META) == {}
 
 
 @pytest.mark.slow
 def test_a_truncated_sample_shard_is_refused_keeping_the_tokenizer_and_flagged_by_lineage(finished, tmp_path):
     root = copy_of(finished, tmp_path / "tree")
-    truncate("data/sample/train-00000.jsonl.zst", 20_000)(root)
+    shard = sample_shard("train-00000")
+    truncate(shard, 20_000)(root)
     before = results(root)
-    fix = f"snakemake -j1 --force data/sample/manifest.json data/tokens/meta.json --configfile {CI}"
-    refused(sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, check=False),
-            "data/sample/train-00000.jsonl.zst: changed since data/sample/manifest.json recorded its sha256", fix)
+    fix = f"snakemake -j1 --force {SAMPLE_MANIFEST} {TOKENS_META} --configfile {CI}"
+    refused(sh(["snakemake", "-j1", RUNS_CSV, "--configfile", CI], root, check=False),
+            f"{shard}: changed since {SAMPLE_MANIFEST} recorded its sha256", fix)
     assert results(root) == before
     check = lineage_check(root)
     assert check.returncode == 1, check.stderr
-    assert "data/sample/train-00000.jsonl.zst: changed since tokenize_shard-train-00000 read it" in check.stderr
-    assert "snakemake -j1 --force data/sample/train-00000.jsonl.zst data/tokens/meta.json" in check.stderr
+    assert f"{shard}: changed since tokenize_shard-train-00000 read it" in check.stderr
+    assert f"snakemake -j1 --force {shard} {TOKENS_META}" in check.stderr
     sh(fix.split(), root)
-    assert planned_jobs(root, target=RUNS) == {}, "the rebuilt, byte-identical data reran training"
+    assert planned_jobs(root, target=RUNS_CSV) == {}, "the rebuilt, byte-identical data reran training"
     assert results(root) == results(finished)
     assert lineage_check(root).returncode == 0
 
@@ -554,54 +568,55 @@ def test_a_truncated_sample_shard_is_refused_keeping_the_tokenizer_and_flagged_b
 def test_a_corrupt_metrics_file_is_refused_keeping_runs_csv_and_flagged_by_lineage(finished, tmp_path):
     root = copy_of(finished, tmp_path / "tree")
     rid, _ = first_run(root / CI)
-    metrics = root / f"runs/{rid}/metrics.json"
+    metrics = root / run_metrics(rid)
     good = metrics.read_bytes()
     metrics.write_text('{"val_loss": 3.')
     before = results(root)
-    fix = f"snakemake -j1 --force runs/{rid}/metrics.json --configfile {CI}"
-    refused(sh(["snakemake", "-j1", RUNS, "--configfile", CI], root, check=False),
-            f"runs/{rid}/metrics.json: damaged", fix)
+    fix = f"snakemake -j1 --force {run_metrics(rid)} --configfile {CI}"
+    refused(sh(["snakemake", "-j1", RUNS_CSV, "--configfile", CI], root, check=False),
+            f"{run_metrics(rid)}: damaged", fix)
     assert results(root) == before
     check = lineage_check(root)
-    assert check.returncode == 1 and f"runs/{rid}/metrics.json: changed since collect read it" in check.stderr
+    assert check.returncode == 1 and f"{run_metrics(rid)}: changed since collect read it" in check.stderr
     collect = sh(["morph", "collect", "--params", CI], root, check=False)
-    assert collect.returncode == 2 and f"runs/{rid}/metrics.json: corrupt JSON" in collect.stderr
+    assert collect.returncode == 2 and f"{run_metrics(rid)}: corrupt JSON" in collect.stderr
     assert fix in collect.stderr and "or restore the file" in collect.stderr
     assert results(root) == before
     metrics.write_bytes(good)  # restored: Snakemake finds its checksum unchanged
-    assert planned_jobs(root, target=RUNS) == {}
+    assert planned_jobs(root, target=RUNS_CSV) == {}
     assert lineage_check(root).returncode == 0
 
 
 @pytest.mark.slow
 def test_garbage_in_runs_csv_is_refused_before_the_law_fit_starts(finished, tmp_path):
     root = copy_of(finished, tmp_path / "tree")
-    (root / RUNS).write_bytes(b'params,tokens,loss\n1,"2\n\x00garbage,,,,\n')
+    (root / RUNS_CSV).write_bytes(b'params,tokens,loss\n1,"2\n\x00garbage,,,,\n')
     before = results(root)
-    fix = f"snakemake -j1 --force {RUNS} --configfile {CI}"
-    refused(sh(["snakemake", "-j1", "results/law/chinchilla.json", "--configfile", CI], root, check=False),
-            f"{RUNS}: damaged", fix)
-    assert results(root) == before and not (root / "results/law").exists()
+    fix = f"snakemake -j1 --force {RUNS_CSV} --configfile {CI}"
+    refused(sh(["snakemake", "-j1", law_json("chinchilla"), "--configfile", CI], root, check=False),
+            f"{RUNS_CSV}: damaged", fix)
+    # the finished fit's files are all there as they were, and no other: the law fit never started
+    assert results(root) == before and law_json("chinchilla") in before
     sh(fix.split(), root)
-    assert (root / RUNS).read_bytes() == (finished / RUNS).read_bytes()
+    assert (root / RUNS_CSV).read_bytes() == (finished / RUNS_CSV).read_bytes()
 
 
 @pytest.mark.slow
 def test_an_incomplete_tokenizer_is_refused_by_training_and_flagged_by_lineage(finished, tmp_path):
     root = copy_of(finished, tmp_path / "tree")
-    (root / "data/tokens/tokenizer/tokenizer.json").unlink()
+    (root / TOKENIZER / TOKENIZER_JSON).unlink()
     check = lineage_check(root)
-    assert check.returncode == 1 and "data/tokens/tokenizer: changed since tokenize_gather read it" in check.stderr
-    assert "snakemake -j1 --force data/tokens/tokenizer data/tokens/meta.json" in check.stderr
+    assert check.returncode == 1 and f"{TOKENIZER}: changed since tokenize_gather read it" in check.stderr
+    assert f"snakemake -j1 --force {TOKENIZER} {TOKENS_META}" in check.stderr
     rid, _ = first_run(root / CI)
     train = sh(["morph", "train", "--params", CI, "--run", rid, "--out", str(tmp_path / "run")], root, check=False)
-    fix = f"snakemake -j1 --force data/tokens/tokenizer data/tokens/meta.json --configfile {CI}"
+    fix = f"snakemake -j1 --force {TOKENIZER} {TOKENS_META} --configfile {CI}"
     assert train.returncode == 2, train.stderr[-3000:]
-    assert ("data/tokens/tokenizer: not the tokenizer data/tokens/meta.json was built with (tokenizer.json is "
+    assert (f"{TOKENIZER}: not the tokenizer {TOKENS_META} was built with ({TOKENIZER_JSON} is "
             "missing)") in train.stderr and fix in train.stderr and "Traceback" not in train.stderr
     assert not (tmp_path / "run/model").exists()
     sh(fix.split(), root)
-    assert planned_jobs(root, target=RUNS) == {}, "the rebuilt, byte-identical tokenizer reran training"
+    assert planned_jobs(root, target=RUNS_CSV) == {}, "the rebuilt, byte-identical tokenizer reran training"
     assert lineage_check(root).returncode == 0
 
 
@@ -611,7 +626,7 @@ def test_an_incomplete_tokenizer_is_refused_by_training_and_flagged_by_lineage(f
 def test_a_byte_identical_experiment_file_under_another_name_plans_nothing(finished, tmp_path):
     root = copy_of(finished, tmp_path / "tree")
     shutil.copyfile(root / CI, root / "renamed.yaml")
-    assert planned_jobs(root, params="renamed.yaml", target=RUNS) == {}
+    assert planned_jobs(root, params="renamed.yaml", target=RUNS_CSV) == {}
 
 
 def dvc_status(root: Path) -> set[str]:
@@ -623,7 +638,7 @@ def dvc_status(root: Path) -> set[str]:
 def test_after_a_snakemake_run_dvc_sees_its_jobs_current_and_repro_runs_nothing(finished, tmp_path):
     root = copy_of(finished, tmp_path / "tree")
     sh(["morph", "dvc-yaml", "--params", CI], root)
-    sh(["snakemake", "-j1", "--force", RUNS, "--configfile", CI], root)  # collect runs; the rest is current
+    sh(["snakemake", "-j1", "--force", RUNS_CSV, "--configfile", CI], root)  # collect runs; the rest is current
     before = results(root)
     from morph.spec import experiment
 
@@ -649,19 +664,19 @@ def rwlock_pids(root: Path) -> set[int]:
 
 
 @pytest.mark.slow
-def test_dvc_repro_while_snakemake_runs_is_refused_and_deletes_nothing(finished, tmp_path):
+def test_dvc_repro_while_snakemake_runs_is_refused_and_deletes_nothing(finished, two_runs, tmp_path):
     root = copy_of(finished, tmp_path / "tree")
     sh(["morph", "dvc-yaml", "--params", CI], root)
-    rid, _ = first_run(root / CI)
+    rid = two_runs[0]
     log = open(tmp_path / "snakemake.log", "w")
-    first = subprocess.Popen(["snakemake", "-j1", "--force", f"runs/{rid}/metrics.json", "--configfile", CI],
+    first = subprocess.Popen(["snakemake", "-j1", "--force", run_metrics(rid), "--configfile", CI],
                              cwd=root, stdout=log, stderr=subprocess.STDOUT,
                              env=os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"})
     incomplete = root / ".snakemake/incomplete"
     while first.poll() is None and not (incomplete.is_dir() and any(incomplete.iterdir())):
         time.sleep(0.05)
     assert first.poll() is None, "the run ended before a job of it could be seen in flight"
-    before = {k: v for k, v in results(root).items() if not k.startswith((f"runs/{rid}/", ".dvc/"))}
+    before = {k: v for k, v in results(root).items() if not k.startswith((f"{run_dir(rid)}/", ".dvc/"))}
     repro = sh(["dvc", "repro", "-s", "collect"], root, check=False)
     assert repro.returncode != 0 and "Unable to acquire lock" in repro.stderr, repro.stdout + repro.stderr
     assert {k: v for k, v in results(root).items() if k in before} == before
@@ -670,21 +685,21 @@ def test_dvc_repro_while_snakemake_runs_is_refused_and_deletes_nothing(finished,
 
 
 @pytest.mark.slow
-def test_snakemake_while_dvc_runs_is_refused_and_a_killed_dvc_leaves_no_stale_lock(finished, tmp_path):
+def test_snakemake_while_dvc_runs_is_refused_and_a_killed_dvc_leaves_no_stale_lock(finished, two_runs, tmp_path):
     import signal
 
     from dvc.lock import Lock
 
     root = copy_of(finished, tmp_path / "tree")
     sh(["morph", "dvc-yaml", "--params", CI], root)
-    dry_run = ["snakemake", "-n", RUNS, "--configfile", CI]
+    dry_run = ["snakemake", "-n", RUNS_CSV, "--configfile", CI]
     held = Lock(str(root / ".dvc/tmp/lock"))  # as `dvc repro` holds it between stages
     held.lock()
     try:
         refused(sh(dry_run, root, check=False), f".dvc/tmp/lock: a dvc command (pid {os.getpid()}) is running")
     finally:
         held.unlock()
-    rid, _ = first_run(root / CI)
+    rid = two_runs[0]
     dvc = subprocess.Popen(["dvc", "repro", "-s", "-f", f"train-{rid}"], cwd=root, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True,
                            env=os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"})

@@ -1,5 +1,6 @@
-"""The graph's data and training half through a real single-node SLURM cluster (Debian slurm-wlm with
-munge on 127.0.0.1), submitted by Snakemake's SLURM executor plugin; daemons are shut down after."""
+"""Jobs of the graph through a real single-node SLURM cluster (Debian slurm-wlm with munge on 127.0.0.1),
+submitted by Snakemake's SLURM executor plugin, and a training job's ranks started by srun; daemons are shut
+down after."""
 from __future__ import annotations
 
 import csv
@@ -10,10 +11,9 @@ import subprocess
 import pytest
 
 import slurm_cluster
-from conftest import TWO_RUNS
-from conftest import write_params as write_ci_params
-from morph.spec import experiment
-from test_end_to_end import BIN, CI, fresh_copy
+from conftest import copy_tree
+from morph.spec.artifacts.train import RUNS_CSV, run_metrics
+from test_end_to_end import BIN, CI
 
 pytestmark = pytest.mark.slow
 
@@ -36,24 +36,32 @@ def test_sbatch_runs_a_job(slurm_env, tmp_path):
     assert (tmp_path / "out.txt").read_text().startswith("ran as ")
 
 
-def test_snakemake_trains_a_grid_through_slurm(slurm_env, tmp_path):
-    """Every rule from the raw shards to runs.csv as its own sbatch job, on the CI experiment cut to a
-    two-run grid (the whole CI grid is the end-to-end test's; here only the executor differs)."""
-    root = fresh_copy(tmp_path)
-    write_ci_params(root / CI, TWO_RUNS)
+def test_snakemake_trains_a_grid_through_slurm(slurm_env, ci_tree, two_runs, tmp_path):
+    """Snakemake's SLURM executor plugin runs the graph's jobs as sbatch jobs, several at once: on a copy of the
+    finished CI tree (conftest.ci_tree), two runs of its grid (depths 1 and 2) retrain, each its own sbatch job,
+    and collect rebuilds runs.csv from them as a third. Only the executor differs from the local build: each run's
+    loss and weights are the ones the local build recorded."""
+    root = copy_tree(ci_tree, tmp_path / "tree")
     env = slurm_env | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    args = [str(BIN / "snakemake"), "results/runs.csv", "--configfile", CI,
+    args = [str(BIN / "snakemake"), RUNS_CSV, "--configfile", CI,
             "--executor", "slurm", "--jobs", "4", "--latency-wait", "30",
             "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1",
-            "--default-resources", "slurm_partition=debug", "mem_mb=2000", "runtime=30", "cpus_per_task=1"]
+            "--default-resources", "slurm_partition=debug", "mem_mb=2000", "runtime=30", "cpus_per_task=1",
+            "--forcerun", *map(run_metrics, two_runs)]
     out = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     log = out.stdout + out.stderr
-    # sample, tokenizer, one tokenize job per sample shard, the gather, 2 runs (depths 1 and 2), collect
-    shards = len(experiment.load(root / CI).sample_shards)
-    assert log.count("has been submitted with SLURM jobid") == 1 + 1 + shards + 1 + 2 + 1, log[-3000:]
-    rows = list(csv.DictReader(open(root / "results/runs.csv")))
-    assert sorted(int(r["n_layers"]) for r in rows) == [1, 2] and all(0 < float(r["loss"]) < 10 for r in rows)
+    assert log.count("has been submitted with SLURM jobid") == len(two_runs) + 1, log[-3000:]  # the runs, collect
+    # both runs were in SLURM's queue before either finished
+    queued = out.stderr.count("has been submitted with SLURM jobid", 0, out.stderr.index("Finished jobid"))
+    assert queued == len(two_runs), log[-3000:]
+    for rid in two_runs:
+        ran, local = (json.loads((tree / run_metrics(rid)).read_text()) for tree in (root, ci_tree))
+        assert ran["wall_s"] != local["wall_s"], f"{rid} did not retrain"
+        assert (ran["val_loss"], ran["model_sha256"]) == (local["val_loss"], local["model_sha256"]), rid
+    rows, local_rows = ({r["run_id"]: r for r in csv.DictReader(open(tree / RUNS_CSV))} for tree in (root, ci_tree))
+    assert sorted(int(rows[rid]["n_layers"]) for rid in two_runs) == [1, 2]
+    assert {k: r["loss"] for k, r in rows.items()} == {k: r["loss"] for k, r in local_rows.items()}
 
 
 def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path):
@@ -80,7 +88,7 @@ def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path
     # both tasks write job.log, so a progress bar's multi-byte character can be split by the other's line
     log = (tmp_path / "job.log").read_text(errors="replace") if (tmp_path / "job.log").exists() else ""
     assert state == "COMPLETED", state + "\n" + log[-4000:]
-    m = json.loads((tmp_path / "runs" / rid / "metrics.json").read_text())
+    m = json.loads((tmp_path / run_metrics(rid)).read_text())
     # two SLURM tasks that Lightning took as its ranks (not ranks it started itself), one writer
     assert "SLURM auto-requeueing enabled" in log and "MEMBER: 2/2" in log
     assert m["world_size"] == 2 and log.count("val_loss") == 1

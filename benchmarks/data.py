@@ -42,11 +42,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from morph import cli
+from morph.core import experiment
 from morph.data import encode
 from morph.data import tokenizer as tokens
 from morph.data.shards import read_docs
 from morph.data.tokenize_shard import batches
-from morph.spec import experiment
 from morph.workflow import pipeline
 
 BIN = Path(sys.executable).parent

@@ -23,8 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from morph.core import experiment
 from morph.evaluate import task_data as eval_data
-from morph.spec import experiment
 
 
 def bpe_tokenizer(vocab_size: int):

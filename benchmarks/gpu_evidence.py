@@ -106,7 +106,7 @@ class Results:
 
 
 def load(plan: dict):
-    from morph.spec import experiment
+    from morph.core import experiment
 
     cfg = experiment.load(ROOT / plan["params"])
     shapes = {s.shape_id: s for s in (*cfg.candidate_shapes, cfg.baseline.shape)}
@@ -138,7 +138,7 @@ def step_train_config(plan: dict, params_out: str) -> None:
     raw["train"] |= {"accelerator": plan["accelerator"], "precision": plan["precision"], "devices": 1,
                      "checkpoint_every": 10}
     Path(params_out).write_text(yaml.safe_dump(raw, sort_keys=False))
-    from morph.spec import experiment
+    from morph.core import experiment
 
     print(experiment.load(params_out).grid_runs[0].run_id)
 
@@ -177,7 +177,7 @@ def step_throughput(res: Results, plan: dict) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from train_throughput import lightning_loop, plain_loop
 
-    from morph.model import build_model
+    from morph.core.decoder import build_model
     from morph.train.batches import train_batch
     from morph.train.flops import device_peak, train_flops_per_token
     from morph.train.launch import GIB, Launch, train_bytes_per_device
@@ -247,7 +247,7 @@ def copy_bandwidth(device) -> float:
 def _timed(res: Results, plan: dict, step: str, backend: str, shape_ids, bandwidth: float | None = None) -> None:
     """`morph latency`'s measurement of each shape with one backend; its record beside the results files. With a
     measured bandwidth, each shape's weight-bytes limit (weights read once a token) and the share of it reached."""
-    from morph.io import write_json
+    from morph.core.io import write_json
     from morph.latency.measure import measure
 
     cfg, shapes = load(plan)

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from transformers import LlamaForCausalLM  # noqa: F401  imported up front so no shape's cost includes it
 
+from morph.core import experiment
 from morph.latency.cost_model import FEATURES, features, fit, leave_one_out
 from morph.latency.measure import measure
-from morph.spec import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,11 +30,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from morph.core.law_names import LAWS, SOLVERS
 from morph.law.fitting import design, validate
 from morph.law.forms import Law, predict
 from morph.law.solvers import serial_blas, solve
 from morph.law.zoo import cross_validate
-from morph.spec.law_names import LAWS, SOLVERS
 
 SHARED = ROOT.parent / "shared" / "scaling-data"
 RATIOS = (1.0, 2.0, 4.0)  # the loss does not depend on them: the ratio factor is timed, not recovered

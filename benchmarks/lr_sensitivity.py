@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from morph.spec import experiment
+from morph.core import experiment
 
 
 def train(tree: Path, params: Path, run_id: str, out: Path) -> float:

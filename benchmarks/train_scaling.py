@@ -31,9 +31,9 @@ import numpy as np
 import yaml
 from train_throughput import lightning_loop, plain_loop
 
-from morph.io import sha256_file, write_json
-from morph.model import build_model
-from morph.spec import experiment
+from morph.core import experiment
+from morph.core.decoder import build_model
+from morph.core.io import sha256_file, write_json
 from morph.train.batches import TokenData, TokenStream, train_batch
 from morph.train.lm import Optim
 from morph.train.memory import keep_freed_memory

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from morph.model import build_model
-from morph.spec import experiment
+from morph.core import experiment
+from morph.core.decoder import build_model
 from morph.train.batches import IGNORE, TokenData, TokenStream, make_datamodule, steps_for_budget, train_batch
 from morph.train.flops import PRECISION_DTYPES, device_peak, matmul_peak_flops, train_flops_per_token
 from morph.train.launch import Launch

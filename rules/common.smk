@@ -6,11 +6,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from morph import process_lock
-from morph.errors import MorphError
-from morph.spec import experiment as morph_experiment
-from morph.spec.artifacts.common import PARAMS as PARAMS_FILE
-from morph.spec.artifacts.report import DECISION
+from morph.core import process_lock
+from morph.core.errors import MorphError
+from morph.core import experiment as morph_experiment
+from morph.core.artifacts.common import PARAMS as PARAMS_FILE
+from morph.core.artifacts.report import DECISION
 from morph.workflow import dvc_sync
 from morph.workflow import pipeline
 from morph.workflow import preflight

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from morph.core.io import atomic_path
 from morph.data.shards import write_docs
-from morph.io import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

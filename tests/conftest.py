@@ -49,7 +49,7 @@ def make_params(tmp_path):
 
 @pytest.fixture(scope="session")
 def ci_cfg():
-    from morph.spec import experiment
+    from morph.core import experiment
 
 
     return experiment.load(CI_PARAMS)
@@ -85,7 +85,7 @@ def ci_tree(tmp_path_factory) -> Path:
     """A fresh copy of the repository with the whole graph built on configs/ci.yaml through Snakemake, once per
     session. Shared, so never written: a test that changes anything works on its own `copy_tree` of it, which
     plans nothing (test_end_to_end.py::test_a_copy_of_the_tree_by_cp_r_plans_nothing)."""
-    from morph.spec.artifacts.report import DECISION
+    from morph.core.artifacts.report import DECISION
     from test_end_to_end import CI, fresh_copy, sh
 
     root = fresh_copy(tmp_path_factory.mktemp("ci_tree"))
@@ -99,7 +99,7 @@ def ci_tree(tmp_path_factory) -> Path:
 def two_runs(tmp_path_factory) -> list[str]:
     """The run ids of the two-run experiment (TWO_RUNS: depths 1 and 2), which the CI grid holds too: tests on
     ci_tree retrain these where they used to build a two-run tree of their own."""
-    from morph.spec import experiment
+    from morph.core import experiment
 
     ids = [r.run_id for r in experiment.load(write_params(tmp_path_factory.mktemp("two_runs") / "two.yaml",
                                                           TWO_RUNS)).grid_runs]
@@ -113,7 +113,7 @@ def copy_tree(tree: Path, dest: Path) -> Path:
 
 
 def record_with(kind, **values):
-    """A record of `kind` (morph.spec.records) holding `values`, every other key a blank of its type (None where
+    """A record of `kind` (morph.core.records) holding `values`, every other key a blank of its type (None where
     it may be null): for a test whose stage reads only some of a record's keys."""
     import typing
 

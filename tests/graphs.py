@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from morph.spec.artifacts.report import DECISION
+from morph.core.artifacts.report import DECISION
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))

@@ -11,14 +11,14 @@ import pytest
 
 from conftest import write_params
 from morph import cli
-from morph.errors import MorphError
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
+from morph.core.artifacts.select import SELECTION
+from morph.core.errors import MorphError
+from morph.core.schema import build
+from morph.core.select import Select
 from morph.select.rank import choose
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
-from morph.spec.artifacts.select import SELECTION
-from morph.spec.schema import build
-from morph.spec.select import Select
 
 RELATIVE = {"select.latency_budget_s": None, "select.latency_budget_relative": {"relative_to": "baseline",
                                                                                 "factor": 0.5}}

@@ -7,9 +7,9 @@ import yaml
 
 from conftest import CI_PARAMS, ROOT
 from morph import cli
-from morph.errors import MorphError
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS
+from morph.core.errors import MorphError
 
 
 @pytest.mark.parametrize("path", [ROOT / PARAMS, CI_PARAMS])

@@ -17,12 +17,12 @@ import yaml
 
 from conftest import CI_PARAMS, ROOT, TWO_RUNS, write_params
 from morph import cli
-from morph.io import provenance, write_json
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import SAMPLE_MANIFEST, TOKENS_META
-from morph.spec.artifacts.report import DECISION
-from morph.spec.artifacts.train import run_metrics
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.data import SAMPLE_MANIFEST, TOKENS_META
+from morph.core.artifacts.report import DECISION
+from morph.core.artifacts.train import run_metrics
+from morph.core.io import provenance, write_json
 from morph.workflow import pipeline
 
 EXPERIMENTS = (PARAMS, "configs/ci.yaml", "configs/paper.yaml")

@@ -12,10 +12,7 @@ import pytest
 
 from conftest import CI_PARAMS, ROOT
 from morph import cli
-from morph.data import encode, sample
-from morph.data.shards import read_docs, write_docs
-from morph.io import sha256_file
-from morph.spec.artifacts.data import (
+from morph.core.artifacts.data import (
     MANIFEST,
     META,
     TOKENIZER,
@@ -27,6 +24,9 @@ from morph.spec.artifacts.data import (
     token_shard,
     token_shard_summary,
 )
+from morph.core.io import sha256_file
+from morph.data import encode, sample
+from morph.data.shards import read_docs, write_docs
 
 FIXTURE = sorted((ROOT / "data/raw/fixture").glob("shard_*.jsonl.zst"))
 # A grid small enough that a few fixture documents cover it.
@@ -252,9 +252,9 @@ def test_gather_names_a_truncated_shard_and_how_to_rebuild_it(ci_data, tmp_path,
 
 
 def test_tokenizer_learns_from_a_bounded_seeded_subsample(ci_data, make_params):
+    from morph.core import experiment
     from morph.data import tokenizer
     from morph.data.manifest import read_manifest
-    from morph.spec import experiment
 
     def draw(overrides):
         cfg = experiment.load(make_params(overrides))

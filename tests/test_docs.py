@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from morph import source
+from morph.core import source
 from morph.workflow.commands import COMMANDS, TOOLS
 from morph.workflow.pipeline import STAGES
 

@@ -20,15 +20,15 @@ import yaml
 
 from conftest import copy_tree
 from graphs import REPO
-from morph.spec import experiment
-from morph.spec.artifacts.common import CAPTIONS, FIGURES, figure
-from morph.spec.artifacts.data import TOKENS_META, token_shard
-from morph.spec.artifacts.evaluate import eval_json, lm_eval_out
-from morph.spec.artifacts.latency import LATENCY_FIGURE
-from morph.spec.artifacts.law import LAW_DIR, ZOO_JSON
-from morph.spec.artifacts.report import DECISION, HINDSIGHT_FIGURE, LOSS_CURVES, REPORT_MD, SUMMARY
-from morph.spec.artifacts.select import slot
-from morph.spec.artifacts.train import RUN_METRICS, RUNS, RUNS_CSV, run_dir, run_metrics, run_model
+from morph.core import experiment
+from morph.core.artifacts.common import CAPTIONS, FIGURES, figure
+from morph.core.artifacts.data import TOKENS_META, token_shard
+from morph.core.artifacts.evaluate import eval_json, lm_eval_out
+from morph.core.artifacts.latency import LATENCY_FIGURE
+from morph.core.artifacts.law import LAW_DIR, ZOO_JSON
+from morph.core.artifacts.report import DECISION, HINDSIGHT_FIGURE, LOSS_CURVES, REPORT_MD, SUMMARY
+from morph.core.artifacts.select import slot
+from morph.core.artifacts.train import RUN_METRICS, RUNS, RUNS_CSV, run_dir, run_metrics, run_model
 from morph.workflow import snakemake_report
 
 BIN = Path(sys.executable).parent
@@ -403,12 +403,12 @@ def train_edit_plan(root: Path) -> dict[str, int]:
 
 # Each params section's schema is its own module: an edit reruns the stages that read that section. Each
 # family's artifact names too: the evaluate stage is told its paths; the report finds its outputs by name.
-EVALUATE_SECTION, TRAIN_SECTION = "src/morph/spec/evaluate.py", "src/morph/spec/train.py"
-EVALUATE_NAMES = "src/morph/spec/artifacts/evaluate.py"
+EVALUATE_SECTION, TRAIN_SECTION = "src/morph/core/evaluate.py", "src/morph/core/train.py"
+EVALUATE_NAMES = "src/morph/core/artifacts/evaluate.py"
 
 
 def test_a_code_edit_plans_exactly_the_stages_that_run_that_code(tree):
-    with code_edited(tree, "src/morph/shape.py"):
+    with code_edited(tree, "src/morph/core/shape.py"):
         assert planned_jobs(tree) == shape_edit_plan(tree)
     exp = experiment.load(tree / CI)
     with code_edited(tree, EVALUATE_SECTION):  # read by scoring and by the report's bootstrap
@@ -475,7 +475,7 @@ def dvc_changed(root: Path) -> dict[str, int]:
 
 
 def test_dvc_sees_the_same_code_edits(dvc_tree):
-    with code_edited(dvc_tree, "src/morph/shape.py"):
+    with code_edited(dvc_tree, "src/morph/core/shape.py"):
         changed = dvc_changed(dvc_tree)
     exp = experiment.load(dvc_tree / CI)
     assert changed["train"] == len(exp.grid_runs) + target_trainings(exp), changed

@@ -11,14 +11,14 @@ import pytest
 import yaml
 
 from morph import cli
-from morph.errors import MorphError
+from morph.core import experiment
+from morph.core import tasks as task_specs
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.evaluate import eval_json, lm_eval_out
+from morph.core.errors import MorphError
+from morph.core.io import sha256_tree
 from morph.evaluate import task_data as eval_data
 from morph.evaluate.score import check_model_dir, evaluate
-from morph.io import sha256_tree
-from morph.spec import experiment
-from morph.spec import tasks as task_specs
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.evaluate import eval_json, lm_eval_out
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ["arc_easy", "copa", "winogrande"]
@@ -37,7 +37,7 @@ def random_model(out: Path, init_seed: int) -> Path:
     import torch
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from morph.shape import ShapeRules
+    from morph.core.shape import ShapeRules
 
     torch.set_num_threads(1)
     torch.manual_seed(init_seed)

@@ -10,9 +10,9 @@ import yaml
 
 from conftest import CI_PARAMS
 from graphs import REPO, snakemake_jobs
-from morph.spec import experiment
-from morph.spec.artifacts.report import DECISION
-from morph.spec.schema import ConfigError
+from morph.core import experiment
+from morph.core.artifacts.report import DECISION
+from morph.core.schema import ConfigError
 
 OTHER = "experiments/other"
 

@@ -24,16 +24,16 @@ import zstandard
 
 from conftest import CI_PARAMS, ROOT, TWO_RUNS, copy_tree, write_params
 from morph import cli
-from morph.io import sha256_file, write_json
-from morph.spec.artifacts.common import PARAMS, figure
-from morph.spec.artifacts.data import SAMPLE as SAMPLE_DIR
-from morph.spec.artifacts.data import SAMPLE_MANIFEST, TOKENIZER, TOKENIZER_JSON, TOKENS, TOKENS_META, sample_shard
-from morph.spec.artifacts.evaluate import eval_json
-from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
-from morph.spec.artifacts.law import law_json
-from morph.spec.artifacts.report import DECISION
-from morph.spec.artifacts.select import SELECTION, slot
-from morph.spec.artifacts.train import RUNS, RUNS_CSV, run_dir, run_metrics, run_model
+from morph.core.artifacts.common import PARAMS, figure
+from morph.core.artifacts.data import SAMPLE as SAMPLE_DIR
+from morph.core.artifacts.data import SAMPLE_MANIFEST, TOKENIZER, TOKENIZER_JSON, TOKENS, TOKENS_META, sample_shard
+from morph.core.artifacts.evaluate import eval_json
+from morph.core.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
+from morph.core.artifacts.law import law_json
+from morph.core.artifacts.report import DECISION
+from morph.core.artifacts.select import SELECTION, slot
+from morph.core.artifacts.train import RUNS, RUNS_CSV, run_dir, run_metrics, run_model
+from morph.core.io import sha256_file, write_json
 from test_end_to_end import BIN, CI, fresh_copy, planned_jobs, sh
 
 FIXTURE = sorted((ROOT / "data/raw/fixture").glob("*.jsonl.zst"))
@@ -129,8 +129,8 @@ def damaged_model(root: Path) -> None:
 def latency_records(**timing):
     """A record for every shape the experiment times, each with the given timings."""
     def apply(root: Path) -> None:
+        from morph.core import experiment
         from morph.latency.collect import SHAPE_FIELDS
-        from morph.spec import experiment
 
         for shape in experiment.load(root / PARAMS).latency_shapes:
             write_json(root / latency_json(shape.shape_id), {
@@ -277,7 +277,7 @@ def test_full_disk_names_the_file_and_keeps_the_old_output(tmp_path):
     try:
         write_json(disk / "result.json", {"old": True})
         before = sha256_file(disk / "result.json")
-        from morph.errors import MorphError
+        from morph.core.errors import MorphError
 
         with pytest.raises(MorphError) as err:
             write_json(disk / "result.json", {"big": "x" * 200_000})
@@ -298,7 +298,7 @@ def test_lineage_check_names_corrupt_weights_a_stage_recorded(tmp_path, capsys):
     weights = root / model / "model.safetensors"
     weights.parent.mkdir(parents=True)
     weights.write_bytes(os.urandom(4096))
-    from morph.io import provenance
+    from morph.core.io import provenance
 
     with contextlib.chdir(root):
         write_json(eval_json(slot(1)), {"provenance": provenance([model])})
@@ -327,7 +327,7 @@ def test_lineage_walks_the_experiment_the_decision_recorded(tmp_path, capsys):
     shutil.copy2(ROOT / PARAMS, root / PARAMS)
     (root / "configs").mkdir()
     shutil.copy2(CI_PARAMS, root / "configs/ci.yaml")
-    from morph.io import provenance
+    from morph.core.io import provenance
 
     with contextlib.chdir(root):
         write_json(law_json("inference-aware"), provenance(["configs/ci.yaml"]))
@@ -354,7 +354,7 @@ def tokens_tree(tmp_path_factory) -> Path:
 
 def first_run(params: Path) -> tuple[str, list[str]]:
     """The experiment's first grid run (`params`: the file, or a tree holding PARAMS) and its train argv."""
-    from morph.spec import experiment
+    from morph.core import experiment
 
     rid = experiment.load(params if params.is_file() else params / PARAMS).grid_runs[0].run_id
     return rid, ["train", "--params", PARAMS, "--run", rid, "--out", run_dir(rid)]
@@ -640,7 +640,7 @@ def test_after_a_snakemake_run_dvc_sees_its_jobs_current_and_repro_runs_nothing(
     sh(["morph", "dvc-yaml", "--params", CI], root)
     sh(["snakemake", "-j1", "--force", RUNS_CSV, "--configfile", CI], root)  # collect runs; the rest is current
     before = results(root)
-    from morph.spec import experiment
+    from morph.core import experiment
 
     exp = experiment.load(root / CI)
     built = {"sample", "tokenizer", "tokenize_gather", "collect", *(f"tokenize_shard-{s}" for s in exp.sample_shards),

@@ -14,17 +14,17 @@ import pytest
 
 from conftest import CI_PARAMS, ROOT, record_with, write_params
 from morph import cli
-from morph.errors import MorphError
-from morph.io import provenance, sha256_tree, write_json
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.data import TOKENIZER_DIR, TOKENIZER_JSON
+from morph.core.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
+from morph.core.artifacts.law import LAW_DIR
+from morph.core.artifacts.report import DECISION
+from morph.core.artifacts.select import SELECTION, Selection
+from morph.core.artifacts.train import RUNS_CSV, RUNS_INPUTS, RunMetrics, run_metrics
+from morph.core.errors import MorphError
+from morph.core.io import provenance, sha256_tree, write_json
 from morph.law import laws
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import TOKENIZER_DIR, TOKENIZER_JSON
-from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
-from morph.spec.artifacts.law import LAW_DIR
-from morph.spec.artifacts.report import DECISION
-from morph.spec.artifacts.select import SELECTION, Selection
-from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS, RunMetrics, run_metrics
 from morph.workflow import pipeline, preflight
 from test_faults import snapshot, tree
 
@@ -47,7 +47,7 @@ def test_reports_read_and_write_utf8_under_an_ascii_locale(tmp_path):
     script = f"""
 import json
 from pathlib import Path
-from morph.io import read_json, write_json
+from morph.core.io import read_json, write_json
 from morph.report.uncertainty import item_scores
 folder = Path({str(tmp_path)!r})
 row = {{"doc_id": 1, "acc": 1.0, "arguments": "caf\\u00e9 \\u2013 na\\u00efve"}}
@@ -167,7 +167,7 @@ def test_lineage_check_names_the_decision_an_input_changed_under(tmp_path, capsy
 def test_lineage_check_names_a_record_made_under_other_params_and_the_stale_decision(tmp_path, capsys):
     """Records state the params their stage read (the table's slice); a record whose slice the experiment no
     longer holds makes the decision behind it stale, though every hash still matches."""
-    from morph.io import reading_params
+    from morph.core.io import reading_params
 
     root = tmp_path / "tree"
     decision_tree(root)

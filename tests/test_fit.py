@@ -13,19 +13,19 @@ from scipy.optimize import check_grad
 
 import law_truths
 from morph import cli
-from morph.errors import MorphError
-from morph.io import sha256_file
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS, figure
+from morph.core.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, LAW_FIGURES, ZOO_JSON, ZOO_MD, law_json
+from morph.core.artifacts.select import SELECTION
+from morph.core.artifacts.train import RUNS_CSV
+from morph.core.errors import MorphError
+from morph.core.io import sha256_file
+from morph.core.law_names import LAWS
 from morph.law.fitting import design, evaluate, fit_law, predict_loss, validate
 from morph.law.forms import Law
 from morph.law.laws import size_labels
 from morph.law.solvers import Objective, start_grid
 from morph.report.write import law_choice
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS, figure
-from morph.spec.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, LAW_FIGURES, ZOO_JSON, ZOO_MD, law_json
-from morph.spec.artifacts.select import SELECTION
-from morph.spec.artifacts.train import RUNS_CSV
-from morph.spec.law_names import LAWS
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from morph.shape import Shape, swiglu_ffn
-from morph.spec.artifacts.data import TOKENIZER_CONFIG, TOKENIZER_DIR
+from morph.core.artifacts.data import TOKENIZER_CONFIG, TOKENIZER_DIR
+from morph.core.shape import Shape, swiglu_ffn
 from morph.train.launch import Launch
 
 FSDP_BF16 = Launch("gpu", "bf16-mixed", "fsdp")
@@ -60,7 +60,7 @@ def _fsdp_rank(rank: int, world: int, init: str, out: str) -> None:
     from torch.distributed.fsdp import FullStateDictConfig, StateDictType
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
-    from morph.model import build_model
+    from morph.core.decoder import build_model
     from morph.train.launch import lightning_strategy
     from morph.train.lm import CausalLM
     from morph.train.run import save_model
@@ -114,7 +114,7 @@ def test_fsdp_on_two_cpu_ranks_clips_and_decays_as_one_device(tmp_path):
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM
 
-    from morph.model import build_model
+    from morph.core.decoder import build_model
 
     ctx = multiprocessing.get_context("fork")
     init, out = f"file://{tmp_path}/init", tmp_path / "rank0.pt"
@@ -209,7 +209,7 @@ def test_activation_estimate_is_within_a_quarter_of_what_autograd_saves(precisio
     tokens (autocast's weight copies, the rotary tables) drops out."""
     import torch
 
-    from morph.model import build_model
+    from morph.core.decoder import build_model
     from morph.train.launch import activation_bytes
 
     torch.manual_seed(0)
@@ -226,8 +226,8 @@ def test_paper_candidates_all_time_on_the_fused_attention_kernel(make_params):
     """16 heads make d4608's heads 288 wide, past the fused kernels' 256: refused on a GPU, by name, until
     model.max_head_dim gives that shape more heads; the parameter count does not change."""
     from conftest import ROOT
-    from morph.errors import MorphError
-    from morph.spec import experiment
+    from morph.core import experiment
+    from morph.core.errors import MorphError
 
     paper = ROOT / "configs" / "paper.yaml"
     cfg = experiment.load(paper)
@@ -249,7 +249,7 @@ def test_the_model_is_built_on_the_device_it_trains_on():
     """On a GPU each rank builds its model there: no rank holds the fp32 weights in host memory first."""
     import torch
 
-    from morph.model import build_model
+    from morph.core.decoder import build_model
 
     before = torch.random.get_rng_state()
     on_meta = build_model(SHAPE, 32, 0, seed=0, device=torch.device("meta"))
@@ -359,7 +359,7 @@ def _evidence():
 def test_the_throughput_steps_held_out_stream_fills_one_batch_at_the_plans_micro_batch(plan):
     """On the H200 the held-out stream was 4 * seq_len tokens, one short of 4 windows of seq_len + 1. The
     rehearsal trains at the GPU plan's micro-batch, so that arithmetic fails on CPU where it fails on a GPU."""
-    from morph.errors import MorphError
+    from morph.core.errors import MorphError
     from morph.train.batches import TokenStream, val_count
 
     evidence = _evidence()
@@ -391,7 +391,7 @@ def test_the_gpu_evidence_script_fits_eight_minutes_by_its_timeouts():
 def test_evaluate_without_the_eval_extra_names_it(monkeypatch, tmp_path):
     import importlib.util
 
-    from morph.errors import MorphError
+    from morph.core.errors import MorphError
     from morph.evaluate import score
 
     found = importlib.util.find_spec

@@ -10,11 +10,11 @@ import pytest
 from tests.conftest import write_params
 
 from morph import cli
+from morph.core.artifacts.common import figure
+from morph.core.artifacts.select import PARETO_FIGURE, Selection
 from morph.report import hindsight
 from morph.report.contrasts import Noise
 from morph.report.decide import decide
-from morph.spec.artifacts.common import figure
-from morph.spec.artifacts.select import PARETO_FIGURE, Selection
 
 # Five candidates at one N: shallow ones are fast, and (as measured) worse. R = d_model / n_layers.
 SHAPES = [(48, 8, 0.80), (56, 6, 0.62), (64, 4, 0.45), (80, 2, 0.28), (104, 1, 0.16)]  # d_model, layers, latency s

@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from conftest import CI_PARAMS, record_with, write_params
-from morph.errors import MorphError
-from morph.shape import Shape, swiglu_ffn
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.latency import LATENCY_CSV
-from morph.spec.artifacts.select import SELECTION, SelectedSlot, Selection
-from morph.spec.artifacts.train import RUNS_COLUMNS, RUNS_CSV, RunMetrics
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.latency import LATENCY_CSV
+from morph.core.artifacts.select import SELECTION, SelectedSlot, Selection
+from morph.core.artifacts.train import RUNS_COLUMNS, RUNS_CSV, RunMetrics
+from morph.core.errors import MorphError
+from morph.core.shape import Shape, swiglu_ffn
 from morph.workflow import pipeline
 
 CI_SIZES = yaml.safe_load(CI_PARAMS.read_text())["grid"]["sizes"]
@@ -65,7 +65,7 @@ def test_ids_are_one_per_model_and_match_the_snakemake_wildcards(knobbed):
 
 
 def _model(shape):
-    from morph.model import build_model
+    from morph.core.decoder import build_model
 
     return build_model(shape, 128, 0, seed=0)
 
@@ -127,7 +127,7 @@ def test_bad_candidate_knobs_are_refused_naming_the_key(make_params, override, m
 
 
 def test_a_selected_knobbed_candidate_trains_as_that_shape(knobbed, tmp_path):
-    from morph.shape import run_id
+    from morph.core.shape import run_id
     from morph.train.run import resolve_run
 
     shape = next(s for s in knobbed.candidate_shapes if s.ffn_ratio is not None and s.n_kv_heads == 1)

@@ -14,14 +14,14 @@ import torch
 
 from conftest import write_params as write_ci_params
 from morph import cli
-from morph.errors import MorphError
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS, figure
+from morph.core.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
+from morph.core.errors import MorphError
+from morph.core.shape import Shape, swiglu_ffn
 from morph.latency import backends as latency_backends
 from morph.latency import measure as latency
 from morph.latency.cost_model import FEATURES, features, fit, leave_one_out, predict_latency
-from morph.shape import Shape, swiglu_ffn
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS, figure
-from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_DIR, LATENCY_FIGURE, LATENCY_MODEL, latency_json
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -299,8 +299,8 @@ COMPAT = ROOT / ".venv" / "transformers-compat"
 STATIC_ON = """
 import torch
 from morph.latency.backends import HFBackend, StaticBackend
-from morph.model import build_model
-from morph.shape import Shape, swiglu_ffn
+from morph.core.decoder import build_model
+from morph.core.shape import Shape, swiglu_ffn
 
 torch.set_num_threads(1)
 model = build_model(Shape(32, 2, 2, 2, swiglu_ffn(32, 16), 64), 64, None, seed=0).eval()
@@ -349,8 +349,8 @@ def test_static_backend_refuses_a_transformers_below_its_floor(monkeypatch):
 def test_graph_backend_decodes_hfs_greedy_tokens_exactly(shape):
     """Our loop over a static cache against plain `generate`, at two batch sizes, each called again on other
     prompts: the cache slots the first call left behind must not leak into the second."""
+    from morph.core.decoder import build_model
     from morph.latency.backends import HFBackend
-    from morph.model import build_model
 
     model = build_model(shape, 128, None, seed=0).eval()
     graph = latency_backends.make("graph", model, 16 + 40, 0)

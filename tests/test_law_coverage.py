@@ -13,13 +13,13 @@ import pytest
 
 import law_truths
 from graphs import REPO
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS
 from morph.law.fitting import fit_law, predict_loss
 from morph.law.forms import Law
 from morph.law.laws import size_labels
 from morph.law.zoo import cross_validate
 from morph.select.separation import prediction_draws, predictive_interval
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
 
 FITS = 40
 BOOTSTRAP = 40

@@ -11,11 +11,11 @@ import pytest
 
 import law_truths
 from morph import cli
-from morph.errors import MorphError
+from morph.core.errors import MorphError
+from morph.core.law_names import LAWS
 from morph.law.fitting import fit_law, validate
 from morph.law.forms import Law, predict
 from morph.law.zoo import cross_validate
-from morph.spec.law_names import LAWS
 
 DATA = Path(__file__).parent / "data"
 BASE = {"E": 1.8, "A": 480.0, "B": 2100.0, "alpha": 0.34, "beta": 0.37}

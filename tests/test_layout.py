@@ -1,5 +1,5 @@
 """The package's layout shows the graph: no import cycles; three layers that point one way (the stage families
-import the bottom, `spec`, and never the top, `workflow`; the bottom imports neither); and no stage family
+import the bottom, `core`, and never the top, `workflow`; the bottom imports neither); and no stage family
 reaches into another family's modules beyond the ones that family lists as public (its `PUBLIC`)."""
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import ast
 import importlib
 import re
 
-from morph import source
-from morph.spec.artifacts import common, data, report, select, train
+from morph.core import source
+from morph.core.artifacts import common, data, report, select, train
 
 FAMILIES = ("data", "train", "latency", "law", "select", "evaluate", "report")
-BOTTOM = ("spec",)
+BOTTOM = ("core",)
 TOP = ("workflow", "cli")
-SHARED = ("__init__", "errors", "figures", "io", "model", "process_lock", "shape", "source")  # root modules
+ROOT = ("__init__",)  # the package's own; the shared modules (shape, io, errors, ...) live in core
 # A layer may import its own and the layers after it, never one before it.
-ORDER = (TOP, FAMILIES, BOTTOM + SHARED)
+ORDER = (TOP, FAMILIES, BOTTOM + ROOT)
 
 
 def all_modules() -> list[str]:
@@ -90,8 +90,8 @@ def test_the_direction_check_catches_a_stage_importing_the_top_and_the_bottom_im
     graph = import_graph()
     stage_up = graph | {"morph.train.run": graph["morph.train.run"] | {"morph.workflow.pipeline"}}
     assert upward_imports(stage_up) == ["morph.train.run imports morph.workflow.pipeline"]
-    bottom_up = graph | {"morph.spec.grid": graph["morph.spec.grid"] | {"morph.law.forms"}}
-    assert upward_imports(bottom_up) == ["morph.spec.grid imports morph.law.forms"]
+    bottom_up = graph | {"morph.core.grid": graph["morph.core.grid"] | {"morph.law.forms"}}
+    assert upward_imports(bottom_up) == ["morph.core.grid imports morph.law.forms"]
 
 
 def test_families_import_only_each_others_public_modules():
@@ -105,14 +105,14 @@ def test_families_import_only_each_others_public_modules():
     assert not offences, offences
 
 
-def test_each_family_is_a_folder_and_the_root_holds_only_shared_modules():
+def test_each_family_is_a_folder_and_the_root_holds_only_the_cli():
     root = sorted(p.stem for p in source.PACKAGE_DIR.glob("*.py"))
-    assert root == sorted((*SHARED, "cli")), root
+    assert root == sorted((*ROOT, "cli")), root
     assert all((source.PACKAGE_DIR / f / "__init__.py").is_file() for f in (*FAMILIES, *BOTTOM, "workflow"))
 
 
-# -- artifact names: declared once, in morph/spec/artifacts ---------------------------------------------------
-ARTIFACTS = source.PACKAGE_DIR / "spec" / "artifacts"
+# -- artifact names: declared once, in morph/core/artifacts ---------------------------------------------------
+ARTIFACTS = source.PACKAGE_DIR / "core" / "artifacts"
 WORKFLOW_FILES = [source.REPO / "Snakefile", *sorted((source.REPO / "rules").glob("*.smk"))]
 TESTS = source.REPO / "tests"
 # Test modules that still spell artifact names; each leaves this list once it imports them instead (issue #33).
@@ -137,7 +137,7 @@ def declared_names() -> set[str]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 names.add(node.value.strip("/"))
-        module = importlib.import_module(f"morph.spec.artifacts.{path.stem}")
+        module = importlib.import_module(f"morph.core.artifacts.{path.stem}")
         for key, value in vars(module).items():
             if key.isupper() and isinstance(value, str):
                 names.add(value.strip("/"))
@@ -168,7 +168,7 @@ def test_artifact_names_are_spelled_only_where_they_are_declared():
              for path in [*sorted(source.PACKAGE_DIR.rglob("*.py")), *WORKFLOW_FILES, *TEST_FILES]
              if ARTIFACTS not in path.parents
              for line, value in spelled_out(path.read_text(encoding="utf-8"), names, path.suffix == ".py")]
-    assert not found, "use the name from morph.spec.artifacts instead:\n" + "\n".join(found)
+    assert not found, "use the name from morph.core.artifacts instead:\n" + "\n".join(found)
 
 
 def test_the_literal_check_sees_a_name_in_a_path_an_fstring_and_a_rule():

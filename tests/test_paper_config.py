@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from graphs import REPO, snakemake_jobs
-from morph.spec import experiment
+from morph.core import experiment
 
 PAPER = "configs/paper.yaml"
 
@@ -70,7 +70,7 @@ def test_the_paper_training_runs_on_one_node_of_eight_80gb_gpus(cfg):
     memory per device for every shape it trains (by arithmetic)."""
     import dataclasses
 
-    from morph.errors import MorphError
+    from morph.core.errors import MorphError
     from morph.train.launch import GIB, Machine, check, resolve, train_bytes_per_device
 
     t, seq_len = cfg.train, cfg.model.seq_len

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import TWO_RUNS, write_params
 from graphs import REPO, dvc_stages, edges, snakemake_jobs
-from morph.spec import experiment
+from morph.core import experiment
 from morph.workflow import dvc_yaml, pipeline
 
 MORPH = [sys.executable, "-m", "morph.cli"]
@@ -109,7 +109,7 @@ def test_each_stage_tracks_the_modules_it_runs():
     nodes = {n.stage: n for n in pipeline.all_nodes(experiment.load(REPO / "configs/ci.yaml"), "configs/ci.yaml")}
     # Every model is built from shape.py, so a change there must reach training and timing.
     for stage in ("train", "train_target", "latency"):
-        assert "src/morph/shape.py" in nodes[stage].deps, stage
+        assert "src/morph/core/shape.py" in nodes[stage].deps, stage
     assert "src/morph/law/solvers.py" in nodes["select"].deps  # it predicts with the fitted law
     fitting = {f"src/morph/law/{m}.py" for m in ("forms", "solvers", "fitting")}
     assert not fitting & set(nodes["train"].deps + nodes["latency"].deps)
@@ -203,12 +203,12 @@ def declared(key: str, reads: tuple[str, ...]) -> bool:
 
 
 def test_every_params_key_a_stages_code_reads_is_declared_by_its_row():
-    from morph import source
+    from morph.core import source
 
     undeclared = []
     for stage in pipeline.STAGES:
         for module in source.closure(stage.module):
-            if module.startswith(("morph.spec", "morph.workflow")):
+            if module.startswith(("morph.core", "morph.workflow")):
                 continue  # the loader and the graph, not the stage
             path = source.module_file(module)
             undeclared += [f"{stage.name} ({', '.join(stage.reads)}): {module}:{line} reads {key}"

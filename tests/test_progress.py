@@ -130,7 +130,7 @@ def test_time_left_against_a_hand_computation():
 
 
 def test_training_cost_is_the_runs_flops():
-    from morph.spec import experiment
+    from morph.core import experiment
     from morph.train.flops import train_flops_per_token
 
     exp = experiment.load(ROOT / "configs" / "ci.yaml")

@@ -1,4 +1,4 @@
-"""The records one stage writes and others read (spec/records.py): a record the code wrote reads back to the same
+"""The records one stage writes and others read (core/records.py): a record the code wrote reads back to the same
 bytes, key order included, and a missing, unknown, renamed or mistyped key stops its reader, named with the file and
 the stage that rebuilds it."""
 from __future__ import annotations
@@ -11,13 +11,13 @@ import pytest
 
 from conftest import write_params
 from morph import cli
-from morph.errors import MorphError
-from morph.io import write_json
-from morph.spec.artifacts.common import figure
-from morph.spec.artifacts.report import DECISION, Decision
-from morph.spec.artifacts.select import CANDIDATES, PARETO_FIGURE, SELECTION, SelectedSlot, Selection, slot
-from morph.spec.artifacts.train import RUN_METRICS, RUNS, RunMetrics
-from morph.spec.records import Record
+from morph.core.artifacts.common import figure
+from morph.core.artifacts.report import DECISION, Decision
+from morph.core.artifacts.select import CANDIDATES, PARETO_FIGURE, SELECTION, SelectedSlot, Selection, slot
+from morph.core.artifacts.train import RUN_METRICS, RUNS, RunMetrics
+from morph.core.errors import MorphError
+from morph.core.io import write_json
+from morph.core.records import Record
 
 # Three candidates near the CI experiment's N_C (the selection reads their stated params), small enough to train
 # a few steps: d_model, n_layers, median latency s.

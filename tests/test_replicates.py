@@ -11,12 +11,12 @@ import pytest
 
 from conftest import write_params
 from morph import cli
-from morph.errors import MorphError
+from morph.core import experiment
+from morph.core.artifacts.train import RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV, RUNS_INPUTS
+from morph.core.errors import MorphError
+from morph.core.schema import build
+from morph.core.select import Select
 from morph.select.rank import choose
-from morph.spec import experiment
-from morph.spec.artifacts.train import RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV, RUNS_INPUTS
-from morph.spec.schema import build
-from morph.spec.select import Select
 
 # configs/ci.yaml with one tiny shape at a fraction of a token per parameter: a handful of steps.
 TINY = {"model.seq_len": 32, "train.batch_size": 8, "train.checkpoint_every": 100,

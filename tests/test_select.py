@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from morph.errors import MorphError
-from morph.figures import pareto
+from morph.core.artifacts.common import FIGURES, figure
+from morph.core.artifacts.report import MODEL_CARD, REPORT_MD
+from morph.core.artifacts.train import run_dir, run_model
+from morph.core.errors import MorphError
+from morph.core.figures import pareto
+from morph.core.schema import build
+from morph.core.select import Select
 from morph.report.contrasts import Noise, paired_noise
 from morph.report.decide import decide
 from morph.select.rank import choose
-from morph.spec.artifacts.common import FIGURES, figure
-from morph.spec.artifacts.report import MODEL_CARD, REPORT_MD
-from morph.spec.artifacts.train import run_dir, run_model
-from morph.spec.schema import build
-from morph.spec.select import Select
 
 SEL = build(Select, {"params": 1_000_000, "tolerance": 0.1, "latency_budget_s": 1.0, "k": 2, "tokens": 2_000_000,
                      "depths": [1], "baseline": {"d_model": 64, "n_layers": 4}})
@@ -139,8 +139,8 @@ def test_the_page_says_only_what_holds():
     weaker claim is made; the average and the per-task table use one metric; a score at or below chance (or below
     always giving the most common answer) is marked; what N counts is stated."""
     from conftest import CI_PARAMS
+    from morph.core import experiment
     from morph.report.write import markdown, verdict_record
-    from morph.spec import experiment
 
     d = decide([shape("better", BASE["mean_loss"] - 0.10, 0.5), shape("close", BASE["mean_loss"] - 0.002, 0.4)],
                BASE, NOISE, DELTA)
@@ -262,8 +262,8 @@ def test_the_released_weights_are_the_run_directory_that_was_measured():
     """A release measured through its top-k slot (select.validate a count) has its weights in runs/top-1, though
     its metrics name the run id the slot trained."""
     from conftest import CI_PARAMS
+    from morph.core import experiment
     from morph.report.write import verdict_record
-    from morph.spec import experiment
 
     d = decide([shape("d72-l4", 4.35, 0.7)], BASE, NOISE, DELTA)
     model = {"run_id": "d72-l4-D800k", "latency": {"median_s": 0.7}, "speedup_vs_baseline": 2.0}

@@ -12,7 +12,7 @@ import pytest
 
 import slurm_cluster
 from conftest import copy_tree
-from morph.spec.artifacts.train import RUNS_CSV, run_metrics
+from morph.core.artifacts.train import RUNS_CSV, run_metrics
 from test_end_to_end import BIN, CI
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_snakemake_trains_a_grid_through_slurm(slurm_env, ci_tree, two_runs, tmp
 def test_one_training_job_runs_as_two_slurm_tasks(slurm_env, ci_tokens, tmp_path):
     """The train rule's SLURM request and srun prefix start 2 ranks that Lightning picks up from SLURM; the run
     equals the one-process run."""
-    from morph.spec import experiment
+    from morph.core import experiment
     from morph.workflow import pipeline
     from test_train import RANKS, close, train_run, write_params
 

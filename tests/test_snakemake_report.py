@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 
 from graphs import REPO
-from morph.spec.artifacts import report
+from morph.core.artifacts import report
 from morph.workflow import pipeline, snakemake_report
 
 

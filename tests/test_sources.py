@@ -13,10 +13,10 @@ import pytest
 
 import test_faults as faults
 from conftest import write_params
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.data import MANIFEST, TOKENS_META
 from morph.data.shards import read_docs, write_docs
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import MANIFEST, TOKENS_META
 from morph.workflow import pipeline
 from test_end_to_end import CI, planned_jobs, sh
 from test_faults import FIXTURE, SAMPLE, refused, results, run_morph, snapshot
@@ -29,7 +29,7 @@ MOSTLY_TRAINING = {"data.train_tokens": 1_200_000, "data.val_tokens": 20_000}
 
 def test_the_glob_rule_walks_each_folder_once_and_reads_each_file_once(tmp_path):
     """Two links back up the tree would make glob's `**` walk 2^40 paths; a link to a shard is its shard."""
-    from morph.spec.data import source_files
+    from morph.core.data import source_files
 
     folder = tmp_path / "raw/a"
     folder.mkdir(parents=True)

@@ -17,12 +17,12 @@ import pytest
 
 from conftest import record_with
 from conftest import write_params as write_ci_params
-from morph.shape import ShapeRules
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import META
-from morph.spec.artifacts.select import SELECTION, SelectedSlot, Selection
-from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV, RUNS_INPUTS, run_metrics
+from morph.core import experiment
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.data import META
+from morph.core.artifacts.select import SELECTION, SelectedSlot, Selection
+from morph.core.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RUNS, RUNS_CSV, RUNS_INPUTS, run_metrics
+from morph.core.shape import ShapeRules
 
 BIN = Path(sys.executable).parent
 
@@ -67,8 +67,8 @@ def reference(params, tokens, tmp_path_factory):
 @pytest.mark.parametrize("d_model,n_layers,n_heads,n_kv_heads,tie", [
     (32, 1, 2, 2, False), (64, 2, 4, 2, False), (48, 3, 4, 1, True), (96, 2, 8, 8, True), (128, 4, 8, 2, False)])
 def test_shape_counts_equal_built_model_numel(d_model, n_layers, n_heads, n_kv_heads, tie):
-    from morph.model import build_model
-    from morph.shape import Shape, swiglu_ffn
+    from morph.core.decoder import build_model
+    from morph.core.shape import Shape, swiglu_ffn
 
     shape = Shape(d_model, n_layers, n_heads, n_kv_heads, swiglu_ffn(d_model, 32), 512, tie)
     model = build_model(shape, 128, 0, seed=0)
@@ -82,7 +82,7 @@ def test_shape_counts_equal_built_model_numel(d_model, n_layers, n_heads, n_kv_h
 def test_build_model_is_seeded():
     import torch
 
-    from morph.model import build_model
+    from morph.core.decoder import build_model
 
     shape = ShapeRules(vocab_size=512, n_heads=2, ffn_multiple=16).build(32, 1)
     a, b, c = (build_model(shape, 64, 0, seed=s).state_dict() for s in (3, 3, 4))
@@ -151,7 +151,7 @@ def test_a_truncated_shard_is_named_with_the_command_that_rebuilds_it(tokens, pa
 
 
 def test_held_out_windows_are_whole_batches_so_any_rank_count_splits_them():
-    from morph.errors import MorphError
+    from morph.core.errors import MorphError
     from morph.train.batches import val_count
 
     val = np.arange(32 * 20 + 1, dtype=np.uint16)  # 20 windows of 32
@@ -395,7 +395,7 @@ def test_budget_smaller_than_one_batch(tmp_path, tokens, capsys):
 def test_seq_len_longer_than_the_data(tmp_path, tokens, params, capsys):
     import shutil
 
-    from morph.io import sha256_file
+    from morph.core.io import sha256_file
 
     short = tmp_path / "tokens"
     shutil.copytree(tokens, short)
@@ -437,7 +437,7 @@ def test_diverging_run_stops_naming_the_step(tmp_path, tokens, capsys):
 def test_a_failed_rerun_keeps_the_old_complete_result(reference, tokens, tmp_path, capsys):
     import shutil
 
-    from morph.io import sha256_tree
+    from morph.core.io import sha256_tree
 
     out = tmp_path / "d32-l1-t1"
     shutil.copytree(reference[0], out)
@@ -470,7 +470,7 @@ def test_a_second_trainer_on_the_same_run_is_refused_naming_the_first(params, to
 def test_token_ids_past_the_vocabulary_are_named(params, tokens, tmp_path, capsys):
     import shutil
 
-    from morph.io import sha256_file
+    from morph.core.io import sha256_file
 
     bad = tmp_path / "tokens"
     shutil.copytree(tokens, bad)

@@ -9,9 +9,9 @@ import importlib
 import os
 import sys
 
-from morph.errors import MorphError
-from morph.io import reading_params
-from morph.spec.artifacts.common import PARAMS, PARAMS_FLAG
+from morph.core.artifacts.common import PARAMS, PARAMS_FLAG
+from morph.core.errors import MorphError
+from morph.core.io import reading_params
 from morph.workflow import pipeline
 from morph.workflow.commands import COMMANDS, INTERFACES
 
@@ -45,7 +45,7 @@ def stage_params(args) -> dict | None:
     reads = pipeline.reads_of(args.command)
     if not reads:
         return None
-    from morph.spec import experiment
+    from morph.core import experiment
 
     return pipeline.params_read(experiment.load(args.params), reads)
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if "DVC_STAGE" in os.environ and getattr(args, "params", None):
-            from morph.spec import experiment
+            from morph.core import experiment
             from morph.workflow import preflight
             from morph.workflow.dvc_yaml import refuse_if_stale
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.io import read_json, sha256_file
-from morph.spec.artifacts.data import MANIFEST
-from morph.spec.experiment import Experiment
+from morph.core.artifacts.data import MANIFEST
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import read_json, sha256_file
 
 SPLITS = ("train", "val")
 

@@ -1,7 +1,7 @@
 """Sample documents uniformly (seeded) from DCLM shards into train and validation shards, streaming.
 
 Sources (data.source): `fixture` and `local` read the globs in data.paths (DCLM *.jsonl.zst files,
-relative to the working directory, expanded by `spec.data.source_files`, the rule the graph tracks them by);
+relative to the working directory, expanded by `core.data.source_files`, the rule the graph tracks them by);
 `hub` streams data.hub_id with `datasets` (needs the network).
 The character targets are (data.train_tokens or data.val_tokens) x data.chars_per_token x data.margin.
 Validation documents are drawn first, then training documents; no document is in both, and from local shards
@@ -32,13 +32,13 @@ from urllib.parse import urlparse
 import numpy as np
 from tqdm import tqdm
 
+from morph.core import experiment
+from morph.core.artifacts.data import MANIFEST, sample_shard
+from morph.core.data import source_files
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.data.shards import DocWriter, read_docs
-from morph.errors import MorphError
-from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
-from morph.spec import experiment
-from morph.spec.artifacts.data import MANIFEST, sample_shard
-from morph.spec.data import source_files
-from morph.spec.experiment import Experiment
 
 # Streaming shuffle buffer for the hub: documents are drawn uniformly from a window this large.
 HUB_SHUFFLE_BUFFER = 10_000

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.errors import MorphError
-from morph.spec.artifacts.data import TOKENIZER_JSON
-from morph.spec.experiment import Experiment
+from morph.core.artifacts.data import TOKENIZER_JSON
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
 
 EOT = "<|endoftext|>"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import zstandard
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 # Fixed level, single-threaded: the same records always give the same bytes.
 ZSTD_LEVEL = 10

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from morph.core import experiment
+from morph.core.artifacts.data import META, SAMPLE, TOKENIZER_DIR, TOKENS, token_shard, token_shard_summary
+from morph.core.io import atomic_dir, write_json
 from morph.data import saved_tokenizer, tokenize_gather, tokenize_shard, tokenizer
 from morph.data.manifest import SPLITS, checked_shard, read_manifest
-from morph.io import atomic_dir, write_json
-from morph.spec import experiment
-from morph.spec.artifacts.data import META, SAMPLE, TOKENIZER_DIR, TOKENS, token_shard, token_shard_summary
 
 
 def add_arguments(p):

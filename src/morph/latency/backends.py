@@ -13,8 +13,8 @@ import importlib.util
 import tempfile
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.spec.backends import BACKENDS
+from morph.core.backends import BACKENDS
+from morph.core.errors import MorphError
 
 
 def _generation_config(new_tokens: int, **extra):

@@ -6,13 +6,13 @@ import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.io import atomic_path, provenance, read_json, write_json
+from morph.core import experiment
+from morph.core.artifacts.latency import latency_json
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import atomic_path, provenance, read_json, write_json
+from morph.core.shape import Shape
 from morph.latency.cost_model import FEATURES, MODEL_SETTING, features, fit, leave_one_out
-from morph.shape import Shape
-from morph.spec import experiment
-from morph.spec.artifacts.latency import latency_json
-from morph.spec.experiment import Experiment
 
 LOO_TARGET = 0.15
 SHAPE_FIELDS = tuple(f.name for f in dataclasses.fields(Shape))

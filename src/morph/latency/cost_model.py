@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.errors import MorphError
-from morph.io import read_json
+from morph.core.errors import MorphError
+from morph.core.io import read_json
 
 MODEL_SETTING = "full"  # the setting the model is fitted on, the paper's: batch 1, prompt_len -> new_tokens
 

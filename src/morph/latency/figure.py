@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from morph.figures import pyplot, save_png
+from morph.core.figures import pyplot, save_png
 
 SAME_N = 0.2  # shapes within 20% of a group's smallest N count as "about equal N"
 

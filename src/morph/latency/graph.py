@@ -11,7 +11,7 @@ head) do the arithmetic; what is ours is the cache, the attention over it and th
 """
 from __future__ import annotations
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 
 def _rotate_half(x):

@@ -18,14 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.io import library_versions, provenance, write_json
+from morph.core import experiment
+from morph.core.backends import flash_head_dim_problem
+from morph.core.decoder import build_model
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import library_versions, provenance, write_json
 from morph.latency import load
 from morph.latency.stats import BEST, summarize
-from morph.model import build_model
-from morph.spec import experiment
-from morph.spec.backends import flash_head_dim_problem
-from morph.spec.experiment import Experiment
 
 DTYPES = ("float32", "bfloat16", "float16")
 

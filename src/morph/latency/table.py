@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 
 def measured_settings(latency_csv: Path, backend: str) -> dict[str, dict[str, dict]]:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.figures import pyplot, save_png
+from morph.core.artifacts.common import figure
+from morph.core.artifacts.law import LAW_ZOO, LOSS_VS_COMPUTE, LOSS_VS_R, PREDICTED_VS_ACTUAL
+from morph.core.figures import pyplot, save_png
 from morph.law.fitting import predict_frame
 from morph.law.forms import RATIO_COLUMN, predict
-from morph.spec.artifacts.common import figure
-from morph.spec.artifacts.law import LAW_ZOO, LOSS_VS_COMPUTE, LOSS_VS_R, PREDICTED_VS_ACTUAL
 
 MARKERS = "osD^v<>ph*"
 STYLES = {"inference-aware": "-", "chinchilla": "--"}

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from morph.errors import MorphError
-from morph.io import library_versions, provenance, write_json
+from morph.core.errors import MorphError
+from morph.core.io import library_versions, provenance, write_json
 from morph.law.fitting import evaluate, fit_law, read_csv, read_runs, settle, validate
 from morph.law.forms import LAWS, TIES, Law
 from morph.law.solvers import SOLVERS

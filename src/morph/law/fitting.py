@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 from morph.law.forms import (
     COEFFICIENTS,
     EXPONENTS,
@@ -345,7 +345,7 @@ def evaluate(result: dict, df, by_group: bool) -> dict:
 # -- the fitted law as a consumer reads it -------------------------------------------------------------
 def load_law(law_json, expect_law: str | None = None) -> dict:
     """A fitted-law JSON (path or dict), checked: its law, tie and coefficients."""
-    from morph.io import read_json
+    from morph.core.io import read_json
 
     src = str(law_json) if isinstance(law_json, (str, Path)) else "law JSON"
     data = read_json(law_json) if isinstance(law_json, (str, Path)) else law_json

@@ -35,7 +35,7 @@ from itertools import combinations
 
 import numpy as np
 
-from morph.spec.law_names import LAWS, TIES
+from morph.core.law_names import LAWS, TIES
 
 BASE = ("e", "a", "b", "alpha", "beta")
 

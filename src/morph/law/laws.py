@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.errors import MorphError
+from morph.core import experiment
+from morph.core.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, PREDICTIONS, ZOO_JSON, ZOO_MD, law_json
+from morph.core.artifacts.train import KNOB_COLUMNS, LAW_COLUMNS, RUNS_CSV, RUNS_INPUTS
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.law_names import AUTO, LAWS, PARAMS_COUNTS
+from morph.core.shape import shape_id
 from morph.law.fitting import cluster, evaluate, fit_law, predict_frame, settle, validate
 from morph.law.forms import Law
 from morph.law.zoo import SIZE_TOLERANCE, cross_validate, markdown, replicate_noise
-from morph.shape import shape_id
-from morph.spec import experiment
-from morph.spec.artifacts.law import ABLATIONS_JSON, ABLATIONS_MD, PREDICTIONS, ZOO_JSON, ZOO_MD, law_json
-from morph.spec.artifacts.train import KNOB_COLUMNS, LAW_COLUMNS, RUNS_CSV, RUNS_INPUTS
-from morph.spec.experiment import Experiment
-from morph.spec.law_names import AUTO, LAWS, PARAMS_COUNTS
 
 ABLATION_TIES = ("all", "alpha-beta", "none")
 
@@ -38,7 +38,7 @@ ABLATION_TIES = ("all", "alpha-beta", "none")
 def check_collected(inputs: str | Path, runs: str | Path, params: str) -> None:
     """Every metrics.json behind the runs table still holds the bytes collect read: one edited or replaced since
     (a hand-edited loss still parses) would otherwise be fitted as collected, or not at all."""
-    from morph.io import read_json, sha256_file
+    from morph.core.io import read_json, sha256_file
 
     again = (f"snakemake -j1 --force {shlex.quote(str(runs))} --configfile {shlex.quote(params)} "
              "(or dvc repro -f collect)")
@@ -288,7 +288,7 @@ def zoo_winner(cfg: Experiment, df, fit_mask: np.ndarray, zoo: dict, main: dict[
 # -- the stage ----------------------------------------------------------------------------------------
 def write_predictions(df, fit_mask, fits: dict, path: Path) -> None:
     """Each run's held-out loss beside every law's prediction of it: the data of `dvc plots show`."""
-    from morph.io import atomic_path
+    from morph.core.io import atomic_path
 
     table = df[["run_id"]].assign(actual=df["loss"], set=np.where(fit_mask, "fit", "held out"))
     for name, res in fits.items():
@@ -298,7 +298,7 @@ def write_predictions(df, fit_mask, fits: dict, path: Path) -> None:
 
 
 def run(args):
-    from morph.io import atomic_path, library_versions, provenance, write_json
+    from morph.core.io import atomic_path, library_versions, provenance, write_json
     from morph.law.figures import write_figures
 
     cfg = experiment.load(args.params)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
+from morph.core.law_names import SOLVERS
 from morph.law.forms import Law, log_predict
-from morph.spec.law_names import SOLVERS
 
 HUBER_DELTA = 1e-3
 # Besiroglu et al.'s grid for (e, a, b, alpha, beta); each form's shape term extends it (forms.FORMS).

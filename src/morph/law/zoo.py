@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 from morph.law.fitting import cluster, design, dropped_terms, needed_columns, predict_frame, settle, validate
 from morph.law.forms import Law
 from morph.law.solvers import serial_blas, solve

@@ -14,8 +14,8 @@ import itertools
 import numpy as np
 from scipy.stats import t
 
-from morph.figures import pyplot, save_png
-from morph.spec.artifacts.select import Selection, slot
+from morph.core.artifacts.select import Selection, slot
+from morph.core.figures import pyplot, save_png
 
 
 def _spearman(pred: np.ndarray, actual: np.ndarray) -> float | None:

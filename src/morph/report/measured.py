@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.errors import MorphError
+from morph.core.artifacts.select import Selection
+from morph.core.artifacts.train import RUN_METRICS, RunMetrics
+from morph.core.errors import MorphError
 from morph.report.contrasts import Noise, paired_noise
-from morph.spec.artifacts.select import Selection
-from morph.spec.artifacts.train import RUN_METRICS, RunMetrics
 
 
 def losses(runs_dir: Path, run_ids: list[str], seed: int) -> list[float]:

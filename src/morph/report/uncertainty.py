@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 
 def headline_metric(task_scores: dict) -> str:

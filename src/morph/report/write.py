@@ -6,26 +6,26 @@ import csv
 import os
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.figures import pareto, pyplot, save_png
-from morph.io import atomic_path, provenance, read_json, write_json
+from morph.core import experiment
+from morph.core.artifacts.common import figure
+from morph.core.artifacts.evaluate import eval_json, lm_eval_out
+from morph.core.artifacts.report import (
+    HINDSIGHT_FIGURE,
+    PARETO_MEASURED,
+    REPORT_FIGURES,
+    Decision,
+)
+from morph.core.artifacts.select import Selection, slot
+from morph.core.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RunMetrics
+from morph.core.errors import MorphError
+from morph.core.figures import pareto, pyplot, save_png
+from morph.core.io import atomic_path, provenance, read_json, write_json
 from morph.latency.cost_model import MODEL_SETTING
 from morph.latency.table import measured_settings
 from morph.report import hindsight, measured
 from morph.report.decide import decide, decide_predicted, per_stack, speed
 from morph.report.uncertainty import headline_metric, interval, item_scores, paired_draws, task_levels
 from morph.select.pareto_figure import plot_pareto
-from morph.spec import experiment
-from morph.spec.artifacts.common import figure
-from morph.spec.artifacts.evaluate import eval_json, lm_eval_out
-from morph.spec.artifacts.report import (
-    HINDSIGHT_FIGURE,
-    PARETO_MEASURED,
-    REPORT_FIGURES,
-    Decision,
-)
-from morph.spec.artifacts.select import Selection, slot
-from morph.spec.artifacts.train import LOSS_CURVE, RUN_METRICS, RUN_MODEL, RunMetrics
 from morph.train import card
 
 

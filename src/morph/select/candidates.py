@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.io import provenance, read_json, write_json
+from morph.core import experiment
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import provenance, read_json, write_json
+from morph.core.shape import Shape
 from morph.latency.cost_model import MODEL_SETTING, predict_latency
 from morph.latency.table import measured_settings
-from morph.shape import Shape
-from morph.spec import experiment
-from morph.spec.experiment import Experiment
 
 
 def serving_costs(shape: Shape, cfg: Experiment, settings: dict[str, dict]) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from morph.figures import pareto, pyplot, save_png
-from morph.spec.artifacts.select import Selection
+from morph.core.artifacts.select import Selection
+from morph.core.figures import pareto, pyplot, save_png
 
 # cost key in a candidate -> (axis label, whether more is better, budget key in the selection's budgets)
 COSTS = {

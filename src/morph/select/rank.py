@@ -6,16 +6,16 @@ from dataclasses import asdict, is_dataclass
 
 import numpy as np
 
-from morph.errors import MorphError
-from morph.io import provenance, read_json, write_json
+from morph.core import experiment
+from morph.core.artifacts.law import law_json
+from morph.core.artifacts.select import SelectedSlot, Selection, slot
+from morph.core.errors import MorphError
+from morph.core.io import provenance, read_json, write_json
+from morph.core.law_names import AUTO
+from morph.core.select import Select
+from morph.core.shape import Shape, run_id
 from morph.select.pareto_figure import plot_pareto
 from morph.select.separation import LEVEL, bracket, n_column, prediction_draws, predictive_interval, r_effect, separated
-from morph.shape import Shape, run_id
-from morph.spec import experiment
-from morph.spec.artifacts.law import law_json
-from morph.spec.artifacts.select import SelectedSlot, Selection, slot
-from morph.spec.law_names import AUTO
-from morph.spec.select import Select
 
 IMPLAUSIBLE = 100  # a budget this many times the slowest candidate was likely set in the wrong unit
 

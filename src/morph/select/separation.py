@@ -11,7 +11,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from morph.spec.law_names import PARAMS_COUNTS
+from morph.core.law_names import PARAMS_COUNTS
 
 LEVEL = 0.95  # the two-sided level of a paired difference's interval
 

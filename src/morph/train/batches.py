@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from morph.errors import MorphError
-from morph.io import read_json, sha256_file
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import META, TOKENIZER_DIR, rebuild_token_shard
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.data import META, TOKENIZER_DIR, rebuild_token_shard
+from morph.core.errors import MorphError
+from morph.core.io import read_json, sha256_file
 
 DTYPES = ("uint16", "uint32")
 IGNORE = -100  # label value the loss skips (torch's cross_entropy default ignore_index)

@@ -3,8 +3,8 @@
 model's card from the same record with its accuracies and how it was chosen added as sections."""
 from __future__ import annotations
 
-from morph.spec.artifacts.data import SAMPLE_MANIFEST
-from morph.spec.artifacts.train import RunMetrics
+from morph.core.artifacts.data import SAMPLE_MANIFEST
+from morph.core.artifacts.train import RunMetrics
 
 CARD = "README.md"  # in a model folder, where the Hub and `huggingface_hub.ModelCard.load` look
 

@@ -9,9 +9,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from morph.errors import MorphError
-from morph.io import atomic_path
-from morph.spec.artifacts.train import CSV_LOG
+from morph.core.artifacts.train import CSV_LOG
+from morph.core.errors import MorphError
+from morph.core.io import atomic_path
 
 # The loss curve of earlier sessions while a resumed run trains; beside logs/, which CSVLogger clears.
 EARLIER = "curve-before-resume.csv"

@@ -10,12 +10,12 @@ import shlex
 import statistics
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.io import atomic_path, provenance, write_json
-from morph.spec import expand, experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.train import RUN_METRICS, RUNS_COLUMNS, RunMetrics
-from morph.spec.experiment import Experiment
+from morph.core import expand, experiment
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.train import RUN_METRICS, RUNS_COLUMNS, RunMetrics
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import atomic_path, provenance, write_json
 
 
 def row(run: expand.Run, metrics: RunMetrics, path: Path) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from morph.shape import Shape
+from morph.core.shape import Shape
 
 # How Shape.forward_flops_per_token counts attention, stated beside every MFU.
 ATTENTION_FLOPS = ("causal: QK^T and AV over the s/2 keys a query sees on average, 2*L*s*d_model FLOPs per token "

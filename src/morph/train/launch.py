@@ -7,9 +7,9 @@ import importlib.util
 import os
 from dataclasses import dataclass
 
-from morph.errors import MorphError
-from morph.shape import Shape
-from morph.spec.train import Train
+from morph.core.errors import MorphError
+from morph.core.shape import Shape
+from morph.core.train import Train
 
 GIB = 2**30
 

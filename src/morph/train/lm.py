@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.strategies import FSDPStrategy, ParallelStrategy
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 from morph.train.batches import IGNORE
 
 

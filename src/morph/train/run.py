@@ -22,17 +22,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from morph import source
-from morph.errors import MorphError
-from morph.io import atomic_dir, library_versions, provenance, sha256_file, sha256_tree, write_json
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import META, TOKENIZER_CONFIG, TOKENIZER_FILES
-from morph.spec.artifacts.select import Selection
-from morph.spec.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, RunMetrics
-from morph.spec.expand import Run, seeded, split_replicate
-from morph.spec.experiment import Experiment
-from morph.spec.train import Train
+from morph.core import experiment, source
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.data import META, TOKENIZER_CONFIG, TOKENIZER_FILES
+from morph.core.artifacts.select import Selection
+from morph.core.artifacts.train import LOGS, RUN_METRICS, RUN_MODEL, RunMetrics
+from morph.core.errors import MorphError
+from morph.core.expand import Run, seeded, split_replicate
+from morph.core.experiment import Experiment
+from morph.core.io import atomic_dir, library_versions, provenance, sha256_file, sha256_tree, write_json
+from morph.core.train import Train
 from morph.train import card, run_lock
 from morph.train.card import CARD
 
@@ -251,7 +250,7 @@ def fit(cfg: Experiment, run: Run, s: Setup, out: Path) -> Fitted | None:
     before it starts them."""
     import torch
 
-    from morph.model import build_model
+    from morph.core.decoder import build_model
     from morph.train.batches import make_datamodule
     from morph.train.checkpointing import join_curve, keep_curve_before
     from morph.train.launch import global_rank, local_rank

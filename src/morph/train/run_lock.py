@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from morph import process_lock
+from morph.core import process_lock
 
 
 def hold(run_dir: Path):

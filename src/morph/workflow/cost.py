@@ -10,9 +10,9 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.spec.expand import Run
-from morph.spec.experiment import Experiment
+from morph.core.errors import MorphError
+from morph.core.expand import Run
+from morph.core.experiment import Experiment
 from morph.train.flops import ATTENTION_FLOPS, DATASHEET_PEAKS, PRECISION_DTYPES, train_flops_per_token
 from morph.train.launch import resolve
 from morph.workflow import pipeline

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from morph import process_lock
-from morph.errors import MorphError
-from morph.spec.experiment import Experiment
+from morph.core import process_lock
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
 from morph.workflow import dvc_yaml, pipeline
 
 DVC_DIR = Path(".dvc")

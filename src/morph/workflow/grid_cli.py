@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from morph.spec import experiment
+from morph.core import experiment
 
 
 def add_arguments(p):

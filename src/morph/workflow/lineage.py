@@ -17,13 +17,12 @@ from pathlib import Path
 
 import yaml
 
-from morph import source
-from morph.errors import MorphError
-from morph.io import PARAMS_READ, sha256_tree
-from morph.spec import experiment
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.data import SAMPLE, TOKENS, TOKENS_META
-from morph.spec.experiment import Experiment
+from morph.core import experiment, source
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.data import SAMPLE, TOKENS, TOKENS_META
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import PARAMS_READ, sha256_tree
 from morph.workflow import pipeline
 
 # The CLI's --params, with no default: the experiment the outputs recorded is the default.

@@ -3,7 +3,7 @@ and the params it reads.
 
 Both orchestrators read this one table: `rules/stages.smk` makes one Snakemake rule per row, `morph dvc-yaml`
 writes dvc.yaml from `all_nodes(...)`, and the CLI takes each row's command. A node's code inputs are
-derived, never listed: its entry module's imports (`morph.source`) and the schema modules of the params
+derived, never listed: its entry module's imports (`morph.core.source`) and the schema modules of the params
 sections it reads.
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 
-from morph import source
-from morph.shape import RUN_ID_PATTERN, SHAPE_ID_PATTERN
-from morph.spec.artifacts import common, data, evaluate, latency, law, report, select, train
-from morph.spec.data import SHARD_PATTERN, source_files
-from morph.spec.experiment import Experiment
-from morph.spec.interface import IN, OUT, OUT_FOLDER, Interface
-from morph.spec.law_names import AUTO
-from morph.spec.tasks import TASKS_DIR
+from morph.core import source
+from morph.core.artifacts import common, data, evaluate, latency, law, report, select, train
+from morph.core.data import SHARD_PATTERN, source_files
+from morph.core.experiment import Experiment
+from morph.core.interface import IN, OUT, OUT_FOLDER, Interface
+from morph.core.law_names import AUTO
+from morph.core.shape import RUN_ID_PATTERN, SHAPE_ID_PATTERN
+from morph.core.tasks import TASKS_DIR
 
 # What training reads: meta.json names every token shard and the tokenizer with their sha256, so depending on
 # it (and not on the shards or the tokenizer directory, which Snakemake judges by modification time alone)
@@ -91,7 +91,7 @@ class Stage:
     command: str
     module: str
     reads: tuple[str, ...]  # params keys whose change reruns it; their schema modules are its code too
-    interface: type[Interface]  # its command's flags, declared once (spec/artifacts)
+    interface: type[Interface]  # its command's flags, declared once (core/artifacts)
     build: Callable[..., Job]  # (experiment, key) -> Job; key is "" for a singleton
     keys: Callable[[Experiment], Iterable[str]] | None = None  # the instances; None: a singleton
     wildcard: tuple[str, str] = ("", "")  # Snakemake's wildcard for the key and its pattern

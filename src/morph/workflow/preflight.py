@@ -16,11 +16,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.io import sha256_file
-from morph.spec.artifacts.data import SAMPLE, SAMPLE_MANIFEST, TOKENIZER, TOKENIZER_FILES, TOKENS_META
-from morph.spec.data import source_files
-from morph.spec.experiment import Experiment
+from morph.core.artifacts.data import SAMPLE, SAMPLE_MANIFEST, TOKENIZER, TOKENIZER_FILES, TOKENS_META
+from morph.core.data import source_files
+from morph.core.errors import MorphError
+from morph.core.experiment import Experiment
+from morph.core.io import sha256_file
 from morph.workflow import pipeline
 
 

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 
-from morph.errors import MorphError
-from morph.spec import artifacts
-from morph.spec.artifacts import report
-from morph.spec.artifacts.common import CAPTIONS, FIGURES
+from morph.core import artifacts
+from morph.core.artifacts import report
+from morph.core.artifacts.common import CAPTIONS, FIGURES
+from morph.core.errors import MorphError
 
 # Each family's artifacts module declares what the report shows of it (REPORTED: path -> category). The report's
 # menu sorts categories by name, so Decision, the verdict and its evidence, comes first.
@@ -27,7 +27,7 @@ DECISION_KEY = "decision"  # the front page reads morph1b.json as {{ snakemake.c
 
 
 def declared(path: str, out_dir: str) -> str:
-    """An output's path as spec/artifacts declares it: without its experiment's folder."""
+    """An output's path as core/artifacts declares it: without its experiment's folder."""
     return os.path.relpath(path, out_dir)
 
 

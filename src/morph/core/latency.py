@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.backends import BACKENDS
-from morph.spec.schema import rule
+from morph.core.backends import BACKENDS
+from morph.core.schema import rule
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 
 def _read_umask() -> int:

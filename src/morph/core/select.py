@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.backends import BACKENDS
-from morph.spec.knobs import MAX_PARAMS, Knobs, ShapeSpec
-from morph.spec.law_names import AUTO, LAWS
-from morph.spec.schema import rule, section
+from morph.core.backends import BACKENDS
+from morph.core.knobs import MAX_PARAMS, Knobs, ShapeSpec
+from morph.core.law_names import AUTO, LAWS
+from morph.core.schema import rule, section
 
 VALIDATE_WORDS = ("all", "none")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 
 def swiglu_ffn(d_model: int, multiple: int = 256) -> int:

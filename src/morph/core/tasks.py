@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "evaluate" / "tasks"
 PREFIX = "morph_"

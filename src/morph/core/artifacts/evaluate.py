@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.interface import IN, OUT, OUT_FOLDER, Interface, flag
+from morph.core.interface import IN, OUT, OUT_FOLDER, Interface, flag
 
 EVAL_DIR = "results/eval"
 

@@ -1,5 +1,5 @@
 """A record one stage writes and others read, declared once as a `Record` subclass in its producer's artifacts
-module (spec/artifacts): a training run's metrics.json (`train.RunMetrics`), the selection (`select.Selection`,
+module (core/artifacts): a training run's metrics.json (`train.RunMetrics`), the selection (`select.Selection`,
 with its top-k `SelectedSlot`s) and the decision (`report.Decision`). There, an edit to one record's schema reruns
 only the stages that read that record.
 
@@ -24,8 +24,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from morph.errors import MorphError
-from morph.io import read_json
+from morph.core.errors import MorphError
+from morph.core.io import read_json
 
 _JSON_TYPE = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
               list: "an array", type(None): "null"}

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 
 def hold(path: Path, refusal: Callable[[str], str]):

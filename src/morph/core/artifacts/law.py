@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.artifacts.common import FIGURES, figure
-from morph.spec.artifacts.train import RUNS_CSV, RUNS_INPUTS
-from morph.spec.interface import FOLDER, IN, Interface, flag
+from morph.core.artifacts.common import FIGURES, figure
+from morph.core.artifacts.train import RUNS_CSV, RUNS_INPUTS
+from morph.core.interface import FOLDER, IN, Interface, flag
 
 LAW_DIR = "results/law"
 PREDICTIONS = "predictions.csv"  # each run's loss and every law's prediction of it

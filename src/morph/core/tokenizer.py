@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from morph.spec.schema import rule
+from morph.core.schema import rule
 
 TOKENIZER_PATTERN = re.compile(r"^(bpe:(\d+)|gpt-neox-20b)$")
 # GPT-NeoX-20B has 50277 tokens; open_lm pads the embedding to 50432, as the paper counts N.

@@ -4,13 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from morph.spec.artifacts.common import FIGURES, figure
-from morph.spec.artifacts.evaluate import EVAL_DIR
-from morph.spec.artifacts.latency import LATENCY_CSV
-from morph.spec.artifacts.select import SELECTION
-from morph.spec.artifacts.train import RUNS, RUNS_CSV
-from morph.spec.interface import FOLDER, IN, OUT, Interface, flag
-from morph.spec.records import Record
+from morph.core.artifacts.common import FIGURES, figure
+from morph.core.artifacts.evaluate import EVAL_DIR
+from morph.core.artifacts.latency import LATENCY_CSV
+from morph.core.artifacts.select import SELECTION
+from morph.core.artifacts.train import RUNS, RUNS_CSV
+from morph.core.interface import FOLDER, IN, OUT, Interface, flag
+from morph.core.records import Record
 
 DECISION = "results/morph1b.json"
 REPORT_MD = "results/report.md"

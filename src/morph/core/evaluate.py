@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.schema import rule
-from morph.spec.tasks import default_tasks, task_folders
+from morph.core.schema import rule
+from morph.core.tasks import default_tasks, task_folders
 
 
 def _task_rule(value: str) -> str | None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.artifacts.common import figure
-from morph.spec.interface import FOLDER, OUT, Interface, flag
+from morph.core.artifacts.common import figure
+from morph.core.interface import FOLDER, OUT, Interface, flag
 
 LATENCY_DIR = "latency"
 LATENCY_CSV = "results/latency.csv"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from morph.spec.interface import FOLDER, IN, OUT, OUT_FOLDER, Interface, flag
+from morph.core.interface import FOLDER, IN, OUT, OUT_FOLDER, Interface, flag
 
 MANIFEST = "manifest.json"  # in the sample folder: every shard with its sha256
 META = "meta.json"  # in the tokens folder: every token shard and the tokenizer with their sha256

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.schema import rule
+from morph.core.schema import rule
 
 # A model no machine morph runs on could build (4 TB of fp32 weights): a typo, refused before anything runs.
 MAX_PARAMS = 10**12

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass
 from typing import Any
 
-from morph.errors import MorphError
+from morph.core.errors import MorphError
 
 
 class ConfigError(MorphError):

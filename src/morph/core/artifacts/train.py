@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from morph.spec.artifacts.data import TOKENS
-from morph.spec.interface import FOLDER, IN, OUT, VALUE, Interface, flag
-from morph.spec.records import Record
+from morph.core.artifacts.data import TOKENS
+from morph.core.interface import FOLDER, IN, OUT, VALUE, Interface, flag
+from morph.core.records import Record
 
 RUNS = "runs"
 RUN_METRICS = "metrics.json"  # in a run directory: held-out loss and the run's numbers

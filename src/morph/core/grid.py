@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.knobs import MAX_PARAMS, Knobs, ShapeSpec
-from morph.spec.schema import rule
+from morph.core.knobs import MAX_PARAMS, Knobs, ShapeSpec
+from morph.core.schema import rule
 
 
 @dataclass(frozen=True)

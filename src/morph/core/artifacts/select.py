@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from morph.spec.artifacts.common import figure
-from morph.spec.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
-from morph.spec.interface import IN, OUT, Interface, flag
-from morph.spec.records import Record
+from morph.core.artifacts.common import figure
+from morph.core.artifacts.latency import LATENCY_CSV, LATENCY_MODEL
+from morph.core.interface import IN, OUT, Interface, flag
+from morph.core.records import Record
 
 CANDIDATES = "results/candidates.json"
 SELECTION = "results/selection.json"

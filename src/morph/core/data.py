@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from morph.errors import MorphError
-from morph.spec.schema import rule
+from morph.core.errors import MorphError
+from morph.core.schema import rule
 
 SHARD_PATTERN = r"(train|val)-\d{5}"  # what sample_shards names, as the orchestrators' wildcards match it
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from morph.shape import Shape, ShapeError, ShapeRules, run_id
+from morph.core.shape import Shape, ShapeError, ShapeRules, run_id
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "morph"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/morph: this module sits in its core/
 REPO = PACKAGE_DIR.parents[1]
-LOADER = "morph.spec.experiment"
+LOADER = "morph.core.experiment"
 
 
 def module_file(name: str) -> Path | None:

@@ -1,7 +1,7 @@
 """The model: a Hugging Face LlamaForCausalLM built from a Shape (RMSNorm, SwiGLU, rotary)."""
 from __future__ import annotations
 
-from morph.shape import Shape
+from morph.core.shape import Shape
 
 
 def build_model(shape: Shape, max_position_embeddings: int, eos_token_id: int | None, seed: int, device=None,

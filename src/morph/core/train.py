@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.schema import rule
+from morph.core.schema import rule
 
 
 def _below_one(value: float) -> str | None:

@@ -14,22 +14,22 @@ from typing import Any
 
 import yaml
 
-from morph.shape import Shape, ShapeError, ShapeRules
-from morph.spec import expand
-from morph.spec.artifacts.common import PARAMS
-from morph.spec.artifacts.select import slot
-from morph.spec.backends import FLASH_MAX_HEAD_DIM, flash_head_dim_problem
-from morph.spec.data import Data
-from morph.spec.evaluate import Evaluate
-from morph.spec.fit import Fit
-from morph.spec.grid import Grid
-from morph.spec.latency import Latency
-from morph.spec.law_names import AUTO
-from morph.spec.model import Model
-from morph.spec.schema import ConfigError, build, rule, section
-from morph.spec.select import Select
-from morph.spec.tokenizer import Tokenizer
-from morph.spec.train import Train
+from morph.core import expand
+from morph.core.artifacts.common import PARAMS
+from morph.core.artifacts.select import slot
+from morph.core.backends import FLASH_MAX_HEAD_DIM, flash_head_dim_problem
+from morph.core.data import Data
+from morph.core.evaluate import Evaluate
+from morph.core.fit import Fit
+from morph.core.grid import Grid
+from morph.core.latency import Latency
+from morph.core.law_names import AUTO
+from morph.core.model import Model
+from morph.core.schema import ConfigError, build, rule, section
+from morph.core.select import Select
+from morph.core.shape import Shape, ShapeError, ShapeRules
+from morph.core.tokenizer import Tokenizer
+from morph.core.train import Train
 
 
 def _out_dir_rule(value: str) -> str | None:
@@ -57,7 +57,7 @@ class Experiment:
     evaluate: Evaluate = section()
 
     def at(self, path: str) -> str:
-        """An artifact's path (as spec/artifacts declares it) inside this experiment's out_dir."""
+        """An artifact's path (as core/artifacts declares it) inside this experiment's out_dir."""
         root = PurePosixPath(self.out_dir)
         return path if root == PurePosixPath(".") else str(root / path)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from morph.spec.law_names import AUTO, LAWS, PAPER_LAWS, PARAMS_COUNTS, SOLVERS, TIES
-from morph.spec.schema import rule
+from morph.core.law_names import AUTO, LAWS, PAPER_LAWS, PARAMS_COUNTS, SOLVERS, TIES
+from morph.core.schema import rule
 
 
 @dataclass(frozen=True)

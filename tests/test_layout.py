@@ -115,10 +115,8 @@ def test_each_family_is_a_folder_and_the_root_holds_only_the_cli():
 ARTIFACTS = source.PACKAGE_DIR / "core" / "artifacts"
 WORKFLOW_FILES = [source.REPO / "Snakefile", *sorted((source.REPO / "rules").glob("*.smk"))]
 TESTS = source.REPO / "tests"
-# Test modules that still spell artifact names; each leaves this list once it imports them instead (issue #33).
-NOT_YET_CLEAN = ("graphs.py", "test_end_to_end.py", "test_faults.py", "test_pipeline.py", "test_slurm.py")
 # The tests' own modules (tests/data holds data, not code).
-TEST_FILES = [p for p in sorted(TESTS.glob("*.py")) if p.name not in NOT_YET_CLEAN]
+TEST_FILES = sorted(TESTS.glob("*.py"))
 
 
 def is_name(value: str) -> bool:

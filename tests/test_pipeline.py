@@ -14,6 +14,8 @@ import yaml
 from conftest import TWO_RUNS, write_params
 from graphs import REPO, dvc_stages, edges, snakemake_jobs
 from morph.core import experiment
+from morph.core.artifacts import common, data, latency, law, report, select, train
+from morph.core.artifacts.common import PARAMS
 from morph.workflow import dvc_yaml, pipeline
 
 MORPH = [sys.executable, "-m", "morph.cli"]
@@ -62,7 +64,7 @@ def test_adding_a_shape_adds_it_to_both_graphs(tmp_path):
     smk = snakemake_jobs(str(params))
     dvc = dvc_stages(dvc_yaml.render(cfg, str(params))[0])
     for rid in new_runs:
-        outs = frozenset({f"runs/{rid}/model", f"runs/{rid}/metrics.json", f"runs/{rid}/logs/metrics.csv"})
+        outs = frozenset({train.run_model(rid), train.run_metrics(rid), train.loss_curve(rid)})
         assert outs in smk and outs in dvc
     latency_out = frozenset({"latency/d48-l3.json"})
     assert latency_out in smk and latency_out in dvc
@@ -74,10 +76,10 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 @pytest.mark.parametrize("extra,named", [
     (["--configfile", "configs/ci.yaml", "--config", "seed=99"], "--config"),
     (["--config", "seed=99"], "--config"),
-    (["--configfile", "configs/ci.yaml", "params.yaml"], "--configfile"),
+    (["--configfile", "configs/ci.yaml", PARAMS], "--configfile"),
 ])
 def test_snakemake_overrides_are_refused_by_name(extra, named):
-    out = subprocess.run([SNAKEMAKE, "-n", "results/morph1b.json", *extra], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([SNAKEMAKE, "-n", report.DECISION, *extra], cwd=REPO, capture_output=True, text=True)
     assert out.returncode != 0
     assert f"{named}:" in out.stdout + out.stderr and "Nothing to be done" not in out.stdout
 
@@ -85,13 +87,13 @@ def test_snakemake_overrides_are_refused_by_name(extra, named):
 def test_a_command_run_by_dvc_refuses_a_stale_dvc_yaml(tmp_path):
     """What `dvc exp run -S grid...` meets: params changed the graph, dvc.yaml did not. The dvc.yaml judged is the
     one in the folder DVC runs the stage in (a queued experiment's copy), not DVC_ROOT's (the tree it came from)."""
-    params = tmp_path / "params.yaml"
+    params = tmp_path / PARAMS
     params.write_text((REPO / "configs/ci.yaml").read_text())
     with contextlib.chdir(tmp_path):  # the data globs resolve where DVC runs
-        (tmp_path / "dvc.yaml").write_text(dvc_yaml.render(experiment.load("params.yaml"), "params.yaml")[0])
+        (tmp_path / "dvc.yaml").write_text(dvc_yaml.render(experiment.load(PARAMS), PARAMS)[0])
     (tmp_path / "queued-from").mkdir()  # holds no dvc.yaml: were it judged, nothing would be refused
     env = os.environ | {"DVC_STAGE": "collect", "DVC_ROOT": str(tmp_path / "queued-from")}
-    cmd = MORPH + ["collect", "--params", "params.yaml", "--runs-dir", "nowhere", "--out", "runs.csv"]
+    cmd = MORPH + ["collect", "--params", PARAMS, "--runs-dir", "nowhere", "--out", train.RUNS_CSV]
     current = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert "out of date" not in current.stderr  # past the guard: collect itself fails on the missing runs
     raw = yaml.safe_load(params.read_text())
@@ -101,7 +103,7 @@ def test_a_command_run_by_dvc_refuses_a_stale_dvc_yaml(tmp_path):
     assert stale.returncode == 2
     assert "dvc.yaml is out of date with params.yaml" in stale.stderr
     assert "morph dvc-yaml --params params.yaml" in stale.stderr
-    assert not (tmp_path / "runs.csv").exists()
+    assert not (tmp_path / train.RUNS_CSV).exists()
 
 
 def test_each_stage_tracks_the_modules_it_runs():
@@ -120,26 +122,26 @@ def test_dvc_declares_flat_summary_metrics_and_the_plots_people_look_at():
     params = "configs/ci.yaml"
     cfg = experiment.load(REPO / params)
     dvc = yaml.safe_load(dvc_yaml.render(cfg, params)[0])
-    assert dvc["stages"]["report"]["metrics"] == ["results/summary.json"]
+    assert dvc["stages"]["report"]["metrics"] == [report.SUMMARY]
     plots = {next(iter(p)) if isinstance(p, dict) else p: p for p in dvc["plots"]}
     slots = [f"top-{i}" + (f"-r{j}" if j else "") for i in (1, 2) for j in range(cfg.select.seeds)]
     runs = [r.run_id for r in (*cfg.grid_runs, *cfg.baseline_runs, *cfg.validation_runs)] + slots
-    assert plots["training_loss"]["training_loss"]["y"] == {f"runs/{r}/logs/metrics.csv": "train_loss" for r in runs}
-    assert plots["latency_per_shape"]["latency_per_shape"]["y"] == {"results/latency.csv": "median"}
+    assert plots["training_loss"]["training_loss"]["y"] == {train.loss_curve(r): "train_loss" for r in runs}
+    assert plots["latency_per_shape"]["latency_per_shape"]["y"] == {latency.LATENCY_CSV: "median"}
     assert plots["predicted_vs_actual_loss"]["predicted_vs_actual_loss"]["y"] == {
-        "results/law/predictions.csv": ["chinchilla", "inference-aware"]}
+        f"{law.LAW_DIR}/{law.PREDICTIONS}": ["chinchilla", "inference-aware"]}
     # Every data file a plot reads is some stage's output, so DVC restores it with the rest.
     outs = {o for s in dvc["stages"].values() for o in s.get("outs", [])}
     for name in ("training_loss", "latency_per_shape", "predicted_vs_actual_loss"):
         assert set(plots[name][name]["y"]) <= outs, name
     figures = sorted(o for o in outs if o.endswith(".png"))
-    assert "results/figures/pareto.png" in figures and set(figures) <= set(plots)
+    assert common.figure(select.PARETO_FIGURE) in figures and set(figures) <= set(plots)
 
 
 def test_every_figure_has_a_caption_for_the_snakemake_report():
     cfg = experiment.load(REPO / "configs/ci.yaml")
     figures = [o for n in pipeline.all_nodes(cfg) for o in n.outs if o.endswith(".png")]
-    assert "results/figures/loss_curves.png" in figures
+    assert common.figure(report.LOSS_CURVES) in figures
     for fig in figures:
         assert (REPO / "report" / "captions" / f"{Path(fig).stem}.rst").read_text().strip(), fig
 
@@ -166,12 +168,12 @@ def test_snakemake_ends_with_no_timer_holding_its_exit(tmp_path):
     fixture = sorted((REPO / "data/raw/fixture").glob("*.jsonl.zst"))[0]
     (tmp_path / "data/raw/fixture").mkdir(parents=True)
     (tmp_path / "data/raw/fixture" / fixture.name).symlink_to(fixture)
-    write_params(tmp_path / "params.yaml", TWO_RUNS)
+    write_params(tmp_path / PARAMS, TWO_RUNS)
     env = os.environ | {"PATH": f"{Path(SNAKEMAKE).parent}:{os.environ['PATH']}"}  # the jobs' `morph`
-    out = subprocess.run([sys.executable, "-c", UNTIL_EXIT, "data/tokens/meta.json", "-j1"], cwd=tmp_path,
+    out = subprocess.run([sys.executable, "-c", UNTIL_EXIT, data.TOKENS_META, "-j1"], cwd=tmp_path,
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "data/tokens/meta.json").is_file()
+    assert (tmp_path / data.TOKENS_META).is_file()
     assert "pending timers: 0" in out.stdout, out.stdout[-500:]
 
 
@@ -224,7 +226,7 @@ def test_the_params_read_scan_sees_sections_and_keys_read_through_the_experiment
     assert not declared("data.paths", ("seed", "tokenizer"))
 
 
-@pytest.mark.parametrize("params", ["params.yaml", "configs/ci.yaml", "configs/paper.yaml"])
+@pytest.mark.parametrize("params", [PARAMS, "configs/ci.yaml", "configs/paper.yaml"])
 def test_every_command_the_table_builds_parses_with_its_stages_own_flags(params):
     """The builder's flags and the stage's add_arguments are two declarations of one interface: each node's
     command must parse with the CLI exactly (no unknown flag, every required one given)."""
@@ -241,7 +243,7 @@ def test_every_command_the_table_builds_parses_with_its_stages_own_flags(params)
         assert args.params == params and args.command == argv[0]
 
 
-@pytest.mark.parametrize("params", ["params.yaml", "configs/ci.yaml", "configs/paper.yaml"])
+@pytest.mark.parametrize("params", [PARAMS, "configs/ci.yaml", "configs/paper.yaml"])
 def test_a_stages_cli_flags_are_its_builders(params):
     """One declaration per stage interface: the parser a stage command gets offers exactly its interface's flags,
     no stage module declares flags of its own, and every node's command parses back into the very interface

@@ -5,6 +5,7 @@ import pytest
 
 from graphs import REPO, snakemake_jobs
 from morph.core import experiment
+from morph.core.artifacts.report import DECISION
 
 PAPER = "configs/paper.yaml"
 
@@ -53,11 +54,11 @@ def test_the_paper_grid_multipliers_and_candidates(cfg):
 
 
 def test_snakemake_plans_the_whole_paper_experiment():
-    jobs = snakemake_jobs(PAPER)
+    cfg = experiment.load(REPO / PAPER)
+    jobs = snakemake_jobs(PAPER, target=cfg.at(DECISION))  # in its own out_dir
     counts: dict[str, int] = {}
     for rule, _, _ in jobs.values():
         counts[rule] = counts.get(rule, 0) + 1
-    cfg = experiment.load(REPO / PAPER)
     assert counts["train"] == 63 + 1  # the grid and the (2048, 24) baseline at D_C
     assert counts["latency"] == len(cfg.latency_shapes)
     assert counts["train_target"] == 2 and counts["evaluate"] == 3

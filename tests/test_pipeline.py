@@ -102,8 +102,25 @@ def test_a_command_run_by_dvc_refuses_a_stale_dvc_yaml(tmp_path):
     stale = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert stale.returncode == 2
     assert "dvc.yaml is out of date with params.yaml" in stale.stderr
-    assert "morph dvc-yaml --params params.yaml" in stale.stderr
+    assert "morph dvc-yaml --params params.yaml" in stale.stderr and "morph dvc-exp -S" in stale.stderr
     assert not (tmp_path / train.RUNS_CSV).exists()
+
+
+@pytest.mark.parametrize("overrides, extra, named", [
+    (["grid.multiplier=[2]"], ["--queue"], "grid.multiplier"),  # no such key: DVC's grammar refuses a new one
+    (["grid.multipliers=[0]"], ["--queue"], "grid.multipliers"),  # the experiment's schema refuses the value
+    (["grid.multipliers=[2],[4]"], [], "--queue"),  # a sweep runs only from the queue
+    (["grid.multipliers=[2],[4]"], ["--queue", "--name", "x"], "--name"),
+])
+def test_dvc_exp_refuses_bad_overrides_before_anything_is_queued(tmp_path, overrides, extra, named):
+    for f in (PARAMS, "dvc.yaml"):
+        (tmp_path / f).write_text((REPO / f).read_text())
+    before = {f: (tmp_path / f).read_bytes() for f in (PARAMS, "dvc.yaml")}
+    out = subprocess.run(MORPH + ["dvc-exp", *(a for o in overrides for a in ("-S", o)), *extra], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and named in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert {f: (tmp_path / f).read_bytes() for f in before} == before
 
 
 def test_each_stage_tracks_the_modules_it_runs():

@@ -8,6 +8,7 @@ TOOLS = {
     "tokenize": "morph.data.tokenize",  # tokenize-shard and tokenize-gather in one process
     "fit": "morph.law.fit_cli",  # one law on any runs table
     "dvc-yaml": "morph.workflow.dvc_yaml",
+    "dvc-exp": "morph.workflow.dvc_exp",  # dvc exp run -S, with dvc.yaml written for the varied graph
     "lineage": "morph.workflow.lineage",
 }
 COMMANDS = {**{s.command: s.module for s in STAGES}, **TOOLS}

@@ -72,7 +72,9 @@ def refuse_if_stale(params_path: str, root: str) -> None:
     current = Path(root) / "dvc.yaml"
     if current.is_file() and not is_current(experiment.load(params_path), params_path, current):
         raise MorphError(f"{current} is out of date with {params_path} (the grid or the stages changed); run "
-                         f"`morph dvc-yaml --params {shlex.quote(params_path)}`, then the same dvc command again")
+                         f"`morph dvc-yaml --params {shlex.quote(params_path)}`, then the same dvc command again; "
+                         f"for `dvc exp run -S`, run `morph dvc-exp -S …` with the same overrides instead: it writes "
+                         f"the varied experiment's dvc.yaml into the experiment")
 
 
 def add_arguments(p):

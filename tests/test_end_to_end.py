@@ -555,3 +555,21 @@ def test_a_grid_change_queued_through_dvc_runs_its_own_graph(dvc_tree):
     (exp,) = [rev for row in shown for e in row.get("experiments") or [] for rev in e["revs"] if rev["name"] == name]
     assert exp["data"]["params"][CI]["data"]["grid"]["replicates"] == replicates
     assert exp["data"]["metrics"][SUMMARY]["data"]["verdict"]  # the varied experiment's own decision
+
+
+def test_a_grid_sweep_queues_one_experiment_per_point_each_with_its_graph(dvc_tree):
+    sh(["morph", "dvc-exp", "--params", CI, "-S", "grid.multipliers=[2],[2,4]", "-S", "grid.replicates=[]",
+        "--queue"], dvc_tree)
+    queued = re.findall(r"^(\w+)\s+\S+\s+.*\bQueued\b", sh(["dvc", "queue", "status"], dvc_tree).stdout, re.M)
+    try:
+        assert len(queued) == 2, queued
+        multipliers, stages = {}, {}
+        for task in queued:
+            params = yaml.safe_load(sh(["git", "show", f"{task}:{CI}"], dvc_tree).stdout)
+            multipliers[task] = params["grid"]["multipliers"]
+            stages[task] = set(yaml.safe_load(sh(["git", "show", f"{task}:dvc.yaml"], dvc_tree).stdout)["stages"])
+        assert sorted(multipliers.values()) == [[2], [2, 4]]
+        for task, points in multipliers.items():  # d40-l1 trains at the grid's multipliers, once: no replicate
+            assert {s for s in stages[task] if s.startswith("train-d40-l1-")} == {f"train-d40-l1-t{m}" for m in points}
+    finally:
+        sh(["dvc", "queue", "remove", "--queued"], dvc_tree)

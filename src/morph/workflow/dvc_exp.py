@@ -31,6 +31,8 @@ def add_arguments(p):
     p.add_argument("--queue", action="store_true",
                    help="queue the experiments (`dvc queue start` runs them) instead of running one in the workspace")
     p.add_argument("-n", "--name", help="the experiment's name (one experiment only)")
+    p.add_argument("targets", nargs="*", help="stages or outputs to reproduce, as `dvc exp run` takes them "
+                                              "(default: the whole graph)")
 
 
 def sweep(overrides: list[str]) -> list[list[str]]:
@@ -77,11 +79,11 @@ def write_graph(text: str) -> None:
             lock.close()  # dvc exp run takes it itself
 
 
-def dvc_command(params: str, overrides: list[str], queue: bool, name: str | None) -> list[str]:
+def dvc_command(args, overrides: list[str]) -> list[str]:
     # DVC reads params.yaml by default; another experiment file is named before each key.
-    prefix = "" if params == PARAMS else f"{params}:"
+    prefix = "" if args.params == PARAMS else f"{args.params}:"
     return [sys.executable, "-m", "dvc", "exp", "run", *(a for o in overrides for a in ("-S", prefix + o)),
-            *(["--queue"] if queue else []), *(["--name", name] if name else [])]
+            *(["--queue"] if args.queue else []), *(["--name", args.name] if args.name else []), *args.targets]
 
 
 def run(args):
@@ -97,7 +99,7 @@ def run(args):
     for point, graph in zip(points, graphs):
         write_graph(graph)
         try:
-            done = subprocess.run(dvc_command(args.params, point, args.queue, args.name))
+            done = subprocess.run(dvc_command(args, point))
         finally:
             # DVC left the workspace as it was after queueing; after a run there, holding the experiment's params
             # (or, had it failed before applying them, the old ones).

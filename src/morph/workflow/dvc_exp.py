@@ -35,6 +35,11 @@ def add_arguments(p):
                                               "(default: the whole graph)")
 
 
+def shown(overrides: list[str]) -> str:
+    """The overrides as they would be typed after -S."""
+    return " ".join(map(shlex.quote, overrides))
+
+
 def sweep(overrides: list[str]) -> list[list[str]]:
     """Each experiment's overrides: one list without a sweep, one per point of the sweep's product."""
     from dvc.exceptions import InvalidArgumentError
@@ -43,7 +48,7 @@ def sweep(overrides: list[str]) -> list[list[str]]:
     try:
         return [point["params"] for point in get_hydra_sweeps({"params": overrides})]
     except (InvalidArgumentError, ValueError) as err:
-        raise MorphError(f"-S {' '.join(map(shlex.quote, overrides))}: {err}; write key=value as "
+        raise MorphError(f"-S {shown(overrides)}: {err}; write key=value as "
                          "`dvc exp run -S` takes it") from None
 
 
@@ -60,12 +65,11 @@ def varied_graph(params: str, overrides: list[str]) -> str:
         try:
             apply_overrides(copy, overrides)
         except InvalidArgumentError as err:
-            raise MorphError(f"-S {' '.join(map(shlex.quote, overrides))}: {err.__cause__ or err}") from None
+            raise MorphError(f"-S {shown(overrides)}: {err.__cause__ or err}") from None
         try:
             exp = experiment.load(copy)
         except MorphError as err:
-            raise MorphError(f"with -S {' '.join(map(shlex.quote, overrides))}: {err}".replace(str(copy), params)) \
-                from None
+            raise MorphError(f"with -S {shown(overrides)}: {err}".replace(str(copy), params)) from None
         return dvc_yaml.render(exp, params)[0]
 
 
@@ -96,7 +100,7 @@ def run(args):
     if not DVC_YAML.is_file():
         raise MorphError(f"{DVC_YAML}: not found here; run from the checkout's root, after `morph dvc-yaml`")
     original = DVC_YAML.read_text(encoding="utf-8")
-    for point, graph in zip(points, graphs):
+    for done_before, (point, graph) in enumerate(zip(points, graphs)):
         write_graph(graph)
         try:
             done = subprocess.run(dvc_command(args, point))
@@ -105,7 +109,7 @@ def run(args):
             # (or, had it failed before applying them, the old ones).
             write_graph(original if args.queue else dvc_yaml.render(experiment.load(args.params), args.params)[0])
         if done.returncode != 0:
-            queued = f"; the {points.index(point)} before it are queued" if args.queue else ""
-            raise MorphError(f"`dvc exp run` failed for -S {' '.join(map(shlex.quote, point))} (exit "
+            queued = f"; the {done_before} before it are queued" if args.queue else ""
+            raise MorphError(f"`dvc exp run` failed for -S {shown(point)} (exit "
                              f"{done.returncode}, its message above){queued}")
     return 0
